@@ -1,0 +1,342 @@
+"""The normalised model every provider is translated into (DESIGN §3).
+
+Pure data: frozen dataclasses and enums, no I/O. Every datetime is timezone-aware UTC; the
+constructors reject naive or non-UTC values so a provider can never leak local time past its edge.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import NamedTuple
+
+PROVIDERS = ("gitlab", "github", "jenkins", "push")
+
+
+class Status(enum.StrEnum):
+    """Normalised status of a run or a job."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    MANUAL = "manual"
+    SUCCESS = "success"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    SKIPPED = "skipped"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL
+
+    @property
+    def active(self) -> bool:
+        """Queued or running: the target is polled at its faster `active_interval`."""
+        return self in (Status.QUEUED, Status.RUNNING)
+
+    @property
+    def decisive(self) -> bool:
+        """Success or failed: the statuses that set a ref's colour (DESIGN §4)."""
+        return self in (Status.SUCCESS, Status.FAILED)
+
+    @property
+    def rank(self) -> int:
+        """Progress order used to break ties between updates with the same `updated_at`."""
+        return _RANK[self]
+
+
+TERMINAL = frozenset({Status.SUCCESS, Status.FAILED, Status.CANCELED, Status.SKIPPED})
+_RANK = {
+    Status.QUEUED: 0,
+    Status.MANUAL: 1,
+    Status.RUNNING: 2,
+    Status.SUCCESS: 3,
+    Status.FAILED: 3,
+    Status.CANCELED: 3,
+    Status.SKIPPED: 3,
+}
+
+# DESIGN §3 mapping table. Keys are the provider's own words, lower-cased; GitHub completed runs
+# are looked up by their conclusion. Jenkins "building" and "in queue" are states, not results.
+GITLAB_STATUS: dict[str, Status] = {
+    "created": Status.QUEUED,
+    "waiting_for_resource": Status.QUEUED,
+    "preparing": Status.QUEUED,
+    "pending": Status.QUEUED,
+    "scheduled": Status.QUEUED,
+    "running": Status.RUNNING,
+    "success": Status.SUCCESS,
+    "failed": Status.FAILED,
+    "canceled": Status.CANCELED,
+    "canceling": Status.CANCELED,
+    "skipped": Status.SKIPPED,
+    "manual": Status.MANUAL,
+}
+GITHUB_STATUS: dict[str, Status] = {
+    "queued": Status.QUEUED,
+    "requested": Status.QUEUED,
+    "waiting": Status.QUEUED,
+    "pending": Status.QUEUED,
+    "in_progress": Status.RUNNING,
+}
+GITHUB_CONCLUSION: dict[str, Status] = {
+    "success": Status.SUCCESS,
+    "neutral": Status.SUCCESS,
+    "failure": Status.FAILED,
+    "timed_out": Status.FAILED,
+    "startup_failure": Status.FAILED,
+    "cancelled": Status.CANCELED,
+    "stale": Status.CANCELED,
+    "skipped": Status.SKIPPED,
+    "action_required": Status.MANUAL,
+}
+JENKINS_RESULT: dict[str, Status] = {
+    "success": Status.SUCCESS,
+    "failure": Status.FAILED,
+    "unstable": Status.FAILED,
+    "aborted": Status.CANCELED,
+    "not_built": Status.SKIPPED,
+}
+
+
+class UnknownStatus(NamedTuple):
+    """What `map_status` returns alongside the status when the provider's word was unknown."""
+
+    provider: str
+    word: str
+
+
+def map_status(provider: str, word: str | None, conclusion: str | None = None) -> Status:
+    """Map a provider's status word(s) to the normalised status (DESIGN §3).
+
+    `word` is the GitLab status, the GitHub `status` (with `conclusion` when completed) or the
+    Jenkins result (`None` while building). Unknown words map to the nearest safe status; use
+    `map_status_checked` to learn that a word was unknown so the caller can warn once.
+    """
+    return map_status_checked(provider, word, conclusion)[0]
+
+
+def map_status_checked(
+    provider: str, word: str | None, conclusion: str | None = None
+) -> tuple[Status, UnknownStatus | None]:
+    """Like `map_status`, and also report an unknown provider word (never raises)."""
+    key = (word or "").strip().lower()
+    if provider == "gitlab":
+        if key in GITLAB_STATUS:
+            return GITLAB_STATUS[key], None
+        return Status.RUNNING, UnknownStatus(provider, word or "")
+    if provider == "github":
+        if key == "completed":
+            concl = (conclusion or "").strip().lower()
+            if concl in GITHUB_CONCLUSION:
+                return GITHUB_CONCLUSION[concl], None
+            # A completed run with an unknown conclusion ended: call it failed, never green.
+            return Status.FAILED, UnknownStatus(provider, f"completed/{conclusion}")
+        if key in GITHUB_STATUS:
+            return GITHUB_STATUS[key], None
+        return Status.RUNNING, UnknownStatus(provider, word or "")
+    if provider == "jenkins":
+        if key in ("", "building", "null", "none"):
+            return Status.RUNNING, None
+        if key in ("in queue", "queued", "in_queue"):
+            return Status.QUEUED, None
+        if key in JENKINS_RESULT:
+            return JENKINS_RESULT[key], None
+        return Status.FAILED, UnknownStatus(provider, word or "")
+    if key in Status.__members__.values():
+        return Status(key), None
+    return Status.RUNNING, UnknownStatus(provider, word or "")
+
+
+def require_utc(value: datetime | None, name: str) -> None:
+    """Raise ValueError unless `value` is None or an aware datetime at UTC offset zero."""
+    if value is None:
+        return
+    if value.tzinfo is None or value.utcoffset() != timedelta(0):
+        raise ValueError(f"{name} must be an aware UTC datetime, got {value!r}")
+
+
+class RunKey(NamedTuple):
+    source: str
+    project: str
+    run_id: str
+
+
+class RefKey(NamedTuple):
+    source: str
+    project: str
+    ref: str
+
+
+class JobKey(NamedTuple):
+    source: str
+    project: str
+    run_id: str
+    job_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One pipeline (GitLab), workflow run (GitHub) or build (Jenkins)."""
+
+    source: str
+    provider: str
+    project: str
+    run_id: str
+    status: Status
+    updated_at: datetime
+    number: int | None = None
+    workflow: str | None = None
+    ref: str | None = None
+    sha: str | None = None
+    event: str | None = None
+    provider_status: str | None = None
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    duration_seconds: float | None = None
+    queued_seconds: float | None = None
+    url: str | None = None
+    author: str | None = None
+    attempt: int = 1
+
+    def __post_init__(self) -> None:
+        if self.provider not in PROVIDERS:
+            raise ValueError(f"provider must be one of {', '.join(PROVIDERS)}, got {self.provider!r}")
+        if not isinstance(self.status, Status):
+            object.__setattr__(self, "status", Status(self.status))
+        for name in ("updated_at", "created_at", "started_at", "finished_at"):
+            require_utc(getattr(self, name), name)
+        if self.attempt < 1:
+            raise ValueError(f"attempt must be >= 1, got {self.attempt}")
+
+    @property
+    def key(self) -> RunKey:
+        return RunKey(self.source, self.project, self.run_id)
+
+    @property
+    def ref_key(self) -> RefKey:
+        return RefKey(self.source, self.project, self.ref or "")
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One job (GitLab job, GitHub workflow job, Jenkins pipeline stage) of a run."""
+
+    source: str
+    project: str
+    run_id: str
+    job_id: str
+    name: str
+    status: Status
+    updated_at: datetime
+    stage: str | None = None
+    provider_status: str | None = None
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    duration_seconds: float | None = None
+    queued_seconds: float | None = None
+    runner: str | None = None
+    allow_failure: bool = False
+    url: str | None = None
+    attempt: int = 1
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.status, Status):
+            object.__setattr__(self, "status", Status(self.status))
+        for name in ("updated_at", "created_at", "started_at", "finished_at"):
+            require_utc(getattr(self, name), name)
+
+    @property
+    def key(self) -> JobKey:
+        return JobKey(self.source, self.project, self.run_id, self.job_id)
+
+    @property
+    def run_key(self) -> RunKey:
+        return RunKey(self.source, self.project, self.run_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One thing a source polls: a GitLab project, a GitHub repo or a Jenkins job."""
+
+    source: str
+    provider: str
+    project: str
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.source, self.project)
+
+
+@dataclass(frozen=True, slots=True)
+class TargetState:
+    """What the store keeps per target between polls: sync cursors and health."""
+
+    source: str
+    project: str
+    cursor: str | None = None
+    etag: str | None = None
+    healthy: bool = True
+    reason: str | None = None
+    last_polled_at: datetime | None = None
+    last_success_at: datetime | None = None
+    last_error_at: datetime | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("last_polled_at", "last_success_at", "last_error_at"):
+            require_utc(getattr(self, name), name)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.source, self.project)
+
+
+@dataclass(frozen=True, slots=True)
+class RefState:
+    """The state of one project/ref (DESIGN §4): its colour, since when, and its newest run.
+
+    `status` is the status of the newest run that ended success or failed (by `created_at`);
+    while a ref has no such run it is the newest run's status. `since` is when that colour began:
+    the finish (else creation) time of the first run of the current success/failed streak.
+    """
+
+    source: str
+    provider: str
+    project: str
+    ref: str
+    status: Status
+    since: datetime | None
+    last_run: Run
+
+    @property
+    def key(self) -> RefKey:
+        return RefKey(self.source, self.project, self.ref)
+
+
+class AlertEventKind(enum.StrEnum):
+    """Alert events (DESIGN §7; the names are part of the contract)."""
+
+    BROKEN = "broken"
+    STILL_FAILING = "still_failing"
+    RECOVERED = "recovered"
+    STUCK = "stuck"
+    QUEUED = "queued"
+
+
+@dataclass(frozen=True, slots=True)
+class AlertEvent:
+    """A ref transition or time-based condition that the alert engine may notify about."""
+
+    kind: AlertEventKind
+    source: str
+    project: str
+    ref: str
+    run: Run
+    previous: Run | None = None
+
+    @property
+    def fingerprint(self) -> tuple[str, str, str, str]:
+        return (self.kind.value, self.source, self.project, self.ref)

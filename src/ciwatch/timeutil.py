@@ -1,0 +1,97 @@
+"""Time parsing at the provider edge: every timestamp becomes an aware UTC datetime.
+
+Formats seen in the vendors' payloads (../shared/fixtures):
+
+- GitLab API: ISO 8601 with milliseconds and `Z` or an offset (`2015-12-24T16:51:14.000+01:00`);
+- GitLab Pipeline Hook: `2016-08-12 15:23:28 UTC`;
+- GitHub: ISO 8601 with `Z` (`2020-01-22T19:33:08Z`) or with an offset
+  (`2020-01-20T09:42:40.000-08:00`);
+- Jenkins: epoch milliseconds (`1413459910289`).
+
+Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+_UTC_SUFFIX = re.compile(r"\s+(UTC|GMT|Z)$", re.IGNORECASE)
+_SPACE_OFFSET = re.compile(r"\s+([+-]\d{2}:?\d{2})$")
+_FRACTION = re.compile(r"\.(\d+)")
+
+# Epoch values above this are milliseconds (1e11 s is the year 5138; 1e11 ms is 1973).
+_MS_THRESHOLD = 100_000_000_000
+
+
+def parse_time(value: str | int | float | datetime | None) -> datetime | None:
+    """Parse any provider timestamp into an aware UTC datetime; None and "" give None.
+
+    Numbers are epoch seconds, or epoch milliseconds when large (Jenkins). A string without an
+    offset is taken as UTC (GitLab hooks, Jenkins), never as local time. Raises ValueError with the
+    offending value when it cannot be parsed.
+    """
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return to_utc(value)
+    if isinstance(value, bool):
+        raise ValueError(f"not a timestamp: {value!r}")
+    if isinstance(value, int | float):
+        return from_epoch(value)
+    text = value.strip()
+    if not text:
+        return None
+    if re.fullmatch(r"-?\d+(\.\d+)?", text):
+        return from_epoch(float(text) if "." in text else int(text))
+    return _parse_iso(text)
+
+
+def _parse_iso(text: str) -> datetime:
+    original = text
+    text = _UTC_SUFFIX.sub("+00:00", text)
+    text = _SPACE_OFFSET.sub(r"\1", text)
+    if text.endswith(("z", "Z")):
+        text = text[:-1] + "+00:00"
+    # Python 3.11 accepts 1..6 fractional digits; some servers send 7 or 9 (nanoseconds).
+    match = _FRACTION.search(text)
+    if match and len(match.group(1)) > 6:
+        text = text[: match.start(1)] + match.group(1)[:6] + text[match.end(1) :]
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"not a timestamp: {original!r}") from None
+    return to_utc(parsed)
+
+
+def from_epoch(value: int | float) -> datetime:
+    """Epoch seconds, or milliseconds when the value is that large, as an aware UTC datetime."""
+    seconds = value / 1000 if abs(value) >= _MS_THRESHOLD else value
+    return datetime.fromtimestamp(seconds, tz=UTC)
+
+
+def from_epoch_ms(value: int | float) -> datetime:
+    """Epoch milliseconds (Jenkins `timestamp`, wfapi `startTimeMillis`) as aware UTC."""
+    return datetime.fromtimestamp(value / 1000, tz=UTC)
+
+
+def to_utc(value: datetime) -> datetime:
+    """An aware datetime moved to UTC; a naive one is taken to be UTC already."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def iso_z(value: datetime | None) -> str | None:
+    """ISO 8601 in UTC with a `Z` suffix (the JSON contract of DESIGN §9)."""
+    if value is None:
+        return None
+    text = to_utc(value).isoformat()
+    return text.removesuffix("+00:00") + "Z"
+
+
+def seconds_between(start: datetime | None, end: datetime | None) -> float | None:
+    """`end - start` in seconds, or None when either is missing; never negative."""
+    if start is None or end is None:
+        return None
+    return max((end - start) / timedelta(seconds=1), 0.0)
