@@ -202,7 +202,9 @@ class Run:
 
     def __post_init__(self) -> None:
         if self.provider not in PROVIDERS:
-            raise ValueError(f"provider must be one of {', '.join(PROVIDERS)}, got {self.provider!r}")
+            raise ValueError(
+                f"provider must be one of {', '.join(PROVIDERS)}, got {self.provider!r}"
+            )
         if not isinstance(self.status, Status):
             object.__setattr__(self, "status", Status(self.status))
         for name in ("updated_at", "created_at", "started_at", "finished_at"):
