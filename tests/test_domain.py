@@ -95,7 +95,7 @@ def test_terminal_and_decisive() -> None:
 
 def test_run_rejects_naive_and_non_utc_times() -> None:
     with pytest.raises(ValueError, match="updated_at"):
-        Run("s", "gitlab", "p", "1", Status.RUNNING, datetime(2024, 1, 1))  # noqa: DTZ001
+        Run("s", "gitlab", "p", "1", Status.RUNNING, datetime(2024, 1, 1))
     with pytest.raises(ValueError, match="started_at"):
         Run(
             "s",
