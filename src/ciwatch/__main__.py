@@ -1,0 +1,5 @@
+"""`python -m ciwatch` runs the command line."""
+
+from ciwatch.cli import main
+
+main()
