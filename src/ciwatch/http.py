@@ -166,7 +166,7 @@ class TokenBucket:
             self.factor = 1.0
             return
         affordable = quota.remaining / max(left, 1.0)
-        self.factor = min(1.0, max(affordable / self.rate, 0.01))
+        self.factor = min(1.0, max(affordable / self.rate, 1e-4))
 
     async def acquire(self) -> None:
         async with self._lock:
