@@ -1,0 +1,277 @@
+"""GitHub Actions: payload parsing (REST API and webhooks) into the normalised model.
+
+Sources read for field meanings: the REST description `github/rest-api-description`
+(`workflow-run`, `job`, `workflow`, `repository` schemas) and `octokit/webhooks` payload schemas
+(`workflow_run`, `workflow_job`).
+
+Mapping choices:
+
+- Status: `status`, and for `completed` the `conclusion` (DESIGN §3). `provider_status` is
+  `completed/<conclusion>` when completed, else the bare status (`queued`, `in_progress`, ...).
+- `workflow` is the run's `name`; webhook runs may carry an empty `name`, then the event's
+  `workflow.name` is used.
+- `started_at` is `run_started_at`, the start of the *latest attempt*; `finished_at` is
+  `updated_at`, and only once the run is completed (GitHub has no completion time for runs).
+  `duration_seconds` = `finished_at - run_started_at`, i.e. the duration of that attempt.
+- `queued_seconds` = `run_started_at - created_at`, only for attempt 1 and only once the run has
+  left the queue. `created_at` belongs to attempt 1, so for a re-run the difference would count
+  the whole first attempt and the idle time before the re-run, not a queue; and GitHub fills
+  `run_started_at` before a queued run starts, so a queued run has no queue time yet.
+- `author` is `triggering_actor.login` (who started this attempt), else `actor.login`.
+- `attempt` is `run_attempt` (default 1): a re-run keeps the run id and raises the attempt, which
+  is what lets it reopen a finished run (DESIGN §4).
+- Jobs: GitHub gives a queued job a `started_at` equal to its `created_at` before any runner
+  picked it up (see the `workflow_job.queued` example), so `started_at` is dropped while the job
+  is queued. `queued_seconds` = `started_at - created_at` once started; `duration_seconds` =
+  `completed_at - started_at` once completed; `updated_at` is the latest of those times (jobs
+  have no `updated_at`). Jobs have no stage.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from ciwatch.domain import Job, Run, Status
+from ciwatch.providers.common import (
+    Body,
+    Payload,
+    bad,
+    check_run_id,
+    decode,
+    latest,
+    map_status,
+    time_of,
+)
+from ciwatch.timeutil import seconds_between
+
+PROVIDER = "github"
+
+# --------------------------------------------------------------------------------------------
+# Parsing: vendor Structs and pure parse_* functions (no HTTP, no I/O)
+# --------------------------------------------------------------------------------------------
+
+
+class _Actor(Payload):
+    login: str | None = None
+
+
+class GithubRun(Payload):
+    """A workflow run (`GET /repos/{owner}/{repo}/actions/runs/{run_id}`, `workflow_run`)."""
+
+    id: int
+    updated_at: str
+    status: str | None = None
+    conclusion: str | None = None
+    name: str | None = None
+    head_branch: str | None = None
+    head_sha: str | None = None
+    run_number: int | None = None
+    run_attempt: int | None = None
+    event: str | None = None
+    created_at: str | None = None
+    run_started_at: str | None = None
+    html_url: str | None = None
+    actor: _Actor | None = None
+    triggering_actor: _Actor | None = None
+
+
+class _RunsPage(Payload):
+    workflow_runs: list[GithubRun]
+
+
+class GithubJob(Payload):
+    """A workflow job (`GET /repos/{owner}/{repo}/actions/jobs/{job_id}`, `workflow_job`)."""
+
+    id: int
+    run_id: int
+    name: str
+    status: str
+    conclusion: str | None = None
+    created_at: str | None = None
+    started_at: str | None = None
+    completed_at: str | None = None
+    runner_name: str | None = None
+    html_url: str | None = None
+    run_attempt: int | None = None
+
+
+class _JobsPage(Payload):
+    jobs: list[GithubJob]
+
+
+class _Repository(Payload):
+    full_name: str
+
+
+class _WorkflowRef(Payload):
+    name: str | None = None
+
+
+class _WorkflowRunEvent(Payload):
+    workflow_run: GithubRun
+    repository: _Repository
+    workflow: _WorkflowRef | None = None
+
+
+class _WorkflowJobEvent(Payload):
+    workflow_job: GithubJob
+    repository: _Repository
+
+
+class GithubRepo(Payload):
+    """A repository as listed by `GET /orgs/{org}/repos` or `GET /users/{user}/repos`."""
+
+    full_name: str
+    default_branch: str | None = None
+    archived: bool = False
+    html_url: str | None = None
+
+
+class GithubWorkflow(Payload):
+    """A workflow (`GET /repos/{owner}/{repo}/actions/workflows[/{id}]`)."""
+
+    id: int
+    name: str
+    path: str | None = None
+    state: str | None = None
+    html_url: str | None = None
+
+
+class _WorkflowsPage(Payload):
+    workflows: list[GithubWorkflow]
+
+
+def parse_runs(source: str, project: str, body: Body) -> list[Run]:
+    """`GET /repos/{owner}/{repo}/actions/runs` (the `workflow_runs` page) → runs."""
+    what = "GitHub workflow runs list"
+    page = decode(body, _RunsPage, what)
+    return [_run(source, project, r, None, what) for r in page.workflow_runs]
+
+
+def parse_run(source: str, project: str, body: Body) -> Run:
+    """`GET /repos/{owner}/{repo}/actions/runs/{run_id}` → one run."""
+    what = "GitHub workflow run"
+    return _run(source, project, decode(body, GithubRun, what), None, what)
+
+
+def parse_jobs(source: str, project: str, run_id: str | None, body: Body) -> list[Job]:
+    """`GET .../actions/runs/{run_id}/jobs` (the `jobs` page) → jobs.
+
+    Each job's own `run_id` is used; when `run_id` is given it must agree.
+    """
+    what = "GitHub workflow jobs list"
+    page = decode(body, _JobsPage, what)
+    return [_job(source, project, check_run_id(what, run_id, j.run_id), j, what) for j in page.jobs]
+
+
+def parse_job(source: str, project: str, body: Body) -> Job:
+    """`GET /repos/{owner}/{repo}/actions/jobs/{job_id}` → one job."""
+    what = "GitHub workflow job"
+    j = decode(body, GithubJob, what)
+    return _job(source, project, str(j.run_id), j, what)
+
+
+def parse_workflow_run_event(source: str, body: Body) -> Run:
+    """A `workflow_run` webhook (any action) → the run; project is `repository.full_name`."""
+    what = "GitHub workflow_run event"
+    event = decode(body, _WorkflowRunEvent, what)
+    fallback = event.workflow.name if event.workflow else None
+    return _run(source, event.repository.full_name, event.workflow_run, fallback, what)
+
+
+def parse_workflow_job_event(source: str, body: Body) -> Job:
+    """A `workflow_job` webhook (any action) → the job; project is `repository.full_name`."""
+    what = "GitHub workflow_job event"
+    event = decode(body, _WorkflowJobEvent, what)
+    j = event.workflow_job
+    return _job(source, event.repository.full_name, str(j.run_id), j, what)
+
+
+def parse_repos(body: Body) -> list[GithubRepo]:
+    """A JSON array of repositories (`GET /orgs/{org}/repos`, `GET /users/{user}/repos`)."""
+    return decode(body, list[GithubRepo], "GitHub repositories list")
+
+
+def parse_workflows(body: Body) -> list[GithubWorkflow]:
+    """`GET /repos/{owner}/{repo}/actions/workflows` (the `workflows` page) → workflows."""
+    return decode(body, _WorkflowsPage, "GitHub workflows list").workflows
+
+
+def parse_workflow(body: Body) -> GithubWorkflow:
+    """`GET /repos/{owner}/{repo}/actions/workflows/{workflow_id}` → one workflow."""
+    return decode(body, GithubWorkflow, "GitHub workflow")
+
+
+def _provider_status(status: str | None, conclusion: str | None) -> str | None:
+    if status == "completed" and conclusion:
+        return f"completed/{conclusion}"
+    return status
+
+
+def _run(source: str, project: str, r: GithubRun, workflow: str | None, what: str) -> Run:
+    status = map_status(PROVIDER, r.status, r.conclusion)
+    attempt = r.run_attempt or 1
+    completed = r.status == "completed"
+    created_at = time_of(r.created_at, what, "created_at")
+    started_at = time_of(r.run_started_at, what, "run_started_at")
+    updated_at = time_of(r.updated_at, what, "updated_at")
+    if updated_at is None:
+        raise bad(what, f"run {r.id} has an empty updated_at")
+    finished_at = updated_at if completed else None
+    left_queue = status is not Status.QUEUED
+    queued = seconds_between(created_at, started_at) if attempt == 1 and left_queue else None
+    author = (r.triggering_actor and r.triggering_actor.login) or (r.actor and r.actor.login)
+    return Run(
+        source=source,
+        provider=PROVIDER,
+        project=project,
+        run_id=str(r.id),
+        status=status,
+        provider_status=_provider_status(r.status, r.conclusion),
+        updated_at=updated_at,
+        number=r.run_number,
+        workflow=r.name or workflow,
+        ref=r.head_branch,
+        sha=r.head_sha,
+        event=r.event,
+        created_at=created_at,
+        started_at=started_at,
+        finished_at=finished_at,
+        duration_seconds=seconds_between(started_at, finished_at),
+        queued_seconds=queued,
+        url=r.html_url,
+        author=author or None,
+        attempt=attempt,
+    )
+
+
+def _job(source: str, project: str, run_id: str, j: GithubJob, what: str) -> Job:
+    status = map_status(PROVIDER, j.status, j.conclusion)
+    created_at = time_of(j.created_at, what, f"job {j.id} created_at")
+    given_start = time_of(j.started_at, what, f"job {j.id} started_at")
+    started_at: datetime | None = None if status is Status.QUEUED else given_start
+    finished_at = None
+    if j.status == "completed":
+        finished_at = time_of(j.completed_at, what, f"job {j.id} completed_at")
+    # A queued job from the API may lack created_at; its placeholder start still orders it.
+    updated_at = latest([finished_at, started_at, created_at]) or given_start
+    if updated_at is None:
+        raise bad(what, f"job {j.id} carries no timestamp")
+    return Job(
+        source=source,
+        project=project,
+        run_id=run_id,
+        job_id=str(j.id),
+        name=j.name,
+        status=status,
+        provider_status=_provider_status(j.status, j.conclusion),
+        updated_at=updated_at,
+        created_at=created_at,
+        started_at=started_at,
+        finished_at=finished_at,
+        duration_seconds=seconds_between(started_at, finished_at),
+        queued_seconds=seconds_between(created_at, started_at),
+        runner=j.runner_name or None,
+        url=j.html_url,
+        attempt=j.run_attempt or 1,
+    )

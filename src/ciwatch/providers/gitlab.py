@@ -1,0 +1,340 @@
+"""GitLab CI: payload parsing (REST API v4 and webhooks) into the normalised model.
+
+Sources read for field meanings: `doc/api/pipelines.md`, `doc/api/jobs.md`,
+`doc/user/project/integrations/webhook_events.md` (Pipeline and Job events) and the payload
+builders `lib/gitlab/data_builder/pipeline.rb` / `build.rb` of `gitlab-org/gitlab`.
+
+Mapping choices:
+
+- `run_id` is the global pipeline `id` (what the jobs API and the Job Hook's `pipeline_id` name);
+  `number` is the per-project `iid`.
+- `event` is the pipeline `source` verbatim (`push`, `merge_request_event`, `schedule`, `web`,
+  ...), the same word in the API and the hooks so that a run's identity fields agree whichever
+  arrives first. A Pipeline Hook without `source` but with a `merge_request` object is
+  `merge_request_event`.
+- `duration_seconds` / `queued_seconds` are GitLab's `duration` / `queued_duration`; `duration`
+  is computed from `started_at`..`finished_at` only when GitLab gives none.
+- `updated_at`: the API's `updated_at`. Hooks carry none: a Pipeline Hook uses `finished_at`, else
+  the latest time in the payload (its builds included); a job uses its latest of
+  finished/started/created.
+- `attempt` is always 1: a GitLab retry creates a new job id, and a retried pipeline keeps its id
+  and moves on with a newer `updated_at`, which is what orders its updates.
+- Pipeline Hook builds and Job Hooks carry no job URL; it is built as
+  `<project web_url>/-/jobs/<id>`, the form of the API's `web_url`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import msgspec
+
+from ciwatch.domain import Job, Run
+from ciwatch.providers.common import (
+    Body,
+    Payload,
+    bad,
+    check_run_id,
+    decode,
+    latest,
+    map_status,
+    time_of,
+)
+from ciwatch.timeutil import seconds_between
+
+PROVIDER = "gitlab"
+
+# --------------------------------------------------------------------------------------------
+# Parsing: vendor Structs and pure parse_* functions (no HTTP, no I/O)
+# --------------------------------------------------------------------------------------------
+
+
+class _User(Payload):
+    username: str | None = None
+
+
+class _Runner(Payload):
+    description: str | None = None
+    name: str | None = None
+
+
+class _PipelineRef(Payload):
+    id: int | None = None
+
+
+class GitlabPipeline(Payload):
+    """A pipeline as listed by `GET /projects/:id/pipelines` or read by `.../pipelines/:id`."""
+
+    id: int
+    status: str
+    iid: int | None = None
+    name: str | None = None
+    ref: str | None = None
+    sha: str | None = None
+    source: str | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    duration: float | None = None
+    queued_duration: float | None = None
+    web_url: str | None = None
+    user: _User | None = None
+
+
+class GitlabJob(Payload):
+    """A job from the jobs API, or a `builds` item of a Pipeline Hook (which lacks `web_url`)."""
+
+    id: int
+    name: str
+    status: str
+    stage: str | None = None
+    created_at: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    duration: float | None = None
+    queued_duration: float | None = None
+    allow_failure: bool = False
+    web_url: str | None = None
+    runner: _Runner | None = None
+    pipeline: _PipelineRef | None = None
+
+
+class _HookProject(Payload):
+    path_with_namespace: str
+    web_url: str | None = None
+
+
+class _MergeRequest(Payload):
+    iid: int | None = None
+
+
+class _PipelineAttrs(Payload):
+    id: int
+    status: str
+    iid: int | None = None
+    name: str | None = None
+    ref: str | None = None
+    sha: str | None = None
+    source: str | None = None
+    created_at: str | None = None
+    finished_at: str | None = None
+    duration: float | None = None
+    queued_duration: float | None = None
+    url: str | None = None
+
+
+class _PipelineHook(Payload):
+    object_attributes: _PipelineAttrs
+    project: _HookProject
+    object_kind: str | None = None
+    user: _User | None = None
+    merge_request: _MergeRequest | None = None
+    builds: list[GitlabJob] = msgspec.field(default_factory=list)
+
+
+class _JobHook(Payload):
+    build_id: int
+    build_name: str
+    build_status: str
+    pipeline_id: int
+    project: _HookProject
+    object_kind: str | None = None
+    build_stage: str | None = None
+    build_created_at: str | None = None
+    build_started_at: str | None = None
+    build_finished_at: str | None = None
+    build_duration: float | None = None
+    build_queued_duration: float | None = None
+    build_allow_failure: bool = False
+    runner: _Runner | None = None
+
+
+class GitlabProject(Payload):
+    """A project as listed by `GET /projects` or `GET /groups/:id/projects`."""
+
+    id: int
+    path_with_namespace: str
+    default_branch: str | None = None
+    web_url: str | None = None
+
+
+def parse_pipelines(source: str, project: str, body: Body) -> list[Run]:
+    """`GET /projects/:id/pipelines` → runs (list items carry no user, start or duration)."""
+    what = "GitLab pipelines list"
+    return [
+        _pipeline_run(source, project, p, what) for p in decode(body, list[GitlabPipeline], what)
+    ]
+
+
+def parse_pipeline(source: str, project: str, body: Body) -> Run:
+    """`GET /projects/:id/pipelines/:pipeline_id` → one run."""
+    what = "GitLab pipeline"
+    return _pipeline_run(source, project, decode(body, GitlabPipeline, what), what)
+
+
+def parse_jobs(source: str, project: str, run_id: str | None, body: Body) -> list[Job]:
+    """`GET .../pipelines/:id/jobs` (or the project-wide `GET .../jobs`) → jobs.
+
+    Each job's own `pipeline.id` is its run id; `run_id` is used when an item lacks one and, when
+    both exist, must agree. Pass None for the project-wide list.
+    """
+    what = "GitLab jobs list"
+    jobs = decode(body, list[GitlabJob], what)
+    return [
+        _job(
+            source,
+            project,
+            check_run_id(what, run_id, j.pipeline.id if j.pipeline else None),
+            j,
+            j.web_url,
+            what,
+        )
+        for j in jobs
+    ]
+
+
+def parse_pipeline_hook(source: str, body: Body) -> tuple[Run, list[Job]]:
+    """A Pipeline Hook (`X-Gitlab-Event: Pipeline Hook`) → the run and its latest jobs."""
+    what = "GitLab Pipeline Hook"
+    hook = decode(body, _PipelineHook, what)
+    if hook.object_kind not in (None, "pipeline"):
+        raise bad(what, f"object_kind is {hook.object_kind!r}, not 'pipeline'")
+    attrs = hook.object_attributes
+    project = hook.project.path_with_namespace
+    run_id = str(attrs.id)
+    jobs = [
+        _job(source, project, run_id, b, _job_url(hook.project, b.id), what) for b in hook.builds
+    ]
+    created_at = time_of(attrs.created_at, what, "object_attributes.created_at")
+    finished_at = time_of(attrs.finished_at, what, "object_attributes.finished_at")
+    job_times = [t for j in jobs for t in (j.created_at, j.started_at, j.finished_at)]
+    updated_at = finished_at or latest([created_at, *job_times])
+    if updated_at is None:
+        raise bad(what, f"pipeline {attrs.id} carries no timestamp")
+    event = attrs.source or ("merge_request_event" if hook.merge_request else None)
+    run = Run(
+        source=source,
+        provider=PROVIDER,
+        project=project,
+        run_id=run_id,
+        status=map_status(PROVIDER, attrs.status),
+        provider_status=attrs.status,
+        updated_at=updated_at,
+        number=attrs.iid,
+        workflow=attrs.name,
+        ref=attrs.ref,
+        sha=attrs.sha,
+        event=event,
+        created_at=created_at,
+        finished_at=finished_at,
+        duration_seconds=attrs.duration,
+        queued_seconds=attrs.queued_duration,
+        url=attrs.url,
+        author=hook.user.username if hook.user else None,
+    )
+    return run, jobs
+
+
+def parse_job_hook(source: str, body: Body) -> Job:
+    """A Job Hook (`X-Gitlab-Event: Job Hook`) → one job of pipeline `pipeline_id`.
+
+    Its `commit.id` is the pipeline id, not a SHA, and is not read.
+    """
+    what = "GitLab Job Hook"
+    hook = decode(body, _JobHook, what)
+    if hook.object_kind not in (None, "build"):
+        raise bad(what, f"object_kind is {hook.object_kind!r}, not 'build'")
+    as_job = GitlabJob(
+        id=hook.build_id,
+        name=hook.build_name,
+        status=hook.build_status,
+        stage=hook.build_stage,
+        created_at=hook.build_created_at,
+        started_at=hook.build_started_at,
+        finished_at=hook.build_finished_at,
+        duration=hook.build_duration,
+        queued_duration=hook.build_queued_duration,
+        allow_failure=hook.build_allow_failure,
+        runner=hook.runner,
+    )
+    project = hook.project.path_with_namespace
+    url = _job_url(hook.project, hook.build_id)
+    return _job(source, project, str(hook.pipeline_id), as_job, url, what)
+
+
+def parse_project(body: Body) -> GitlabProject:
+    """`GET /projects/:id` → the project's path, default branch and URL."""
+    return decode(body, GitlabProject, "GitLab project")
+
+
+def parse_projects(body: Body) -> list[GitlabProject]:
+    """`GET /projects` or `GET /groups/:id/projects` → projects."""
+    return decode(body, list[GitlabProject], "GitLab projects list")
+
+
+def _pipeline_run(source: str, project: str, p: GitlabPipeline, what: str) -> Run:
+    created_at = time_of(p.created_at, what, "created_at")
+    started_at = time_of(p.started_at, what, "started_at")
+    finished_at = time_of(p.finished_at, what, "finished_at")
+    updated_at = time_of(p.updated_at, what, "updated_at") or latest(
+        [finished_at, started_at, created_at]
+    )
+    if updated_at is None:
+        raise bad(what, f"pipeline {p.id} carries no timestamp")
+    duration = p.duration if p.duration is not None else seconds_between(started_at, finished_at)
+    return Run(
+        source=source,
+        provider=PROVIDER,
+        project=project,
+        run_id=str(p.id),
+        status=map_status(PROVIDER, p.status),
+        provider_status=p.status,
+        updated_at=updated_at,
+        number=p.iid,
+        workflow=p.name,
+        ref=p.ref,
+        sha=p.sha,
+        event=p.source,
+        created_at=created_at,
+        started_at=started_at,
+        finished_at=finished_at,
+        duration_seconds=duration,
+        queued_seconds=p.queued_duration,
+        url=p.web_url,
+        author=p.user.username if p.user else None,
+    )
+
+
+def _job(source: str, project: str, run_id: str, j: GitlabJob, url: str | None, what: str) -> Job:
+    created_at = time_of(j.created_at, what, f"job {j.id} created_at")
+    started_at = time_of(j.started_at, what, f"job {j.id} started_at")
+    finished_at = time_of(j.finished_at, what, f"job {j.id} finished_at")
+    updated_at: datetime | None = latest([finished_at, started_at, created_at])
+    if updated_at is None:
+        raise bad(what, f"job {j.id} carries no timestamp")
+    duration = j.duration if j.duration is not None else seconds_between(started_at, finished_at)
+    runner = (j.runner.description or j.runner.name) if j.runner else None
+    return Job(
+        source=source,
+        project=project,
+        run_id=run_id,
+        job_id=str(j.id),
+        name=j.name,
+        status=map_status(PROVIDER, j.status),
+        provider_status=j.status,
+        updated_at=updated_at,
+        stage=j.stage,
+        created_at=created_at,
+        started_at=started_at,
+        finished_at=finished_at,
+        duration_seconds=duration,
+        queued_seconds=j.queued_duration,
+        runner=runner or None,
+        allow_failure=j.allow_failure,
+        url=url,
+    )
+
+
+def _job_url(project: _HookProject, job_id: int) -> str | None:
+    return f"{project.web_url.rstrip('/')}/-/jobs/{job_id}" if project.web_url else None

@@ -1,0 +1,475 @@
+"""Jenkins: payload parsing (remote access API, Pipeline Stage View `wfapi`, Notification plugin)
+into the normalised model.
+
+Sources read for field meanings: the Jenkins remote access API (`/api/json`, `_class` on every
+object), `jenkinsci/pipeline-stage-view-plugin` (`rest-api/README.md`, `RunExt`, `FlowNodeExt`,
+`StatusExt`), `jenkinsci/metrics-plugin` (`TimeInQueueAction`) and
+`jenkinsci/notification-plugin` (`Phase`, `JobListener`, `BuildState`).
+
+Mapping choices:
+
+- A build is a run: `run_id` = `str(number)`, `number` = `number`. While `building` (or before
+  Jenkins has a `result`) it is `running` with provider status `building`; after, its `result`
+  maps through DESIGN §3 (`UNSTABLE` → failed, provider status `UNSTABLE`).
+- `created_at` = `started_at` = `timestamp` (epoch ms). Once finished: `finished_at` =
+  `timestamp + duration`, `duration_seconds` = `duration / 1000`.
+- **`updated_at` = the build's `timestamp`, constant for the build.** Jenkins exposes no
+  last-change time, and a build never leaves a terminal state (a replay or a rebuild is a new
+  build number), so ordering one build's updates by status rank alone (queued < running <
+  terminal, DESIGN §4) is right.
+- `queued_seconds` = `queuingDurationMillis / 1000` of the metrics plugin's `TimeInQueueAction`
+  ("the wall time from when it entered the queue until it left the queue"), when the build's
+  `actions` carry it; `buildableDurationMillis` is only the buildable part of that wait.
+- `author`: the `CauseAction` causes: the first `userId`, else the first `userName`, else the
+  first cause's `shortDescription` ("Started by timer").
+- `sha` / `ref`: the first git `BuildData` action's `lastBuiltRevision.SHA1` and its
+  `branch[0].name`, stripped of `refs/remotes/origin/`, `origin/` or `refs/heads/`.
+- Pipeline stages (wfapi) are the jobs of a build; their status words are mapped by
+  `WFAPI_STATUS` below. A stage's `updated_at` is its start plus its duration so far (never
+  before the run's start), so a stage that pauses for input after running is still ordered.
+- Notification plugin: see `parse_notification` for how its phases and times are used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from urllib.parse import unquote, urlsplit
+
+import msgspec
+
+from ciwatch.domain import Job, Run, Status
+from ciwatch.providers.common import (
+    Body,
+    Payload,
+    bad,
+    decode,
+    map_status,
+    millis,
+    time_of,
+    warn_unknown_status,
+)
+from ciwatch.timeutil import from_epoch_ms, to_utc
+
+PROVIDER = "jenkins"
+
+# --------------------------------------------------------------------------------------------
+# Parsing: vendor Structs and pure parse_* functions (no HTTP, no I/O)
+# --------------------------------------------------------------------------------------------
+
+FOLDER_CLASSES = frozenset(
+    {
+        "com.cloudbees.hudson.plugins.folder.Folder",
+        "org.jenkinsci.plugins.workflow.multibranch.WorkflowMultiBranchProject",
+        "jenkins.branch.OrganizationFolder",
+    }
+)
+"""`_class` values of items that hold other jobs rather than builds."""
+
+# Pipeline Stage View `StatusExt` words. UNSTABLE is failed as for build results (DESIGN §3);
+# PAUSED_PENDING_INPUT is an input step waiting for a person: DESIGN §3's Jenkins `manual`.
+WFAPI_STATUS: dict[str, Status] = {
+    "SUCCESS": Status.SUCCESS,
+    "FAILED": Status.FAILED,
+    "UNSTABLE": Status.FAILED,
+    "ABORTED": Status.CANCELED,
+    "NOT_EXECUTED": Status.SKIPPED,
+    "SKIPPED": Status.SKIPPED,
+    "IN_PROGRESS": Status.RUNNING,
+    "PAUSED_PENDING_INPUT": Status.MANUAL,
+}
+# An unknown wfapi word is failed, as an unknown build result is in domain.map_status: never green.
+_WFAPI_UNKNOWN = Status.FAILED
+
+_REF_PREFIXES = ("refs/remotes/origin/", "origin/", "refs/heads/")
+
+
+class _Cause(Payload, rename="camel"):
+    short_description: str | None = None
+    user_id: str | None = None
+    user_name: str | None = None
+
+
+class _Branch(Payload):
+    name: str | None = None
+
+
+class _Revision(Payload):
+    sha1: str | None = msgspec.field(default=None, name="SHA1")
+    branch: list[_Branch] = msgspec.field(default_factory=list)
+
+
+class _Action(Payload, rename="camel"):
+    causes: list[_Cause] | None = None
+    last_built_revision: _Revision | None = None
+    queuing_duration_millis: int | None = None
+
+
+class JenkinsBuild(Payload, rename="camel"):
+    """A build (`/job/<name>/<number>/api/json`, or an item of a job's `builds`)."""
+
+    number: int
+    url: str | None = None
+    result: str | None = None
+    building: bool | None = None
+    timestamp: int | None = None
+    duration: int | None = None
+    actions: list[_Action | None] = msgspec.field(default_factory=list)
+
+
+class _Task(Payload):
+    name: str | None = None
+    url: str | None = None
+
+
+class JenkinsQueueItem(Payload, rename="camel"):
+    """An item of `/queue/api/json` `items`, or a job's `queueItem`."""
+
+    id: int
+    task: _Task | None = None
+    in_queue_since: int | None = None
+    why: str | None = None
+    stuck: bool = False
+    blocked: bool = False
+    buildable: bool = False
+
+    @property
+    def project(self) -> str | None:
+        """The queued job's full name, from its URL (`.../job/team/job/app/` → `team/app`)."""
+        if self.task is None:
+            return None
+        return job_full_name_from_url(self.task.url) or self.task.name
+
+    @property
+    def queued_since(self) -> datetime | None:
+        """When the item entered the queue, as aware UTC."""
+        return None if self.in_queue_since is None else from_epoch_ms(self.in_queue_since)
+
+
+class JenkinsJob(Payload, rename="camel"):
+    """A job or folder (`/job/<name>/api/json`, or an item of a `jobs` tree)."""
+
+    name: str
+    url: str | None = None
+    full_name: str | None = None
+    class_: str | None = msgspec.field(default=None, name="_class")
+    color: str | None = None
+    in_queue: bool = False
+    builds: list[JenkinsBuild] = msgspec.field(default_factory=list)
+    last_build: JenkinsBuild | None = None
+    queue_item: JenkinsQueueItem | None = None
+    jobs: list[JenkinsJob] = msgspec.field(default_factory=list)
+
+    @property
+    def is_folder(self) -> bool:
+        """Whether this item holds jobs (folder, multibranch project, organisation folder)."""
+        return self.class_ in FOLDER_CLASSES or bool(self.jobs)
+
+
+class _Jenkins(Payload):
+    jobs: list[JenkinsJob] = msgspec.field(default_factory=list)
+
+
+class _QueuePage(Payload):
+    items: list[JenkinsQueueItem] = msgspec.field(default_factory=list)
+
+
+class _Link(Payload):
+    href: str | None = None
+
+
+class _Links(Payload):
+    self_: _Link | None = msgspec.field(default=None, name="self")
+
+
+class _WfapiStage(Payload, rename="camel"):
+    id: str
+    name: str
+    status: str
+    start_time_millis: int | None = None
+    duration_millis: int | None = None
+    exec_node: str | None = None
+
+
+class _WfapiRun(Payload, rename="camel"):
+    id: str | None = None
+    name: str | None = None
+    start_time_millis: int | None = None
+    stages: list[_WfapiStage] = msgspec.field(default_factory=list)
+    links: _Links | None = msgspec.field(default=None, name="_links")
+
+
+class _Scm(Payload):
+    branch: str | None = None
+    commit: str | None = None
+
+
+class _NotificationBuild(Payload):
+    number: int
+    phase: str
+    status: str | None = None
+    full_url: str | None = None
+    url: str | None = None
+    scm: _Scm | None = None
+    # Newer plugin versions: the phase's own time, ISO text (older ones: epoch ms).
+    timestamp: str | int | None = None
+    duration: int | None = None
+
+
+class _Notification(Payload):
+    build: _NotificationBuild
+    name: str | None = None
+    url: str | None = None
+
+
+def parse_job(source: str, body: Body) -> JenkinsJob:
+    """`/job/<name>/api/json` → the job, with its `builds`, `lastBuild`, queue state and, for a
+    folder, its child `jobs`. `source` names the Jenkins in error messages."""
+    return decode(body, JenkinsJob, f"Jenkins job ({source})")
+
+
+def parse_jobs_tree(source: str, body: Body) -> list[JenkinsJob]:
+    """`/api/json?tree=jobs[...]` (recursive `jobs`) → the top-level items; use `iter_jobs` to
+    walk the tree with full names."""
+    return decode(body, _Jenkins, f"Jenkins jobs tree ({source})").jobs
+
+
+def iter_jobs(jobs: list[JenkinsJob], parent: str = "") -> Iterator[tuple[str, JenkinsJob]]:
+    """Every item of a jobs tree, depth first, with its full name (`fullName`, else built from the
+    names of its folders)."""
+    for job in jobs:
+        full = job.full_name or (f"{parent}/{job.name}" if parent else job.name)
+        yield full, job
+        yield from iter_jobs(job.jobs, full)
+
+
+def parse_build(source: str, project: str, body: Body | JenkinsBuild) -> Run:
+    """`/job/<name>/<number>/api/json` (or an already decoded build) → one run."""
+    build = body if isinstance(body, JenkinsBuild) else decode(body, JenkinsBuild, "Jenkins build")
+    return build_to_run(source, project, build)
+
+
+def build_to_run(source: str, project: str, build: JenkinsBuild) -> Run:
+    """A decoded build (e.g. from a job's `builds[...]`) → one run.
+
+    Raises `BadPayload` when the build has no `timestamp`: request the builds with
+    `tree=builds[number,url,result,building,timestamp,duration,actions[...]]`.
+    """
+    what = f"Jenkins build #{build.number} of {project}"
+    if build.timestamp is None:
+        raise bad(what, "no `timestamp`: was it requested in the `tree=` query?")
+    started = from_epoch_ms(build.timestamp)
+    done = not build.building and build.result is not None
+    if done:
+        word: str | None = build.result
+        status = map_status(PROVIDER, build.result)
+    else:
+        word, status = "building", Status.RUNNING
+    duration = millis(build.duration) if done else None
+    finished = started + timedelta(seconds=duration) if duration is not None else None
+    actions = [a for a in build.actions if a is not None]
+    revision = next((a.last_built_revision for a in actions if a.last_built_revision), None)
+    queued_ms = next(
+        (a.queuing_duration_millis for a in actions if a.queuing_duration_millis is not None), None
+    )
+    return Run(
+        source=source,
+        provider=PROVIDER,
+        project=project,
+        run_id=str(build.number),
+        status=status,
+        provider_status=word,
+        updated_at=started,
+        number=build.number,
+        ref=_strip_ref(revision.branch[0].name) if revision and revision.branch else None,
+        sha=revision.sha1 if revision else None,
+        created_at=started,
+        started_at=started,
+        finished_at=finished,
+        duration_seconds=duration,
+        queued_seconds=millis(queued_ms),
+        url=build.url,
+        author=_author(actions),
+    )
+
+
+def parse_stages(source: str, project: str, run_id: str, body: Body) -> list[Job]:
+    """`/job/<name>/<number>/wfapi/describe` → the run's stages as jobs."""
+    what = f"Jenkins wfapi describe of {project} #{run_id}"
+    return _stages(source, project, run_id, decode(body, _WfapiRun, what), what)
+
+
+def parse_wfapi_runs(source: str, project: str, body: Body) -> dict[str, list[Job]]:
+    """`/job/<name>/wfapi/runs` → stages per run id (the build number).
+
+    The run id is the wfapi `id` when it is a number (Jenkins ≥ 1.597), else the build number in
+    the `_links.self` URL (`.../16/wfapi/describe`), else the `#16` of `name`.
+    """
+    what = f"Jenkins wfapi runs of {project}"
+    result: dict[str, list[Job]] = {}
+    for run in decode(body, list[_WfapiRun], what):
+        run_id = _wfapi_run_id(run)
+        if run_id is None:
+            raise bad(what, f"cannot tell the build number of run {run.id!r} ({run.name!r})")
+        result[run_id] = _stages(source, project, run_id, run, what)
+    return result
+
+
+def parse_queue(body: Body) -> list[JenkinsQueueItem]:
+    """`/queue/api/json` → the queued items (`project`, `queued_since`, `why`, `stuck`, ...)."""
+    return decode(body, _QueuePage, "Jenkins queue").items
+
+
+def parse_notification(source: str, body: Body, received_at: datetime) -> Run:
+    """A Notification plugin POST (JSON format) → the run it reports.
+
+    Project: the job's full name from its `url` (`job/team/job/app/` → `team/app`), else `name`.
+    Status by `build.phase`: QUEUED → queued, STARTED (and the step-triggered NONE) → running,
+    COMPLETED / FINALIZED → `build.status` mapped as a build result. `url` is `build.full_url`
+    (absolute; present when Jenkins knows its root URL), else the relative `build.url`.
+
+    Times: newer plugin versions send `build.timestamp`, the phase's own time (`JobListener`:
+    start for STARTED, start + duration for COMPLETED, "now" for FINALIZED), and `build.duration`.
+    The start is derived from them and, floored to the second, is `updated_at`: the same constant
+    the API gives the build (`timestamp`), never later, so a poll that finds the build finished
+    still wins over a STARTED notification. When the payload has no timestamp (the plugin's own
+    example, older versions) `received_at` stands in for it.
+
+    Limitation: with `received_at` as `updated_at`, a non-terminal notification is dated later
+    than the polled build's constant `timestamp`, so a poll cannot move that build on from
+    queued/running; only a later notification can. If the COMPLETED notification is lost the
+    build stays running. Store such notifications only as a hint to poll, or configure the
+    plugin version that sends `timestamp`.
+    """
+    what = "Jenkins notification"
+    note = decode(body, _Notification, what)
+    b = note.build
+    project = job_full_name_from_url(note.url) or note.name
+    if not project:
+        raise bad(what, "neither `url` nor `name` names the job")
+    stamp = None if b.timestamp in (0, "0") else time_of(b.timestamp, what, "build.timestamp")
+    moment = stamp or to_utc(received_at)
+    phase = b.phase.upper()
+    started: datetime | None = moment
+    finished: datetime | None = None
+    duration: float | None = None
+    if phase in ("COMPLETED", "FINALIZED"):
+        word = b.status or phase
+        status = map_status(PROVIDER, b.status)
+        if status.terminal:
+            duration = millis(b.duration)
+            started = moment - timedelta(seconds=duration) if duration is not None else moment
+            finished = moment
+    elif phase == "QUEUED":
+        word, status, started = phase, Status.QUEUED, None
+    else:
+        word, status = phase, Status.RUNNING
+        if phase not in ("STARTED", "NONE"):
+            warn_unknown_status(PROVIDER, f"phase {b.phase}", status)
+    created = started or moment
+    updated = created.replace(microsecond=0) if stamp else created
+    scm = b.scm
+    return Run(
+        source=source,
+        provider=PROVIDER,
+        project=project,
+        run_id=str(b.number),
+        status=status,
+        provider_status=word,
+        updated_at=updated,
+        number=b.number,
+        ref=_strip_ref(scm.branch) if scm else None,
+        sha=(scm.commit or None) if scm else None,
+        created_at=created,
+        started_at=started,
+        finished_at=finished,
+        duration_seconds=duration,
+        url=b.full_url or b.url,
+    )
+
+
+def job_full_name_from_url(url: str | None) -> str | None:
+    """A job's full name from its URL: the segment after each `job/` (`.../job/a/job/b/` → `a/b`).
+
+    Works on absolute and relative job or build URLs; None when the URL names no job.
+    """
+    if not url:
+        return None
+    parts = urlsplit(url).path.split("/")
+    names = [unquote(parts[i + 1]) for i, p in enumerate(parts[:-1]) if p == "job" and parts[i + 1]]
+    return "/".join(names) or None
+
+
+def _strip_ref(name: str | None) -> str | None:
+    if not name:
+        return None
+    for prefix in _REF_PREFIXES:
+        if name.startswith(prefix):
+            return name[len(prefix) :]
+    return name
+
+
+def _author(actions: list[_Action]) -> str | None:
+    causes = [c for a in actions if a.causes for c in a.causes]
+    user_id = next((c.user_id for c in causes if c.user_id), None)
+    user_name = next((c.user_name for c in causes if c.user_name), None)
+    return user_id or user_name or (causes[0].short_description if causes else None)
+
+
+def _wfapi_run_id(run: _WfapiRun) -> str | None:
+    if run.id and run.id.isdigit():
+        return run.id
+    href = run.links.self_.href if run.links and run.links.self_ else None
+    if href:
+        parts = [p for p in urlsplit(href).path.split("/") if p]
+        if len(parts) >= 3 and parts[-2:] == ["wfapi", "describe"] and parts[-3].isdigit():
+            return parts[-3]
+    if run.name and run.name.startswith("#") and run.name[1:].isdigit():
+        return run.name[1:]
+    return None
+
+
+def _stage_status(word: str) -> Status:
+    status = WFAPI_STATUS.get(word.strip().upper())
+    if status is None:
+        warn_unknown_status(PROVIDER, word, _WFAPI_UNKNOWN)
+        return _WFAPI_UNKNOWN
+    return status
+
+
+def _stages(source: str, project: str, run_id: str, run: _WfapiRun, what: str) -> list[Job]:
+    run_start = _epoch_ms(run.start_time_millis)
+    jobs = []
+    for stage in run.stages:
+        status = _stage_status(stage.status)
+        started = _epoch_ms(stage.start_time_millis)
+        so_far = millis(stage.duration_millis)
+        progress = (
+            started + timedelta(seconds=so_far) if started and so_far is not None else started
+        )
+        updated = max((t for t in (run_start, progress) if t is not None), default=None)
+        if updated is None:
+            raise bad(what, f"stage {stage.id} ({stage.name!r}) and its run carry no start time")
+        terminal = status.terminal and status is not Status.SKIPPED
+        jobs.append(
+            Job(
+                source=source,
+                project=project,
+                run_id=run_id,
+                job_id=stage.id,
+                name=stage.name,
+                status=status,
+                provider_status=stage.status,
+                updated_at=updated,
+                started_at=started,
+                finished_at=progress if terminal else None,
+                duration_seconds=so_far if terminal else None,
+                runner=stage.exec_node or None,
+            )
+        )
+    return jobs
+
+
+def _epoch_ms(value: int | None) -> datetime | None:
+    # wfapi writes 0 for a stage that never started.
+    return from_epoch_ms(value) if value else None
