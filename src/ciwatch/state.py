@@ -67,6 +67,12 @@ def version_key(run: Run) -> str:
     return _version(run, DIGEST_FIELDS)
 
 
+def progress_key(run: Run) -> tuple[int, datetime, int]:
+    """How far a run has got, without the content digest: an update whose progress is not past
+    the stored run's brings nothing new from the provider (used to skip fetching details)."""
+    return (run.attempt, run.updated_at, run.status.rank)
+
+
 def job_version_key(job: Job) -> str:
     """The sortable version of a job update, as `version_key` for runs."""
     return _version(job, JOB_DIGEST_FIELDS)

@@ -1,0 +1,106 @@
+"""GitHub Actions polling: conditional requests on a stable URL, jobs of changed runs, repo
+discovery for organisations and users.
+
+`GET /repos/{owner}/{repo}/actions/runs?per_page=N` is asked with the stored ETag in
+`If-None-Match`; GitHub answers 304, which costs no rate limit, while nothing changed. The URL
+never moves (no `created>=` filter), or the ETag would never match. N is `backfill` (at most
+100): more runs than that starting between two polls are reconciled only by later polls of
+their own (a documented limit).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from urllib.parse import quote
+
+from ciwatch.clock import Clock
+from ciwatch.config import GitHubSource
+from ciwatch.domain import Job, Run, Target, TargetState
+from ciwatch.http import HttpClient
+from ciwatch.providers import github
+from ciwatch.providers.base import PollResult, matches, wanted
+
+PER_PAGE = 100
+
+
+class GitHubProvider:
+    kind = "github"
+
+    def __init__(self, settings: GitHubSource, http: HttpClient, clock: Clock) -> None:
+        self.settings = settings
+        self.source = settings.name
+        self.http = http
+        self.clock = clock
+
+    async def close(self) -> None:
+        await self.http.close()
+
+    async def discover(self) -> list[Target]:
+        names: dict[str, None] = dict.fromkeys(self.settings.repos)
+        owners = [f"orgs/{org}" for org in self.settings.orgs]
+        owners += [f"users/{user}" for user in self.settings.users]
+        for owner in owners:
+            url: str | None = f"{owner}/repos"
+            params: dict[str, str | int] | None = {"per_page": PER_PAGE, "type": "all"}
+            while url is not None:
+                resp = await self.http.get(url, params=params, target=owner)
+                for repo in github.parse_repos(resp.body):
+                    if not repo.archived:
+                        names.setdefault(repo.full_name)
+                url, params = _next_link(resp.headers), None
+        return [
+            Target(self.source, self.kind, name)
+            for name in names
+            if wanted(name, [], self.settings.exclude_projects)
+        ]
+
+    def _repo(self, project: str) -> str:
+        return "/".join(quote(part, safe="") for part in project.split("/", 1))
+
+    async def poll(self, target: Target, state: TargetState | None) -> PollResult:
+        per_page = max(1, min(self.settings.backfill, PER_PAGE))
+        etag = state.etag if state else None
+        resp = await self.http.get(
+            f"repos/{self._repo(target.project)}/actions/runs",
+            params={"per_page": per_page},
+            etag=etag,
+            target=target.project,
+        )
+        previous = state or TargetState(self.source, target.project)
+        if resp.not_modified:
+            return PollResult([], previous, not_modified=True, requests=1)
+        runs = [
+            run
+            for run in github.parse_runs(self.source, target.project, resp.body)
+            if wanted(run.ref, self.settings.refs, self.settings.exclude_refs)
+            and (
+                not self.settings.workflows or matches(run.workflow or "", self.settings.workflows)
+            )
+        ]
+        new_state = replace(previous, etag=resp.headers.get("etag"))
+        return PollResult(runs, new_state, requests=1)
+
+    def _workflow_wanted(self, workflow: str | None) -> bool:
+        return not self.settings.workflows or matches(workflow or "", self.settings.workflows)
+
+    async def details(self, run: Run) -> tuple[Run, list[Job]]:
+        url: str | None = f"repos/{self._repo(run.project)}/actions/runs/{run.run_id}/jobs"
+        params: dict[str, str | int] | None = {"per_page": PER_PAGE, "filter": "latest"}
+        jobs: list[Job] = []
+        while url is not None:
+            resp = await self.http.get(url, params=params, target=run.project)
+            jobs.extend(github.parse_jobs(self.source, run.project, run.run_id, resp.body))
+            url, params = _next_link(resp.headers), None
+        return run, jobs
+
+
+def _next_link(headers: Mapping[str, str]) -> str | None:
+    """The `rel="next"` URL of an RFC 8288 `Link` header."""
+    for part in headers.get("link", "").split(","):
+        section = part.split(";")
+        if len(section) < 2:
+            continue
+        if any(p.strip() in ('rel="next"', "rel=next") for p in section[1:]):
+            return section[0].strip().strip("<>")
+    return None

@@ -1,0 +1,138 @@
+"""Jenkins polling: one `tree=` request per job with a bounded `builds{0,N}` range, folders and
+multibranch projects walked recursively, Pipeline stages through `wfapi` when present.
+
+Jenkins has no conditional requests and no "changed since" filter, so each poll is one request
+that returns the newest N builds; the scheduler asks the store which of them changed and only
+those cost a `wfapi/describe` request.
+
+A multibranch project is one target: its branch jobs come back in the same request, each
+branch is a ref, and a run id is `<branch job name>/<build number>` (build numbers repeat
+across branches).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from urllib.parse import quote, unquote
+
+import aiohttp
+
+from ciwatch.clock import Clock
+from ciwatch.config import JenkinsSource
+from ciwatch.domain import Job, Run, Target, TargetState
+from ciwatch.errors import NotFound
+from ciwatch.http import HttpClient
+from ciwatch.providers import jenkins
+from ciwatch.providers.base import PollResult, wanted
+
+BUILD_FIELDS = (
+    "number,url,result,building,timestamp,duration,"
+    "actions[causes[userId,userName,shortDescription],"
+    "lastBuiltRevision[SHA1,branch[name]],queuingDurationMillis]"
+)
+MULTIBRANCH = "org.jenkinsci.plugins.workflow.multibranch.WorkflowMultiBranchProject"
+PIPELINE = "org.jenkinsci.plugins.workflow.job.WorkflowJob"
+DISCOVERY_DEPTH = 6
+
+
+def job_path(full_name: str) -> str:
+    """`team/app/main` → `job/team/job/app/job/main` (each segment URL-encoded once)."""
+    return "/".join(f"job/{quote(part, safe='')}" for part in full_name.split("/") if part)
+
+
+def _nested_jobs(depth: int) -> str:
+    inner = "name,_class"
+    for _ in range(depth):
+        inner = f"name,_class,jobs[{inner}]"
+    return f"jobs[{inner}]"
+
+
+class JenkinsProvider:
+    kind = "jenkins"
+
+    def __init__(self, settings: JenkinsSource, http: HttpClient, clock: Clock) -> None:
+        self.settings = settings
+        self.source = settings.name
+        self.http = http
+        self.clock = clock
+        # _class per project, learnt from polls: decides whether wfapi stages exist.
+        self.classes: dict[str, str | None] = {}
+        self._seen: set[str] = set()
+
+    async def close(self) -> None:
+        await self.http.close()
+
+    async def discover(self) -> list[Target]:
+        names: dict[str, None] = dict.fromkeys(self.settings.jobs)
+        for folder in self.settings.folders:
+            resp = await self.http.get(
+                f"{job_path(folder)}/api/json",
+                params={"tree": _nested_jobs(DISCOVERY_DEPTH)},
+                target=f"folder {folder}",
+            )
+            top = jenkins.parse_job(self.source, resp.body)
+            for name in _leaf_targets(folder, top.jobs):
+                names.setdefault(name)
+        return [
+            Target(self.source, self.kind, name)
+            for name in names
+            if wanted(name, [], self.settings.exclude_projects)
+        ]
+
+    async def poll(self, target: Target, state: TargetState | None) -> PollResult:
+        first = target.project not in self._seen and state is None
+        size = max(self.settings.backfill if first else self.settings.builds, 1)
+        builds = f"builds[{BUILD_FIELDS}]{{0,{size}}}"
+        tree = f"_class,name,{builds},jobs[name,_class,{builds}]"
+        resp = await self.http.get(
+            f"{job_path(target.project)}/api/json", params={"tree": tree}, target=target.project
+        )
+        job = jenkins.parse_job(self.source, resp.body)
+        self.classes[target.project] = job.class_
+        self._seen.add(target.project)
+        runs: list[Run] = []
+        if job.jobs and (job.class_ == MULTIBRANCH or not job.builds):
+            for branch in job.jobs:
+                ref = unquote(branch.name)
+                for build in branch.builds:
+                    run = jenkins.build_to_run(self.source, target.project, build)
+                    runs.append(replace(run, run_id=f"{branch.name}/{build.number}", ref=ref))
+        else:
+            runs = [jenkins.build_to_run(self.source, target.project, b) for b in job.builds]
+        kept = [r for r in runs if wanted(r.ref, self.settings.refs, self.settings.exclude_refs)]
+        new_state = state or TargetState(self.source, target.project)
+        return PollResult(kept, new_state, requests=1)
+
+    async def details(self, run: Run) -> tuple[Run, list[Job]]:
+        cls = self.classes.get(run.project)
+        if "/" in run.run_id:
+            branch, number = run.run_id.rsplit("/", 1)
+            path = f"{job_path(run.project)}/job/{quote(branch, safe='%')}/{number}"
+        elif cls == PIPELINE:
+            path = f"{job_path(run.project)}/{run.run_id}"
+        else:
+            return run, []  # freestyle and other jobs have no stages
+        try:
+            resp = await self.http.get(f"{path}/wfapi/describe", target=run.project)
+        except NotFound:
+            return run, []  # Pipeline Stage View plugin not installed
+        return run, jenkins.parse_stages(self.source, run.project, run.run_id, resp.body)
+
+
+def _leaf_targets(prefix: str, jobs: list[jenkins.JenkinsJob]) -> list[str]:
+    """Jobs and multibranch projects under a folder, recursively (folders themselves are not
+    targets; a multibranch project is one target whose branches are refs)."""
+    found: list[str] = []
+    for job in jobs:
+        name = f"{prefix}/{job.name}"
+        if job.class_ == MULTIBRANCH or not job.is_folder:
+            found.append(name)
+        else:
+            found.extend(_leaf_targets(name, job.jobs))
+    return found
+
+
+def basic_auth(settings: JenkinsSource) -> aiohttp.BasicAuth | None:
+    if settings.username and settings.token:
+        return aiohttp.BasicAuth(settings.username, settings.token)
+    return None

@@ -1,0 +1,70 @@
+"""The composition root: settings → store, providers, scheduler and the shared self-metrics.
+
+Nothing here runs at import time; `Runtime.open` builds everything from arguments and
+`close` releases it (HTTP sessions, database pool).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ciwatch.clock import Clock, SystemClock
+from ciwatch.config import Settings
+from ciwatch.providers.base import Provider
+from ciwatch.providers.registry import build_provider
+from ciwatch.scheduler import Cadence, Scheduler
+from ciwatch.selfmetrics import CollectionMetrics
+from ciwatch.store import Store, open_store
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    store: Store
+    clock: Clock
+    metrics: CollectionMetrics
+    providers: dict[str, Provider] = field(default_factory=dict)
+    scheduler: Scheduler | None = None
+
+    @classmethod
+    async def open(
+        cls, settings: Settings, *, clock: Clock | None = None, store: Store | None = None
+    ) -> Runtime:
+        """Open the store (migrations applied) and build a provider per source."""
+        clock = clock or SystemClock()
+        metrics = CollectionMetrics()
+        own_store = store is None
+        store = store or open_store(settings.database)
+        try:
+            await store.upgrade()
+        except BaseException:
+            if own_store:
+                await store.close()
+            raise
+        providers = {
+            source.name: build_provider(source, settings.collection, clock, metrics)
+            for source in settings.sources
+        }
+        cadence = {
+            source.name: Cadence(
+                interval=source.interval.total_seconds(),
+                active_interval=source.active_interval.total_seconds(),
+            )
+            for source in settings.sources
+        }
+        scheduler = Scheduler(
+            providers,
+            store,
+            cadence=cadence,
+            concurrency=settings.collection.concurrency,
+            jitter=settings.collection.jitter,
+            discovery_interval=settings.collection.discovery_interval.total_seconds(),
+            clock=clock,
+            metrics=metrics,
+        )
+        return cls(settings, store, clock, metrics, providers, scheduler)
+
+    async def close(self) -> None:
+        for provider in self.providers.values():
+            await provider.close()
+        await self.store.close()

@@ -1,0 +1,252 @@
+"""The collection loop (DESIGN §5): a due-time heap over every target, jitter, a global
+concurrency limit, adaptive intervals, per-source pauses on rate limits, and a drain on stop.
+
+One slow or failing target never delays the others: every poll is its own task, bounded only
+by the global semaphore, and a failure only moves that target's next due time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from ciwatch.clock import Clock, SystemClock
+from ciwatch.domain import Target
+from ciwatch.errors import AuthFailed, NotFound, ProviderError, RateLimited
+from ciwatch.providers.base import Provider
+from ciwatch.scheduler.tasks import Cadence, PollOutcome, poll_target
+from ciwatch.selfmetrics import CollectionMetrics
+from ciwatch.store import Store
+
+log = logging.getLogger("ciwatch.scheduler")
+
+# An unhealthy target (bad token, missing project) is retried this much less often.
+UNHEALTHY_FACTOR = 10
+MAX_BACKOFF = timedelta(hours=1)
+
+
+@dataclass
+class _Entry:
+    target: Target
+    due: datetime
+    failures: int = 0
+    active_runs: set[str] = field(default_factory=set)
+    in_flight: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CycleReport:
+    """What one full cycle (`poll --once`) did."""
+
+    outcomes: list[PollOutcome]
+    discovery_errors: dict[str, str]
+    requests: int
+
+    @property
+    def failed(self) -> list[PollOutcome]:
+        return [o for o in self.outcomes if not o.ok]
+
+
+class Scheduler:
+    """Polls every target of every source, forever (`run`) or once (`run_once`)."""
+
+    def __init__(
+        self,
+        providers: Mapping[str, Provider],
+        store: Store,
+        *,
+        cadence: Mapping[str, Cadence],
+        concurrency: int = 16,
+        jitter: float = 0.1,
+        discovery_interval: float = 600.0,
+        clock: Clock | None = None,
+        metrics: CollectionMetrics | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.providers = dict(providers)
+        self.store = store
+        self.cadence = dict(cadence)
+        self.concurrency = concurrency
+        self.jitter = jitter
+        self.discovery_interval = discovery_interval
+        self.clock = clock or SystemClock()
+        self.metrics = metrics or CollectionMetrics()
+        self.rng = rng or random.Random()
+        self.entries: dict[tuple[str, str], _Entry] = {}
+        self.discovery_errors: dict[str, str] = {}
+        self.paused_until: dict[str, datetime] = {}
+        self._semaphore = asyncio.Semaphore(concurrency)
+
+    # -- discovery -------------------------------------------------------------------------
+
+    async def discover(self) -> list[Target]:
+        """Expand every source into targets; a source that fails keeps its previous targets."""
+        results = await asyncio.gather(
+            *(provider.discover() for provider in self.providers.values()),
+            return_exceptions=True,
+        )
+        now = self.clock.now()
+        for source, result in zip(self.providers, results, strict=True):
+            if isinstance(result, BaseException):
+                if not isinstance(result, ProviderError):
+                    raise result
+                if self.discovery_errors.get(source) != str(result):
+                    log.warning("discovery of source %s failed: %s", source, result)
+                self.discovery_errors[source] = str(result)
+                self.metrics.poll_error(source, "discovery")
+                continue
+            self.discovery_errors.pop(source, None)
+            fresh = {target.key for target in result}
+            for key in [k for k in self.entries if k[0] == source and k not in fresh]:
+                log.info("target %s/%s is no longer watched", *key)
+                del self.entries[key]
+            for target in result:
+                if target.key not in self.entries:
+                    spread = self._interval(target.source, False) * self.jitter
+                    due = now + timedelta(seconds=self.rng.uniform(0, spread))
+                    self.entries[target.key] = _Entry(target, due)
+        return [entry.target for entry in self.entries.values()]
+
+    # -- one cycle -------------------------------------------------------------------------
+
+    async def run_once(
+        self, on_done: Callable[[PollOutcome, int, int], None] | None = None
+    ) -> CycleReport:
+        """Discover, then poll every target once, concurrently. `on_done(outcome, done, total)`
+        is called as each target finishes (the CLI's progress bar)."""
+        before = self.metrics.requests_total()
+        await self.discover()
+        entries = list(self.entries.values())
+        total = len(entries)
+        outcomes: list[PollOutcome] = []
+
+        async def one(entry: _Entry) -> None:
+            outcome = await self._poll(entry)
+            outcomes.append(outcome)
+            if on_done is not None:
+                on_done(outcome, len(outcomes), total)
+
+        await asyncio.gather(*(one(entry) for entry in entries))
+        outcomes.sort(key=lambda o: o.target.key)
+        return CycleReport(
+            outcomes, dict(self.discovery_errors), self.metrics.requests_total() - before
+        )
+
+    # -- forever ---------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Poll targets as they fall due until `stop` is set; in-flight polls then finish."""
+        await self.discover()
+        next_discovery = self.clock.now() + timedelta(seconds=self.discovery_interval)
+        tasks: set[asyncio.Task[None]] = set()
+        wake = asyncio.Event()
+        heap = [(entry.due, key) for key, entry in self.entries.items()]
+        heapq.heapify(heap)
+
+        def finished(task: asyncio.Task[None]) -> None:
+            tasks.discard(task)
+            wake.set()
+
+        while not stop.is_set():
+            now = self.clock.now()
+            if now >= next_discovery:
+                known = set(self.entries)
+                await self.discover()
+                for key in set(self.entries) - known:
+                    heapq.heappush(heap, (self.entries[key].due, key))
+                next_discovery = now + timedelta(seconds=self.discovery_interval)
+            while heap and heap[0][0] <= now and len(tasks) < self.concurrency:
+                due, key = heapq.heappop(heap)
+                entry = self.entries.get(key)
+                if entry is None or entry.in_flight or entry.due != due:
+                    continue  # dropped by discovery, or a stale heap item
+                task = asyncio.create_task(self._poll_and_reschedule(entry, heap))
+                tasks.add(task)
+                task.add_done_callback(finished)
+            wait = self.discovery_interval
+            if heap:
+                wait = min(wait, max((heap[0][0] - now).total_seconds(), 0.0))
+            if len(tasks) >= self.concurrency:
+                wait = self.discovery_interval
+            wake.clear()
+            await _wait_any(stop, wake, max(wait, 0.01))
+        if tasks:
+            log.info("stopping: letting %d in-flight polls finish", len(tasks))
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _poll_and_reschedule(
+        self, entry: _Entry, heap: list[tuple[datetime, tuple[str, str]]]
+    ) -> None:
+        try:
+            await self._poll(entry)
+        except Exception:
+            log.exception("poll of %s/%s crashed", *entry.target.key)
+            entry.failures += 1
+            entry.due = self.clock.now() + self._backoff(entry)
+        if entry.target.key in self.entries:
+            heapq.heappush(heap, (entry.due, entry.target.key))
+
+    # -- one poll --------------------------------------------------------------------------
+
+    async def _poll(self, entry: _Entry) -> PollOutcome:
+        source = entry.target.source
+        entry.in_flight = True
+        try:
+            async with self._semaphore:
+                paused = self.paused_until.get(source)
+                if paused is not None and paused > self.clock.now():
+                    await self.clock.sleep((paused - self.clock.now()).total_seconds())
+                outcome = await poll_target(
+                    self.providers[source],
+                    self.store,
+                    entry.target,
+                    now=self.clock.now(),
+                    metrics=self.metrics,
+                    active_runs=entry.active_runs,
+                )
+        finally:
+            entry.in_flight = False
+        now = self.clock.now()
+        if outcome.ok:
+            entry.failures = 0
+            base = self._interval(source, outcome.active)
+            entry.due = now + timedelta(seconds=base * self._jitter_factor())
+        else:
+            entry.failures += 1
+            if isinstance(outcome.error, RateLimited) and outcome.error.retry_after:
+                until = now + timedelta(seconds=outcome.error.retry_after)
+                self.paused_until[source] = max(self.paused_until.get(source, until), until)
+                entry.due = until
+            else:
+                entry.due = now + self._backoff(entry, outcome.error)
+        return outcome
+
+    def _interval(self, source: str, active: bool) -> float:
+        cadence = self.cadence.get(source, Cadence())
+        return cadence.active_interval if active else cadence.interval
+
+    def _jitter_factor(self) -> float:
+        return 1.0 + self.rng.uniform(-self.jitter, self.jitter)
+
+    def _backoff(self, entry: _Entry, error: ProviderError | None = None) -> timedelta:
+        interval = self._interval(entry.target.source, False)
+        if isinstance(error, AuthFailed | NotFound):
+            seconds = interval * UNHEALTHY_FACTOR
+        else:
+            seconds = min(interval * 2 ** (entry.failures - 1), MAX_BACKOFF.total_seconds())
+            seconds = max(seconds, interval / 4)
+        return min(timedelta(seconds=seconds * self._jitter_factor()), MAX_BACKOFF)
+
+
+async def _wait_any(stop: asyncio.Event, wake: asyncio.Event, seconds: float) -> None:
+    waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(wake.wait())]
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

@@ -1,0 +1,146 @@
+"""The poll task: one target, one poll, its runs and jobs stored, its health recorded.
+
+Order matters for "nothing lost": runs (with their jobs) are stored first and the new cursor or
+ETag only afterwards, so a crash in between re-polls instead of skipping. Jobs are fetched only
+for runs the store would change.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from ciwatch.domain import Run, Target, TargetState
+from ciwatch.errors import (
+    AuthFailed,
+    BadPayload,
+    NotFound,
+    ProviderError,
+    RateLimited,
+    StoreError,
+)
+from ciwatch.providers.base import Provider
+from ciwatch.selfmetrics import CollectionMetrics
+from ciwatch.state import progress_key
+from ciwatch.store import Store
+
+log = logging.getLogger("ciwatch.scheduler")
+
+
+@dataclass(frozen=True, slots=True)
+class Cadence:
+    """How often a source's targets are polled, in seconds."""
+
+    interval: float = 60.0
+    active_interval: float = 15.0
+
+
+@dataclass(frozen=True, slots=True)
+class PollOutcome:
+    target: Target
+    ok: bool
+    changed: int = 0
+    seen: int = 0
+    active: bool = False
+    not_modified: bool = False
+    error: ProviderError | None = None
+    first: bool = False
+
+    @property
+    def error_kind(self) -> str | None:
+        return error_kind(self.error) if self.error is not None else None
+
+
+def error_kind(exc: ProviderError) -> str:
+    if isinstance(exc, RateLimited):
+        return "rate_limited"
+    if isinstance(exc, AuthFailed):
+        return "auth"
+    if isinstance(exc, NotFound):
+        return "not_found"
+    if isinstance(exc, BadPayload):
+        return "bad_payload"
+    return "unavailable"
+
+
+async def poll_target(
+    provider: Provider,
+    store: Store,
+    target: Target,
+    *,
+    now: datetime,
+    metrics: CollectionMetrics | None = None,
+    active_runs: set[str] | None = None,
+) -> PollOutcome:
+    """Poll one target and store what changed. Provider errors are recorded on the target (its
+    health and reason) and returned, never raised; store errors propagate."""
+    state = await store.get_target_state(target.source, target.project)
+    try:
+        result = await provider.poll(target, state)
+        changed = 0
+        for run in result.runs:
+            if await _store_run(provider, store, run):
+                changed += 1
+            if active_runs is not None:
+                if run.status.active:
+                    active_runs.add(run.run_id)
+                else:
+                    active_runs.discard(run.run_id)
+    except ProviderError as exc:
+        await _record_failure(store, target, state, exc, now)
+        if metrics is not None:
+            metrics.poll_error(target.source, error_kind(exc))
+        return PollOutcome(target, ok=False, error=exc, first=state is None)
+    healthy = replace(
+        result.state,
+        healthy=True,
+        reason=None,
+        last_polled_at=now,
+        last_success_at=now,
+        last_error_at=state.last_error_at if state else None,
+    )
+    if state is not None and not state.healthy:
+        log.info("target %s/%s healthy again", target.source, target.project)
+    await store.save_target_state(healthy)
+    if metrics is not None:
+        metrics.poll_ok(target.source, now)
+    return PollOutcome(
+        target,
+        ok=True,
+        changed=changed,
+        seen=len(result.runs),
+        active=bool(active_runs),
+        not_modified=result.not_modified,
+        first=state is None,
+    )
+
+
+async def _store_run(provider: Provider, store: Store, run: Run) -> bool:
+    stored = await store.get_run(run.key)
+    if stored is not None and progress_key(run) <= progress_key(stored):
+        return False
+    # Fetch details before writing the run: if the fetch fails nothing is stored, the cursor
+    # is not advanced, and the next poll sees the run as changed again.
+    full, jobs = await provider.details(run)
+    changed = await store.upsert_run(full)
+    if jobs:
+        await store.upsert_jobs(jobs)
+    return changed
+
+
+async def _record_failure(
+    store: Store, target: Target, state: TargetState | None, exc: ProviderError, now: datetime
+) -> None:
+    reason = str(exc)
+    previous = state or TargetState(target.source, target.project)
+    if previous.reason != reason:
+        # Logged once per change of reason, not once per poll.
+        log.warning("target %s/%s: %s", target.source, target.project, reason)
+    try:
+        await store.save_target_state(
+            replace(previous, healthy=False, reason=reason, last_polled_at=now, last_error_at=now)
+        )
+    except StoreError:
+        log.exception("could not record the failure of %s/%s", target.source, target.project)
+        raise

@@ -1,0 +1,269 @@
+"""The command line: exit codes, --help everywhere, config check, and the store commands."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ciwatch import __version__
+from ciwatch.cli import app
+from ciwatch.domain import Run, Status
+from ciwatch.store import open_store
+
+runner = CliRunner()
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+COMMANDS = [
+    [],
+    ["serve"],
+    ["demo"],
+    ["poll"],
+    ["status"],
+    ["history"],
+    ["report"],
+    ["simulate"],
+    ["alerts"],
+    ["alerts", "test"],
+    ["alerts", "list"],
+    ["silence"],
+    ["silence", "add"],
+    ["silence", "list"],
+    ["silence", "expire"],
+    ["db"],
+    ["db", "upgrade"],
+    ["db", "prune"],
+    ["config"],
+    ["config", "check"],
+]
+NOT_YET = [
+    ["serve"],
+    ["demo"],
+    ["simulate"],
+    ["report"],
+    ["alerts", "test", "mail"],
+    ["alerts", "list"],
+    ["silence", "add"],
+    ["silence", "list"],
+    ["silence", "expire", "1"],
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "ciwatch")
+def test_every_command_has_help(command: list[str]) -> None:
+    result = runner.invoke(app, [*command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage:" in result.output
+
+
+@pytest.mark.parametrize("command", NOT_YET, ids=lambda c: " ".join(c))
+def test_unfinished_commands_say_so_and_exit_3(command: list[str]) -> None:
+    result = runner.invoke(app, command)
+    assert result.exit_code == 3
+    assert "not implemented yet" in result.stderr
+    assert result.stdout == ""
+
+
+def test_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"ciwatch {__version__}"
+
+
+def test_console_script_runs_without_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("sources: [\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "ciwatch", "config", "check", "--config", str(bad)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert f"{bad}:" in proc.stderr
+    assert "not valid YAML" in proc.stderr
+
+
+BROKEN = """\
+database: sqlite:///x.db
+server: {lstn: "127.0.0.1:8080"}
+sources:
+  - {name: gl, type: gitlub, url: "https://gitlab.example.com", projects: [a/b]}
+  - name: gh
+    type: github
+    interval: 5 minutes
+    repos: [o/r]
+"""
+
+
+def test_config_check_names_every_bad_key(tmp_path: Path) -> None:
+    path = tmp_path / "ciwatch.yaml"
+    path.write_text(BROKEN)
+    result = runner.invoke(app, ["config", "check", "--config", str(path)])
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines == [
+        f"{path}:2 server.lstn: unknown key",
+        f"{path}:4 sources[0].type: 'gitlub' is not one of gitlab, github, jenkins",
+        f"{path}:7 sources[1].interval: '5 minutes' is not a duration (use e.g. 30s, 5m, 4h, 1d)",
+    ]
+    assert result.stdout == ""
+
+
+def test_config_check_missing_file(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["config", "check", "--config", str(tmp_path / "nope.yaml")])
+    assert result.exit_code == 2
+    assert "file not found" in result.stderr
+
+
+def test_config_check_prints_masked_normalised_config(tmp_path: Path) -> None:
+    path = tmp_path / "ciwatch.yaml"
+    path.write_text(
+        "database: postgresql://bot:pg-s3cret@db.example.com/ci\n"
+        "sources:\n"
+        "  - {name: gl, type: gitlab, token: '${GL_TOKEN}', projects: [g/app]}\n"
+    )
+    result = runner.invoke(
+        app, ["config", "check", "--config", str(path), "--json"], env={"GL_TOKEN": "glpat-XYZ"}
+    )
+    assert result.exit_code == 0, result.output
+    dump = json.loads(result.stdout)
+    assert "glpat-XYZ" not in result.stdout
+    assert "pg-s3cret" not in result.stdout
+    assert dump["sources"][0]["token"] == "***"
+    assert dump["sources"][0]["interval"] == "1m"
+    assert "OK (1 sources, 0 channels)" in result.stderr
+
+
+def _run(number: int, status: Status, minutes_ago: int, **extra: object) -> Run:
+    created = NOW - timedelta(minutes=minutes_ago)
+    fields: dict[str, object] = {
+        "number": number,
+        "ref": "main",
+        "created_at": created,
+        "finished_at": created + timedelta(minutes=2) if status.terminal else None,
+        "duration_seconds": 120.0 if status.terminal else None,
+        "author": "alice",
+    }
+    fields.update(extra)
+    return Run(
+        source="gl",
+        provider="gitlab",
+        project=str(fields.pop("project", "group/app")),
+        run_id=str(number),
+        status=status,
+        updated_at=created + timedelta(minutes=2),
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    runs = [
+        _run(1, Status.SUCCESS, 60),
+        _run(2, Status.FAILED, 50),
+        _run(3, Status.FAILED, 40),
+        _run(4, Status.SUCCESS, 30, project="group/lib"),
+        _run(5, Status.RUNNING, 5, project="group/lib", ref="feature/[red]x[/red]"),
+        _run(6, Status.SUCCESS, 200 * 24 * 60),  # old: pruned
+    ]
+
+    async def fill() -> None:
+        store = open_store(url)
+        try:
+            await store.upgrade()
+            for run in runs:
+                await store.upsert_run(run)
+        finally:
+            await store.close()
+
+    asyncio.run(fill())
+    return url
+
+
+def test_status_json_is_shaped_like_api_projects(database: str) -> None:
+    result = runner.invoke(app, ["status", "--json", "--database", database])
+    assert result.exit_code == 0, result.output
+    states = json.loads(result.stdout)
+    assert [(s["project"], s["ref"], s["status"]) for s in states] == [
+        ("group/app", "main", "failed"),
+        ("group/lib", "feature/[red]x[/red]", "running"),
+        ("group/lib", "main", "success"),
+    ]
+    first = states[0]
+    assert set(first) == {"source", "provider", "project", "ref", "status", "since", "last_run"}
+    assert first["last_run"]["run_id"] == "3"
+    assert first["since"].endswith("Z")
+
+
+def test_status_table_failing_first_and_markup_escaped(database: str) -> None:
+    result = runner.invoke(app, ["status", "--database", database], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert out.index("group/app") < out.index("group/lib")
+    assert "✘ failed" in out
+    assert "feature/[red]x[/red]" in out
+
+
+def test_status_on_an_empty_store_says_what_to_do(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    result = runner.invoke(app, ["status", "--database", url])
+    assert result.exit_code == 0, result.output
+    assert "No runs yet" in result.stdout
+
+
+def test_history_json_newest_first_with_filters(database: str) -> None:
+    result = runner.invoke(app, ["history", "group/app", "--json", "--database", database])
+    assert result.exit_code == 0, result.output
+    runs = json.loads(result.stdout)
+    assert [r["run_id"] for r in runs] == ["3", "2", "1", "6"]
+    assert runs[0]["created_at"].endswith("Z")
+    limited = runner.invoke(
+        app, ["history", "group/app", "--json", "--limit", "1", "--database", database]
+    )
+    assert [r["run_id"] for r in json.loads(limited.stdout)] == ["3"]
+    only_ok = runner.invoke(
+        app, ["history", "group/app", "--json", "--status", "success", "--database", database]
+    )
+    assert [r["run_id"] for r in json.loads(only_ok.stdout)] == ["1", "6"]
+
+
+def test_history_rejects_unknown_status(database: str) -> None:
+    result = runner.invoke(app, ["history", "group/app", "--status", "red", "--database", database])
+    assert result.exit_code == 2
+    assert "'red' is not one of" in result.stderr
+
+
+def test_db_upgrade_and_prune(database: str) -> None:
+    upgraded = runner.invoke(app, ["db", "upgrade", "--database", database])
+    assert upgraded.exit_code == 0, upgraded.output
+    assert "schema is up to date" in upgraded.stderr
+    pruned = runner.invoke(app, ["db", "prune", "--older-than", "90d", "--database", database])
+    assert pruned.exit_code == 0, pruned.output
+    assert "pruned 1 runs" in pruned.stderr
+    result = runner.invoke(app, ["history", "group/app", "--json", "--database", database])
+    assert [r["run_id"] for r in json.loads(result.stdout)] == ["3", "2", "1"]
+
+
+def test_prune_rejects_a_bad_age(database: str) -> None:
+    result = runner.invoke(app, ["db", "prune", "--older-than", "soon", "--database", database])
+    assert result.exit_code == 2
+    assert "--older-than" in result.stderr
+
+
+def test_unreachable_database_exits_3_naming_host_and_masking_password() -> None:
+    url = "postgresql://bot:hunter2@127.0.0.1:1/ci"
+    result = runner.invoke(app, ["status", "--database", url])
+    assert result.exit_code == 3
+    assert "127.0.0.1:1" in result.stderr
+    assert "hunter2" not in result.stderr
+    assert "Traceback" not in result.output
