@@ -1,0 +1,174 @@
+"""Read queries: runs, jobs, ref states, history pages with keyset cursors, targets."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, literal, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ciwatch.domain import Job, RefState, Run, RunKey, Status, TargetState
+from ciwatch.store.coltypes import UTCDateTime
+from ciwatch.store.rows import (
+    JOB_COLUMNS,
+    RUN_COLUMNS,
+    job_from_row,
+    run_from_row,
+    target_from_row,
+)
+from ciwatch.store.tables import jobs, ref_states, runs, targets
+from ciwatch.timeutil import to_utc
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a history page ends: the sort key of its last run (`id` breaks ties across
+    projects, where two runs can share a creation time and a run id)."""
+
+    order_time: datetime
+    run_id: str
+    id: int
+
+    def encode(self) -> str:
+        raw = json.dumps([self.order_time.isoformat(), self.run_id, self.id], separators=(",", ":"))
+        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, cursor: str) -> Position:
+        """Parse a cursor made by `encode`; ValueError for anything else."""
+        try:
+            padded = cursor + "=" * (-len(cursor) % 4)
+            when, run_id, row_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
+            moment = datetime.fromisoformat(when)
+            if moment.tzinfo is None or not isinstance(run_id, str) or type(row_id) is not int:
+                raise ValueError("wrong types")
+        except (ValueError, TypeError, binascii.Error, UnicodeError) as exc:
+            raise ValueError(f"bad history cursor {cursor[:40]!r}") from exc
+        return cls(to_utc(moment), run_id, row_id)
+
+
+def key_of(key: RunKey) -> ColumnElement[bool]:
+    """The WHERE clause selecting one run by its natural key."""
+    return (
+        (runs.c.source == key.source)
+        & (runs.c.project == key.project)
+        & (runs.c.run_id == key.run_id)
+    )
+
+
+async def get_run(conn: AsyncConnection, key: RunKey) -> Run | None:
+    """The stored run with `key`, or None."""
+    row = (await conn.execute(select(*RUN_COLUMNS).where(key_of(key)))).mappings().first()
+    return None if row is None else run_from_row(row)
+
+
+async def jobs_for(conn: AsyncConnection, key: RunKey) -> list[Job]:
+    """The jobs of one run, in the order they were created (then by job id)."""
+    query = select(*JOB_COLUMNS).where(
+        (jobs.c.source == key.source)
+        & (jobs.c.project == key.project)
+        & (jobs.c.run_id == key.run_id)
+    )
+    found = [job_from_row(row) for row in (await conn.execute(query)).mappings()]
+    return sorted(
+        found, key=lambda job: (job.created_at or job.started_at or job.updated_at, job.job_id)
+    )
+
+
+async def ref_states_query(
+    conn: AsyncConnection, source: str | None, project: str | None
+) -> list[RefState]:
+    """Every ref state, joined to its newest run; sorted by source, project, ref."""
+    query = (
+        select(
+            ref_states.c.ref.label("state_ref"),
+            ref_states.c.status.label("state_status"),
+            ref_states.c.since.label("state_since"),
+            *RUN_COLUMNS,
+        )
+        .join_from(ref_states, runs, runs.c.id == ref_states.c.last_run_id)
+        .order_by(ref_states.c.source, ref_states.c.project, ref_states.c.ref)
+    )
+    if source is not None:
+        query = query.where(ref_states.c.source == source)
+    if project is not None:
+        query = query.where(ref_states.c.project == project)
+    states = []
+    for row in (await conn.execute(query)).mappings():
+        run = run_from_row(row)
+        states.append(
+            RefState(
+                source=run.source,
+                provider=run.provider,
+                project=run.project,
+                ref=row["state_ref"],
+                status=Status(row["state_status"]),
+                since=row["state_since"],
+                last_run=run,
+            )
+        )
+    return states
+
+
+def history_query(
+    *,
+    source: str | None,
+    project: str | None,
+    ref: str | None,
+    status: Status | None,
+    since: datetime | None,
+    limit: int,
+    after: Position | None,
+) -> Select[Any]:
+    """Runs newest first (order_time, run_id, id descending), `limit` of them after `after`."""
+    query = select(runs.c.id, runs.c.order_time.label("sort_time"), *RUN_COLUMNS)
+    if source is not None:
+        query = query.where(runs.c.source == source)
+    if project is not None:
+        query = query.where(runs.c.project == project)
+    if ref is not None:
+        query = query.where(runs.c.ref_key == ref)
+    if status is not None:
+        query = query.where(runs.c.status == Status(status).value)
+    if since is not None:
+        query = query.where(runs.c.order_time >= since)
+    if after is not None:
+        bound = tuple_(
+            literal(after.order_time, UTCDateTime()),
+            literal(after.run_id, runs.c.run_id.type),
+            literal(after.id, runs.c.id.type),
+        )
+        query = query.where(tuple_(runs.c.order_time, runs.c.run_id, runs.c.id) < bound)
+    return query.order_by(runs.c.order_time.desc(), runs.c.run_id.desc(), runs.c.id.desc()).limit(
+        limit
+    )
+
+
+async def history_page(
+    conn: AsyncConnection, query: Select[Any], limit: int
+) -> tuple[list[Run], str | None]:
+    """Run `query` (built for `limit + 1` rows) and cut it into a page and the next cursor."""
+    rows = list((await conn.execute(query)).mappings())
+    page = [run_from_row(row) for row in rows[:limit]]
+    if len(rows) <= limit:
+        return page, None
+    last = rows[limit - 1]
+    return page, Position(last["sort_time"], last["run_id"], last["id"]).encode()
+
+
+async def get_target_state(conn: AsyncConnection, source: str, project: str) -> TargetState | None:
+    """The stored state of one target, or None."""
+    query = select(targets).where((targets.c.source == source) & (targets.c.project == project))
+    row = (await conn.execute(query)).mappings().first()
+    return None if row is None else target_from_row(row)
+
+
+async def target_states(conn: AsyncConnection) -> list[TargetState]:
+    """Every stored target state, sorted by source and project."""
+    query = select(targets).order_by(targets.c.source, targets.c.project)
+    return [target_from_row(row) for row in (await conn.execute(query)).mappings()]

@@ -1,0 +1,233 @@
+"""`SqlStore`: the Store protocol on SQLite or PostgreSQL through SQLAlchemy Core (async)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from functools import partial
+from typing import TypeVar
+
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from ciwatch.domain import Job, RefKey, RefState, Run, RunKey, Status, TargetState
+from ciwatch.store import migrate, reads, writes
+from ciwatch.store.base import RunPage
+from ciwatch.store.engine import (
+    WRITE_OPTION,
+    Endpoint,
+    connect_error,
+    create_engine,
+    is_retryable,
+    operation_error,
+    parse_url,
+)
+from ciwatch.store.rows import target_values
+from ciwatch.store.upserts import target_upsert
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# A write aborted by a PostgreSQL deadlock or serialization failure is retried this many times.
+WRITE_ATTEMPTS = 5
+_DB_ERRORS = (SQLAlchemyError, OSError)
+
+
+def open_store(url: str, *, echo: bool = False) -> SqlStore:
+    """A store for a user-facing database URL (DESIGN §11). No I/O: it connects on first use.
+
+    Accepts `sqlite:///relative.db`, `sqlite:////absolute.db`, `postgresql://user@host:port/db`,
+    `postgres://...` and `postgresql+asyncpg://...`. Raises ConfigError naming an unknown scheme.
+    """
+    return SqlStore(parse_url(url), echo=echo)
+
+
+class SqlStore:
+    """The Store protocol over an async SQLAlchemy engine (see `ciwatch.store.base.Store`)."""
+
+    def __init__(self, endpoint: Endpoint, *, echo: bool = False) -> None:
+        self.endpoint = endpoint
+        self.dialect = "sqlite" if endpoint.is_sqlite else "postgresql"
+        self._engine: AsyncEngine = create_engine(endpoint, echo=echo)
+
+    def __repr__(self) -> str:
+        return f"SqlStore({self.endpoint.display!r})"
+
+    # -- connections and transactions -------------------------------------------------------
+
+    @asynccontextmanager
+    async def _connect(self, *, write: bool) -> AsyncIterator[AsyncConnection]:
+        try:
+            conn = await self._engine.connect()
+        except _DB_ERRORS as exc:
+            raise connect_error(self.endpoint, exc) from exc
+        try:
+            if write:
+                await conn.execution_options(**{WRITE_OPTION: True})
+            yield conn
+        finally:
+            await conn.close()
+
+    async def _read(self, what: str, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        async with self._connect(write=False) as conn:
+            try:
+                async with conn.begin():
+                    return await work(conn)
+            except _DB_ERRORS as exc:
+                raise operation_error(self.endpoint, exc, what) from exc
+
+    async def _write(self, what: str, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            async with self._connect(write=True) as conn:
+                try:
+                    async with conn.begin():
+                        return await work(conn)
+                except _DB_ERRORS as exc:
+                    if attempt < WRITE_ATTEMPTS and is_retryable(exc):
+                        log.info("store: retrying %s after %s", what, type(exc).__name__)
+                        continue
+                    raise operation_error(self.endpoint, exc, what) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- schema ------------------------------------------------------------------------------
+
+    async def upgrade(self) -> None:
+        """Apply Alembic migrations up to head (idempotent)."""
+
+        async def work(conn: AsyncConnection) -> None:
+            await conn.run_sync(migrate.upgrade)
+
+        await self._write("schema upgrade", work)
+
+    async def schema_current(self) -> bool:
+        """True when the database is at the head migration."""
+        return await self._read("schema check", lambda conn: conn.run_sync(migrate.is_current))
+
+    async def ping(self) -> None:
+        """Raise StoreError unless the database answers."""
+
+        async def work(conn: AsyncConnection) -> None:
+            await conn.execute(text("SELECT 1"))
+
+        await self._read("ping", work)
+
+    async def close(self) -> None:
+        """Dispose of the connection pool."""
+        await self._engine.dispose()
+
+    # -- runs and jobs ----------------------------------------------------------------------
+
+    async def upsert_run(self, run: Run) -> bool:
+        """Merge one run update; True when the stored run changed."""
+        return await self.upsert_runs([run]) > 0
+
+    async def upsert_runs(self, runs: Sequence[Run]) -> int:
+        """Merge run updates in one transaction; the number that changed a stored run."""
+        if not runs:
+            return 0
+        return await self._write(
+            "run upsert", lambda conn: writes.upsert_runs(conn, self.dialect, runs)
+        )
+
+    async def upsert_jobs(self, jobs: Sequence[Job]) -> int:
+        """Merge job updates in one transaction; the number that changed a stored job."""
+        if not jobs:
+            return 0
+        return await self._write(
+            "job upsert", lambda conn: writes.upsert_jobs(conn, self.dialect, jobs)
+        )
+
+    async def get_run(self, key: RunKey) -> Run | None:
+        """The stored run, or None."""
+        return await self._read("run lookup", lambda conn: reads.get_run(conn, RunKey(*key)))
+
+    async def jobs_for(self, key: RunKey) -> list[Job]:
+        """The jobs of a run, in creation order."""
+        return await self._read("job lookup", lambda conn: reads.jobs_for(conn, RunKey(*key)))
+
+    async def ref_states(
+        self, *, source: str | None = None, project: str | None = None
+    ) -> list[RefState]:
+        """The state of every project/ref, with its newest run."""
+        return await self._read(
+            "ref states", lambda conn: reads.ref_states_query(conn, source, project)
+        )
+
+    async def history(
+        self,
+        *,
+        source: str | None = None,
+        project: str | None = None,
+        ref: str | None = None,
+        status: Status | None = None,
+        since: datetime | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> RunPage:
+        """Runs newest first with keyset pagination; ValueError for a bad cursor or limit."""
+        if limit < 1:
+            raise ValueError(f"history limit must be at least 1, got {limit}")
+        _require_aware(since, "since")
+        after = reads.Position.decode(cursor) if cursor is not None else None
+        query = reads.history_query(
+            source=source,
+            project=project,
+            ref=ref,
+            status=status,
+            since=since,
+            limit=limit + 1,
+            after=after,
+        )
+        found, next_cursor = await self._read(
+            "history", lambda conn: reads.history_page(conn, query, limit)
+        )
+        return RunPage(runs=found, next=next_cursor)
+
+    async def prune(self, older_than: datetime) -> int:
+        """Delete old runs and their jobs, keeping what every ref state points at."""
+        _require_aware(older_than, "older_than")
+        refs = await self._read(
+            "prune", lambda conn: writes.refs_with_runs_before(conn, older_than)
+        )
+        deleted = 0
+        step = writes.PRUNE_REFS_PER_TRANSACTION
+        # Bounded transactions: a large prune must not hold every ref lock at once.
+        for start in range(0, len(refs), step):
+            deleted += await self._write(
+                "prune", partial(self._prune_part, refs[start : start + step], older_than)
+            )
+        return deleted
+
+    async def _prune_part(
+        self, refs: Sequence[RefKey], older_than: datetime, conn: AsyncConnection
+    ) -> int:
+        return await writes.prune_refs(conn, self.dialect, refs, older_than)
+
+    # -- targets -----------------------------------------------------------------------------
+
+    async def get_target_state(self, source: str, project: str) -> TargetState | None:
+        """The stored sync state of a target, or None."""
+        return await self._read(
+            "target lookup", lambda conn: reads.get_target_state(conn, source, project)
+        )
+
+    async def save_target_state(self, state: TargetState) -> None:
+        """Insert or replace the sync state of a target."""
+        statement = target_upsert(self.dialect, target_values(state))
+
+        async def work(conn: AsyncConnection) -> None:
+            await conn.execute(statement)
+
+        await self._write("target save", work)
+
+    async def target_states(self) -> list[TargetState]:
+        """Every stored target state."""
+        return await self._read("target states", reads.target_states)
+
+
+def _require_aware(value: datetime | None, name: str) -> None:
+    if value is not None and (value.tzinfo is None or value.utcoffset() is None):
+        raise ValueError(f"{name} must be an aware datetime, got {value!r}")

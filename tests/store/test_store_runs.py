@@ -1,0 +1,127 @@
+"""Run and job upserts: the forward-only merge as the store applies it (both engines)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from ciwatch.domain import RunKey, Status
+from ciwatch.state import fold_runs, merge_job, ref_state
+from ciwatch.store import SqlStore
+from factories import at, make_job, make_run
+
+KEY = RunKey("gitlab-main", "group/app", "1001")
+
+
+def running(**overrides: object) -> dict[str, object]:
+    values: dict[str, object] = {
+        "status": Status.RUNNING,
+        "provider_status": "running",
+        "updated_at": at(60),
+        "finished_at": None,
+        "duration_seconds": None,
+    }
+    values.update(overrides)
+    return values
+
+
+async def test_insert_then_get(store: SqlStore) -> None:
+    run = make_run()
+    assert await store.upsert_run(run) is True
+    assert await store.get_run(KEY) == run
+    assert await store.get_run(RunKey("gitlab-main", "group/app", "nope")) is None
+
+
+async def test_duplicate_is_no_change(store: SqlStore) -> None:
+    run = make_run()
+    assert await store.upsert_run(run)
+    assert await store.upsert_run(run) is False
+    assert await store.upsert_runs([run, run]) == 0
+
+
+async def test_newer_update_wins_and_older_is_ignored(store: SqlStore) -> None:
+    first = make_run(**running())
+    done = make_run()
+    assert await store.upsert_run(first)
+    assert await store.upsert_run(done)
+    assert await store.upsert_run(first) is False, "a late 'running' must not reopen the run"
+    assert await store.get_run(KEY) == done
+
+
+async def test_newer_attempt_reopens_a_finished_run(store: SqlStore) -> None:
+    done = make_run(status=Status.FAILED, provider_status="failed")
+    retry = make_run(attempt=2, author="bob", **running(updated_at=at(30)))
+    assert await store.upsert_run(done)
+    assert await store.upsert_run(retry), "a re-run attempt is newer even with an older time"
+    stored = await store.get_run(KEY)
+    assert stored == retry
+    assert stored is not None and stored.author == "bob"
+
+
+async def test_identity_filled_from_an_older_update(store: SqlStore) -> None:
+    older = make_run(**running())
+    newer = make_run(sha=None, number=None, url=None, author=None, created_at=None)
+    assert await store.upsert_run(newer)
+    assert await store.upsert_run(older), "filling a missing identity field is a change"
+    stored = await store.get_run(KEY)
+    assert stored == fold_runs([newer, older])
+    assert stored is not None
+    assert (stored.status, stored.sha, stored.number) == (Status.SUCCESS, "a" * 40, 17)
+    assert stored.created_at == older.created_at
+    assert await store.upsert_run(older) is False
+
+
+async def test_author_kept_only_within_an_attempt(store: SqlStore) -> None:
+    first = make_run(author="alice")
+    second = make_run(attempt=2, author=None, updated_at=at(900))
+    await store.upsert_runs([first, second])
+    stored = await store.get_run(KEY)
+    assert stored is not None and stored.author is None
+    assert stored == fold_runs([first, second])
+
+
+async def test_batch_counts_each_update_in_order(store: SqlStore) -> None:
+    runs = [make_run(run_id=str(n)) for n in range(5)]
+    assert await store.upsert_runs(runs) == 5
+    later = [replace(run, updated_at=at(400), provider_status="success!") for run in runs[:2]]
+    assert await store.upsert_runs([*later, *runs]) == 2
+    assert await store.upsert_runs([]) == 0
+
+
+async def test_run_moves_from_no_ref_to_its_ref(store: SqlStore) -> None:
+    early = make_run(ref=None, **running())
+    await store.upsert_run(early)
+    assert [state.ref for state in await store.ref_states()] == [""]
+    late = make_run()
+    await store.upsert_run(late)
+    states = await store.ref_states()
+    assert states == [ref_state([late])]
+
+
+async def test_jobs_merge_and_list(store: SqlStore) -> None:
+    build = make_job(job_id="1", name="build", created_at=at(1))
+    test_running = make_job(
+        job_id="2",
+        name="test",
+        created_at=at(2),
+        status=Status.RUNNING,
+        finished_at=None,
+        updated_at=at(50),
+        runner=None,
+    )
+    test_done = make_job(job_id="2", name="test", created_at=at(2), runner=None)
+    assert await store.upsert_jobs([test_running, build]) == 2
+    assert await store.upsert_jobs([test_done, test_running, build]) == 1
+    filled = replace(test_running, runner="runner-9")
+    assert await store.upsert_jobs([filled]) == 1, "an older update may fill a missing field"
+    assert await store.jobs_for(KEY) == [build, merge_job(test_done, filled)]
+    assert await store.jobs_for(RunKey("gitlab-main", "group/app", "other")) == []
+    assert await store.upsert_jobs([]) == 0
+
+
+async def test_datetimes_come_back_aware_utc(store: SqlStore) -> None:
+    await store.upsert_run(make_run(updated_at=at(0.000001)))
+    stored = await store.get_run(KEY)
+    assert stored is not None
+    assert stored.updated_at == at(0.000001)
+    assert stored.updated_at.utcoffset() is not None
+    assert stored.updated_at.utcoffset().total_seconds() == 0  # type: ignore[union-attr]
