@@ -1,0 +1,87 @@
+"""Configuration (DESIGN §11): YAML with `${VAR}` expansion, validated by pydantic into frozen
+`Settings`; durations as `30s`/`5m`/`4h`; every problem reported at once with its file, line and
+key path; secrets masked in dumps.
+
+This package is the only place that reads the environment (`load_settings`, `parse_settings` and
+`config_path` take `env`, defaulting to `os.environ`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ciwatch.config.durations import format_duration, parse_duration
+from ciwatch.config.loader import (
+    DEFAULT_PATH,
+    config_path,
+    default_settings,
+    load_settings,
+    parse_settings,
+)
+from ciwatch.config.masking import MASK, SECRET_FIELDS, mask_tree, mask_url
+from ciwatch.config.models import (
+    CHANNEL_TYPES,
+    SOURCE_TYPES,
+    AlertSettings,
+    AppriseChannel,
+    BaseChannel,
+    BaseSource,
+    ChannelSettings,
+    CollectionSettings,
+    DingTalkChannel,
+    EmailChannel,
+    GitHubSource,
+    GitLabSource,
+    JenkinsSource,
+    RouteSettings,
+    ServerSettings,
+    Settings,
+    SlackChannel,
+    SourceSettings,
+    WebhookChannel,
+    WeComChannel,
+)
+from ciwatch.config.types import split_listen
+
+
+def masked_dump(settings: Settings) -> dict[str, Any]:
+    """The normalised configuration as JSON-able data: defaults filled in, durations as text
+    (`30s`), every secret `***` and credentials in URLs masked. Safe to print or log."""
+    dump: dict[str, Any] = mask_tree(settings.model_dump(mode="json", by_alias=True))
+    return dump
+
+
+__all__ = [
+    "CHANNEL_TYPES",
+    "DEFAULT_PATH",
+    "MASK",
+    "SECRET_FIELDS",
+    "SOURCE_TYPES",
+    "AlertSettings",
+    "AppriseChannel",
+    "BaseChannel",
+    "BaseSource",
+    "ChannelSettings",
+    "CollectionSettings",
+    "DingTalkChannel",
+    "EmailChannel",
+    "GitHubSource",
+    "GitLabSource",
+    "JenkinsSource",
+    "RouteSettings",
+    "ServerSettings",
+    "Settings",
+    "SlackChannel",
+    "SourceSettings",
+    "WeComChannel",
+    "WebhookChannel",
+    "config_path",
+    "default_settings",
+    "format_duration",
+    "load_settings",
+    "mask_url",
+    "masked_dump",
+    "parse_duration",
+    "parse_settings",
+    "split_listen",
+]

@@ -1,0 +1,402 @@
+"""The configuration schema (DESIGN §11): frozen pydantic models, unknown keys rejected.
+
+Every default lives here, once; `docs/configuration.md` documents them and a test keeps the two
+in step. Checks that span several fields raise errors located at the field to fix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import timedelta
+from typing import Annotated, Any, ClassVar, Literal, NamedTuple, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from ciwatch.config.durations import format_duration
+from ciwatch.config.masking import (
+    MASK,
+    SECRET_FIELDS,
+    URL_FIELDS,
+    mask_all_but_scheme,
+    mask_url,
+    sensitive_header,
+)
+from ciwatch.config.types import (
+    AppriseUrl,
+    BaseUrl,
+    DatabaseUrl,
+    Duration,
+    Email,
+    GitHubLogin,
+    GitHubRepo,
+    GitLabGroup,
+    GitLabProject,
+    Glob,
+    HttpUrl,
+    JenkinsName,
+    Listen,
+    Name,
+    OptionalText,
+    PositiveDuration,
+    Secret,
+    SmtpUrl,
+    SourceName,
+    split_listen,
+)
+from ciwatch.domain import AlertEventKind
+
+Loc = tuple[str | int, ...]
+
+SOURCE_TYPES = ("gitlab", "github", "jenkins")
+CHANNEL_TYPES = ("email", "dingtalk", "wecom", "slack", "webhook", "apprise")
+
+
+class ConfigModel(BaseModel):
+    """Base of every settings model: frozen, unknown keys rejected, secrets masked in repr."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        for name, value in super().__repr_args__():
+            if name in SECRET_FIELDS and value is not None:
+                yield name, MASK
+            elif name in URL_FIELDS and isinstance(value, str):
+                apprise = getattr(self, "type", None) == "apprise"
+                yield name, mask_all_but_scheme(value) if apprise else mask_url(value)
+            elif name == "headers" and isinstance(value, Mapping):
+                yield name, {k: MASK if sensitive_header(k) else v for k, v in value.items()}
+            else:
+                yield name, value
+
+
+class Check(NamedTuple):
+    """A problem found by a check over several fields of one model: where to report it (relative
+    to the model), the message, and the fields it depends on."""
+
+    loc: Loc
+    message: str
+    fields: tuple[str, ...]
+
+
+def raise_problems(model: BaseModel, problems: Sequence[Check]) -> None:
+    """Raise one ValidationError holding every problem, if there are any.
+
+    The error type is `fields_check`; its context carries `depth` (the length of `loc`, so the
+    loader can find the model's own location) and `fields`, so the loader can drop a problem
+    that merely follows from a value it already reported (e.g. an unset `${VAR}`).
+    """
+    if problems:
+        details = [
+            InitErrorDetails(
+                type=PydanticCustomError(
+                    "fields_check",
+                    "{message}",
+                    {"message": check.message, "depth": len(check.loc), "fields": check.fields},
+                ),
+                loc=check.loc,
+                input=None,
+            )
+            for check in problems
+        ]
+        raise ValidationError.from_exception_data(type(model).__name__, details)
+
+
+def _both_or_neither(model: BaseModel, first: str, second: str) -> list[Check]:
+    one, two = getattr(model, first), getattr(model, second)
+    if (one is None) == (two is None):
+        return []
+    present, absent = (first, second) if two is None else (second, first)
+    message = f"{absent} is missing (set both {first} and {second}, or neither)"
+    return [Check((present,), message, (first, second))]
+
+
+class ServerSettings(ConfigModel):
+    """The HTTP server: dashboard, API, webhooks, /metrics (DESIGN §9)."""
+
+    listen: Listen = "127.0.0.1:8080"
+    username: OptionalText = None
+    password: Secret = None
+    report_token: Secret = None
+    protect_metrics: bool = False
+    base_url: BaseUrl | None = None
+
+    @property
+    def host(self) -> str:
+        return split_listen(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        return split_listen(self.listen)[1]
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        problems = _both_or_neither(self, "username", "password")
+        if self.protect_metrics and self.username is None:
+            message = "needs username and password to be set"
+            problems.append(Check(("protect_metrics",), message, ("username", "password")))
+        raise_problems(self, problems)
+        return self
+
+
+class CollectionSettings(ConfigModel):
+    """Polling, shared by every source (DESIGN §5)."""
+
+    concurrency: int = Field(16, ge=1, le=1024)
+    timeout: PositiveDuration = timedelta(seconds=30)
+    retries: int = Field(4, ge=0, le=20)
+    jitter: float = Field(0.1, ge=0.0, le=1.0)
+    discovery_interval: PositiveDuration = timedelta(minutes=10)
+
+
+class BaseSource(ConfigModel):
+    """What every source kind has; `WATCH_FIELDS` are the lists naming what it watches."""
+
+    WATCH_FIELDS: ClassVar[tuple[str, ...]] = ()
+
+    name: SourceName
+    type: str
+    url: BaseUrl
+    token: Secret = None
+    webhook_secret: Secret = None
+    interval: PositiveDuration = timedelta(seconds=60)
+    active_interval: PositiveDuration = timedelta(seconds=15)
+    requests_per_second: float = Field(10.0, gt=0)
+    backfill: int = Field(50, ge=0, le=1000)
+    refs: list[Glob] = []
+    exclude_refs: list[Glob] = []
+    exclude_projects: list[Glob] = []
+    verify_tls: bool = True
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        problems: list[Check] = []
+        if self.active_interval > self.interval:
+            message = (
+                f"{format_duration(self.active_interval)} is longer than interval "
+                f"({format_duration(self.interval)}); it must be at most that"
+            )
+            problems.append(Check(("active_interval",), message, ("active_interval", "interval")))
+        if not any(getattr(self, field) for field in self.WATCH_FIELDS):
+            message = f"watches nothing: list at least one of {self._watch_hint()}"
+            problems.append(Check((), message, self.WATCH_FIELDS))
+        problems.extend(self._extra_problems())
+        raise_problems(self, problems)
+        return self
+
+    def _watch_hint(self) -> str:
+        return ", ".join(self.WATCH_FIELDS[:-1]) + f" or {self.WATCH_FIELDS[-1]}"
+
+    def _extra_problems(self) -> list[Check]:
+        return []
+
+
+class GitLabSource(BaseSource):
+    """GitLab (gitlab.com or self-managed); `url` is the instance root."""
+
+    WATCH_FIELDS: ClassVar[tuple[str, ...]] = ("projects", "groups")
+
+    type: Literal["gitlab"] = "gitlab"
+    url: BaseUrl = "https://gitlab.com"
+    projects: list[GitLabProject] = []
+    groups: list[GitLabGroup] = []
+
+
+class GitHubSource(BaseSource):
+    """GitHub Actions; `url` is the API base (`https://HOST/api/v3` for GitHub Enterprise)."""
+
+    WATCH_FIELDS: ClassVar[tuple[str, ...]] = ("repos", "orgs", "users")
+
+    type: Literal["github"] = "github"
+    url: BaseUrl = "https://api.github.com"
+    repos: list[GitHubRepo] = []
+    orgs: list[GitHubLogin] = []
+    users: list[GitHubLogin] = []
+    workflows: list[Glob] = []
+
+
+class JenkinsSource(BaseSource):
+    """Jenkins; `url` is the root. `token` is the API token of `username`."""
+
+    WATCH_FIELDS: ClassVar[tuple[str, ...]] = ("jobs", "folders")
+
+    type: Literal["jenkins"] = "jenkins"
+    username: OptionalText = None
+    jobs: list[JenkinsName] = []
+    folders: list[JenkinsName] = []
+    builds: int = Field(20, ge=1, le=1000)
+
+    def _extra_problems(self) -> list[Check]:
+        return _both_or_neither(self, "username", "token")
+
+
+SourceSettings = Annotated[GitLabSource | GitHubSource | JenkinsSource, Field(discriminator="type")]
+
+
+class BaseChannel(ConfigModel):
+    """What every notification channel has."""
+
+    name: Name
+    type: str
+
+
+class EmailChannel(BaseChannel):
+    """SMTP: `smtp://` uses STARTTLS, `smtps://` implicit TLS; credentials in the URL."""
+
+    type: Literal["email"] = "email"
+    smtp_url: SmtpUrl
+    from_: Email = Field(alias="from")
+    to: list[Email] = Field(min_length=1)
+    subject_prefix: str = "[ciwatch]"
+
+
+class DingTalkChannel(BaseChannel):
+    """DingTalk custom robot; `secret` enables signed requests."""
+
+    type: Literal["dingtalk"] = "dingtalk"
+    url: HttpUrl
+    secret: Secret = None
+    at_mobiles: list[str] = []
+    at_user_ids: list[str] = []
+    at_all: bool = False
+
+
+class WeComChannel(BaseChannel):
+    """WeCom (WeChat Work) group robot."""
+
+    type: Literal["wecom"] = "wecom"
+    url: HttpUrl
+    mentioned_list: list[str] = []
+    mentioned_mobile_list: list[str] = []
+
+
+class SlackChannel(BaseChannel):
+    """Slack incoming webhook."""
+
+    type: Literal["slack"] = "slack"
+    url: HttpUrl
+
+
+class WebhookChannel(BaseChannel):
+    """A JSON event POSTed to any URL; `secret` signs the body (HMAC-SHA256)."""
+
+    type: Literal["webhook"] = "webhook"
+    url: HttpUrl
+    secret: Secret = None
+    headers: dict[str, str] = {}
+
+
+class AppriseChannel(BaseChannel):
+    """Any Apprise URL (tgram://, discord://, mailto://, ...)."""
+
+    type: Literal["apprise"] = "apprise"
+    url: AppriseUrl
+
+
+ChannelSettings = Annotated[
+    EmailChannel | DingTalkChannel | WeComChannel | SlackChannel | WebhookChannel | AppriseChannel,
+    Field(discriminator="type"),
+]
+
+
+class RouteSettings(ConfigModel):
+    """Which alerts go to which channels: every list must match (globs on names)."""
+
+    channels: list[str] = Field(min_length=1)
+    sources: list[Glob] = ["*"]
+    projects: list[Glob] = ["*"]
+    refs: list[Glob] = ["*"]
+    events: list[AlertEventKind] = list(AlertEventKind)
+
+
+class AlertSettings(ConfigModel):
+    """Alert timing, channels and routes (DESIGN §7)."""
+
+    stuck_after: PositiveDuration = timedelta(hours=1)
+    queued_after: PositiveDuration = timedelta(minutes=15)
+    repeat_interval: PositiveDuration = timedelta(hours=4)
+    group_wait: Duration = timedelta(seconds=30)
+    channels: list[ChannelSettings] = []
+    routes: list[RouteSettings] = []
+
+    def channel(self, name: str) -> ChannelSettings | None:
+        """The channel called `name`, or None."""
+        return next((c for c in self.channels if c.name == name), None)
+
+
+class Settings(ConfigModel):
+    """The whole configuration. Build it with `load_settings`, `parse_settings` or
+    `default_settings`; it is frozen (derive a changed copy with `model_copy(update=...)`)."""
+
+    database: DatabaseUrl = "sqlite:///ciwatch.db"
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    collection: CollectionSettings = Field(default_factory=CollectionSettings)
+    sources: list[SourceSettings] = []
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
+
+    def source(self, name: str) -> SourceSettings | None:
+        """The source called `name`, or None."""
+        return next((s for s in self.sources if s.name == name), None)
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        raw = {
+            "sources": [{"name": s.name} for s in self.sources],
+            "alerts": {
+                "channels": [{"name": c.name} for c in self.alerts.channels],
+                "routes": [{"channels": r.channels} for r in self.alerts.routes],
+            },
+        }
+        raise_problems(self, [Check(loc, message, ()) for loc, message in cross_problems(raw)])
+        return self
+
+
+def cross_problems(data: Any) -> list[tuple[Loc, str]]:
+    """Checks across list items, on raw data or a model's: unique source and channel names,
+    routes naming existing channels. Tolerant of malformed data (skips what it cannot read), so
+    the loader can report these alongside the errors of other fields."""
+    if not isinstance(data, Mapping):
+        return []
+    problems: list[tuple[Loc, str]] = []
+    _unique_names(data.get("sources"), ("sources",), problems)
+    alerts = data.get("alerts")
+    if not isinstance(alerts, Mapping):
+        return problems
+    channels = alerts.get("channels", [])
+    routes = alerts.get("routes")
+    if not isinstance(channels, list) or not isinstance(routes, list):
+        _unique_names(channels, ("alerts", "channels"), problems)
+        return problems
+    names = _unique_names(channels, ("alerts", "channels"), problems)
+    known = f"channels: {', '.join(names)}" if names else "no channels are defined"
+    for i, route in enumerate(routes):
+        wanted = route.get("channels") if isinstance(route, Mapping) else None
+        if not isinstance(wanted, list):
+            continue
+        for j, name in enumerate(wanted):
+            if isinstance(name, str) and name not in names:
+                loc: Loc = ("alerts", "routes", i, "channels", j)
+                problems.append((loc, f"no channel named {name!r} ({known})"))
+    return problems
+
+
+def _unique_names(items: Any, loc: Loc, problems: list[tuple[Loc, str]]) -> list[str]:
+    names: list[str] = []
+    if not isinstance(items, list):
+        return names
+    first: dict[str, int] = {}
+    for index, item in enumerate(items):
+        name = item.get("name") if isinstance(item, Mapping) else None
+        if not isinstance(name, str):
+            continue
+        if name in first:
+            where = f"{_path(loc)}[{first[name]}]"
+            problems.append(((*loc, index, "name"), f"duplicate name {name!r} (also {where})"))
+        else:
+            first[name] = index
+            names.append(name)
+    return names
+
+
+def _path(loc: Loc) -> str:
+    return ".".join(str(part) for part in loc)
