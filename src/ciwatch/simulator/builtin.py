@@ -1,0 +1,189 @@
+"""Scenarios that need no file: the lively demo, and N generated targets for benchmarks."""
+
+from __future__ import annotations
+
+import random
+
+from ciwatch.simulator.scenario import (
+    PROVIDERS,
+    GeneratedRerun,
+    GeneratorSpec,
+    JobSpec,
+    ProjectSpec,
+    RateLimitSpec,
+    RerunSpec,
+    RunSpec,
+    Scenario,
+)
+
+_M = 60.0
+_H = 3600.0
+GITLAB_JOBS = (
+    JobSpec("compile", "build"),
+    JobSpec("unit", "test"),
+    JobSpec("lint", "test"),
+    JobSpec("deploy", "deploy"),
+)
+GITHUB_JOBS = (JobSpec("build", "build"), JobSpec("test", "test"))
+JENKINS_STAGES = (
+    JobSpec("Checkout", "Checkout"),
+    JobSpec("Build", "Build"),
+    JobSpec("Test", "Test"),
+    JobSpec("Deploy", "Deploy"),
+)
+
+
+def _every(minutes: float, *results: tuple[str, float], rerun: float = 0.0) -> GeneratorSpec:
+    return GeneratorSpec(
+        every=minutes * _M,
+        results=results or (("success", 0.85), ("failed", 0.15)),
+        queue=(2.0, 25.0),
+        duration=(90.0, 300.0),
+        rerun=GeneratedRerun(rerun, after=90.0) if rerun else None,
+    )
+
+
+def demo_scenario() -> Scenario:
+    """Ten projects over GitLab, GitHub and Jenkins with successes, failures, recoveries,
+    re-runs, a stuck run, long queues, an `input` step waiting, and runs that keep arriving."""
+    fail_test = (
+        JobSpec("compile", "build", "success", 70),
+        JobSpec("unit", "test", "failed", 95),
+        JobSpec("lint", "test", "success", 40),
+        JobSpec("deploy", "deploy"),
+    )
+    projects = [
+        ProjectSpec(
+            "gitlab",
+            "platform/backend/api",
+            refs=("main", "develop"),
+            jobs=GITLAB_JOBS,
+            runs=(
+                RunSpec(-50 * _M),
+                RunSpec(-35 * _M, jobs=fail_test),
+                RunSpec(-20 * _M, duration=4 * _M),
+                RunSpec(-8 * _M, ref="develop"),
+            ),
+            generate=_every(4),
+        ),
+        ProjectSpec(
+            "gitlab",
+            "platform/frontend/web",
+            jobs=GITLAB_JOBS,
+            runs=(
+                RunSpec(-40 * _M),
+                RunSpec(-12 * _M, result="failed"),
+                RunSpec(
+                    -4 * _M,
+                    duration=90,
+                    result="failed",
+                    rerun=RerunSpec(after=2 * _M, result="success"),
+                ),
+            ),
+            generate=_every(5, ("success", 0.6), ("failed", 0.4), rerun=0.3),
+        ),
+        ProjectSpec(
+            "gitlab",
+            "platform/infra/terraform",
+            jobs=GITLAB_JOBS,
+            runs=(RunSpec(-2 * _H), RunSpec(-75 * _M, duration=float("inf"))),
+            generate=_every(6),
+        ),
+        ProjectSpec(
+            "github",
+            "octo-org/service",
+            jobs=GITHUB_JOBS,
+            runs=(
+                RunSpec(-45 * _M),
+                RunSpec(-25 * _M, result="failed", rerun=RerunSpec(after=3 * _M)),
+            ),
+            generate=_every(3, ("success", 0.85), ("failed", 0.15), rerun=0.3),
+        ),
+        ProjectSpec(
+            "github",
+            "octo-org/docs",
+            workflow="Docs",
+            jobs=GITHUB_JOBS,
+            runs=(RunSpec(-60 * _M), RunSpec(-25 * _M, queue=40 * _M)),
+            generate=_every(6),
+        ),
+        ProjectSpec(
+            "github",
+            "octo-org/mobile",
+            jobs=GITHUB_JOBS,
+            runs=(RunSpec(-30 * _M, result="failed"), RunSpec(-15 * _M, result="timed_out")),
+            generate=_every(4, ("success", 0.4), ("failed", 0.5), ("canceled", 0.1)),
+        ),
+        ProjectSpec(
+            "jenkins",
+            "backend/billing",
+            jobs=JENKINS_STAGES,
+            runs=(RunSpec(-30 * _M), RunSpec(-10 * _M, result="failed")),
+            generate=_every(4, ("success", 0.75), ("failed", 0.15), ("unstable", 0.1)),
+        ),
+        ProjectSpec(
+            "jenkins",
+            "backend/gateway",
+            kind="multibranch",
+            jobs=JENKINS_STAGES,
+            refs=("main", "feature/login"),
+            runs=(RunSpec(-20 * _M), RunSpec(-15 * _M, ref="feature/login", result="failed")),
+            generate=_every(5),
+        ),
+        ProjectSpec(
+            "jenkins",
+            "tools/nightly",
+            kind="freestyle",
+            runs=(
+                RunSpec(-6 * _H, event="schedule"),
+                RunSpec(-30 * _M, event="schedule", result="unstable"),
+            ),
+            generate=_every(15, ("success", 0.7), ("unstable", 0.3)),
+        ),
+        ProjectSpec(
+            "jenkins",
+            "tools/deploy",
+            jobs=JENKINS_STAGES,
+            runs=(
+                RunSpec(-40 * _M, result="manual", event="manual"),
+                RunSpec(-20 * _M, queue=35 * _M),
+            ),
+            generate=_every(8),
+        ),
+    ]
+    return Scenario(projects=projects, seed=7, retention=100, name="demo")
+
+
+def generated_scenario(targets: int, *, seed: int = 1) -> Scenario:
+    """`targets` projects spread round-robin over GitLab, GitHub and Jenkins (a few multibranch
+    and freestyle jobs), each with a seeded generator so runs keep arriving. Grouped 300 to a
+    group/org/folder. Rate limits are generous so benchmarks measure the poller, not the quota."""
+    if targets < 1:
+        raise ValueError(f"targets: {targets} must be 1 or more")
+    projects: list[ProjectSpec] = []
+    for i in range(targets):
+        provider = PROVIDERS[i % 3]
+        rng = random.Random(f"{seed}/{i}")
+        every = rng.choice((120.0, 180.0, 300.0, 600.0, 900.0, 1800.0))
+        generate = GeneratorSpec(
+            every=every,
+            since=-20 * every + rng.uniform(0, every),
+            results=(("success", 0.85), ("failed", 0.12), ("canceled", 0.03)),
+            queue=(1.0, 30.0),
+            duration=(30.0, 600.0),
+            rerun=GeneratedRerun(0.2) if provider != "jenkins" else None,
+        )
+        group = f"{i // 300:03d}"
+        refs: tuple[str, ...] = ("main", "develop") if i % 5 == 0 else ("main",)
+        kind = "pipeline"
+        if provider == "github":
+            path = f"gen-org-{group}/app-{i:05d}"
+        else:
+            path = f"gen/team-{group}/app-{i:05d}"
+            if provider == "jenkins":
+                kind = "multibranch" if i % 7 == 0 else "freestyle" if i % 11 == 0 else "pipeline"
+        projects.append(ProjectSpec(provider, path, refs=refs, kind=kind, generate=generate))
+    limits = {"gitlab": RateLimitSpec(1_000_000, 60.0), "github": RateLimitSpec(10_000_000, _H)}
+    return Scenario(
+        projects, rate_limits=limits, seed=seed, retention=50, name=f"generated-{targets}"
+    )
