@@ -117,11 +117,10 @@ def schedule(jobs: Sequence[JobSpec], result: str, total: int | None) -> tuple[J
     stages = list(dict.fromkeys(job.stage for job in jobs))
     results = _job_results(jobs, stages, result)
     running = _running_stages(jobs, stages, results)
-    share = (
-        total // max(len(running), 1) if total is not None and total < FOREVER else None
-    ) or _DEFAULT_STAGE_MS
+    finite = total is not None and total < FOREVER
+    share = total // max(len(running), 1) if total is not None and finite else _DEFAULT_STAGE_MS
     durations = [ms(j.duration) if j.duration is not None else share for j in jobs]
-    if total is not None and 0 < total < FOREVER and all(j.duration is not None for j in jobs):
+    if total and finite and all(j.duration is not None for j in jobs):
         natural = sum(
             max(durations[i] for i, j in enumerate(jobs) if j.stage == s) for s in running
         )

@@ -46,8 +46,8 @@ class Generator:
         self.spec = spec
         self.words = [word for word, _ in spec.results]
         self.weights = [weight for _, weight in spec.results]
-        rerun = spec.rerun
-        rerun_span = 0 if rerun is None else ms(rerun.after) + 2 * ms(spec.duration[1])
+        # The longest a generated run can keep changing: queue, run, and a re-run as long.
+        rerun_span = 0 if spec.rerun is None else ms(spec.rerun.after) + ms(spec.duration[1])
         self.max_queue = ms(spec.queue[1])
         self.max_span = self.max_queue + ms(spec.duration[1]) + rerun_span
 
