@@ -12,7 +12,8 @@ from yarl import URL
 
 from ciwatch.clock import FakeClock
 from ciwatch.simulator import Fault, FaultBook, Simulator, load_scenario, start_simulator
-from conftest import BASIC, Harness, serve
+
+from .harness import BASIC, Harness, serve
 
 PIPELINES = "projects/101/pipelines"
 RUNS = "repos/octo-org/web/actions/runs"

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from ciwatch.clock import FakeClock
-from conftest import GITHUB_TOKEN, Harness, serve, small_scenario
+
+from .harness import GITHUB_TOKEN, Harness, serve, small_scenario
 
 RUNS = "repos/octo-org/web/actions/runs"
 

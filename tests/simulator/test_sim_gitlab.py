@@ -10,7 +10,8 @@ import pytest
 
 from ciwatch.clock import FakeClock
 from ciwatch.timeutil import parse_time
-from conftest import Harness, serve, small_scenario
+
+from .harness import Harness, serve, small_scenario
 
 
 def links(header: str) -> dict[str, str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import JENKINS_AUTH, Harness
+from .harness import JENKINS_AUTH, Harness
 
 APP = "job/team/job/app"
 NIGHTLY = "job/team/job/tools/job/nightly"

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from shape import shape_diff
 
 from ciwatch.clock import FakeClock
 from ciwatch.simulator import (
@@ -20,7 +19,9 @@ from ciwatch.simulator import (
 )
 from ciwatch.simulator.timeline import Generator
 from ciwatch.timeutil import parse_time
-from conftest import BASIC, Harness, fixture, serve
+
+from .harness import BASIC, Harness, fixture, serve
+from .shape import shape_diff
 
 GITLAB = {"provider": "gitlab", "path": "g/p"}
 

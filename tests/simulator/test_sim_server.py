@@ -7,7 +7,8 @@ import pytest
 
 from ciwatch.clock import FakeClock
 from ciwatch.simulator import Simulator, demo_scenario, start_simulator
-from conftest import Harness
+
+from .harness import Harness
 
 
 async def test_urls_and_stop(clock: FakeClock) -> None:

@@ -7,9 +7,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from shape import shape_diff
 
-from conftest import Harness, fixture
+from .harness import Harness, fixture
+from .shape import shape_diff
 
 Fetch = Callable[[Harness], Awaitable[Any]]
 CLASS = "Jenkins 2 adds `_class` to every object (the fixture predates it)"
