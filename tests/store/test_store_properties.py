@@ -9,10 +9,10 @@ from datetime import datetime
 
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from store_support import BlockingStore
 
 from ciwatch.domain import RefKey, Run, RunKey, Status
 from ciwatch.state import fold_runs, merge_run, ref_sort_key, ref_state
-from conftest import BlockingStore
 from factories import at, make_run
 
 TIMES = [at(0), at(10), at(10.5), at(20)]

@@ -11,6 +11,9 @@ writer's transaction, for every ref whose set of runs changed, from a few index 
 On PostgreSQL writers serialise per ref on that row (`SELECT ... FOR UPDATE`, refs taken in sorted
 order), so the recompute always sees every committed run of the ref and no two writers can leave
 a stale state behind. SQLite needs no row locks: its writers are serialised by BEGIN IMMEDIATE.
+
+Statements are built once, with bound parameters: building SQLAlchemy constructs costs more than
+running these small queries.
 """
 
 from __future__ import annotations
@@ -20,9 +23,10 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Delete,
     Select,
+    bindparam,
     delete,
-    literal,
     literal_column,
     select,
     tuple_,
@@ -74,6 +78,72 @@ def ref_row(ref: RefKey) -> ColumnElement[bool]:
     )
 
 
+def _params(ref: RefKey) -> dict[str, str]:
+    return {"r_source": ref.source, "r_project": ref.project, "r_ref": ref.ref}
+
+
+_OF_REF = (
+    (runs.c.source == bindparam("r_source"))
+    & (runs.c.project == bindparam("r_project"))
+    & (runs.c.ref_key == bindparam("r_ref"))
+)
+_STATE_OF_REF = (
+    (ref_states.c.source == bindparam("r_source"))
+    & (ref_states.c.project == bindparam("r_project"))
+    & (ref_states.c.ref == bindparam("r_ref"))
+)
+
+
+def _newest(kind: str, *extra: ColumnElement[bool]) -> Select[Any]:
+    return (
+        select(literal_column(f"'{kind}'").label("kind"), *_PROBE_COLUMNS)
+        .where(_OF_REF, *extra)
+        .order_by(runs.c.order_time.desc(), runs.c.run_id.desc())
+        .limit(1)
+    )
+
+
+_PROBES = union_all(
+    *(
+        select(probe.subquery())
+        for probe in (_newest("last"), _newest("success", IS_SUCCESS), _newest("failed", IS_FAILED))
+    )
+)
+_DELETE_STATE: Delete = delete(ref_states).where(_STATE_OF_REF)
+_BREAKER_BOUND = tuple_(
+    bindparam("b_time", type_=UTCDateTime()), bindparam("b_run", type_=runs.c.run_id.type)
+)
+
+
+def _oldest(status: ColumnElement[bool], after_breaker: bool) -> Select[Any]:
+    conditions = [_OF_REF, status]
+    if after_breaker:
+        conditions.append(tuple_(runs.c.order_time, runs.c.run_id) > _BREAKER_BOUND)
+    return (
+        select(runs.c.id, runs.c.finished_at, runs.c.order_time)
+        .where(*conditions)
+        .order_by(runs.c.order_time.asc(), runs.c.run_id.asc())
+        .limit(1)
+    )
+
+
+_STREAK_START = {
+    (status, after): _oldest(IS_SUCCESS if status is Status.SUCCESS else IS_FAILED, after)
+    for status in (Status.SUCCESS, Status.FAILED)
+    for after in (False, True)
+}
+_REF_KEY_COLUMNS = (ref_states.c.source, ref_states.c.project, ref_states.c.ref)
+_LOCK = (
+    select(ref_states.c.id)
+    .where(tuple_(*_REF_KEY_COLUMNS).in_(bindparam("keys", expanding=True)))
+    .order_by(*_REF_KEY_COLUMNS)
+    .with_for_update()
+)
+_STORED_REFS = select(runs.c.source, runs.c.project, runs.c.run_id, runs.c.ref_key).where(
+    tuple_(runs.c.source, runs.c.project, runs.c.run_id).in_(bindparam("keys", expanding=True))
+)
+
+
 async def lock_refs(conn: AsyncConnection, refs: Iterable[RefKey]) -> set[RefKey]:
     """PostgreSQL only: lock the `ref_states` rows of `refs`, creating placeholders as needed.
 
@@ -86,15 +156,9 @@ async def lock_refs(conn: AsyncConnection, refs: Iterable[RefKey]) -> set[RefKey
     created: set[RefKey] = set()
     for part in chunks(keys):
         rows = [{"source": k.source, "project": k.project, "ref": k.ref} for k in part]
-        result = await conn.execute(ref_placeholders("postgresql").values(rows))
+        result = await conn.execute(ref_placeholders("postgresql"), rows)
         created.update(RefKey(*row) for row in result)
-        lock = (
-            select(ref_states.c.id)
-            .where(tuple_(ref_states.c.source, ref_states.c.project, ref_states.c.ref).in_(part))
-            .order_by(ref_states.c.source, ref_states.c.project, ref_states.c.ref)
-            .with_for_update()
-        )
-        await conn.execute(lock)
+        await conn.execute(_LOCK, {"keys": [tuple(key) for key in part]})
     return created
 
 
@@ -102,21 +166,10 @@ async def stored_refs(conn: AsyncConnection, keys: Sequence[RunKey]) -> dict[Run
     """The ref each of the stored runs among `keys` belongs to now."""
     found: dict[RunKey, RefKey] = {}
     for part in chunks(keys):
-        query = select(runs.c.source, runs.c.project, runs.c.run_id, runs.c.ref_key).where(
-            tuple_(runs.c.source, runs.c.project, runs.c.run_id).in_(part)
-        )
-        for source, project, run_id, ref in await conn.execute(query):
+        result = await conn.execute(_STORED_REFS, {"keys": [tuple(key) for key in part]})
+        for source, project, run_id, ref in result:
             found[RunKey(source, project, run_id)] = RefKey(source, project, ref)
     return found
-
-
-def _newest(kind: str, ref: RefKey, *extra: ColumnElement[bool]) -> Select[Any]:
-    return (
-        select(literal_column(f"'{kind}'").label("kind"), *_PROBE_COLUMNS)
-        .where(runs_of(ref), *extra)
-        .order_by(runs.c.order_time.desc(), runs.c.run_id.desc())
-        .limit(1)
-    )
 
 
 def _probe_key(row: Any) -> tuple[Any, str]:
@@ -125,16 +178,11 @@ def _probe_key(row: Any) -> tuple[Any, str]:
 
 async def recompute(conn: AsyncConnection, dialect: str, ref: RefKey) -> None:
     """Bring the `ref_states` row of `ref` up to date with its runs, in `conn`'s transaction."""
-    probes = [
-        _newest("last", ref),
-        _newest("success", ref, IS_SUCCESS),
-        _newest("failed", ref, IS_FAILED),
-    ]
-    query = union_all(*(select(probe.subquery()) for probe in probes))
-    found = {row.kind: row for row in await conn.execute(query)}
+    params = _params(ref)
+    found = {row.kind: row for row in await conn.execute(_PROBES, params)}
     last = found.get("last")
     if last is None:
-        await conn.execute(delete(ref_states).where(ref_row(ref)))
+        await conn.execute(_DELETE_STATE, params)
         return
     values: dict[str, Any] = {
         "source": ref.source,
@@ -151,8 +199,13 @@ async def recompute(conn: AsyncConnection, dialect: str, ref: RefKey) -> None:
     if decisive:
         decisive.sort(key=_probe_key, reverse=True)
         current = decisive[0]
+        # Every decisive run newer than the breaker (the newest run of the other decisive
+        # status) has the current status, so the streak starts at the oldest such run.
         breaker = decisive[1] if len(decisive) > 1 else None
-        first = await _streak_start(conn, ref, Status(current.status), breaker)
+        query = _STREAK_START[(Status(current.status), breaker is not None)]
+        if breaker is not None:
+            params = {**params, "b_time": breaker.order_time, "b_run": breaker.run_id}
+        first = (await conn.execute(query, params)).one()
         values.update(
             status=current.status,
             decisive_run_id=current.id,
@@ -160,27 +213,3 @@ async def recompute(conn: AsyncConnection, dialect: str, ref: RefKey) -> None:
             since=first.finished_at or first.order_time,
         )
     await conn.execute(ref_state_upsert(dialect), values)
-
-
-async def _streak_start(
-    conn: AsyncConnection, ref: RefKey, status: Status, breaker: Any | None
-) -> Any:
-    # Every decisive run newer than the breaker has `status` (the breaker is the newest run of
-    # the other decisive status), so the streak starts at the oldest such run.
-    only = IS_SUCCESS if status is Status.SUCCESS else IS_FAILED
-    conditions: list[ColumnElement[bool]] = [runs_of(ref), only]
-    if breaker is not None:
-        bound = tuple_(
-            literal(breaker.order_time, UTCDateTime()), literal(breaker.run_id, runs.c.run_id.type)
-        )
-        conditions.append(tuple_(runs.c.order_time, runs.c.run_id) > bound)
-    query = (
-        select(runs.c.id, runs.c.finished_at, runs.c.order_time)
-        .where(*conditions)
-        .order_by(runs.c.order_time.asc(), runs.c.run_id.asc())
-        .limit(1)
-    )
-    row = (await conn.execute(query)).first()
-    if row is None:  # cannot happen: the decisive run itself qualifies
-        raise RuntimeError(f"no run starts the streak of {ref}")
-    return row

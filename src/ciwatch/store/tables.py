@@ -70,6 +70,9 @@ runs = Table(
     Column("attempt", Integer, nullable=False),
     # state.version_key of the stored update; the upsert compares it to the incoming one.
     Column("version", key_text(), nullable=False),
+    # The ref_key the run had before its last change, set by the upsert so that its RETURNING
+    # tells the writer which ref a run left (old values are not returnable otherwise).
+    Column("prev_ref_key", key_text()),
     # Generated, so that they follow whatever the merge decides for ref and the timestamps.
     Column("ref_key", key_text(), Computed("coalesce(ref, '')", persisted=True), nullable=False),
     Column(

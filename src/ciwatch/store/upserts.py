@@ -12,6 +12,7 @@ skips the write unless something can change, so a returned row means "the stored
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 from sqlalchemy import Column, ColumnElement, Table, and_, case, func, or_
@@ -63,10 +64,13 @@ def _fills(old: Column[Any], new: Column[Any]) -> ColumnElement[bool]:
     return and_(old.is_(None), new.is_not(None))
 
 
+@cache
 def run_upsert(dialect: str) -> ReturningInsert[Any]:
-    """The merge statement for one run; execute it with `rows.run_values(run)`.
+    """The merge statement for runs; execute it with `rows.run_values(run)` for each run (a list
+    of them becomes multi-row INSERTs, so no key may appear twice in one execution).
 
-    Returns `(id, ref_key)` of the stored row when it changed, no row otherwise.
+    Returns `(source, project, run_id, ref_key, prev_ref_key)` of each stored row that changed;
+    `prev_ref_key` is the run's ref before this update, None when the run is new.
     """
     stmt = insert_for(dialect, runs)
     new, old = stmt.excluded, runs.c
@@ -83,6 +87,7 @@ def run_upsert(dialect: str) -> ReturningInsert[Any]:
             (newer, new[name]),
             else_=old[name],
         )
+    values["prev_ref_key"] = old.ref_key
     fills = [_fills(old[name], new[name]) for name in IDENTITY_FIELDS]
     fills += [and_(same_attempt, _fills(old[name], new[name])) for name in ATTEMPT_FIELDS]
     upsert: Insert = stmt.on_conflict_do_update(
@@ -90,13 +95,15 @@ def run_upsert(dialect: str) -> ReturningInsert[Any]:
         set_=values,
         where=or_(newer, *fills),
     )
-    return upsert.returning(runs.c.id, runs.c.ref_key)
+    return upsert.returning(
+        runs.c.source, runs.c.project, runs.c.run_id, runs.c.ref_key, runs.c.prev_ref_key
+    )
 
 
+@cache
 def job_upsert(dialect: str) -> ReturningInsert[Any]:
-    """The merge statement for one job; execute it with `rows.job_values(job)`.
-
-    Returns `(id,)` when the stored row changed, no row otherwise.
+    """The merge statement for jobs; execute it with `rows.job_values(job)` for each job (no key
+    twice in one execution). Returns `(id,)` for each stored row that changed.
     """
     stmt = insert_for(dialect, jobs)
     new, old = stmt.excluded, jobs.c
@@ -124,6 +131,7 @@ def target_upsert(dialect: str, values: dict[str, Any]) -> Insert:
     )
 
 
+@cache
 def ref_placeholders(dialect: str) -> ReturningInsert[Any]:
     """Create missing `ref_states` rows (to lock them); returns the keys it created."""
     stmt = insert_for(dialect, ref_states)
@@ -132,6 +140,7 @@ def ref_placeholders(dialect: str) -> ReturningInsert[Any]:
     ).returning(*(ref_states.c[name] for name in REF_KEY))
 
 
+@cache
 def ref_state_upsert(dialect: str) -> Insert:
     """Insert or replace one ref state; execute with all its column values but `id`."""
     stmt = insert_for(dialect, ref_states)

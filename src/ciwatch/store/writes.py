@@ -6,77 +6,87 @@ whole after a PostgreSQL deadlock or serialization failure: every write here is 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 from datetime import datetime
+from typing import TypeVar
 
 from sqlalchemy import delete, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ciwatch.domain import Job, RefKey, Run, RunKey
+from ciwatch.domain import Job, RefKey, Run
 from ciwatch.store.refs import lock_refs, recompute, ref_row, runs_of, stored_refs
 from ciwatch.store.rows import job_values, run_values
 from ciwatch.store.tables import jobs, ref_states, runs
 from ciwatch.store.upserts import job_upsert, run_upsert
 
 PRUNE_REFS_PER_TRANSACTION = 100
+T = TypeVar("T")
+
+
+def waves(items: Sequence[T], key: Callable[[T], Hashable]) -> list[list[T]]:
+    """Split `items` into consecutive groups where no key appears twice (PostgreSQL refuses a
+    multi-row upsert that touches a row twice), keeping each key's updates in their order."""
+    seen: dict[Hashable, int] = {}
+    groups: list[list[T]] = []
+    for item in items:
+        index = seen[key(item)] = seen.get(key(item), -1) + 1
+        if index == len(groups):
+            groups.append([])
+        groups[index].append(item)
+    return groups
 
 
 async def upsert_runs(conn: AsyncConnection, dialect: str, batch: Sequence[Run]) -> int:
-    """Merge `batch` into `runs` and refresh the touched ref states; returns how many changed.
+    """Merge `batch` into `runs` and refresh the touched ref states; returns how many updates
+    changed a stored run (each counted as if applied one after the other).
 
     Updates are applied in key order (stable, so the updates of one run keep their order): the
-    merge does not depend on the order, and writers that touch the same runs lock their rows in
-    the same order.
+    merge does not depend on the order, and writers that touch the same runs then lock their
+    rows in the same order.
     """
     ordered = sorted(batch, key=lambda run: run.key)
-    keys = list(dict.fromkeys(run.key for run in ordered))
-    touched = await _lock_all_refs(conn, dialect, keys, {run.ref_key for run in ordered})
-    current = await stored_refs(conn, keys)
+    postgres = dialect == "postgresql"
+    touched: set[RefKey] = set()
+    locked: set[RefKey] = set()
+    if postgres:
+        locked = await _expected_refs(conn, ordered)
+        touched |= await lock_refs(conn, locked)
     statement = run_upsert(dialect)
     changed = 0
-    for run in ordered:
-        row = (await conn.execute(statement, run_values(run))).first()
-        if row is None:
-            continue
-        changed += 1
-        # A run can move between refs (ref first unknown, then known): both refs change.
-        if run.key in current:
-            touched.add(current[run.key])
-        current[run.key] = RefKey(run.source, run.project, row.ref_key)
-        touched.add(current[run.key])
+    for wave in waves(ordered, lambda run: run.key):
+        result = await conn.execute(statement, [run_values(run) for run in wave])
+        for source, project, _run_id, ref, previous in result:
+            changed += 1
+            touched.add(RefKey(source, project, ref))
+            # A run can move between refs (ref first unknown, then known): both refs change.
+            if previous is not None:
+                touched.add(RefKey(source, project, previous))
+    if postgres and touched - locked:
+        # Only a run that moved to or from a ref we could not foresee. Locking it now, after our
+        # own change and before the recompute, is still correct; being out of order it may
+        # deadlock, which PostgreSQL detects, and the whole transaction is retried.
+        touched |= await lock_refs(conn, touched - locked)
     for ref in sorted(touched):
         await recompute(conn, dialect, ref)
     return changed
 
 
-async def _lock_all_refs(
-    conn: AsyncConnection, dialect: str, keys: Sequence[RunKey], incoming: set[RefKey]
-) -> set[RefKey]:
-    """On PostgreSQL, lock every ref the batch can touch: the incoming refs and the refs the
-    stored runs belong to now. Returns the placeholder refs created (to recompute)."""
-    if dialect != "postgresql":
-        return set()
-    created = await lock_refs(conn, incoming)
-    locked = set(incoming)
-    # The stored refs are read after locking; a concurrent writer may have moved a run to a ref
-    # we do not hold yet. Lock it too and look again: once we hold a run's current ref, nobody
-    # can move it. Out-of-order locking here can deadlock, which PostgreSQL detects; the
-    # transaction is then retried.
-    while True:
-        missing = set((await stored_refs(conn, keys)).values()) - locked
-        if not missing:
-            return created
-        created |= await lock_refs(conn, missing)
-        locked |= missing
+async def _expected_refs(conn: AsyncConnection, ordered: Sequence[Run]) -> set[RefKey]:
+    """The refs the runs of a batch will belong to: their own, or for an update without a ref,
+    the stored run's (it keeps its ref), else ""."""
+    unknown = [run.key for run in ordered if run.ref is None]
+    stored = await stored_refs(conn, list(dict.fromkeys(unknown))) if unknown else {}
+    return {stored.get(run.key, run.ref_key) if run.ref is None else run.ref_key for run in ordered}
 
 
 async def upsert_jobs(conn: AsyncConnection, dialect: str, batch: Sequence[Job]) -> int:
     """Merge `batch` into `jobs`; returns how many updates changed a stored row."""
     statement = job_upsert(dialect)
     changed = 0
-    for job in sorted(batch, key=lambda job: job.key):
-        if (await conn.execute(statement, job_values(job))).first() is not None:
-            changed += 1
+    ordered = sorted(batch, key=lambda job: job.key)
+    for wave in waves(ordered, lambda job: job.key):
+        result = await conn.execute(statement, [job_values(job) for job in wave])
+        changed += len(result.all())
     return changed
 
 

@@ -53,6 +53,7 @@ def upgrade() -> None:
         sa.Column("queued_seconds", sa.Double()),
         sa.Column("attempt", sa.Integer(), nullable=False),
         sa.Column("version", key_text(), nullable=False),
+        sa.Column("prev_ref_key", key_text()),
         sa.Column(
             "ref_key", key_text(), sa.Computed("coalesce(ref, '')", persisted=True), nullable=False
         ),
