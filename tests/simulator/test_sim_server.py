@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 import aiohttp
 import pytest
 
 from ciwatch.clock import FakeClock
-from ciwatch.simulator import Simulator, demo_scenario, start_simulator
+from ciwatch.simulator import (
+    RunningSimulator,
+    Simulator,
+    choose_scenario,
+    demo_scenario,
+    serve_until_cancelled,
+    start_simulator,
+)
 
-from .harness import Harness
+from .harness import BASIC, Harness
 
 
 async def test_urls_and_stop(clock: FakeClock) -> None:
@@ -65,3 +75,33 @@ async def test_unknown_paths_are_404_and_counted(basic: Harness) -> None:
     assert (await basic.get(f"{basic.running.url}/bitbucket/api")).status == 404
     assert basic.sim.stats.by_status[404] == 2
     assert basic.sim.stats.by_provider["other"] == 1
+
+
+def test_choose_scenario_for_the_command_line(tmp_path: Path) -> None:
+    assert choose_scenario().name == "demo"
+    assert len(choose_scenario(targets=7).projects) == 7
+    assert choose_scenario(BASIC).name == "basic"
+    with pytest.raises(ValueError, match="one or the other"):
+        choose_scenario(BASIC, 7)
+    with pytest.raises(ValueError, match="targets"):
+        choose_scenario(targets=0)
+    with pytest.raises(FileNotFoundError):
+        choose_scenario(tmp_path / "missing.yaml")
+
+
+async def test_serve_until_cancelled_stops_the_server(clock: FakeClock) -> None:
+    ready: list[RunningSimulator] = []
+    task = asyncio.create_task(
+        serve_until_cancelled(Simulator(demo_scenario(), clock), on_ready=ready.append)
+    )
+    while not ready:  # noqa: ASYNC110 (the callback is the only signal there is)
+        await asyncio.sleep(0.01)
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{ready[0].url}/_simulator/stats") as resp:
+            assert resp.status == 200
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        with pytest.raises(aiohttp.ClientConnectionError):
+            async with session.get(f"{ready[0].url}/_simulator/stats"):
+                pass

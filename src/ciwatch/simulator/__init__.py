@@ -26,6 +26,7 @@ from ciwatch.simulator.scenario import (
     Scenario,
     Tokens,
 )
+from ciwatch.simulator.serve import choose_scenario, serve_until_cancelled, simulate
 
 __all__ = [
     "DEFAULT_GITHUB_TOKEN",
@@ -44,9 +45,12 @@ __all__ = [
     "Scenario",
     "Simulator",
     "Tokens",
+    "choose_scenario",
     "demo_scenario",
     "generated_scenario",
     "load_scenario",
     "scenario_from_dict",
+    "serve_until_cancelled",
+    "simulate",
     "start_simulator",
 ]
