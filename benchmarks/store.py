@@ -124,7 +124,7 @@ async def bench_store(store: SqlStore, runs: list[Run], single: int, batch: int)
         await rate(f"no-op duplicate, batches of {batch}", retried_sample, batched, batch),
     ]
     for label, per_second in figures:
-        print(f"  {label:<36} {per_second:>10,.0f} upserts/s")
+        print(f"  {label:<36} {per_second:>10,.0f} upserts/s", flush=True)
 
     states = await store.ref_states()
     project = runs[len(runs) // 2].project
@@ -141,7 +141,7 @@ async def bench_store(store: SqlStore, runs: list[Run], single: int, batch: int)
     ]
     for label, call in queries:
         p50, p95 = await latency(call, repeat=30)
-        print(f"  {label:<36} p50 {p50:8.2f} ms   p95 {p95:8.2f} ms")
+        print(f"  {label:<36} p50 {p50:8.2f} ms   p95 {p95:8.2f} ms", flush=True)
 
 
 async def run_sqlite(runs: list[Run], single: int, batch: int) -> None:
@@ -179,12 +179,12 @@ async def main(argv: list[str]) -> None:
     refs = min(5_000, max(1, args.runs // 200))
     runs = make_runs(args.runs, refs)
     single = min(args.single, args.runs // 2)
-    print(f"{args.runs:,} runs over {refs:,} refs; Python {sys.version.split()[0]}")
+    print(f"{args.runs:,} runs over {refs:,} refs; Python {sys.version.split()[0]}", flush=True)
     if args.engine in ("sqlite", "both"):
-        print("SQLite (file, WAL)")
+        print("SQLite (file, WAL)", flush=True)
         await run_sqlite(runs, single, args.batch)
     if args.engine in ("postgresql", "both"):
-        print("PostgreSQL")
+        print("PostgreSQL", flush=True)
         await run_postgresql(runs, single, args.batch, args.pg)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from ciwatch.domain import RefKey, Run, RunKey, Status
 from ciwatch.errors import StoreError
@@ -174,3 +174,39 @@ async def test_two_processes_writing_one_sqlite_file(tmp_path: Path) -> None:
     finally:
         await first.close()
         await second.close()
+
+
+class _Deadlock(Exception):
+    sqlstate = "40P01"
+
+
+async def test_a_deadlocked_write_is_retried(
+    store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = writes.upsert_jobs
+    calls = []
+
+    async def deadlock_once(*args: Any) -> int:
+        calls.append(1)
+        if len(calls) == 1:
+            raise DBAPIError("UPDATE jobs ...", {}, _Deadlock("deadlock detected"))
+        return await real(*args)
+
+    monkeypatch.setattr(writes, "upsert_jobs", deadlock_once)
+    assert await store.upsert_jobs([make_job()]) == 1
+    assert len(calls) == 2
+
+
+async def test_other_errors_are_not_retried(
+    store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = []
+
+    async def always_fails(*_args: Any) -> int:
+        calls.append(1)
+        raise DBAPIError("UPDATE jobs ...", {}, Exception("no space left on device"))
+
+    monkeypatch.setattr(writes, "upsert_jobs", always_fails)
+    with pytest.raises(StoreError, match="no space left"):
+        await store.upsert_jobs([make_job()])
+    assert len(calls) == 1

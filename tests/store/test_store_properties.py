@@ -72,13 +72,18 @@ def expected_ref_states(runs: list[Run]) -> list[object]:
 
 @PROPERTIES
 @given(
-    sequence=st.lists(updates(["7"]), min_size=1, max_size=10), cuts=st.lists(st.integers(0, 10))
+    base=st.lists(updates(["7"]), min_size=1, max_size=8),
+    cuts=st.lists(st.integers(0, 16), max_size=4),
+    data=st.data(),
 )
 def test_stored_run_is_the_fold(
-    blocking_store: BlockingStore, sequence: list[Run], cuts: list[int]
+    blocking_store: BlockingStore, base: list[Run], cuts: list[int], data: st.DataObject
 ) -> None:
-    """Every upsert reports a change exactly when the fold changes, and the stored run is the
-    fold, whether the updates come one by one or in batches."""
+    """Updates of one run, shuffled and duplicated: every upsert reports a change exactly when
+    the fold changes, and the stored run is the fold, whether they come one by one or in
+    batches."""
+    repeats = data.draw(st.lists(st.sampled_from(base), max_size=8))
+    sequence = data.draw(st.permutations(base + repeats))
     blocking_store.clear()
     store = blocking_store.store
     key = sequence[0].key
@@ -94,7 +99,7 @@ def test_stored_run_is_the_fold(
         else:
             assert blocking_store.run(store.upsert_runs(batch)) == expected_changes
         assert blocking_store.run(store.get_run(key)) == folded
-    assert folded is not None
+    assert folded is not None and folded == fold_runs(sequence)
     assert blocking_store.run(store.ref_states()) == [ref_state([folded])]
 
 
