@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
 from types import TracebackType
 
 from aiohttp import web
@@ -16,11 +15,10 @@ from ciwatch.simulator.fault_responses import FaultResponder
 from ciwatch.simulator.faults import Fault, FaultBook
 from ciwatch.simulator.github import GitHubApi
 from ciwatch.simulator.gitlab import GitLabApi
-from ciwatch.simulator.httputil import Stats, json_response
+from ciwatch.simulator.httputil import Handler, Stats, json_response
 from ciwatch.simulator.jenkins import JenkinsApi
 from ciwatch.simulator.scenario import Scenario
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CONTROL = "/_simulator"
 RESET = 0  # the status counted for a connection closed without an answer
 
@@ -59,6 +57,7 @@ class Simulator:
 
     def app(self) -> web.Application:
         """A fresh aiohttp application serving this simulator's state."""
+        self._stopping.clear()  # serving (again): faults may hold requests
         app = web.Application(middlewares=[self._front])
         app.add_subapp("/gitlab", GitLabApi(self.ctx).app())
         app.add_subapp("/github", GitHubApi(self.ctx).app())

@@ -4,17 +4,15 @@ without any answer."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 from ciwatch.simulator.context import Context
 from ciwatch.simulator.faults import Fault
 from ciwatch.simulator.github import exhausted_body
-from ciwatch.simulator.httputil import json_response
+from ciwatch.simulator.httputil import Handler, json_response
 from ciwatch.simulator.ratelimit import Quota, headers_for
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 BAD_JSON = b'{"id": 1, "status": "succ'
 _REASONS = {
     500: "Internal Server Error",

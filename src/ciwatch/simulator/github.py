@@ -8,7 +8,7 @@ matching `If-None-Match` gets a bodyless 304 that does not count against the quo
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -17,6 +17,7 @@ from ciwatch.simulator import github_json as gh
 from ciwatch.simulator.context import Context, bearer_token, known
 from ciwatch.simulator.httputil import (
     BadParam,
+    Handler,
     Missing,
     Page,
     int_param,
@@ -29,7 +30,6 @@ from ciwatch.simulator.plans import Attempt, RunPlan
 from ciwatch.simulator.ratelimit import Quota, github_headers
 from ciwatch.simulator.world import GitHubRepo
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PREFIX = "/github"
 DOCS = "https://docs.github.com/rest"
 _STATUSES = {"queued", "in_progress", "completed", "requested", "waiting", "pending"}

@@ -7,7 +7,7 @@ Lists are paginated with `X-*` headers and a `Link` header (prev, next, first, l
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -16,6 +16,7 @@ from ciwatch.simulator import gitlab_json as gj
 from ciwatch.simulator.context import Context, bearer_token, known
 from ciwatch.simulator.httputil import (
     BadParam,
+    Handler,
     Missing,
     Page,
     int_param,
@@ -29,7 +30,6 @@ from ciwatch.simulator.plans import RunPlan
 from ciwatch.simulator.ratelimit import gitlab_headers
 from ciwatch.simulator.world import GitLabGroup, GitLabProject
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PREFIX = "/gitlab"
 _SCOPES = {
     "running": {"running"},

@@ -8,7 +8,7 @@ HTTP basic authentication with a user name and API token.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
@@ -16,13 +16,12 @@ from aiohttp import web
 
 from ciwatch.simulator import jenkins_items as items
 from ciwatch.simulator.context import Context, basic_credentials
-from ciwatch.simulator.httputil import json_response
+from ciwatch.simulator.httputil import Handler, json_response
 from ciwatch.simulator.jenkins_json import JenkinsView
 from ciwatch.simulator.plans import RunPlan
 from ciwatch.simulator.tree import FULL, Tree, parse_tree, prune
 from ciwatch.simulator.world import JenkinsNode
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PREFIX = "/jenkins"
 VERSION = "2.462.3"
 _PERMALINKS: dict[str, Callable[[str | None], bool]] = {
