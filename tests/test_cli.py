@@ -45,7 +45,6 @@ COMMANDS = [
 NOT_YET = [
     ["serve"],
     ["demo"],
-    ["simulate"],
     ["report"],
     ["alerts", "test", "mail"],
     ["alerts", "list"],

@@ -172,7 +172,7 @@ class TokenBucket:
         async with self._lock:
             while True:
                 now = self._clock.now()
-                elapsed = (now - self._stamp).total_seconds()
+                elapsed = max((now - self._stamp).total_seconds(), 0.0)  # clock stepped back
                 self._stamp = now
                 rate = self.rate * self.factor
                 self._tokens = min(self.burst, self._tokens + elapsed * rate)
@@ -191,7 +191,6 @@ class HttpClient:
         base_url: str,
         *,
         headers: Mapping[str, str] | None = None,
-        auth: aiohttp.BasicAuth | None = None,
         timeout: float = 30.0,
         retries: int = 4,
         requests_per_second: float = 10.0,
@@ -204,7 +203,6 @@ class HttpClient:
         self.source = source
         self.base_url = base_url.rstrip("/") + "/"
         self._headers = {"User-Agent": USER_AGENT, "Accept": "application/json", **(headers or {})}
-        self._auth = auth
         self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, 10.0))
         self.retries = retries
         self._clock = clock or SystemClock()
@@ -225,7 +223,6 @@ class HttpClient:
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 headers=self._headers,
-                auth=self._auth,
                 timeout=self._timeout,
                 raise_for_status=False,
             )

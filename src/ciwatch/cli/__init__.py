@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from ciwatch import __version__
-from ciwatch.cli import config_cmd, data, db, pending, poll
+from ciwatch.cli import config_cmd, data, db, pending, poll, simulate
 
 app = typer.Typer(
     name="ciwatch",
@@ -41,7 +41,7 @@ app.command("poll")(poll.poll)
 app.command("status")(data.status)
 app.command("history")(data.history)
 app.command("report")(pending.report)
-app.command("simulate")(pending.simulate)
+app.command("simulate")(simulate.simulate)
 app.add_typer(pending.alerts_app, name="alerts")
 app.add_typer(pending.silence_app, name="silence")
 app.add_typer(db.app, name="db")

@@ -3,7 +3,6 @@ and exits 3 saying it is not implemented yet: never fake output."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -29,19 +28,6 @@ def demo(listen: ListenOption = None) -> None:
     """Serve the dashboard against the built-in CI simulator (SQLite in a temporary directory,
     no configuration or credentials needed)."""
     not_implemented("demo", WEB)
-
-
-def simulate(
-    listen: ListenOption = None,
-    scenario: Annotated[
-        Path | None, typer.Option(help="Scenario file (projects, timelines, faults).")
-    ] = None,
-    targets: Annotated[
-        int | None, typer.Option(help="Generate N projects over the three providers.")
-    ] = None,
-) -> None:
-    """Run the built-in GitLab / GitHub / Jenkins API simulator alone."""
-    not_implemented("simulate", COLLECTION)
 
 
 def report(

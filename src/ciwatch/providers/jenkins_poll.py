@@ -12,10 +12,9 @@ across branches).
 
 from __future__ import annotations
 
+import base64
 from dataclasses import replace
 from urllib.parse import quote, unquote
-
-import aiohttp
 
 from ciwatch.clock import Clock
 from ciwatch.config import JenkinsSource
@@ -67,7 +66,7 @@ class JenkinsProvider:
         for folder in self.settings.folders:
             resp = await self.http.get(
                 f"{job_path(folder)}/api/json",
-                params={"tree": _nested_jobs(DISCOVERY_DEPTH)},
+                params={"tree": "name," + _nested_jobs(DISCOVERY_DEPTH)},
                 target=f"folder {folder}",
             )
             top = jenkins.parse_job(self.source, resp.body)
@@ -107,7 +106,7 @@ class JenkinsProvider:
         cls = self.classes.get(run.project)
         if "/" in run.run_id:
             branch, number = run.run_id.rsplit("/", 1)
-            path = f"{job_path(run.project)}/job/{quote(branch, safe='%')}/{number}"
+            path = f"{job_path(run.project)}/job/{quote(branch, safe='')}/{number}"
         elif cls == PIPELINE:
             path = f"{job_path(run.project)}/{run.run_id}"
         else:
@@ -132,7 +131,9 @@ def _leaf_targets(prefix: str, jobs: list[jenkins.JenkinsJob]) -> list[str]:
     return found
 
 
-def basic_auth(settings: JenkinsSource) -> aiohttp.BasicAuth | None:
+def basic_auth_headers(settings: JenkinsSource) -> dict[str, str]:
+    """HTTP basic auth with the user and API token (Jenkins' documented way for scripts)."""
     if settings.username and settings.token:
-        return aiohttp.BasicAuth(settings.username, settings.token)
-    return None
+        pair = f"{settings.username}:{settings.token}".encode()
+        return {"Authorization": "Basic " + base64.b64encode(pair).decode("ascii")}
+    return {}

@@ -16,7 +16,7 @@ from ciwatch.http import HttpClient, RequestRecorder
 from ciwatch.providers.base import Provider
 from ciwatch.providers.github_poll import GitHubProvider
 from ciwatch.providers.gitlab_poll import GitLabProvider
-from ciwatch.providers.jenkins_poll import JenkinsProvider, basic_auth
+from ciwatch.providers.jenkins_poll import JenkinsProvider, basic_auth_headers
 
 
 def _client(
@@ -75,9 +75,9 @@ def _jenkins(
     recorder: RequestRecorder | None,
 ) -> Provider:
     assert isinstance(settings, JenkinsSource)
-    auth = basic_auth(settings)
+    headers = basic_auth_headers(settings)
     return JenkinsProvider(
-        settings, _client(settings, collection, clock, recorder, auth=auth), clock
+        settings, _client(settings, collection, clock, recorder, headers=headers), clock
     )
 
 
