@@ -37,6 +37,7 @@ class _Entry:
     failures: int = 0
     active_runs: set[str] = field(default_factory=set)
     in_flight: bool = False
+    polls: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +212,7 @@ class Scheduler:
                 )
         finally:
             entry.in_flight = False
+            entry.polls += 1
         now = self.clock.now()
         if outcome.ok:
             entry.failures = 0
