@@ -84,6 +84,11 @@ class SqlStore:
             except _DB_ERRORS as exc:
                 raise operation_error(self.endpoint, exc, what) from exc
 
+    async def read(self, what: str, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """Run a read-only unit of work in one transaction; errors become `StoreError` naming
+        `what`. For query modules beside this one (dashboard statistics, metrics snapshot)."""
+        return await self._read(what, work)
+
     async def _write(self, what: str, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         if self._write_turn is None:
             return await self._write_once(what, work)
