@@ -43,8 +43,6 @@ COMMANDS = [
     ["config", "check"],
 ]
 NOT_YET = [
-    ["serve"],
-    ["demo"],
     ["report"],
     ["alerts", "test", "mail"],
     ["alerts", "list"],

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from ciwatch import __version__
-from ciwatch.cli import config_cmd, data, db, pending, poll, simulate
+from ciwatch.cli import config_cmd, data, db, pending, poll, serve, simulate
 
 app = typer.Typer(
     name="ciwatch",
@@ -35,8 +35,8 @@ def _root(
     """Watch every CI pipeline across GitLab CI, GitHub Actions and Jenkins."""
 
 
-app.command("serve")(pending.serve)
-app.command("demo")(pending.demo)
+app.command("serve")(serve.serve)
+app.command("demo")(serve.demo)
 app.command("poll")(poll.poll)
 app.command("status")(data.status)
 app.command("history")(data.history)

@@ -19,17 +19,6 @@ ListenOption = Annotated[
 ]
 
 
-def serve(config: ConfigOption = None, listen: ListenOption = None) -> None:
-    """Run everything in one process: collection, web dashboard, API, /metrics, alerting."""
-    not_implemented("serve", WEB)
-
-
-def demo(listen: ListenOption = None) -> None:
-    """Serve the dashboard against the built-in CI simulator (SQLite in a temporary directory,
-    no configuration or credentials needed)."""
-    not_implemented("demo", WEB)
-
-
 def report(
     server: Annotated[str | None, typer.Option(help="ciwatch base URL.")] = None,
     token: Annotated[str | None, typer.Option(help="The server's report token.")] = None,

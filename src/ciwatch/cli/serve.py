@@ -1,0 +1,232 @@
+"""`ciwatch serve` and `ciwatch demo`: collection, dashboard, API and /metrics in one process.
+
+SIGTERM and Ctrl-C stop taking new polls and requests, let in-flight ones finish, then close the
+HTTP sessions and the database pool. A second Ctrl-C exits at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import uvicorn
+
+from ciwatch.cli.common import (
+    EXIT_USAGE,
+    ConfigOption,
+    DatabaseOption,
+    err,
+    load_config,
+    run_async,
+)
+from ciwatch.config import Settings, split_listen
+from ciwatch.errors import CiwatchError
+
+log = logging.getLogger("ciwatch.serve")
+
+ListenOption = Annotated[
+    str | None,
+    typer.Option(
+        "--listen", help="HOST:PORT to listen on [default: server.listen].", show_default=False
+    ),
+]
+DEMO_LISTEN = "127.0.0.1:8080"
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, with signals routed to our stop event instead of re-raised after shutdown (which
+    would kill the process before the scheduler has drained)."""
+
+    def __init__(self, config: uvicorn.Config, stop: asyncio.Event) -> None:
+        super().__init__(config)
+        self.stop = stop
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        loop = asyncio.get_running_loop()
+        signals = (signal.SIGINT, signal.SIGTERM)
+        for sig in signals:
+            loop.add_signal_handler(sig, self._signalled, sig)
+        try:
+            yield
+        finally:
+            for sig in signals:
+                loop.remove_signal_handler(sig)
+
+    def _signalled(self, sig: int) -> None:
+        if self.should_exit and sig == signal.SIGINT:
+            self.force_exit = True
+        self.should_exit = True
+        self.stop.set()
+
+
+async def serve_settings(
+    settings: Settings, *, on_ready: Callable[[str], None] | None = None
+) -> None:
+    """Run the scheduler and the web app until a signal arrives."""
+    from ciwatch.runtime import Runtime
+    from ciwatch.web.app import create_app
+
+    host, port = split_listen(settings.server.listen)
+    runtime = await Runtime.open(settings)
+    try:
+        app = create_app(runtime)
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=10,
+        )
+        stop = asyncio.Event()
+        server = _Server(config, stop)
+        assert runtime.scheduler is not None
+        polling = asyncio.create_task(runtime.scheduler.run(stop), name="scheduler")
+        serving = asyncio.create_task(server.serve(), name="web")
+        # uvicorn exposes `started` as a flag, not an event.
+        while not server.started and not serving.done():  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        if serving.done():
+            stop.set()
+            await polling
+            with contextlib.suppress(SystemExit, OSError):
+                serving.result()  # uvicorn has logged why (address in use, not permitted)
+            raise CiwatchError(f"cannot listen on {settings.server.listen}")
+        if on_ready is not None:
+            on_ready(f"http://{_display_host(host)}:{_bound_port(server, port)}/")
+        await serving
+        stop.set()
+        await polling
+    finally:
+        await runtime.close()
+
+
+def _display_host(host: str) -> str:
+    if host in ("0.0.0.0", ""):  # noqa: S104 - only used to print a URL
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
+def _bound_port(server: uvicorn.Server, wanted: int) -> int:
+    for srv in server.servers:
+        for sock in srv.sockets or ():
+            return int(sock.getsockname()[1])
+    return wanted
+
+
+def _run(settings: Settings, banner: Callable[[str], None]) -> None:
+    try:
+        split_listen(settings.server.listen)
+    except ValueError as exc:
+        err.print(f"--listen: {exc}", markup=False)
+        raise typer.Exit(EXIT_USAGE) from None
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        run_async(lambda: serve_settings(settings, on_ready=banner))
+    except OSError as exc:
+        err.print(
+            f"error: cannot listen on {settings.server.listen}: {exc.strerror or exc}", markup=False
+        )
+        raise typer.Exit(3) from None
+
+
+def serve(
+    config: ConfigOption = None,
+    database: DatabaseOption = None,
+    listen: ListenOption = None,
+) -> None:
+    """Run everything in one process: collection, the dashboard, the JSON API and /metrics."""
+    settings = load_config(config, database)
+    if listen:
+        settings = settings.model_copy(
+            update={"server": settings.server.model_copy(update={"listen": listen})}
+        )
+
+    def banner(url: str) -> None:
+        sys.stdout.write(
+            f"ciwatch serving {url} ({len(settings.sources)} sources; /api/v1/projects, /metrics)\n"
+        )
+        sys.stdout.flush()
+
+    _run(settings, banner)
+
+
+def demo(listen: ListenOption = None) -> None:
+    """Serve the dashboard against the built-in CI simulator: ten projects on GitLab, GitHub and
+    Jenkins whose runs keep arriving, SQLite in a temporary directory, no configuration or
+    credentials needed."""
+    address = listen or DEMO_LISTEN
+    with tempfile.TemporaryDirectory(prefix="ciwatch-demo-") as tmp:
+        run_async(lambda: _demo(address, Path(tmp)))
+
+
+async def _demo(listen: str, tmp: Path) -> None:
+    from ciwatch.simulator import Simulator, demo_scenario, start_simulator
+
+    sim = Simulator(demo_scenario())
+    running = await start_simulator(sim, "127.0.0.1", 0)
+    try:
+        settings = demo_settings(running.url, tmp, listen)
+
+        def banner(url: str) -> None:
+            sys.stdout.write(
+                f"ciwatch demo: open {url}\n"
+                f"  JSON API  {url}api/v1/projects\n"
+                f"  metrics   {url}metrics\n"
+                f"  simulated GitLab, GitHub and Jenkins at {running.url}\n"
+                f"  data in {tmp} (deleted on exit); Ctrl-C to stop\n"
+            )
+            sys.stdout.flush()
+
+        await serve_settings(settings, on_ready=banner)
+    finally:
+        await running.stop()
+
+
+def demo_settings(simulator_url: str, tmp: Path, listen: str) -> Settings:
+    """Sources pointing at the simulator's demo scenario, polled briskly so it looks alive."""
+    common: dict[str, Any] = {"interval": "10s", "active_interval": "5s", "requests_per_second": 50}
+    return Settings(
+        database=f"sqlite:///{tmp / 'ciwatch.db'}",
+        server={"listen": listen},
+        collection={"discovery_interval": "1m"},
+        sources=[
+            {
+                "name": "gitlab",
+                "type": "gitlab",
+                "url": f"{simulator_url}/gitlab",
+                "token": "glpat-simulator",
+                "groups": ["platform"],
+                **common,
+            },
+            {
+                "name": "github",
+                "type": "github",
+                "url": f"{simulator_url}/github",
+                "token": "ghp_simulator",
+                "orgs": ["octo-org"],
+                **common,
+            },
+            {
+                "name": "jenkins",
+                "type": "jenkins",
+                "url": f"{simulator_url}/jenkins",
+                "username": "admin",
+                "token": "simulator-api-token",
+                "folders": ["backend", "tools"],
+                **common,
+            },
+        ],
+    )

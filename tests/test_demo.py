@@ -1,0 +1,62 @@
+"""`ciwatch demo`, the README's first command, as a newcomer runs it: within 30 s the dashboard,
+the API and /metrics show runs of all three providers; SIGTERM stops it cleanly."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from typing import Any
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _get(url: str) -> tuple[int, str]:
+    with urllib.request.urlopen(url, timeout=10) as resp:  # noqa: S310 - loopback URL
+        return resp.status, resp.read().decode()
+
+
+def test_demo_shows_all_three_providers_and_stops_on_sigterm() -> None:
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}/"
+    with subprocess.Popen(
+        [sys.executable, "-m", "ciwatch", "demo", "--listen", f"127.0.0.1:{port}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            banner = proc.stdout.readline()
+            assert f"ciwatch demo: open {base}" in banner
+            providers: set[str] = set()
+            projects: list[dict[str, Any]] = []
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and providers != {"gitlab", "github", "jenkins"}:
+                time.sleep(0.5)
+                _, body = _get(base + "api/v1/projects")
+                projects = json.loads(body)["projects"]
+                providers = {p["provider"] for p in projects}
+            assert providers == {"gitlab", "github", "jenkins"}, projects
+            assert {p["status"] for p in projects} >= {"success", "failed"}
+            status, page = _get(base)
+            assert status == 200
+            assert "platform/backend/api" in page
+            _, metrics = _get(base + "metrics")
+            for provider in ("gitlab", "github", "jenkins"):
+                assert f'provider="{provider}"' in metrics
+            assert "ci_pipeline_status{" in metrics
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            _, stderr = proc.communicate(timeout=60)
+        assert proc.returncode == 0, stderr
+        assert "Traceback" not in stderr
