@@ -22,7 +22,7 @@ TARGET_FIELDS = (
     "extra",
 )
 
-# The columns of `runs` that make up a Run, in a stable order for SELECT lists.
+# The columns that make up a Run / Job, in the dataclass's field order: `Run(*row)` works.
 RUN_COLUMNS = tuple(runs.c[name] for name in RUN_FIELDS)
 JOB_COLUMNS = tuple(jobs.c[name] for name in JOB_FIELDS)
 

@@ -83,7 +83,9 @@ runs = Table(
     ),
     UniqueConstraint("source", "project", "run_id"),
     Index(None, "order_time", "run_id", "id"),
-    Index(None, "source", "project", "order_time", "run_id", "id"),
+    # History by project leads with the project alone: `ciwatch history PROJECT` and the API
+    # filter on it without a source.
+    Index(None, "project", "order_time", "run_id", "id"),
     Index(None, "source", "project", "ref_key", "order_time", "run_id", "id"),
     Index(
         "ix_runs_ref_success",

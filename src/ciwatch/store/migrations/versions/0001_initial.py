@@ -68,9 +68,7 @@ def upgrade() -> None:
     )
     op.create_index("ix_runs_order_time_run_id_id", "runs", ["order_time", "run_id", "id"])
     op.create_index(
-        "ix_runs_source_project_order_time_run_id_id",
-        "runs",
-        ["source", "project", "order_time", "run_id", "id"],
+        "ix_runs_project_order_time_run_id_id", "runs", ["project", "order_time", "run_id", "id"]
     )
     op.create_index(
         "ix_runs_source_project_ref_key_order_time_run_id_id",
