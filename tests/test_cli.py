@@ -43,7 +43,6 @@ COMMANDS = [
     ["config", "check"],
 ]
 NOT_YET = [
-    ["report"],
     ["alerts", "test", "mail"],
     ["alerts", "list"],
     ["silence", "add"],

@@ -20,6 +20,7 @@ class CollectionMetrics:
     poll_errors: Counter[tuple[str, str]] = field(default_factory=Counter)
     polls: Counter[str] = field(default_factory=Counter)
     last_successful_poll: dict[str, datetime] = field(default_factory=dict)
+    webhooks: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     def api_request(self, source: str, code: str) -> None:
         self.api_requests[(source, code)] += 1
@@ -37,6 +38,11 @@ class CollectionMetrics:
         previous = self.last_successful_poll.get(source)
         if previous is None or when > previous:
             self.last_successful_poll[source] = when
+
+    def webhook(self, source: str, result: str) -> None:
+        """A webhook or report by its result: accepted, duplicate, ignored, rejected_signature,
+        bad_payload, too_large, unknown_source."""
+        self.webhooks[(source, result)] += 1
 
     def requests_total(self, source: str | None = None) -> int:
         return sum(n for (src, _), n in self.api_requests.items() if source in (None, src))

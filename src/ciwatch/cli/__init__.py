@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from ciwatch import __version__
-from ciwatch.cli import config_cmd, data, db, pending, poll, serve, simulate
+from ciwatch.cli import config_cmd, data, db, pending, poll, report, serve, simulate
 
 app = typer.Typer(
     name="ciwatch",
@@ -40,7 +40,7 @@ app.command("demo")(serve.demo)
 app.command("poll")(poll.poll)
 app.command("status")(data.status)
 app.command("history")(data.history)
-app.command("report")(pending.report)
+app.command("report")(report.report)
 app.command("simulate")(simulate.simulate)
 app.add_typer(pending.alerts_app, name="alerts")
 app.add_typer(pending.silence_app, name="silence")

@@ -19,18 +19,6 @@ ListenOption = Annotated[
 ]
 
 
-def report(
-    server: Annotated[str | None, typer.Option(help="ciwatch base URL.")] = None,
-    token: Annotated[str | None, typer.Option(help="The server's report token.")] = None,
-    project: Annotated[str | None, typer.Option(help="Project path.")] = None,
-    run_id: Annotated[str | None, typer.Option("--run-id", help="Run id.")] = None,
-    status: Annotated[str | None, typer.Option(help="Run status.")] = None,
-    config: ConfigOption = None,
-) -> None:
-    """Report a run from any CI step to a ciwatch server (POST /api/v1/report)."""
-    not_implemented("report", PUSH)
-
-
 alerts_app = typer.Typer(help="Alert channels and firing alerts.", no_args_is_help=True)
 silence_app = typer.Typer(help="Mute matching alerts until a time.", no_args_is_help=True)
 

@@ -102,13 +102,29 @@ class JenkinsProvider:
         new_state = state or TargetState(self.source, target.project)
         return PollResult(kept, new_state, requests=1)
 
+    def _build_path(self, project: str, run_id: str) -> str:
+        if "/" in run_id:
+            branch, number = run_id.rsplit("/", 1)
+            return f"{job_path(project)}/job/{quote(branch, safe='')}/{number}"
+        return f"{job_path(project)}/{run_id}"
+
+    async def build(self, project: str, run_id: str) -> Run:
+        """One build read from the API (for a webhook naming a build never polled)."""
+        resp = await self.http.get(
+            f"{self._build_path(project, run_id)}/api/json",
+            params={"tree": BUILD_FIELDS},
+            target=project,
+        )
+        run = jenkins.parse_build(self.source, project, resp.body)
+        if "/" in run_id:
+            branch = run_id.rsplit("/", 1)[0]
+            run = replace(run, run_id=run_id, ref=unquote(branch))
+        return run
+
     async def details(self, run: Run) -> tuple[Run, list[Job]]:
         cls = self.classes.get(run.project)
-        if "/" in run.run_id:
-            branch, number = run.run_id.rsplit("/", 1)
-            path = f"{job_path(run.project)}/job/{quote(branch, safe='')}/{number}"
-        elif cls == PIPELINE:
-            path = f"{job_path(run.project)}/{run.run_id}"
+        if "/" in run.run_id or cls == PIPELINE:
+            path = self._build_path(run.project, run.run_id)
         else:
             return run, []  # freestyle and other jobs have no stages
         try:

@@ -1,0 +1,277 @@
+"""Webhook receivers: `POST /hooks/{gitlab,github,jenkins}/{source}` (DESIGN §5).
+
+Every request is checked in this order, and nothing is stored from a rejected one:
+unknown source (404) → body over the size limit (413) → secret or signature (401) → content
+type (415) → event (202 "ignored" with the reason) → payload (400 naming the problem) → stored
+(202 "accepted", or "duplicate" for a replayed delivery). Secrets are compared in constant time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from ciwatch.config import SourceSettings
+from ciwatch.domain import Job, Run
+from ciwatch.errors import BadPayload, StoreError
+from ciwatch.ingest import Ingest
+from ciwatch.providers import github, gitlab, jenkins
+from ciwatch.providers.jenkins_poll import JenkinsProvider
+from ciwatch.runtime import Runtime
+
+log = logging.getLogger("ciwatch.hooks")
+
+MAX_BODY = 5 * 1024 * 1024
+GITLAB_EVENTS = ("Pipeline Hook", "Job Hook")
+GITHUB_EVENTS = ("workflow_run", "workflow_job")
+
+router = APIRouter(prefix="/hooks", tags=["webhooks"])
+
+
+class Rejected(Exception):
+    """A request refused with an HTTP status, a result for the metrics and a reason."""
+
+    def __init__(self, status: int, result: str, error: str, detail: Any = None) -> None:
+        super().__init__(error)
+        self.status, self.result, self.error, self.detail = status, result, error, detail
+
+
+def answer(status: int, body: dict[str, Any]) -> JSONResponse:
+    return JSONResponse(status_code=status, content=body)
+
+
+def _runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def ingest_of(request: Request) -> Ingest:
+    """The app's ingest service (created on first use)."""
+    state = request.app.state
+    if getattr(state, "ingest", None) is None:
+        state.ingest = Ingest(_runtime(request))
+    ingest: Ingest = state.ingest
+    return ingest
+
+
+def _source(request: Request, name: str, kind: str) -> SourceSettings:
+    for source in _runtime(request).settings.sources:
+        if source.name == name and source.type == kind:
+            return source
+    raise Rejected(404, "unknown_source", f"no {kind} source named {name!r}")
+
+
+async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
+    """The raw body, refusing (413) past `limit` without reading it all into memory."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise Rejected(413, "too_large", f"body of {declared} bytes is over the {limit} limit")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise Rejected(413, "too_large", f"body is over the {limit} byte limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _require_secret(source: SourceSettings) -> bytes:
+    if not source.webhook_secret:
+        raise Rejected(
+            401,
+            "rejected_signature",
+            f"source {source.name!r} has no webhook_secret: webhooks are refused",
+        )
+    return source.webhook_secret.encode()
+
+
+def _check_token(source: SourceSettings, given: str | None) -> None:
+    secret = _require_secret(source)
+    if given is None or not hmac.compare_digest(given.encode(), secret):
+        raise Rejected(401, "rejected_signature", "missing or wrong token")
+
+
+def _json_content(request: Request) -> None:
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind and kind != "application/json" and not kind.endswith("+json"):
+        raise Rejected(415, "bad_payload", f"content type {kind!r} is not application/json")
+
+
+async def _handle(
+    request: Request, name: str, kind: str, work: Callable[[SourceSettings, bytes], Any]
+) -> JSONResponse:
+    runtime = _runtime(request)
+    try:
+        source = _source(request, name, kind)
+        body = await read_body(request)
+        result: dict[str, Any] = await work(source, body)
+    except Rejected as exc:
+        runtime.metrics.webhook(name, exc.result)
+        log.info("webhook %s/%s refused (%d): %s", kind, name, exc.status, exc.error)
+        return answer(exc.status, {"error": exc.error, "detail": exc.detail})
+    except BadPayload as exc:
+        runtime.metrics.webhook(name, "bad_payload")
+        return answer(400, {"error": "bad payload", "detail": str(exc)})
+    except StoreError as exc:
+        runtime.metrics.webhook(name, "store_error")
+        log.error("webhook %s/%s not stored: %s", kind, name, exc)
+        return answer(503, {"error": "store unavailable", "detail": str(exc)})
+    runtime.metrics.webhook(name, result["status"])
+    return answer(202, result)
+
+
+def _delivery(request: Request, *headers: str, body: bytes) -> str:
+    for header in headers:
+        value = request.headers.get(header)
+        if value:
+            return value
+    return "sha256:" + hashlib.sha256(body).hexdigest()
+
+
+async def _store_once(
+    request: Request,
+    source: str,
+    delivery: str,
+    run: Run | None,
+    jobs: list[Job],
+) -> dict[str, Any]:
+    ingest = ingest_of(request)
+    if ingest.deliveries.seen(source, delivery):
+        return {"status": "duplicate", "delivery": delivery}
+    try:
+        changed = await ingest.store(run, jobs)
+    except BaseException:
+        ingest.deliveries.forget(source, delivery)
+        raise
+    return {
+        "status": "accepted",
+        "delivery": delivery,
+        "changed": changed,
+        "run": None if run is None else {"project": run.project, "run_id": run.run_id},
+        "jobs": len(jobs),
+    }
+
+
+# -- GitLab -----------------------------------------------------------------------------------
+
+
+@router.post("/gitlab/{source}", status_code=202, summary="GitLab Pipeline and Job Hooks")
+async def gitlab_hook(source: str, request: Request) -> JSONResponse:
+    async def work(settings: SourceSettings, body: bytes) -> dict[str, Any]:
+        _check_token(settings, request.headers.get("x-gitlab-token"))
+        event = request.headers.get("x-gitlab-event", "")
+        if event not in GITLAB_EVENTS:
+            return {"status": "ignored", "reason": f"event {event!r} is not used by ciwatch"}
+        _json_content(request)
+        delivery = _delivery(request, "idempotency-key", "x-gitlab-event-uuid", body=body)
+        if event == "Pipeline Hook":
+            run, jobs = gitlab.parse_pipeline_hook(settings.name, body)
+            return await _store_once(request, settings.name, delivery, run, jobs)
+        job = gitlab.parse_job_hook(settings.name, body)
+        return await _store_once(request, settings.name, delivery, None, [job])
+
+    return await _handle(request, source, "gitlab", work)
+
+
+# -- GitHub -----------------------------------------------------------------------------------
+
+
+def github_signature_ok(secret: bytes, body: bytes, header: str | None) -> bool:
+    """`X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the raw body>`, compared in constant
+    time."""
+    if not header or not header.startswith("sha256="):
+        return False
+    expected = hmac.new(secret, body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected.encode(), header[len("sha256=") :].strip().encode())
+
+
+def _github_payload(request: Request, body: bytes) -> bytes:
+    """GitHub sends JSON, or a form with the JSON in `payload` when so configured."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind == "application/x-www-form-urlencoded":
+        values = parse_qs(body.decode("utf-8", "replace")).get("payload")
+        if not values:
+            raise BadPayload("GitHub webhook: form body without a `payload` field")
+        return values[0].encode()
+    _json_content(request)
+    return body
+
+
+@router.post("/github/{source}", status_code=202, summary="GitHub workflow_run and workflow_job")
+async def github_hook(source: str, request: Request) -> JSONResponse:
+    async def work(settings: SourceSettings, body: bytes) -> dict[str, Any]:
+        secret = _require_secret(settings)
+        if not github_signature_ok(secret, body, request.headers.get("x-hub-signature-256")):
+            raise Rejected(401, "rejected_signature", "missing or wrong X-Hub-Signature-256")
+        event = request.headers.get("x-github-event", "")
+        if event == "ping":
+            return {"status": "accepted", "reason": "ping"}
+        if event not in GITHUB_EVENTS:
+            return {"status": "ignored", "reason": f"event {event!r} is not used by ciwatch"}
+        payload = _github_payload(request, body)
+        delivery = _delivery(request, "x-github-delivery", body=body)
+        if event == "workflow_run":
+            run = github.parse_workflow_run_event(settings.name, payload)
+            result = await _store_once(request, settings.name, delivery, run, [])
+            if result["status"] == "accepted" and result["changed"]:
+                ingest_of(request).fetch_details_later(run)
+            return result
+        job = github.parse_workflow_job_event(settings.name, payload)
+        return await _store_once(request, settings.name, delivery, None, [job])
+
+    return await _handle(request, source, "github", work)
+
+
+# -- Jenkins ----------------------------------------------------------------------------------
+
+
+@router.post("/jenkins/{source}", status_code=202, summary="Jenkins Notification plugin")
+async def jenkins_hook(source: str, request: Request) -> JSONResponse:
+    async def work(settings: SourceSettings, body: bytes) -> dict[str, Any]:
+        given = request.headers.get("x-ciwatch-token") or request.query_params.get("token")
+        auth = request.headers.get("authorization", "")
+        if given is None and auth.lower().startswith("bearer "):
+            given = auth[7:].strip()
+        _check_token(settings, given)
+        _json_content(request)
+        received = _runtime(request).clock.now()
+        run = jenkins.parse_notification(settings.name, body, received)
+        ingest = ingest_of(request)
+        delivery = _delivery(request, "idempotency-key", body=body)
+        if ingest.deliveries.seen(settings.name, delivery):
+            return {"status": "duplicate", "delivery": delivery}
+        ingest.later(
+            f"storing Jenkins notification for {run.project} #{run.run_id}",
+            _store_jenkins(ingest, run, received),
+        )
+        return {
+            "status": "accepted",
+            "delivery": delivery,
+            "run": {"project": run.project, "run_id": run.run_id},
+        }
+
+    return await _handle(request, source, "jenkins", work)
+
+
+async def _store_jenkins(ingest: Ingest, run: Run, received: datetime) -> None:
+    """A build the store has never seen is read from the API first (when this source is polled)
+    so that it is stored with Jenkins' own timestamp; the notification then only moves it on."""
+    stored = await ingest.runtime.store.get_run(run.key)
+    provider = ingest.runtime.providers.get(run.source)
+    if stored is None and isinstance(provider, JenkinsProvider):
+        try:
+            await ingest.store(await provider.build(run.project, run.run_id))
+        except Exception as exc:  # the notification is still worth storing
+            log.warning("could not read %s #%s from Jenkins: %s", run.project, run.run_id, exc)
+    await ingest.store(await ingest.align_to_stored(run))
+    if run.status.terminal:
+        ingest.fetch_details_later(run)

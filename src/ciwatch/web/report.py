@@ -1,0 +1,145 @@
+"""`POST /api/v1/report`: any CI step reports a run (DESIGN §9), with the server's bearer token.
+
+The body is one run object: `project`, `run_id` and `status` are required, every other field of
+the model is optional, `source` defaults to `push`. The answer is 202 with the stored run.
+Reports of the same run are ordered like any other update: a later `updated_at` (default: when
+the report arrived) and a further status win, so `running` then `success` reports converge.
+"""
+
+from __future__ import annotations
+
+import hmac
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ciwatch.domain import Run, Status
+from ciwatch.errors import StoreError
+from ciwatch.runtime import Runtime
+from ciwatch.serialize import run_to_dict
+from ciwatch.timeutil import parse_time, seconds_between
+
+router = APIRouter(prefix="/api/v1", tags=["report"])
+
+MAX_REPORT = 256 * 1024
+
+
+class ReportIn(BaseModel):
+    """A run reported by a CI step. Times are ISO 8601 (an offset or `Z`; none means UTC)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    project: str = Field(min_length=1, max_length=500)
+    run_id: str = Field(min_length=1, max_length=200)
+    status: Status
+    source: str = Field("push", min_length=1, max_length=100, pattern=r"^[a-z0-9][a-z0-9_.-]*$")
+    number: int | None = None
+    workflow: str | None = None
+    ref: str | None = None
+    sha: str | None = None
+    event: str | None = None
+    provider_status: str | None = None
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    updated_at: datetime | None = None
+    duration_seconds: float | None = Field(None, ge=0)
+    queued_seconds: float | None = Field(None, ge=0)
+    url: str | None = None
+    author: str | None = None
+    attempt: int = Field(1, ge=1)
+
+    @field_validator("created_at", "started_at", "finished_at", "updated_at", mode="before")
+    @classmethod
+    def _utc(cls, value: Any) -> Any:
+        return parse_time(value) if isinstance(value, str | int | float) else value
+
+    def to_run(self, now: datetime) -> Run:
+        started = _utc(self.started_at)
+        finished = _utc(self.finished_at)
+        duration = self.duration_seconds
+        if duration is None:
+            duration = seconds_between(started, finished)
+        return Run(
+            source=self.source,
+            provider="push",
+            project=self.project,
+            run_id=self.run_id,
+            status=self.status,
+            updated_at=_utc(self.updated_at) or now,
+            number=self.number,
+            workflow=self.workflow,
+            ref=self.ref,
+            sha=self.sha,
+            event=self.event,
+            provider_status=self.provider_status or self.status.value,
+            created_at=_utc(self.created_at) or started or now,
+            started_at=started,
+            finished_at=finished,
+            duration_seconds=duration,
+            queued_seconds=self.queued_seconds,
+            url=self.url,
+            author=self.author,
+            attempt=self.attempt,
+        )
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    return None if value is None else parse_time(value)
+
+
+def _error(status: int, error: str, detail: Any = None, **headers: str) -> JSONResponse:
+    return JSONResponse(
+        status_code=status, content={"error": error, "detail": detail}, headers=headers
+    )
+
+
+@router.post(
+    "/report",
+    status_code=202,
+    summary="Report a run from any CI step",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": ReportIn.model_json_schema()}},
+        }
+    },
+)
+async def report(request: Request) -> JSONResponse:
+    runtime: Runtime = request.app.state.runtime
+    token = runtime.settings.server.report_token
+    given = request.headers.get("authorization", "")
+    if not token:
+        return _error(401, "reports are disabled: set server.report_token")
+    if not given.lower().startswith("bearer ") or not hmac.compare_digest(
+        given[7:].strip().encode(), token.encode()
+    ):
+        runtime.metrics.webhook("push", "rejected_signature")
+        return _error(401, "missing or wrong bearer token", None, **{"WWW-Authenticate": "Bearer"})
+    body = await request.body()
+    if len(body) > MAX_REPORT:
+        return _error(413, f"report over {MAX_REPORT} bytes")
+    try:
+        report_in = ReportIn.model_validate_json(body)
+    except ValidationError as exc:
+        runtime.metrics.webhook("push", "bad_payload")
+        problems = [
+            {"field": ".".join(str(p) for p in err["loc"]) or "body", "problem": err["msg"]}
+            for err in exc.errors(include_url=False, include_input=False)
+        ]
+        fields = ", ".join(p["field"] for p in problems)
+        return _error(422, f"invalid report: {fields}", problems)
+    try:
+        run = report_in.to_run(runtime.clock.now())
+    except ValueError as exc:
+        return _error(422, "invalid report", str(exc))
+    try:
+        await runtime.store.upsert_run(run)
+        stored = await runtime.store.get_run(run.key)
+    except StoreError as exc:
+        return _error(503, "store unavailable", str(exc))
+    runtime.metrics.webhook("push", "accepted")
+    return JSONResponse(status_code=202, content=run_to_dict(stored or run))
