@@ -46,6 +46,8 @@ class UTCDateTime(TypeDecorator[datetime]):
             return None
         if isinstance(value, str):
             value = datetime.fromisoformat(value)
+        if isinstance(value, datetime) and value.tzinfo is UTC:
+            return value  # what both drivers give for what we store: no copy needed
         if not isinstance(value, datetime):
             raise TypeError(f"not a datetime from the database: {value!r}")
         if value.tzinfo is None:

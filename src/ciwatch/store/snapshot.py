@@ -107,7 +107,9 @@ async def jobs_of_runs(reader: Reader, keys: Sequence[RunKey]) -> dict[RunKey, l
                 job = job_from_row(row)
                 found[job.run_key].append(job)
         for listed in found.values():
-            listed.sort(key=lambda job: (job.created_at or job.started_at or job.updated_at, job.job_id))
+            listed.sort(
+                key=lambda job: (job.created_at or job.started_at or job.updated_at, job.job_id)
+            )
         return found
 
     if not wanted:

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from functools import partial
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ciwatch.domain import Job, RefKey, RefState, Run, RunKey, Status, TargetState
 from ciwatch.store import migrate, reads, writes
-from ciwatch.store.base import RunPage
+from ciwatch.store.base import RunPage, Store
 from ciwatch.store.engine import (
     WRITE_OPTION,
     Endpoint,
@@ -247,3 +247,7 @@ class SqlStore:
 def _require_aware(value: datetime | None, name: str) -> None:
     if value is not None and (value.tzinfo is None or value.utcoffset() is None):
         raise ValueError(f"{name} must be an aware datetime, got {value!r}")
+
+
+if TYPE_CHECKING:  # mypy proves that SqlStore implements the protocol others code against
+    _conforms: type[Store] = SqlStore
