@@ -1,0 +1,529 @@
+"""`/metrics`: a custom Prometheus collector over a cached snapshot of the store (DESIGN §8).
+
+Nothing here is module-level state: `create_app` builds a `SnapshotCache`, a `CiwatchCollector`
+and a private `CollectorRegistry` per app. A scrape reads the snapshot in memory; the snapshot is
+refreshed at most every `max_age` seconds (5 s), or sooner after `invalidate()`, by cheap
+queries: the ref states, the decisive run of each ref, the jobs of the refs' newest runs (only
+those that changed or are still active), the newest finished run of refs whose newest run is not
+finished, and the target states. The one query that visits every run, the per-status run count
+behind `ci_pipeline_runs_total`, runs in the background at most every `slow_max_age` seconds
+(60 s); scrapes never wait for it, except the very first one.
+
+The self-metrics come from the runtime's `CollectionMetrics` (API requests, rate limits, polls,
+webhooks), read in memory at scrape time. `ciwatch_notifications_total` reads its
+`notifications` counter (by channel and result) once the delivery workers add one; until then the
+family is declared with no samples.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import NamedTuple
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from ciwatch.domain import Job, RefKey, RefState, Run, RunKey, Status, TargetState
+from ciwatch.errors import StoreError
+from ciwatch.selfmetrics import CollectionMetrics
+from ciwatch.store import snapshot as queries
+from ciwatch.store.base import Store
+from ciwatch.store.snapshot import CountKey, Reader
+
+log = logging.getLogger(__name__)
+Families = dict[str, CounterMetricFamily | GaugeMetricFamily]
+
+# The classic text format: every name here is a legacy Prometheus name, and Prometheus 2.x
+# servers parse it (prometheus_client's default now announces the 1.0.0 text format).
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+REF_LABELS = ("source", "provider", "project", "ref")
+JOB_LABELS = (*REF_LABELS, "job", "stage")
+
+
+class MetricSpec(NamedTuple):
+    """One exposed metric family: its full name (counters end in `_total`), type, help, labels."""
+
+    name: str
+    type: str
+    help: str
+    labels: tuple[str, ...]
+
+
+METRICS: tuple[MetricSpec, ...] = (
+    MetricSpec(
+        "ci_pipeline_status",
+        "gauge",
+        "1 for the status of the newest run of the project/ref, 0 for every other status.",
+        (*REF_LABELS, "status"),
+    ),
+    MetricSpec(
+        "ci_pipeline_last_duration_seconds",
+        "gauge",
+        "Duration of the newest finished run (with a known duration) of the project/ref.",
+        REF_LABELS,
+    ),
+    MetricSpec(
+        "ci_pipeline_last_queued_seconds",
+        "gauge",
+        "Queue time of the newest run of the project/ref.",
+        REF_LABELS,
+    ),
+    MetricSpec(
+        "ci_pipeline_last_run_timestamp_seconds",
+        "gauge",
+        "Creation time (Unix seconds) of the newest run of the project/ref.",
+        REF_LABELS,
+    ),
+    MetricSpec(
+        "ci_pipeline_runs_total",
+        "counter",
+        "Runs that ended, by final status (success, failed, canceled, skipped).",
+        (*REF_LABELS, "status"),
+    ),
+    MetricSpec(
+        "ci_job_status",
+        "gauge",
+        "1 for the status of each job of the newest run of the project/ref, 0 for every other.",
+        (*JOB_LABELS, "status"),
+    ),
+    MetricSpec(
+        "ci_job_last_duration_seconds",
+        "gauge",
+        "Duration of each job of the newest run of the project/ref.",
+        JOB_LABELS,
+    ),
+    MetricSpec(
+        "ciwatch_api_requests_total",
+        "counter",
+        "Requests to the CI servers' APIs, by HTTP code (304 included; timeout, error).",
+        ("source", "code"),
+    ),
+    MetricSpec(
+        "ciwatch_rate_limit_remaining",
+        "gauge",
+        "Requests left in the source's rate-limit window, from the provider's headers.",
+        ("source",),
+    ),
+    MetricSpec(
+        "ciwatch_rate_limit_limit",
+        "gauge",
+        "Size of the source's rate-limit window, from the provider's headers.",
+        ("source",),
+    ),
+    MetricSpec(
+        "ciwatch_polls_total",
+        "counter",
+        "Successful polls of the source's targets by this process.",
+        ("source",),
+    ),
+    MetricSpec(
+        "ciwatch_poll_errors_total",
+        "counter",
+        "Failed polls by source and kind of error.",
+        ("source", "kind"),
+    ),
+    MetricSpec(
+        "ciwatch_last_successful_poll_timestamp_seconds",
+        "gauge",
+        "Time (Unix seconds) of the last successful poll of any target of the source.",
+        ("source",),
+    ),
+    MetricSpec(
+        "ciwatch_target_up",
+        "gauge",
+        "1 when the target's last poll succeeded, 0 when it is marked unhealthy.",
+        ("source", "project"),
+    ),
+    MetricSpec(
+        "ciwatch_webhooks_total",
+        "counter",
+        "Webhooks and reports by source and result (accepted, rejected_signature, ...).",
+        ("source", "result"),
+    ),
+    MetricSpec(
+        "ciwatch_notifications_total",
+        "counter",
+        "Notifications by channel and result (sent, failed, retried).",
+        ("channel", "result"),
+    ),
+    MetricSpec(
+        "ciwatch_store_up",
+        "gauge",
+        "1 when the last refresh of the metrics snapshot read the store, 0 when it failed.",
+        (),
+    ),
+)
+METRIC_NAMES = frozenset(spec.name for spec in METRICS)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the store said at `taken_at`, shaped for the collector and `/cc.xml`."""
+
+    taken_at: datetime
+    refs: tuple[RefState, ...]
+    # The newest success/failed run of each ref, when it is not the newest run itself.
+    decisive: Mapping[RefKey, Run]
+    # The newest finished run with a duration, per ref (absent when there is none).
+    finished: Mapping[RefKey, Run]
+    # The jobs of each ref's newest run.
+    jobs: Mapping[RunKey, tuple[Job, ...]]
+    targets: tuple[TargetState, ...]
+    # Runs that ended, by status, made monotonic (see SnapshotCache); None until first counted.
+    counts: Mapping[CountKey, int] | None
+
+    def decisive_run(self, state: RefState) -> Run | None:
+        """The run that set the ref's colour: its newest success/failed run, if any."""
+        found = self.decisive.get(state.key)
+        if found is not None:
+            return found
+        return state.last_run if state.last_run.status.decisive else None
+
+
+def _token(run: Run) -> tuple[str, datetime, Status, int]:
+    """Changes whenever the stored run changes."""
+    return (run.run_id, run.updated_at, run.status, run.attempt)
+
+
+def _finished_with_duration(run: Run) -> bool:
+    return run.status.terminal and run.duration_seconds is not None
+
+
+class SnapshotCache:
+    """The latest `Snapshot`, refreshed on demand by one task at a time.
+
+    `get()` returns the snapshot, first refreshing it when it is older than `max_age` seconds
+    (or was invalidated); it waits for a refresh at most `wait` seconds (`first_wait` while there
+    is no snapshot yet) and otherwise answers the previous one. A failed refresh keeps the
+    previous snapshot and sets `store_up` to False.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Callable[[], datetime],
+        *,
+        max_age: float = 5.0,
+        slow_max_age: float = 60.0,
+        wait: float = 3.0,
+        first_wait: float = 30.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not isinstance(store, Reader):
+            raise TypeError(f"the metrics snapshot needs a store with read(): {store!r}")
+        self._store = store
+        self._reader: Reader = store
+        self._now = clock
+        self.max_age = max_age
+        self.slow_max_age = slow_max_age
+        self.wait = wait
+        self.first_wait = first_wait
+        self._monotonic = monotonic
+        self.current: Snapshot | None = None
+        self.store_up = True
+        self._attempted_at: float | None = None
+        self._invalid = False
+        self._refresh_task: asyncio.Task[None] | None = None
+        self._counts_task: asyncio.Task[None] | None = None
+        self._counts_at: float | None = None
+        self._raw_counts: dict[CountKey, int] = {}
+        self._offsets: Counter[CountKey] = Counter()
+        self._counts: dict[CountKey, int] | None = None
+        self._finished: dict[RefKey, tuple[object, float, Run | None]] = {}
+        self._jobs: dict[RunKey, tuple[object, float, tuple[Job, ...]]] = {}
+
+    def invalidate(self) -> None:
+        """Make the next `get()` refresh, whatever the snapshot's age."""
+        self._invalid = True
+
+    def _fresh(self) -> bool:
+        if self._invalid or self._attempted_at is None:
+            return False
+        return self._monotonic() - self._attempted_at < self.max_age
+
+    async def get(self) -> Snapshot | None:
+        """The current snapshot (None while the store has never been read)."""
+        if not self._fresh():
+            if self._refresh_task is None or self._refresh_task.done():
+                self._invalid = False
+                self._attempted_at = self._monotonic()
+                self._refresh_task = asyncio.create_task(self._refresh(), name="metrics-refresh")
+            timeout = self.wait if self.current is not None else self.first_wait
+            try:
+                await asyncio.wait_for(asyncio.shield(self._refresh_task), timeout)
+            except TimeoutError:
+                log.warning("metrics: snapshot refresh still running after %.1fs", timeout)
+        return self.current
+
+    async def refresh(self) -> Snapshot | None:
+        """Refresh now and wait for it, counts included (for tests and the first scrape)."""
+        self._counts_at = None
+        self.invalidate()
+        await self.get()
+        if self._counts_task is not None:
+            await asyncio.shield(self._counts_task)
+        self.invalidate()
+        return await self.get()
+
+    async def aclose(self) -> None:
+        """Cancel any refresh in flight (on app shutdown)."""
+        for task in (self._refresh_task, self._counts_task):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _refresh(self) -> None:
+        try:
+            refs = tuple(await self._store.ref_states())
+            decisive = await queries.decisive_runs(self._reader)
+            finished = await self._newest_finished(refs)
+            jobs = await self._newest_jobs(refs)
+            targets = tuple(await self._store.target_states())
+            counts = await self._run_counts()
+        except StoreError as exc:
+            if self.store_up:
+                log.warning("metrics: cannot refresh the snapshot: %s", exc)
+            self.store_up = False
+            return
+        except Exception:
+            log.exception("metrics: snapshot refresh failed")
+            self.store_up = False
+            return
+        self.store_up = True
+        self.current = Snapshot(
+            taken_at=self._now(),
+            refs=refs,
+            decisive=decisive,
+            finished=finished,
+            jobs=jobs,
+            targets=targets,
+            counts=counts,
+        )
+
+    def _stale(self, fetched_at: float) -> bool:
+        return self._monotonic() - fetched_at >= self.slow_max_age
+
+    async def _newest_finished(self, refs: tuple[RefState, ...]) -> dict[RefKey, Run]:
+        # A ref whose newest run finished is its own answer; the others need an index probe,
+        # cached until their newest run changes (or for slow_max_age, as an older run may end).
+        found: dict[RefKey, Run] = {}
+        wanted: list[RefKey] = []
+        cache: dict[RefKey, tuple[object, float, Run | None]] = {}
+        for state in refs:
+            token = _token(state.last_run)
+            if _finished_with_duration(state.last_run):
+                found[state.key] = state.last_run
+                continue
+            cached = self._finished.get(state.key)
+            if cached is not None and cached[0] == token and not self._stale(cached[1]):
+                cache[state.key] = cached
+                if cached[2] is not None:
+                    found[state.key] = cached[2]
+            else:
+                wanted.append(state.key)
+        if wanted:
+            now = self._monotonic()
+            looked_up = await queries.newest_finished_runs(self._reader, wanted)
+            tokens = {state.key: _token(state.last_run) for state in refs}
+            for key in wanted:
+                run = looked_up.get(key)
+                cache[key] = (tokens[key], now, run)
+                if run is not None:
+                    found[key] = run
+        self._finished = cache
+        return found
+
+    async def _newest_jobs(self, refs: tuple[RefState, ...]) -> dict[RunKey, tuple[Job, ...]]:
+        # Jobs of an active or changed run are read on every refresh; those of a finished,
+        # unchanged run at most every slow_max_age (a late job webhook may still add to them).
+        found: dict[RunKey, tuple[Job, ...]] = {}
+        wanted: dict[RunKey, object] = {}
+        cache: dict[RunKey, tuple[object, float, tuple[Job, ...]]] = {}
+        for state in refs:
+            run = state.last_run
+            token = _token(run)
+            cached = self._jobs.get(run.key)
+            if (
+                cached is not None
+                and cached[0] == token
+                and run.status.terminal
+                and not self._stale(cached[1])
+            ):
+                cache[run.key] = cached
+                found[run.key] = cached[2]
+            else:
+                wanted[run.key] = token
+        if wanted:
+            now = self._monotonic()
+            looked_up = await queries.jobs_of_runs(self._reader, list(wanted))
+            for key, wanted_token in wanted.items():
+                listed = tuple(looked_up.get(key, ()))
+                cache[key] = (wanted_token, now, listed)
+                found[key] = listed
+        self._jobs = cache
+        return found
+
+    async def _run_counts(self) -> dict[CountKey, int] | None:
+        due = self._counts_at is None or self._stale(self._counts_at)
+        if due and (self._counts_task is None or self._counts_task.done()):
+            self._counts_task = asyncio.create_task(self._count(), name="metrics-run-counts")
+        if self._counts is None and self._counts_task is not None:
+            await asyncio.shield(self._counts_task)
+        return self._counts
+
+    async def _count(self) -> None:
+        try:
+            raw = await queries.run_counts(self._reader)
+        except StoreError as exc:
+            log.warning("metrics: cannot count runs: %s", exc)
+            return
+        except Exception:
+            log.exception("metrics: counting runs failed")
+            return
+        self._counts_at = self._monotonic()
+        self._counts = self._monotonic_counts(raw)
+
+    def _monotonic_counts(self, raw: dict[CountKey, int]) -> dict[CountKey, int]:
+        # A counter must not go down, but stored counts do: `db prune` deletes old runs and a
+        # re-run takes a finished run back to queued. Each drop is added to an offset, so within
+        # this process the exposed value only grows (a restart is a counter reset, as usual).
+        for key, before in self._raw_counts.items():
+            now = raw.get(key, 0)
+            if now < before:
+                self._offsets[key] += before - now
+        self._raw_counts = raw
+        keys = raw.keys() | self._offsets.keys()
+        return {key: raw.get(key, 0) + self._offsets[key] for key in keys}
+
+
+class CiwatchCollector(Collector):
+    """Yields every family of `METRICS` from the cached snapshot and the in-memory counters.
+
+    `collect()` does no I/O: call `SnapshotCache.get()` before rendering.
+    """
+
+    def __init__(self, cache: SnapshotCache, collection: CollectionMetrics) -> None:
+        self.cache = cache
+        self.collection = collection
+
+    def describe(self) -> Iterable[Metric]:
+        return list(_families().values())
+
+    def collect(self) -> Iterable[Metric]:
+        families = _families()
+        snap = self.cache.current
+        if snap is not None:
+            _add_refs(families, snap)
+            _add_targets(families, snap)
+        self._add_self(families, snap)
+        families["ciwatch_store_up"].add_metric([], 1.0 if self.cache.store_up else 0.0)
+        return list(families.values())
+
+    def _add_self(self, families: Families, snap: Snapshot | None) -> None:
+        collection = self.collection
+        for (source, code), n in sorted(collection.api_requests.items()):
+            _add(families, "ciwatch_api_requests_total", (source, code), n)
+        for source, n in sorted(collection.rate_limit_remaining.items()):
+            _add(families, "ciwatch_rate_limit_remaining", (source,), n)
+        for source, n in sorted(collection.rate_limit_limit.items()):
+            _add(families, "ciwatch_rate_limit_limit", (source,), n)
+        for source, n in sorted(collection.polls.items()):
+            _add(families, "ciwatch_polls_total", (source,), n)
+        for (source, kind), n in sorted(collection.poll_errors.items()):
+            _add(families, "ciwatch_poll_errors_total", (source, kind), n)
+        # This process's polls, and those any replica recorded in the store's target states.
+        last: dict[str, datetime] = dict(collection.last_successful_poll)
+        for target in snap.targets if snap is not None else ():
+            when = target.last_success_at
+            if when is not None and (target.source not in last or when > last[target.source]):
+                last[target.source] = when
+        for source, when in sorted(last.items()):
+            _add(families, "ciwatch_last_successful_poll_timestamp_seconds", (source,), when)
+        for (source, result), n in sorted(collection.webhooks.items()):
+            _add(families, "ciwatch_webhooks_total", (source, result), n)
+        notifications: Mapping[tuple[str, str], int] = getattr(collection, "notifications", {})
+        for (channel, result), n in sorted(notifications.items()):
+            _add(families, "ciwatch_notifications_total", (channel, result), n)
+
+
+def _families() -> Families:
+    families: Families = {}
+    for spec in METRICS:
+        family: CounterMetricFamily | GaugeMetricFamily
+        if spec.type == "counter":
+            family = CounterMetricFamily(spec.name, spec.help, labels=spec.labels)
+        else:
+            family = GaugeMetricFamily(spec.name, spec.help, labels=spec.labels)
+        families[spec.name] = family
+    return families
+
+
+def _add(families: Families, name: str, labels: Iterable[str], value: float | datetime) -> None:
+    number = value.timestamp() if isinstance(value, datetime) else float(value)
+    families[name].add_metric(list(labels), number)
+
+
+def _ref_labels(state: RefState) -> tuple[str, str, str, str]:
+    return (state.source, state.provider, state.project, state.ref)
+
+
+def _add_refs(families: Families, snap: Snapshot) -> None:
+    for state in snap.refs:
+        labels = _ref_labels(state)
+        newest = state.last_run
+        for status in Status:
+            value = 1.0 if newest.status is status else 0.0
+            _add(families, "ci_pipeline_status", (*labels, status.value), value)
+        finished = snap.finished.get(state.key)
+        if finished is not None and finished.duration_seconds is not None:
+            _add(families, "ci_pipeline_last_duration_seconds", labels, finished.duration_seconds)
+        if newest.queued_seconds is not None:
+            _add(families, "ci_pipeline_last_queued_seconds", labels, newest.queued_seconds)
+        created = newest.created_at or newest.started_at or newest.updated_at
+        _add(families, "ci_pipeline_last_run_timestamp_seconds", labels, created)
+        for job in _one_per_name(snap.jobs.get(newest.key, ())):
+            job_labels = (*labels, job.name, job.stage or "")
+            for status in Status:
+                value = 1.0 if job.status is status else 0.0
+                _add(families, "ci_job_status", (*job_labels, status.value), value)
+            if job.duration_seconds is not None:
+                _add(families, "ci_job_last_duration_seconds", job_labels, job.duration_seconds)
+    if snap.counts is not None:
+        for key, n in sorted(snap.counts.items()):
+            _add(families, "ci_pipeline_runs_total", key, n)
+
+
+def _one_per_name(jobs: Iterable[Job]) -> Iterator[Job]:
+    """One job per (name, stage): the last created, i.e. the latest retry of a job."""
+    latest: dict[tuple[str, str], Job] = {}
+    for job in jobs:
+        latest[(job.name, job.stage or "")] = job
+    return iter(latest.values())
+
+
+def _add_targets(families: Families, snap: Snapshot) -> None:
+    for target in snap.targets:
+        up = 1.0 if target.healthy else 0.0
+        _add(families, "ciwatch_target_up", (target.source, target.project), up)
+
+
+def build_registry(collector: CiwatchCollector) -> CollectorRegistry:
+    """A private registry holding only `collector` (no process or platform collectors)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    return registry
+
+
+def render(registry: CollectorRegistry) -> bytes:
+    """The Prometheus text exposition of `registry` (see CONTENT_TYPE)."""
+    return generate_latest(registry)

@@ -1,0 +1,162 @@
+"""The JSON API under `/api/v1` (DESIGN §9): runs, one run with its jobs, project/ref states,
+target health and alerts. Read-only; every route here is behind `require_auth` (see app.py).
+
+Answers are built by `ciwatch.serialize`; the `response_model`s only document them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+
+from ciwatch.domain import RunKey, Status
+from ciwatch.serialize import job_to_dict, ref_state_to_dict, run_to_dict
+from ciwatch.timeutil import iso_z, to_utc
+from ciwatch.web.context import runtime_of
+from ciwatch.web.errors import ApiError, error_responses
+from ciwatch.web.schemas import (
+    AlertsAnswer,
+    ProjectsAnswer,
+    RunDetail,
+    RunsPage,
+    TargetsAnswer,
+)
+
+MAX_LIMIT = 500
+DEFAULT_LIMIT = 50
+
+router = APIRouter(
+    prefix="/api/v1",
+    tags=["api"],
+    responses=error_responses(401, 422, 503),
+)
+
+SourceQ = Annotated[str | None, Query(description="Only this source.")]
+ProjectQ = Annotated[str | None, Query(description="Only this project (full path).")]
+RefQ = Annotated[str | None, Query(description='Only this branch or tag ("" for runs without).')]
+StatusQ = Annotated[Status | None, Query(description="Only this normalised status.")]
+
+
+@router.get(
+    "/runs",
+    response_model=RunsPage,
+    summary="Runs, newest first",
+    responses=error_responses(400),
+)
+async def list_runs(
+    request: Request,
+    source: SourceQ = None,
+    project: ProjectQ = None,
+    ref: RefQ = None,
+    status: StatusQ = None,
+    since: Annotated[
+        datetime | None,
+        Query(description="Only runs created at or after this time (ISO 8601; UTC if no offset)."),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Runs per page.")] = DEFAULT_LIMIT,
+    cursor: Annotated[
+        str | None,
+        Query(max_length=1000, description="`next` of the previous page (same filters)."),
+    ] = None,
+) -> JSONResponse:
+    """Runs matching every given filter, newest first (creation time, then run id), one page
+    at a time: `next` is the cursor of the following page, null on the last one. Keyset
+    pagination: a walk sees every run once even while new runs arrive (those show up on page
+    one)."""
+    store = runtime_of(request).store
+    try:
+        page = await store.history(
+            source=source,
+            project=project,
+            ref=ref,
+            status=status,
+            since=None if since is None else to_utc(since),
+            limit=limit,
+            cursor=cursor,
+        )
+    except ValueError as exc:
+        if cursor is None:
+            raise
+        raise ApiError(400, "invalid cursor", {"field": "cursor", "message": str(exc)}) from exc
+    body = {"runs": [run_to_dict(run) for run in page.runs], "next": page.next}
+    return JSONResponse(body)
+
+
+@router.get(
+    "/runs/{source}/{project:path}/{run_id}",
+    response_model=RunDetail,
+    summary="One run with its jobs",
+    responses=error_responses(404),
+)
+async def get_run(request: Request, source: str, project: str, run_id: str) -> JSONResponse:
+    """One run and its jobs. The project is the full path, slashes included:
+    `/api/v1/runs/gitlab-main/group/sub/app/1001`."""
+    store = runtime_of(request).store
+    key = RunKey(source, project, run_id)
+    run = await store.get_run(key)
+    if run is None:
+        detail = {"source": source, "project": project, "run_id": run_id}
+        raise ApiError(404, "run not found", detail)
+    jobs = await store.jobs_for(key)
+    return JSONResponse({"run": run_to_dict(run), "jobs": [job_to_dict(job) for job in jobs]})
+
+
+@router.get("/projects", response_model=ProjectsAnswer, summary="State of every project/ref")
+async def list_projects(
+    request: Request,
+    source: SourceQ = None,
+    project: ProjectQ = None,
+    ref: RefQ = None,
+    status: StatusQ = None,
+) -> JSONResponse:
+    """The latest state of every project/ref, sorted by source, project and ref. `status` is
+    the ref's colour: the status of its newest run that ended success or failed (before it has
+    one, its newest run's status)."""
+    states = await runtime_of(request).store.ref_states(source=source, project=project)
+    chosen = [
+        ref_state_to_dict(state)
+        for state in states
+        if (ref is None or state.ref == ref) and (status is None or state.status is status)
+    ]
+    return JSONResponse({"projects": chosen})
+
+
+@router.get("/targets", response_model=TargetsAnswer, summary="Health of every polled target")
+async def list_targets(
+    request: Request,
+    source: SourceQ = None,
+    healthy: Annotated[bool | None, Query(description="Only healthy (or unhealthy) ones.")] = None,
+) -> JSONResponse:
+    """Every target that has been polled, sorted by source and project, with its health: an
+    unhealthy target's `reason` says why (e.g. the token lacks access, the project is gone)."""
+    runtime = runtime_of(request)
+    kinds = {configured.name: configured.type for configured in runtime.settings.sources}
+    targets: list[dict[str, Any]] = []
+    for state in await runtime.store.target_states():
+        if (source is not None and state.source != source) or (
+            healthy is not None and state.healthy != healthy
+        ):
+            continue
+        targets.append(
+            {
+                "source": state.source,
+                "provider": kinds.get(state.source),
+                "project": state.project,
+                "healthy": state.healthy,
+                "reason": state.reason,
+                "last_polled_at": iso_z(state.last_polled_at),
+                "last_success_at": iso_z(state.last_success_at),
+                "last_error_at": iso_z(state.last_error_at),
+            }
+        )
+    return JSONResponse({"targets": targets})
+
+
+@router.get("/alerts", response_model=AlertsAnswer, summary="Firing alerts (not yet)")
+async def list_alerts() -> JSONResponse:
+    """Firing alerts. **Not implemented yet**: alerting lands in a later release, and until then
+    this answers `{"alerts": []}` so that clients can already be written against it."""
+    return JSONResponse({"alerts": []})

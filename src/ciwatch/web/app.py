@@ -1,0 +1,196 @@
+"""`create_app(runtime)`: the FastAPI application (DESIGN §9). Nothing happens at import time.
+
+Routes, and who may call them (see `auth.py`):
+
+- open: `/healthz`, `/readyz`, `/static/...`;
+- `/metrics`: open, or behind basic auth when `server.protect_metrics`;
+- behind basic auth when configured: `/api/v1/...`, `/cc.xml`, `/openapi.json`, `/docs` and the
+  dashboard pages (`ciwatch.web.dashboard.router`, when that module exists);
+- routes with their own secret (webhooks `POST /hooks/...`, `POST /api/v1/report`) are
+  included in `_include_own_secret_routes`, without `require_auth`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from ciwatch.errors import StoreError
+from ciwatch.metrics import (
+    CONTENT_TYPE,
+    CiwatchCollector,
+    SnapshotCache,
+    build_registry,
+    render,
+)
+from ciwatch.runtime import Runtime
+from ciwatch.web import api, cctray, hooks, report
+from ciwatch.web.auth import require_auth, require_metrics_auth
+from ciwatch.web.context import runtime_of, snapshot_cache_of
+from ciwatch.web.errors import error_response, error_responses, install_error_handlers
+from ciwatch.web.schemas import StatusAnswer
+
+STATIC_DIR = Path(__file__).parent / "static"
+DASHBOARD_MODULE = "ciwatch.web.dashboard"
+
+DESCRIPTION = """\
+The read API of ciwatch: runs, project/ref states, target health, alerts; plus `/metrics`
+(Prometheus), `/cc.xml` (CCTray), `/healthz` and `/readyz`.
+
+Errors are always `{"error": "...", "detail": ...}`. When `server.username` and
+`server.password` are set, every route except `/healthz`, `/readyz` (and `/metrics` unless
+`server.protect_metrics`) needs HTTP basic auth.
+
+`GET /api/v1/alerts` answers an empty list until alerting lands.
+"""
+
+
+def create_app(
+    runtime: Runtime,
+    *,
+    metrics_max_age: float = 5.0,
+    metrics_slow_max_age: float = 60.0,
+) -> FastAPI:
+    """The web application over `runtime` (its store, settings, clock and self-metrics).
+
+    The metrics snapshot is refreshed at most every `metrics_max_age` seconds and the run counts
+    every `metrics_slow_max_age` seconds.
+    """
+    cache = SnapshotCache(
+        runtime.store,
+        runtime.clock.now,
+        max_age=metrics_max_age,
+        slow_max_age=metrics_slow_max_age,
+    )
+    registry = build_registry(CiwatchCollector(cache, runtime.metrics))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await cache.aclose()
+            # Webhooks leave job fetches running in the background: let them finish.
+            ingest = getattr(app.state, "ingest", None)
+            if ingest is not None:
+                await ingest.drain()
+
+    app = FastAPI(
+        title="ciwatch",
+        version="1",
+        description=DESCRIPTION,
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    app.state.metrics_cache = cache
+    app.state.metrics_registry = registry
+    install_error_handlers(app)
+
+    app.include_router(_probes())
+    app.include_router(_metrics(), dependencies=[Depends(require_metrics_auth)])
+    protected = [Depends(require_auth)]
+    app.include_router(api.router, dependencies=protected)
+    app.include_router(cctray.router, dependencies=protected)
+    app.include_router(_documentation(app), dependencies=protected)
+    dashboard = _dashboard_router()
+    if dashboard is not None:
+        app.include_router(dashboard, dependencies=protected)
+    _include_own_secret_routes(app)
+    if STATIC_DIR.is_dir():
+        app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app
+
+
+def _include_own_secret_routes(app: FastAPI) -> None:
+    """Webhooks (`/hooks/...`) and `POST /api/v1/report` check their own secrets (the source's
+    webhook_secret, the bearer report_token): their routers go here, not behind require_auth."""
+    app.include_router(hooks.router)
+    app.include_router(report.router)
+
+
+def _dashboard_router() -> APIRouter | None:
+    """The dashboard's router, when the dashboard module is installed."""
+    if importlib.util.find_spec(DASHBOARD_MODULE) is None:
+        return None
+    router = importlib.import_module(DASHBOARD_MODULE).router
+    assert isinstance(router, APIRouter)
+    return router
+
+
+def _probes() -> APIRouter:
+    router = APIRouter(tags=["probes"])
+
+    @router.get("/healthz", response_model=StatusAnswer, summary="Liveness")
+    async def healthz() -> JSONResponse:
+        """Always `{"status": "ok"}` while the process serves HTTP; never protected."""
+        return JSONResponse({"status": "ok"})
+
+    @router.get(
+        "/readyz",
+        response_model=StatusAnswer,
+        summary="Readiness",
+        responses=error_responses(503),
+    )
+    async def readyz(request: Request) -> JSONResponse:
+        """`{"status": "ok"}` when the store answers and its schema is at the head migration;
+        503 with the error object naming the failed check otherwise. Never protected."""
+        store = runtime_of(request).store
+        try:
+            await store.ping()
+            current = await store.schema_current()
+        except StoreError:
+            detail = {"check": "store", "message": "the database did not answer"}
+            return error_response(503, "store unavailable", detail)
+        if not current:
+            detail = {"check": "schema", "message": "run `ciwatch db upgrade`"}
+            return error_response(503, "schema not current", detail)
+        return JSONResponse({"status": "ok"})
+
+    return router
+
+
+def _metrics() -> APIRouter:
+    router = APIRouter(tags=["probes"])
+
+    @router.get(
+        "/metrics",
+        summary="Prometheus metrics",
+        response_class=Response,
+        responses={
+            200: {"content": {"text/plain": {}}, "description": "Prometheus text format 0.0.4."},
+            **error_responses(401),
+        },
+    )
+    async def metrics(request: Request) -> Response:
+        """Every metric of docs/metrics.md, from a snapshot of the store at most a few seconds
+        old. Behind basic auth only when `server.protect_metrics` is true."""
+        await snapshot_cache_of(request).get()
+        body = render(request.app.state.metrics_registry)
+        return Response(body, headers={"Content-Type": CONTENT_TYPE})
+
+    return router
+
+
+def _documentation(app: FastAPI) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/openapi.json", include_in_schema=False)
+    async def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @router.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="ciwatch API")
+
+    return router

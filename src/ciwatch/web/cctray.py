@@ -1,0 +1,105 @@
+"""`GET /cc.xml`: the CCTray feed that build monitors read (CCMenu, Nevergreen, BuildNotify).
+
+One `<Project>` per project/ref, named `SOURCE/PROJECT:REF` (just `SOURCE/PROJECT` for runs
+without a ref), built from the metrics snapshot (so a monitor polling every few seconds costs
+the store nothing more) and serialised by ElementTree, which escapes every attribute value.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from typing import Annotated
+from urllib.parse import quote
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+
+from ciwatch.domain import RefState, Run, Status
+from ciwatch.metrics import Snapshot
+from ciwatch.timeutil import iso_z
+from ciwatch.web.context import runtime_of, snapshot_cache_of
+from ciwatch.web.errors import STORE_DETAIL, STORE_UNAVAILABLE, ApiError, error_responses
+
+MEDIA_TYPE = "application/xml"
+
+# Characters XML 1.0 cannot carry at all, even escaped; a CI value holding one loses it.
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+LAST_BUILD_STATUS = {Status.SUCCESS: "Success", Status.FAILED: "Failure"}
+
+router = APIRouter(tags=["cctray"])
+
+
+def _clean(value: str) -> str:
+    return _NOT_XML.sub("", value)
+
+
+def project_name(state: RefState) -> str:
+    """`source/project:ref`, or `source/project` for a ref-less run."""
+    name = f"{state.source}/{state.project}"
+    return f"{name}:{state.ref}" if state.ref else name
+
+
+def _label(run: Run) -> str:
+    return str(run.number) if run.number is not None else run.run_id
+
+
+def project_attributes(state: RefState, decisive: Run | None, web_url: str) -> dict[str, str]:
+    """The attributes of one `<Project>`.
+
+    `lastBuildStatus` is the ref's colour (Success/Failure), Unknown before its first success or
+    failure; label and time are those of the run that set it. `activity` is Building while the
+    newest run is queued or running.
+    """
+    newest = state.last_run
+    shown = decisive or newest
+    when = shown.finished_at or shown.created_at or shown.started_at or shown.updated_at
+    status = LAST_BUILD_STATUS.get(decisive.status, "Unknown") if decisive else "Unknown"
+    return {
+        "name": project_name(state),
+        "activity": "Building" if newest.status.active else "Sleeping",
+        "lastBuildStatus": status,
+        "lastBuildLabel": _label(shown),
+        "lastBuildTime": iso_z(when) or "",
+        "webUrl": web_url,
+    }
+
+
+def render(snapshot: Snapshot, base_url: str, *, source: str | None, project: str | None) -> bytes:
+    """The CCTray document for the refs of `snapshot` (optionally one source or project)."""
+    root = ET.Element("Projects")
+    for state in snapshot.refs:
+        if (source is not None and state.source != source) or (
+            project is not None and state.project != project
+        ):
+            continue
+        page = f"{base_url}/projects/{quote(state.source, safe='')}/{quote(state.project)}"
+        attributes = project_attributes(state, snapshot.decisive_run(state), page)
+        ET.SubElement(root, "Project", {k: _clean(v) for k, v in attributes.items()})
+    return bytes(ET.tostring(root, encoding="utf-8", xml_declaration=True))
+
+
+@router.get(
+    "/cc.xml",
+    summary="CCTray feed",
+    response_class=Response,
+    responses={
+        200: {"content": {MEDIA_TYPE: {}}, "description": "The CCTray XML document."},
+        **error_responses(401, 503),
+    },
+)
+async def cc_xml(
+    request: Request,
+    source: Annotated[str | None, Query(description="Only this source.")] = None,
+    project: Annotated[str | None, Query(description="Only this project.")] = None,
+) -> Response:
+    """Every project/ref as a CCTray `<Project>` (name `source/project:ref`); `webUrl` is the
+    project's dashboard page, under `server.base_url` when set."""
+    snapshot = await snapshot_cache_of(request).get()
+    if snapshot is None:
+        raise ApiError(503, STORE_UNAVAILABLE, STORE_DETAIL)
+    configured = runtime_of(request).settings.server.base_url
+    base = (configured or str(request.base_url)).rstrip("/")
+    body = render(snapshot, base, source=source, project=project)
+    return Response(body, media_type=MEDIA_TYPE)

@@ -1,0 +1,139 @@
+"""The error object of the HTTP contract (DESIGN §9): `{"error": "...", "detail": ...}`.
+
+Every error answer goes through here: `ApiError` raised by handlers, Starlette's HTTP errors
+(unknown path 404, 405), FastAPI's validation errors (422, naming each bad field), the store being
+unavailable (`StoreError`, 503) and anything unexpected (500, logged, no traceback in the body).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ciwatch.errors import StoreError
+
+log = logging.getLogger(__name__)
+
+STORE_UNAVAILABLE = "store unavailable"
+STORE_DETAIL = "the database did not answer; the server log has the reason"
+
+
+class ErrorModel(BaseModel):
+    """The body of every error answer."""
+
+    error: str = Field(description="What went wrong, in a few words.")
+    detail: Any = Field(
+        None,
+        description=(
+            "More about it: a string, null, an object, or for 422 a list of "
+            "{field, in, message} naming each bad field."
+        ),
+    )
+
+
+class ApiError(Exception):
+    """An error answer: status code, the `error` words, `detail`, and extra headers."""
+
+    def __init__(
+        self,
+        status: int,
+        error: str,
+        detail: Any = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(error)
+        self.status = status
+        self.error = error
+        self.detail = detail
+        self.headers = dict(headers or {})
+
+
+def error_response(
+    status: int, error: str, detail: Any = None, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    """A JSON answer carrying the error object."""
+    return JSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers)
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` entries documenting the error object for `codes`."""
+    return {code: {"model": ErrorModel, "description": HTTPStatus(code).phrase} for code in codes}
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase.lower()
+    except ValueError:
+        return "error"
+
+
+def _field(loc: Sequence[Any]) -> tuple[str, str]:
+    """(field name, where) from a pydantic error location such as ('query', 'limit')."""
+    if not loc:
+        return "request", "request"
+    where = str(loc[0])
+    if where in ("query", "path", "body", "header", "cookie"):
+        return ".".join(str(part) for part in loc[1:]) or where, where
+    return ".".join(str(part) for part in loc), "request"
+
+
+def validation_detail(errors: Sequence[Any]) -> list[dict[str, str]]:
+    """One {field, in, message} per problem in a FastAPI validation error."""
+    detail = []
+    for item in errors:
+        name, where = _field(item.get("loc", ()))
+        detail.append({"field": name, "in": where, "message": str(item.get("msg", "invalid"))})
+    return detail
+
+
+async def _api_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return error_response(exc.status, exc.error, exc.detail, exc.headers)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    error = _phrase(exc.status_code)
+    detail: Any = exc.detail
+    if isinstance(detail, str) and detail.lower() == error:
+        detail = None
+    if exc.status_code == 404 and detail is None:
+        detail = f"nothing at {request.url.path}"
+    if exc.status_code == 405 and detail is None:
+        detail = f"{request.method} is not allowed on {request.url.path}"
+    return error_response(exc.status_code, error, detail, exc.headers)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    detail = validation_detail(exc.errors())
+    names = ", ".join(dict.fromkeys(item["field"] for item in detail))
+    return error_response(422, f"invalid request: {names}", detail)
+
+
+async def _store_error(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("%s %s: %s", request.method, request.url.path, exc)
+    return error_response(503, STORE_UNAVAILABLE, STORE_DETAIL)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal error", None)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Answer every error of `app` with the error object."""
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StoreError, _store_error)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,301 @@
+"""The JSON API (DESIGN §9): shapes, keyset pagination, filters, one run with its jobs."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import httpx
+import pytest
+
+from ciwatch.domain import Job, Run, Status, TargetState
+from ciwatch.serialize import job_to_dict, ref_state_to_dict, run_to_dict
+from ciwatch.store import SqlStore
+from ciwatch.web.schemas import (
+    AlertsAnswer,
+    JobModel,
+    ProjectsAnswer,
+    RunDetail,
+    RunModel,
+    RunsPage,
+    TargetsAnswer,
+)
+from factories import at, make_run
+
+from .harness import fill, history
+
+
+async def walk(client: httpx.AsyncClient, **params: Any) -> list[dict[str, Any]]:
+    """Every run through /api/v1/runs, following `next` until null."""
+    seen: list[dict[str, Any]] = []
+    cursor = None
+    for _ in range(1000):
+        query = dict(params, **({"cursor": cursor} if cursor else {}))
+        reply = await client.get("/api/v1/runs", params=query)
+        assert reply.status_code == 200, reply.text
+        body = reply.json()
+        RunsPage.model_validate(body)
+        seen.extend(body["runs"])
+        cursor = body["next"]
+        if cursor is None:
+            return seen
+    raise AssertionError("pagination did not end")
+
+
+def test_run_and_job_models_have_the_domain_fields() -> None:
+    assert list(RunModel.model_fields) == [f.name for f in dataclasses.fields(Run)]
+    assert list(JobModel.model_fields) == [f.name for f in dataclasses.fields(Job)]
+
+
+async def test_runs_answer_the_serialized_runs_newest_first(
+    client: httpx.AsyncClient, store: SqlStore
+) -> None:
+    world = await fill(store)
+    reply = await client.get("/api/v1/runs")
+    assert reply.status_code == 200
+    assert reply.headers["content-type"] == "application/json"
+    body = reply.json()
+    assert set(body) == {"runs", "next"}
+    assert body["next"] is None
+    RunsPage.model_validate(body)
+    by_id = {(r.source, r.project, r.run_id): r for r in world["runs"]}
+    stored = [await store.get_run(key) for key in by_id]
+    expected = sorted(
+        (run_to_dict(run) for run in stored if run is not None),
+        key=lambda r: (r["created_at"], r["run_id"]),
+        reverse=True,
+    )
+    assert body["runs"] == expected
+    first = body["runs"][0]
+    assert first["run_id"] == "4"
+    assert first["created_at"] == "2026-01-05T09:50:00Z"
+    assert first["finished_at"] is None
+
+
+@pytest.mark.parametrize("limit", [1, 3, 7, 500])
+async def test_pagination_walk_has_no_gaps_and_no_duplicates(
+    client: httpx.AsyncClient, store: SqlStore, limit: int
+) -> None:
+    runs = history(23)
+    # Ties on the creation time (same time, other project / run id) must not lose runs.
+    runs += [make_run(project="group/twin", run_id=str(i), created_at=at(100 * i)) for i in (5, 6)]
+    runs += [make_run(run_id=f"{i}b", created_at=at(100 * i)) for i in (7, 8)]
+    await store.upsert_runs(runs)
+    seen = await walk(client, limit=limit)
+    keys = [(r["project"], r["run_id"]) for r in seen]
+    assert len(keys) == len(set(keys)) == len(runs)
+    times = [(r["created_at"], r["run_id"]) for r in seen]
+    assert times == sorted(times, reverse=True)
+
+
+async def test_a_walk_is_not_disturbed_by_new_runs(
+    client: httpx.AsyncClient, store: SqlStore
+) -> None:
+    await store.upsert_runs(history(10))
+    first = (await client.get("/api/v1/runs", params={"limit": 4})).json()
+    await store.upsert_runs([make_run(run_id="new", created_at=at(5000))])
+    rest: list[dict[str, Any]] = []
+    cursor = first["next"]
+    while cursor:
+        page = (await client.get("/api/v1/runs", params={"limit": 4, "cursor": cursor})).json()
+        rest.extend(page["runs"])
+        cursor = page["next"]
+    ids = [r["run_id"] for r in first["runs"] + rest]
+    assert ids == [str(i) for i in range(10, 0, -1)]
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({"source": "gh"}, {"20", "21"}),
+        ({"project": "group/app"}, {"1", "2", "3", "4", "10"}),
+        ({"project": "group/app", "ref": "main"}, {"1", "2", "3", "4"}),
+        ({"ref": "feature/x"}, {"10"}),
+        ({"ref": ""}, {"30"}),
+        ({"status": "failed"}, {"3", "20"}),
+        ({"status": "running"}, {"4"}),
+        ({"since": "2026-01-05T09:33:20Z"}, {"3", "4", "21"}),
+        ({"since": "2026-01-05T10:33:20+01:00"}, {"3", "4", "21"}),
+        ({"since": "2026-01-05T09:33:20"}, {"3", "4", "21"}),
+        (
+            {"source": "gitlab-main", "status": "success", "since": "2026-01-05T09:10:00Z"},
+            {"2", "10", "30"},
+        ),
+        ({"source": "nope"}, set()),
+    ],
+)
+async def test_runs_filters(
+    client: httpx.AsyncClient, store: SqlStore, params: dict[str, str], expected: set[str]
+) -> None:
+    await fill(store)
+    seen = await walk(client, limit=2, **params)
+    assert {r["run_id"] for r in seen} == expected
+
+
+async def test_one_run_with_its_jobs(client: httpx.AsyncClient, store: SqlStore) -> None:
+    await fill(store)
+    reply = await client.get("/api/v1/runs/gitlab-main/group/app/4")
+    assert reply.status_code == 200
+    body = reply.json()
+    RunDetail.model_validate(body)
+    run = await store.get_run(make_run(run_id="4").key)
+    assert run is not None
+    assert body["run"] == run_to_dict(run)
+    jobs = await store.jobs_for(run.key)
+    assert body["jobs"] == [job_to_dict(job) for job in jobs]
+    assert [j["name"] for j in body["jobs"]] == ["build", "test"]
+
+
+async def test_one_run_of_a_deeply_nested_project(
+    client: httpx.AsyncClient, store: SqlStore
+) -> None:
+    await store.upsert_run(make_run(project="a/b/c/d", run_id="77"))
+    body = (await client.get("/api/v1/runs/gitlab-main/a/b/c/d/77")).json()
+    assert body["run"]["project"] == "a/b/c/d"
+    assert body["jobs"] == []
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/runs/gitlab-main/group/app/999",
+        "/api/v1/runs/other/group/app/4",
+        "/api/v1/runs/gitlab-main/group/4",
+    ],
+)
+async def test_unknown_run_is_404(client: httpx.AsyncClient, store: SqlStore, path: str) -> None:
+    await fill(store)
+    reply = await client.get(path)
+    assert reply.status_code == 404
+    body = reply.json()
+    assert body["error"] == "run not found"
+    assert set(body["detail"]) == {"source", "project", "run_id"}
+
+
+async def test_projects(client: httpx.AsyncClient, store: SqlStore) -> None:
+    await fill(store)
+    reply = await client.get("/api/v1/projects")
+    body = reply.json()
+    ProjectsAnswer.model_validate(body)
+    assert body == {"projects": [ref_state_to_dict(s) for s in await store.ref_states()]}
+    entry = next(p for p in body["projects"] if p["ref"] == "main" and p["source"] == "gitlab-main")
+    assert set(entry) == {"source", "provider", "project", "ref", "status", "since", "last_run"}
+    # The colour is the newest decisive run (failed), while the newest run is running.
+    assert entry["status"] == "failed"
+    assert entry["last_run"]["status"] == "running"
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({}, 4),
+        ({"source": "gh"}, 1),
+        ({"project": "group/app"}, 2),
+        ({"status": "failed"}, 2),
+        ({"status": "success"}, 2),
+        ({"ref": "main"}, 2),
+        ({"ref": ""}, 1),
+        ({"source": "gitlab-main", "status": "success"}, 2),
+    ],
+)
+async def test_projects_filters(
+    client: httpx.AsyncClient, store: SqlStore, params: dict[str, str], expected: int
+) -> None:
+    await fill(store)
+    body = (await client.get("/api/v1/projects", params=params)).json()
+    assert len(body["projects"]) == expected
+    for entry in body["projects"]:
+        for name, value in params.items():
+            assert entry[name] == value
+
+
+async def test_targets(client: httpx.AsyncClient, store: SqlStore) -> None:
+    await store.save_target_state(
+        TargetState("gh", "octo/repo", healthy=False, reason="401: bad token", last_error_at=at(9))
+    )
+    await store.save_target_state(TargetState("gitlab-main", "group/app", last_success_at=at(5)))
+    body = (await client.get("/api/v1/targets")).json()
+    TargetsAnswer.model_validate(body)
+    assert body["targets"] == [
+        {
+            "source": "gh",
+            "provider": None,
+            "project": "octo/repo",
+            "healthy": False,
+            "reason": "401: bad token",
+            "last_polled_at": None,
+            "last_success_at": None,
+            "last_error_at": "2026-01-05T09:00:09Z",
+        },
+        {
+            "source": "gitlab-main",
+            "provider": None,
+            "project": "group/app",
+            "healthy": True,
+            "reason": None,
+            "last_polled_at": None,
+            "last_success_at": "2026-01-05T09:00:05Z",
+            "last_error_at": None,
+        },
+    ]
+    unhealthy = (await client.get("/api/v1/targets", params={"healthy": "false"})).json()
+    assert [t["project"] for t in unhealthy["targets"]] == ["octo/repo"]
+    by_source = (await client.get("/api/v1/targets", params={"source": "gitlab-main"})).json()
+    assert [t["project"] for t in by_source["targets"]] == ["group/app"]
+
+
+async def test_alerts_are_empty_until_alerting_lands(client: httpx.AsyncClient) -> None:
+    body = (await client.get("/api/v1/alerts")).json()
+    AlertsAnswer.model_validate(body)
+    assert body == {"alerts": []}
+
+
+async def test_healthz_and_readyz(client: httpx.AsyncClient) -> None:
+    for path in ("/healthz", "/readyz"):
+        reply = await client.get(path)
+        assert (reply.status_code, reply.json()) == (200, {"status": "ok"})
+
+
+async def test_openapi_documents_the_shapes(client: httpx.AsyncClient) -> None:
+    doc = (await client.get("/openapi.json")).json()
+    paths = doc["paths"]
+    for path in (
+        "/api/v1/runs",
+        "/api/v1/runs/{source}/{project}/{run_id}",
+        "/api/v1/projects",
+        "/api/v1/targets",
+        "/api/v1/alerts",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/cc.xml",
+    ):
+        assert path in paths, path
+    schemas = doc["components"]["schemas"]
+    run = schemas["RunModel"]
+    assert set(run["properties"]) == {f.name for f in dataclasses.fields(Run)}
+    assert set(run["required"]) == {
+        "source",
+        "provider",
+        "project",
+        "run_id",
+        "status",
+        "updated_at",
+    }
+    assert run["properties"]["created_at"]["anyOf"][0]["format"] == "date-time"
+    status = schemas["Status"]
+    assert set(status["enum"]) == {s.value for s in Status}
+    runs_ok = paths["/api/v1/runs"]["get"]["responses"]["200"]["content"]["application/json"]
+    assert runs_ok["schema"]["$ref"].endswith("/RunsPage")
+    for code in ("400", "401", "422", "503"):
+        answer = paths["/api/v1/runs"]["get"]["responses"][code]["content"]["application/json"]
+        assert answer["schema"]["$ref"].endswith("/ErrorModel")
+    alerts = paths["/api/v1/alerts"]["get"]["description"]
+    assert "until" in alerts and "later release" in alerts
+    assert doc["components"]["securitySchemes"]["basic"] == {
+        "type": "http",
+        "scheme": "basic",
+        "description": "HTTP basic auth, when server.username and server.password are set.",
+    }
+    params = {p["name"] for p in paths["/api/v1/runs"]["get"]["parameters"]}
+    assert params == {"source", "project", "ref", "status", "since", "limit", "cursor"}
