@@ -1,0 +1,122 @@
+"""What every notification channel is: the `Channel` protocol, the `Message` it sends, and the
+pacing helper that keeps a channel under its service's rate limit.
+
+A `Notice` is one alert event about one project/ref; a `Message` carries one notice, or several
+when the alert engine grouped them. Channels render a message with `render.py` and deliver it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Protocol
+
+from ciwatch.clock import Clock, SystemClock
+from ciwatch.domain import Run
+
+NOTICE_KINDS = ("broken", "still_failing", "recovered", "stuck", "queued", "test")
+
+
+@dataclass(frozen=True)
+class Notice:
+    """One alert event about one project/ref.
+
+    `red_for` is how long the ref was red (recovered) or how long the run has been running or
+    queued (stuck, queued). `flaky` marks a recovery on the same SHA as the failure.
+    `fingerprint` is `rule:source:project:ref`; `dashboard_url` links to the ciwatch project
+    page when `server.base_url` is set. `run` is None only for a `test` notice.
+    """
+
+    kind: str
+    source: str
+    project: str
+    ref: str
+    run: Run | None
+    failing_jobs: tuple[str, ...] = ()
+    red_for: timedelta | None = None
+    flaky: bool = False
+    fingerprint: str = ""
+    dashboard_url: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in NOTICE_KINDS:
+            raise ValueError(f"kind must be one of {', '.join(NOTICE_KINDS)}, got {self.kind!r}")
+
+
+@dataclass(frozen=True)
+class Message:
+    """What a channel sends: one notice, or several grouped under a route/group label."""
+
+    notices: tuple[Notice, ...]
+    group: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.notices:
+            raise ValueError("a message needs at least one notice")
+
+    @property
+    def grouped(self) -> bool:
+        return len(self.notices) > 1
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What the service answered to a successful send (shown by `ciwatch alerts test`)."""
+
+    answer: str
+
+
+class Channel(Protocol):
+    """A configured notification channel.
+
+    `send` delivers one message or raises `ChannelError`: `permanent=True` when retrying the
+    same message cannot help (bad token, payload refused, address unknown), `permanent=False`
+    otherwise, with `retry_after` (seconds) when the service said how long to wait. `send` is
+    not idempotent: the service may have shown a message whose answer was lost, so a retry can
+    show it twice. `min_interval` is the pause (seconds) the caller leaves between two sends to
+    stay under the service's rate limit (see `Throttle`). `close` releases what the channel
+    opened itself (never a session it was given); it may be called more than once.
+    """
+
+    name: str
+    kind: str
+    min_interval: float
+
+    async def send(self, message: Message) -> Delivery: ...
+
+    async def close(self) -> None: ...
+
+
+def make_test_message(*, dashboard_url: str | None = None) -> Message:
+    """The message `ciwatch alerts test` sends through a channel."""
+    notice = Notice(
+        kind="test",
+        source="ciwatch",
+        project="ciwatch",
+        ref="test",
+        run=None,
+        fingerprint="test:ciwatch:ciwatch:test",
+        dashboard_url=dashboard_url,
+    )
+    return Message((notice,))
+
+
+class Throttle:
+    """Spaces calls at least `min_interval` seconds apart: `await throttle.wait()` before each
+    send. One per channel; concurrent waiters are served in turn."""
+
+    def __init__(self, min_interval: float, *, clock: Clock | None = None) -> None:
+        self.min_interval = max(min_interval, 0.0)
+        self._clock = clock or SystemClock()
+        self._last: float | None = None
+
+    def _seconds(self) -> float:
+        return self._clock.now().timestamp()
+
+    async def wait(self) -> None:
+        # Reserve the next slot before sleeping so concurrent callers queue up behind it.
+        now = self._seconds()
+        slot = now if self._last is None else max(now, self._last + self.min_interval)
+        self._last = slot
+        if slot > now:
+            await self._clock.sleep(slot - now)

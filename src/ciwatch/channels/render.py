@@ -1,0 +1,511 @@
+"""Turn a `Message` into what each channel sends: a title, plain text, Markdown (the DingTalk and
+WeCom dialects), Slack mrkdwn and Block Kit blocks, and HTML. Pure: no I/O.
+
+Every value that came from a CI system (project, ref, job names, author, workflow, URLs) is
+untrusted and neutralised for the target format:
+
+- HTML: `html.escape` (quotes too); links only for http(s) URLs.
+- Markdown (robots): the robots document no escape character, so the characters that make
+  markup (`* _ ` [ ] < > ~ | \\`) are replaced by look-alikes (`∗ ˍ ˋ ［ ］ ＜ ＞ ∼ │ ∖`); an
+  underscore inside a word (`my_app`) is kept, since it cannot start emphasis there.
+- Slack mrkdwn: `& < >` become entities (so `<!channel>` and `<url|text>` cannot be injected),
+  and `* _ ~ `` ` get the same look-alikes.
+- Plain text: whitespace (newlines included) collapsed to one space, so a value cannot start a
+  line of its own; for robots' plain text `< >` get look-alikes too (WeCom's `<@userid>`).
+
+Every value is also cut to a sane length, and lists of failing jobs are capped.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Literal
+from urllib.parse import quote, urlsplit
+
+from ciwatch.channels.base import Message, Notice
+
+EMOJI = {
+    "broken": "🔴",
+    "still_failing": "❌",
+    "recovered": "✅",
+    "stuck": "⏳",
+    "queued": "🕒",
+    "test": "🔔",
+}
+WORD = {
+    "broken": "Broken",
+    "still_failing": "Still failing",
+    "recovered": "Recovered",
+    "stuck": "Stuck",
+    "queued": "Queued too long",
+    "test": "Test",
+}
+# "5 refs broke in group/*"
+GROUP_PHRASE = {
+    "broken": "refs broke",
+    "still_failing": "refs still failing",
+    "recovered": "refs recovered",
+    "stuck": "runs stuck",
+    "queued": "runs queued too long",
+    "test": "test messages",
+}
+# Most severe first: the emoji of a mixed group is that of its most severe notice.
+SEVERITY = ("broken", "still_failing", "stuck", "queued", "recovered", "test")
+ELAPSED_LABEL = {"recovered": "Red for", "stuck": "Running for", "queued": "Queued for"}
+
+MAX_VALUE = 200
+MAX_JOB_NAME = 100
+MAX_JOBS = 10
+SLACK_HEADER_MAX = 150
+SLACK_SECTION_MAX = 3000
+SLACK_FIELD_MAX = 2000
+SLACK_MAX_FIELDS = 10
+SLACK_MAX_LINES = 45  # Slack allows 50 blocks: a header, 45 lines, a context, room to spare
+TEST_TEXT = "This is a test message from ciwatch: the channel works."
+
+
+# --- untrusted values and links -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Val:
+    """A value from a CI system: put on one line, cut to `limit`, escaped for the format."""
+
+    text: str
+    limit: int = MAX_VALUE
+
+
+@dataclass(frozen=True)
+class Link:
+    """A link whose URL came from a CI system or the configuration; shown only if http(s)."""
+
+    label: str | Val
+    url: str | None
+
+
+Part = str | Val | Link  # a plain str is ciwatch's own text
+
+
+def one_line(value: str, limit: int = MAX_VALUE) -> str:
+    """`value` with every run of whitespace or control characters as one space, cut to `limit`
+    characters with an ellipsis."""
+    text = " ".join(_CONTROL.sub(" ", value).split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# An underscore that touches a non-word character (or an edge) can open or close emphasis.
+_LOOSE_UNDERSCORE = re.compile(r"(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])")
+_MARKDOWN_LOOKALIKES = str.maketrans(
+    {
+        "*": "∗",
+        "`": "ˋ",
+        "[": "［",
+        "]": "］",
+        "<": "＜",
+        ">": "＞",
+        "~": "∼",
+        "|": "│",
+        "\\": "∖",
+    }
+)
+_SLACK_LOOKALIKES = str.maketrans({"*": "∗", "`": "ˋ", "~": "∼"})
+_ANGLE_LOOKALIKES = str.maketrans({"<": "＜", ">": "＞"})
+
+
+def escape_markdown(value: str) -> str:
+    """A CI value made inert in DingTalk/WeCom Markdown (see the module docstring)."""
+    return _LOOSE_UNDERSCORE.sub("ˍ", value.translate(_MARKDOWN_LOOKALIKES))
+
+
+def escape_slack(value: str) -> str:
+    """A CI value made inert in Slack mrkdwn: entities for `& < >`, look-alikes for markup."""
+    text = value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _LOOSE_UNDERSCORE.sub("ˍ", text.translate(_SLACK_LOOKALIKES))
+
+
+def escape_robot_text(value: str) -> str:
+    """A CI value for a robot's plain-text message: no `<@user>` mentions."""
+    return value.translate(_ANGLE_LOOKALIKES)
+
+
+# Characters left as they are in a URL; everything else (spaces, quotes, `<>|()`, non-ASCII) is
+# percent-encoded so the URL cannot end the link syntax of any format early.
+_URL_SAFE = "/:?#[]@!$&'*+,;=%~-._"
+
+
+def safe_url(url: str | None) -> str | None:
+    """`url` if it is an absolute http(s) URL, with unsafe characters percent-encoded; else
+    None (a `javascript:` or relative URL is never linked)."""
+    if not url:
+        return None
+    text = url.strip()
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        return None
+    return quote(text, safe=_URL_SAFE)
+
+
+def human_duration(value: timedelta | float | None) -> str:
+    """`42s`, `4m 50s`, `2h 3m`, `3d 4h`."""
+    if value is None:
+        return "?"
+    seconds = int(value.total_seconds() if isinstance(value, timedelta) else value)
+    seconds = max(seconds, 0)
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m {seconds}s" if seconds else f"{minutes}m"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}h {minutes}m" if minutes else f"{hours}h"
+    days, hours = divmod(hours, 24)
+    return f"{days}d {hours}h" if hours else f"{days}d"
+
+
+# --- what a notice says, format-neutral ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Fact:
+    label: str
+    parts: tuple[Part, ...]
+
+
+def headline(notice: Notice) -> list[Part]:
+    """`🔴 Broken: group/app on main`."""
+    emoji = EMOJI[notice.kind]
+    if notice.kind == "test":
+        return [f"{emoji} Test message from ciwatch"]
+    return [f"{emoji} {WORD[notice.kind]}: ", Val(notice.project), " on ", Val(notice.ref)]
+
+
+def group_title(message: Message) -> list[Part]:
+    """`🔴 5 refs broke in group/*`, or `🔴 4 alerts in group/*: 3 broken, 1 recovered`."""
+    kinds = [notice.kind for notice in message.notices]
+    worst = min(kinds, key=SEVERITY.index)
+    count = len(kinds)
+    if len(set(kinds)) == 1:
+        parts: list[Part] = [f"{EMOJI[worst]} {count} {GROUP_PHRASE[worst]}"]
+        if message.group:
+            parts += [" in ", Val(message.group)]
+        return parts
+    parts = [f"{EMOJI[worst]} {count} alerts"]
+    if message.group:
+        parts += [" in ", Val(message.group)]
+    tally = ", ".join(
+        f"{kinds.count(kind)} {WORD[kind].lower()}" for kind in SEVERITY if kind in kinds
+    )
+    return [*parts, f": {tally}"]
+
+
+def title_parts(message: Message) -> list[Part]:
+    return group_title(message) if message.grouped else headline(message.notices[0])
+
+
+def _run_label(notice: Notice) -> Val | str:
+    run = notice.run
+    if run is None:
+        return "run"
+    return f"#{run.number}" if run.number is not None else Val(f"#{run.run_id}")
+
+
+def _jobs(jobs: Sequence[str]) -> Val:
+    shown = [one_line(job, MAX_JOB_NAME) for job in jobs[:MAX_JOBS]]
+    more = f" (+{len(jobs) - MAX_JOBS} more)" if len(jobs) > MAX_JOBS else ""
+    return Val(", ".join(shown) + more, limit=MAX_JOBS * (MAX_JOB_NAME + 2) + 20)
+
+
+def facts(notice: Notice) -> list[Fact]:
+    """The label/value lines describing one notice."""
+    if notice.kind == "test":
+        return [Fact("Message", (TEST_TEXT,))]
+    out: list[Fact] = []
+    run = notice.run
+    if run is not None:
+        run_parts: list[Part] = [Val(run.workflow), " "] if run.workflow else []
+        out.append(Fact("Run", (*run_parts, Link(_run_label(notice), run.url))))
+        status: list[Part] = [run.status.value]
+        if run.provider_status and run.provider_status.lower() != run.status.value:
+            status += [" (", Val(run.provider_status), ")"]
+        out.append(Fact("Status", tuple(status)))
+    if notice.failing_jobs:
+        out.append(Fact("Failing jobs", (_jobs(notice.failing_jobs),)))
+    if notice.red_for is not None and notice.kind in ELAPSED_LABEL:
+        out.append(Fact(ELAPSED_LABEL[notice.kind], (human_duration(notice.red_for),)))
+    if notice.flaky:
+        out.append(Fact("Likely flaky", ("recovered on the same commit as the failure",)))
+    if run is not None:
+        if run.author:
+            who: list[Part] = [Val(run.author)]
+            if run.event:
+                who += [" (", Val(run.event), ")"]
+            out.append(Fact("Triggered by", tuple(who)))
+        if run.sha:
+            out.append(Fact("Commit", (Val(run.sha[:12]),)))
+        if run.duration_seconds is not None:
+            out.append(Fact("Duration", (human_duration(run.duration_seconds),)))
+    out.append(Fact("Source", (Val(notice.source),)))
+    return out
+
+
+def links(notice: Notice) -> list[Link]:
+    """The run and the dashboard, those that are http(s) URLs."""
+    found = [Link("Open the run", notice.run.url if notice.run else None)]
+    found.append(Link("ciwatch dashboard", notice.dashboard_url))
+    return [link for link in found if safe_url(link.url)]
+
+
+def summary_line(notice: Notice, *, with_kind: bool) -> list[Part]:
+    """One line of a grouped message: `🔴 group/app · main · #17 failed · failing: test`."""
+    parts: list[Part] = [f"{EMOJI[notice.kind]} ", Val(notice.project), " · ", Val(notice.ref)]
+    if with_kind:
+        parts.append(f" · {WORD[notice.kind].lower()}")
+    run = notice.run
+    if run is not None:
+        parts += [" · ", Link(_run_label(notice), run.url), f" {run.status.value}"]
+    if notice.failing_jobs:
+        parts += [" · failing: ", _jobs(notice.failing_jobs)]
+    if notice.red_for is not None and notice.kind in ELAPSED_LABEL:
+        label = ELAPSED_LABEL[notice.kind].lower()
+        parts.append(f" · {label} {human_duration(notice.red_for)}")
+    if notice.flaky:
+        parts.append(" · likely flaky")
+    if safe_url(notice.dashboard_url):
+        parts += [" · ", Link("dashboard", notice.dashboard_url)]
+    return parts
+
+
+def primary_link(message: Message) -> str | None:
+    """Where "see more" points: the run of a single notice (else its dashboard page); for a
+    group, the first dashboard page."""
+    if not message.grouped:
+        notice = message.notices[0]
+        return safe_url(notice.run.url if notice.run else None) or safe_url(notice.dashboard_url)
+    for notice in message.notices:
+        url = safe_url(notice.dashboard_url)
+        if url:
+            return url
+    return None
+
+
+# --- formats -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Format:
+    value: Callable[[str], str]  # a CI value, already on one line
+    own: Callable[[str], str]  # ciwatch's own text
+    link: Callable[[str, str], str]  # (formatted label, safe URL)
+    bold: Callable[[str], str]
+
+    def parts(self, parts: Sequence[Part]) -> str:
+        return "".join(self.part(part) for part in parts)
+
+    def part(self, part: Part) -> str:
+        if isinstance(part, Val):
+            return self.value(one_line(part.text, part.limit))
+        if isinstance(part, Link):
+            label = self.part(part.label)
+            url = safe_url(part.url)
+            return self.link(label, url) if url else label
+        return self.own(part)
+
+
+def _same(text: str) -> str:
+    return text
+
+
+PLAIN = Format(_same, _same, lambda label, url: f"{label} {url}", _same)
+ROBOT_PLAIN = Format(escape_robot_text, _same, lambda label, url: f"{label} {url}", _same)
+MARKDOWN = Format(
+    escape_markdown, _same, lambda label, url: f"[{label}]({url})", lambda text: f"**{text}**"
+)
+SLACK = Format(
+    escape_slack,
+    lambda text: text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;"),
+    lambda label, url: f"<{url}|{label}>",
+    lambda text: f"*{text}*",
+)
+HTML = Format(
+    lambda text: html.escape(text, quote=True),
+    lambda text: html.escape(text, quote=True),
+    lambda label, url: f'<a href="{html.escape(url, quote=True)}">{label}</a>',
+    lambda text: f"<strong>{text}</strong>",
+)
+
+
+def render_title(message: Message) -> str:
+    """The title as plain text (e-mail subject, DingTalk title, Slack header)."""
+    return PLAIN.parts(title_parts(message))
+
+
+def _text(message: Message, fmt: Format) -> str:
+    lines = [fmt.parts(title_parts(message)), ""]
+    if message.grouped:
+        mixed = len({notice.kind for notice in message.notices}) > 1
+        lines += [f"- {fmt.parts(summary_line(n, with_kind=mixed))}" for n in message.notices]
+        return "\n".join(lines)
+    notice = message.notices[0]
+    lines += [f"{fact.label}: {fmt.parts(fact.parts)}" for fact in facts(notice)]
+    found = links(notice)
+    if found:
+        lines.append("")
+        lines += [fmt.parts([link]) for link in found]
+    return "\n".join(lines)
+
+
+def render_text(message: Message) -> str:
+    """Plain text (the e-mail text part, Apprise)."""
+    return _text(message, PLAIN)
+
+
+def render_robot_text(message: Message) -> str:
+    """Plain text for a chat robot's `text` message (no `<...>` mention syntax from values)."""
+    return _text(message, ROBOT_PLAIN)
+
+
+def render_markdown(message: Message, dialect: Literal["dingtalk", "wecom"]) -> str:
+    """Markdown for the DingTalk or WeCom robot. DingTalk starts a new line only at a blank
+    line, so its facts are separated by blank lines; WeCom breaks at every newline."""
+    fmt = MARKDOWN
+    sep = "\n\n" if dialect == "dingtalk" else "\n"
+    head = f"### {fmt.parts(title_parts(message))}"
+    if message.grouped:
+        mixed = len({notice.kind for notice in message.notices}) > 1
+        items = [f"- {fmt.parts(summary_line(n, with_kind=mixed))}" for n in message.notices]
+        return head + "\n\n" + "\n".join(items)
+    notice = message.notices[0]
+    lines = [f"**{fact.label}:** {fmt.parts(fact.parts)}" for fact in facts(notice)]
+    found = links(notice)
+    if found:
+        lines.append(" · ".join(fmt.parts([link]) for link in found))
+    return head + "\n\n" + sep.join(lines)
+
+
+def render_slack_text(message: Message) -> str:
+    """The `text` fallback of a Slack message (notifications, clients without blocks)."""
+    title = SLACK.parts(title_parts(message))
+    if message.grouped:
+        mixed = len({notice.kind for notice in message.notices}) > 1
+        lines = [SLACK.parts(summary_line(n, with_kind=mixed)) for n in message.notices]
+        return _cut("\n".join([title, *lines]), SLACK_SECTION_MAX)
+    link = primary_link(message)
+    return f"{title} – <{link}|details>" if link else title
+
+
+def _plain_text_object(text: str, limit: int) -> dict[str, Any]:
+    # plain_text is not parsed for links or mentions; angle brackets still get look-alikes so
+    # nothing that looks like Slack syntax reaches a notification.
+    return {"type": "plain_text", "text": _cut(escape_robot_text(text), limit), "emoji": True}
+
+
+def _mrkdwn(text: str, limit: int) -> dict[str, Any]:
+    return {"type": "mrkdwn", "text": _cut(text, limit)}
+
+
+def render_slack_blocks(message: Message) -> list[dict[str, Any]]:
+    """Block Kit blocks: a header, then the facts as fields (one notice) or one section per
+    notice (a group, at most 45, then a count of the rest)."""
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": _plain_text_object(render_title(message), SLACK_HEADER_MAX)}
+    ]
+    if message.grouped:
+        mixed = len({notice.kind for notice in message.notices}) > 1
+        for notice in message.notices[:SLACK_MAX_LINES]:
+            text = SLACK.parts(summary_line(notice, with_kind=mixed))
+            blocks.append({"type": "section", "text": _mrkdwn(text, SLACK_SECTION_MAX)})
+        rest = len(message.notices) - SLACK_MAX_LINES
+        if rest > 0:
+            more = f"… and {rest} more"
+            blocks.append({"type": "context", "elements": [_mrkdwn(more, SLACK_SECTION_MAX)]})
+        return blocks
+    notice = message.notices[0]
+    fields = [
+        _mrkdwn(f"*{fact.label}*\n{SLACK.parts(fact.parts)}", SLACK_FIELD_MAX)
+        for fact in facts(notice)
+    ]
+    blocks.append({"type": "section", "fields": fields[:SLACK_MAX_FIELDS]})
+    found = links(notice)
+    if found:
+        text = " · ".join(SLACK.parts([link]) for link in found)
+        blocks.append({"type": "section", "text": _mrkdwn(text, SLACK_SECTION_MAX)})
+    return blocks
+
+
+_HTML_STYLE = (
+    "font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;font-size:14px;color:#1f2328"
+)
+
+
+def render_html(message: Message) -> str:
+    """A small HTML document for the e-mail's HTML part; every value escaped."""
+    fmt = HTML
+    title = fmt.parts(title_parts(message))
+    body: list[str] = [f'<h2 style="font-size:18px;margin:0 0 12px">{title}</h2>']
+    if message.grouped:
+        mixed = len({notice.kind for notice in message.notices}) > 1
+        items = "".join(
+            f"<li>{fmt.parts(summary_line(n, with_kind=mixed))}</li>" for n in message.notices
+        )
+        body.append(f"<ul>{items}</ul>")
+    else:
+        notice = message.notices[0]
+        rows = "".join(
+            f'<tr><th align="left" style="padding:2px 12px 2px 0">{fmt.own(fact.label)}</th>'
+            f"<td>{fmt.parts(fact.parts)}</td></tr>"
+            for fact in facts(notice)
+        )
+        body.append(f'<table style="border-collapse:collapse">{rows}</table>')
+        found = links(notice)
+        if found:
+            body.append("<p>" + " · ".join(fmt.parts([link]) for link in found) + "</p>")
+    return (
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
+        f"<title>{title}</title></head>"
+        f'<body style="{_HTML_STYLE}">{"".join(body)}</body></html>\n'
+    )
+
+
+# --- size limits ---------------------------------------------------------------------------
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def utf8_len(text: str) -> int:
+    return len(text.encode("utf-8"))
+
+
+def truncate_utf8(text: str, limit: int, tail: str) -> str:
+    """`text` if it fits in `limit` UTF-8 bytes; else as many whole lines as fit followed by
+    `tail` (cutting inside the first line only when even that does not fit)."""
+    if utf8_len(text) <= limit:
+        return text
+    budget = limit - utf8_len(tail)
+    if budget <= 0:
+        return _cut_bytes(tail, limit)
+    kept: list[str] = []
+    used = 0
+    for line in text.split("\n"):
+        size = utf8_len(line) + (1 if kept else 0)
+        if used + size + 1 > budget:  # +1 for the newline before the tail
+            break
+        kept.append(line)
+        used += size
+    if not kept:
+        return _cut_bytes(text, budget - 1) + "\n" + tail
+    return "\n".join(kept) + "\n" + tail
+
+
+def _cut_bytes(text: str, limit: int) -> str:
+    return text.encode("utf-8")[: max(limit, 0)].decode("utf-8", "ignore")

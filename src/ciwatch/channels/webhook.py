@@ -1,0 +1,107 @@
+"""A JSON event POSTed to any URL (docs/channels.md has the schema).
+
+With a `secret`, `X-Ciwatch-Signature-256: sha256=<hex>` carries the HMAC-SHA256 of the exact
+body bytes, keyed with the secret, so the receiver can check where the event came from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from typing import Any
+
+import aiohttp
+
+from ciwatch.channels.base import Delivery, Message, Notice
+from ciwatch.channels.render import render_title, safe_url
+from ciwatch.channels.transport import HttpPoster
+from ciwatch.clock import Clock
+from ciwatch.config.models import WebhookChannel
+from ciwatch.serialize import run_to_dict
+
+SCHEMA_VERSION = 1
+SIGNATURE_HEADER = "X-Ciwatch-Signature-256"
+EVENT_HEADER = "X-Ciwatch-Event"
+
+
+def signature(secret: str, body: bytes) -> str:
+    """The signature header's value: `sha256=` and the hex HMAC-SHA256 of `body`."""
+    return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+
+
+def event(notice: Notice) -> dict[str, Any]:
+    """One notice as a JSON event (without `version`)."""
+    run = notice.run
+    return {
+        "event": notice.kind,
+        "fingerprint": notice.fingerprint,
+        "source": notice.source,
+        "project": notice.project,
+        "ref": notice.ref,
+        "run": run_to_dict(run) if run is not None else None,
+        "failing_jobs": list(notice.failing_jobs),
+        "red_for_seconds": notice.red_for.total_seconds() if notice.red_for is not None else None,
+        "flaky": notice.flaky,
+        "links": {
+            "run": safe_url(run.url) if run is not None else None,
+            "dashboard": safe_url(notice.dashboard_url),
+        },
+    }
+
+
+def document(message: Message) -> dict[str, Any]:
+    """The body: one event with `version`, or `{"version", "group", "summary", "events"}`."""
+    if message.grouped:
+        return {
+            "version": SCHEMA_VERSION,
+            "group": message.group,
+            "summary": render_title(message),
+            "events": [event(notice) for notice in message.notices],
+        }
+    return {
+        "version": SCHEMA_VERSION,
+        **event(message.notices[0]),
+        "summary": render_title(message),
+    }
+
+
+class WebhookSender:
+    """POSTs events to one URL (`WebhookChannel` settings)."""
+
+    kind = "webhook"
+    min_interval = 0.0
+
+    def __init__(
+        self,
+        settings: WebhookChannel,
+        *,
+        session: aiohttp.ClientSession | None = None,
+        timeout: float = 15.0,
+        clock: Clock | None = None,
+    ) -> None:
+        self.name = settings.name
+        self.settings = settings
+        self.http = HttpPoster(
+            f"webhook {settings.name}", session=session, timeout=timeout, clock=clock
+        )
+
+    def request(self, message: Message) -> tuple[bytes, dict[str, str]]:
+        """The body and the headers (the configured ones, then ours, which win)."""
+        body = json.dumps(document(message), ensure_ascii=False).encode("utf-8")
+        ours = {"content-type", EVENT_HEADER.lower(), SIGNATURE_HEADER.lower()}
+        headers = {k: v for k, v in self.settings.headers.items() if k.lower() not in ours}
+        headers["Content-Type"] = "application/json"
+        headers[EVENT_HEADER] = "group" if message.grouped else message.notices[0].kind
+        if self.settings.secret:
+            headers[SIGNATURE_HEADER] = signature(self.settings.secret, body)
+        return body, headers
+
+    async def send(self, message: Message) -> Delivery:
+        body, headers = self.request(message)
+        answer = await self.http.post(self.settings.url, body, headers)
+        self.http.check_status(answer)
+        return Delivery(f"HTTP {answer.status}" + (f" {answer.snippet()}" if answer.body else ""))
+
+    async def close(self) -> None:
+        await self.http.close()
