@@ -11,12 +11,13 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from ciwatch.clock import FakeClock
 from ciwatch.domain import Status, TargetState
-from ciwatch.metrics import METRICS, SnapshotCache
+from ciwatch.metrics import METRICS, SnapshotCache, render
 from ciwatch.runtime import Runtime
 from ciwatch.store import SqlStore
 from ciwatch.store import snapshot as queries
@@ -180,6 +181,30 @@ async def test_no_duplicate_series_and_no_ids_as_labels(
             seen[(sample.name, tuple(sorted(sample.labels.items())))] += 1
             assert not {"run_id", "sha", "job_id", "id", "number"} & set(sample.labels)
     assert max(seen.values()) == 1
+
+
+async def test_render_says_what_generate_latest_says(
+    app: FastAPI, store: SqlStore, runtime: Runtime
+) -> None:
+    await fill(store)
+    await store.upsert_run(make_run(ref='q"uo\\te\nnl', project="a/ü"))
+    runtime.metrics.api_request("gh", "200")
+    await app.state.metrics_cache.get()
+    registry = app.state.metrics_registry
+
+    def samples(text: str) -> set[tuple[str, tuple[tuple[str, str], ...], float]]:
+        return {
+            (s.name, tuple(sorted(s.labels.items())), s.value)
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        }
+
+    ours = render(registry).decode()
+    theirs = generate_latest(registry).decode()
+    assert samples(ours) == samples(theirs)
+    assert len(samples(ours)) == ours.count("\n") - 2 * len(METRICS)
+    helps = [line for line in ours.splitlines() if line.startswith("#")]
+    assert helps == [line for line in theirs.splitlines() if line.startswith("#")]
 
 
 async def test_hostile_label_values_survive(client: httpx.AsyncClient, store: SqlStore) -> None:

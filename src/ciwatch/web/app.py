@@ -12,6 +12,7 @@ Routes, and who may call them (see `auth.py`):
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import importlib.util
 from collections.abc import AsyncIterator
@@ -176,7 +177,8 @@ def _metrics() -> APIRouter:
         """Every metric of docs/metrics.md, from a snapshot of the store at most a few seconds
         old. Behind basic auth only when `server.protect_metrics` is true."""
         await snapshot_cache_of(request).get()
-        body = render(request.app.state.metrics_registry)
+        # Over thousands of refs this is CPU work of a second or more: off the event loop.
+        body = await asyncio.to_thread(render, request.app.state.metrics_registry)
         return Response(body, headers={"Content-Type": CONTENT_TYPE})
 
     return router
