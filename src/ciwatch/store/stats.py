@@ -13,9 +13,10 @@ errors as `StoreError`); `overview` and `project_overview` gather what a page ne
 from __future__ import annotations
 
 import statistics
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from time import monotonic
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from sqlalchemy import ColumnElement, String, case, func, literal, literal_column, select, tuple_
@@ -69,6 +70,45 @@ class Filters:
         return any(
             value is not None for value in (self.source, self.project, self.ref, self.status)
         )
+
+
+class StatsCache:
+    """Recent answers of the slow-changing dashboard queries: the daily aggregates of the days
+    before today (a run created yesterday that finishes now changes them only a little) and the
+    lists of sources and projects. An entry lives `max_age` seconds of `timer`; at most
+    `max_entries` are kept, the oldest dropped first. Not shared between processes."""
+
+    def __init__(
+        self,
+        *,
+        max_age: float = 300.0,
+        max_entries: int = 256,
+        timer: Callable[[], float] = monotonic,
+    ) -> None:
+        self.max_age = max_age
+        self.max_entries = max_entries
+        self._timer = timer
+        self._entries: dict[Hashable, tuple[float, Any]] = {}
+
+    def get(self, key: Hashable) -> Any:
+        """The value stored under `key` while fresh, else None."""
+        found = self._entries.get(key)
+        if found is None:
+            return None
+        stamp, value = found
+        if self._timer() - stamp > self.max_age:
+            del self._entries[key]
+            return None
+        return value
+
+    def put(self, key: Hashable, value: Any) -> None:
+        self._entries.pop(key, None)
+        while len(self._entries) >= self.max_entries:
+            del self._entries[next(iter(self._entries))]
+        self._entries[key] = (self._timer(), value)
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 @dataclass(frozen=True)
@@ -304,19 +344,43 @@ async def daily_stats(
     source: str | None = None,
     project: str | None = None,
     ref: str | None = None,
+    cache: StatsCache | None = None,
 ) -> list[DayStats]:
     """Per UTC day of the last `days` (today included, oldest first): the success and failed
     runs created that day and the median duration of its successful runs.
 
     Reads only runs with `order_time` in the window (the index range of `order_time`, or of
-    `source, project[, ref_key], order_time` when filtered)."""
-    start, end, dates = day_window(now, days)
-    dialect = conn.dialect.name
-    day = _day_column(dialect).label("day")
+    `source, project[, ref_key], order_time` when filtered). With a `cache`, the days before
+    today come from it while fresh: then only today's runs are read."""
+    _, _, dates = day_window(now, days)
+    today = dates[-1]
+    scope = (source, project, ref)
+    if cache is None:
+        found = await _aggregate(conn, dates[0], today + timedelta(days=1), scope)
+    else:
+        key = ("days", *scope, dates[0], today)
+        past: dict[date, DayStats] | None = cache.get(key)
+        if past is None:
+            past = await _aggregate(conn, dates[0], today, scope)
+            cache.put(key, past)
+        found = {**past, **await _aggregate(conn, today, today + timedelta(days=1), scope)}
+    return [found.get(when) or DayStats(when, 0, 0, None) for when in dates]
+
+
+async def _aggregate(
+    conn: AsyncConnection,
+    first: date,
+    stop: date,
+    scope: tuple[str | None, str | None, str | None],
+) -> dict[date, DayStats]:
+    """DayStats of the days from `first` up to (not including) `stop` that had any run."""
+    if stop <= first:
+        return {}
+    day = _day_column(conn.dialect.name).label("day")
     where = [
-        runs.c.order_time >= start,
-        runs.c.order_time < end,
-        *_run_filters(source, project, ref),
+        runs.c.order_time >= datetime.combine(first, time(0), tzinfo=UTC),
+        runs.c.order_time < datetime.combine(stop, time(0), tzinfo=UTC),
+        *_run_filters(*scope),
     ]
     counts_query = (
         select(day, runs.c.status, func.count().label("n"))
@@ -329,15 +393,15 @@ async def daily_stats(
         target = success if row.status == Status.SUCCESS.value else failed
         target[row.day] = row.n
     medians = await _daily_medians(conn, day, [*where, IS_SUCCESS])
-    return [
-        DayStats(
-            day=when,
-            success=success.get(when.isoformat(), 0),
-            failed=failed.get(when.isoformat(), 0),
-            median_duration=medians.get(when.isoformat()),
+    return {
+        date.fromisoformat(name): DayStats(
+            day=date.fromisoformat(name),
+            success=success.get(name, 0),
+            failed=failed.get(name, 0),
+            median_duration=medians.get(name),
         )
-        for when in dates
-    ]
+        for name in {*success, *failed, *medians}
+    }
 
 
 async def _daily_medians(
@@ -357,7 +421,7 @@ async def _daily_medians(
         .where(*where, runs.c.duration_seconds.is_not(None))
         .subquery("ranked")
     )
-    middle = (ranked.c.size + 1) / 2, (ranked.c.size + 2) / 2
+    middle = (ranked.c.size + 1) // 2, (ranked.c.size + 2) // 2
     query = (
         select(ranked.c.day, func.avg(ranked.c.duration).label("median"))
         .where(ranked.c.position.in_(middle))
@@ -522,6 +586,21 @@ def _bounded(value: int, low: int, high: int) -> int:
 # -- whole pages ------------------------------------------------------------------------------
 
 
+async def _remember(
+    cache: StatsCache | None,
+    key: Hashable,
+    load: Callable[[AsyncConnection], Awaitable[list[str]]],
+    conn: AsyncConnection,
+) -> list[str]:
+    if cache is None:
+        return await load(conn)
+    found: list[str] | None = cache.get(key)
+    if found is None:
+        found = await load(conn)
+        cache.put(key, found)
+    return found
+
+
 def _reader(store: object) -> Readable:
     if not isinstance(store, Readable):
         raise TypeError(f"{type(store).__name__} offers no read units of work (SqlStore.read)")
@@ -538,8 +617,10 @@ async def overview(
     recent_limit: int = 20,
     days: int = DEFAULT_DAYS,
     with_recent: bool = True,
+    cache: StatsCache | None = None,
 ) -> Overview:
-    """The main dashboard's data in one read transaction."""
+    """The main dashboard's data in one read transaction (past days' aggregates and the lists
+    of sources and projects from `cache` while fresh)."""
 
     async def work(conn: AsyncConnection) -> Overview:
         board = await board_page(conn, filters, limit=board_limit, offset=board_offset)
@@ -553,14 +634,15 @@ async def overview(
             source=filters.source,
             project=filters.project,
             ref=filters.ref,
+            cache=cache,
         )
         return Overview(
             board=board,
             recent=recent,
             days=stats,
             unhealthy=await unhealthy_targets(conn),
-            sources=await known_sources(conn),
-            projects=await known_projects(conn),
+            sources=await _remember(cache, ("sources",), known_sources, conn),
+            projects=await _remember(cache, ("projects",), known_projects, conn),
         )
 
     return await _reader(store).read("dashboard overview", work)
@@ -579,6 +661,7 @@ async def project_overview(
     history_limit: int = 25,
     cursor: str | None = None,
     days: int = DEFAULT_DAYS,
+    cache: StatsCache | None = None,
 ) -> ProjectOverview:
     """One project's page data in one read transaction. `ref` narrows the history, charts and
     failing run; `focus` is the ref whose time to green is shown (default: `ref`, else a
@@ -590,7 +673,9 @@ async def project_overview(
         history, next_cursor = await recent_runs(
             conn, Filters(source, project, ref), limit=history_limit, cursor=cursor
         )
-        stats = await daily_stats(conn, now=now, days=days, source=source, project=project, ref=ref)
+        stats = await daily_stats(
+            conn, now=now, days=days, source=source, project=project, ref=ref, cache=cache
+        )
         chosen = focus if focus is not None else ref
         if chosen is None:
             chosen = await _default_ref(conn, source, project, board)

@@ -1,0 +1,463 @@
+"""The HTML dashboard (DESIGN §9): `/` (every project/ref, recent runs, trends; `?tv=1` wall
+mode) and `/projects/{source}/{project...}` (one project).
+
+`router` is included by `create_app` behind the auth dependency; handlers read the runtime from
+`request.app.state.runtime` (store, clock). Pages are server-rendered with Jinja2 (autoescape on:
+every value from a CI system is escaped) and SVG charts from `charts.py`; a few lines of JS in
+`static/refresh.js` reload the page every 30 s unless the user is busy with it (`?refresh=0`
+turns that off). Links to a CI system are made only for http(s) URLs.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode, urlsplit
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup
+
+from ciwatch.domain import Status
+from ciwatch.errors import StoreError
+from ciwatch.store import stats
+from ciwatch.store.stats import DayStats, Filters
+from ciwatch.timeutil import iso_z
+from ciwatch.web.charts import (
+    Bar,
+    Point,
+    bar_chart,
+    line_chart,
+    percent_ticks,
+    rate_tone,
+    short_duration,
+)
+
+log = logging.getLogger(__name__)
+TEMPLATES = Path(__file__).parent / "templates"
+REFRESH_SECONDS = 30
+BOARD_PAGE = 50
+WALL_TILES = 60
+RECENT_RUNS = 20
+HISTORY_PAGE = 25
+DAYS = stats.DEFAULT_DAYS
+# The same glyphs as the CLI (`ciwatch.cli.common.STATUS_STYLE`): never colour alone.
+STATUS_ICON: dict[Status, str] = {
+    Status.SUCCESS: "✔",
+    Status.FAILED: "✘",
+    Status.RUNNING: "●",
+    Status.QUEUED: "…",
+    Status.MANUAL: "✋",
+    Status.CANCELED: "⊘",
+    Status.SKIPPED: "↷",
+}
+HEADERS = {
+    # Scripts and styles only from our own /static; charts are inline SVG, not scripts.
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+router = APIRouter(include_in_schema=False)
+
+
+# -- formatting -----------------------------------------------------------------------------
+
+
+def human_duration(seconds: float | None) -> str:
+    """`42s`, `4m 05s`, `3h 20m`, `5d 2h`; an em dash for unknown."""
+    if seconds is None or not math.isfinite(seconds):
+        return "—"
+    total = max(round(seconds), 0)
+    if total < 60:
+        return f"{total}s"
+    minutes, secs = divmod(total, 60)
+    if minutes < 60:
+        return f"{minutes}m {secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours}h {minutes:02d}m"
+    return f"{hours // 24}d {hours % 24}h"
+
+
+def safe_href(url: str | None) -> str | None:
+    """`url` when it is an absolute http(s) URL, else None: anything else (javascript:, data:,
+    relative paths) from a CI system is shown as text, never linked."""
+    if not url:
+        return None
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        return None
+    return url.strip()
+
+
+@dataclass(frozen=True)
+class View:
+    """What templates call to format values and build links, for one request."""
+
+    now: datetime
+    root: str
+    params: Mapping[str, str]
+    refresh_off: bool = False
+
+    def icon(self, status: Status) -> str:
+        return STATUS_ICON[status]
+
+    def duration(self, seconds: float | None) -> str:
+        return human_duration(seconds)
+
+    def ago(self, when: datetime | None) -> str:
+        if when is None:
+            return "—"
+        delta = (self.now - when).total_seconds()
+        if delta < 5:
+            return "just now"
+        return f"{human_duration(delta)} ago"
+
+    def span(self, when: datetime | None) -> str:
+        """How long ago `when` was, without "ago" ("3h 20m")."""
+        return "—" if when is None else human_duration((self.now - when).total_seconds())
+
+    def time(self, when: datetime | None, text: str | None = None) -> Markup:
+        """A `<time>` element: relative text, the exact UTC time in its title."""
+        if when is None:
+            return Markup("—")
+        return Markup('<time datetime="{}" title="{}">{}</time>').format(
+            iso_z(when), self.utc(when), text if text is not None else self.ago(when)
+        )
+
+    def utc(self, when: datetime | None) -> str:
+        return "—" if when is None else f"{when:%Y-%m-%d %H:%M:%S} UTC"
+
+    def href(self, url: str | None) -> str | None:
+        return safe_href(url)
+
+    def url(self, path: str, **params: Any) -> str:
+        """A link within the dashboard; None and "" parameters are left out. While this page
+        does not refresh itself, links keep `refresh=0` unless they set `refresh`."""
+        if self.refresh_off and "refresh" not in params:
+            params["refresh"] = "0"
+        query = {k: str(v) for k, v in params.items() if v is not None and v != ""}
+        return self.root + path + (f"?{urlencode(query)}" if query else "")
+
+    def here(self, **changes: Any) -> str:
+        """This page's URL with some query parameters changed (None removes one)."""
+        merged: dict[str, Any] = dict(self.params)
+        merged.update(changes)
+        path = self.params.get("__path__", "/")
+        merged.pop("__path__", None)
+        return self.url(path, **merged)
+
+    def project(self, source: str, project: str, **params: Any) -> str:
+        path = f"/projects/{quote(source, safe='')}/{quote(project, safe='/')}"
+        return self.url(path, **params)
+
+    def static(self, name: str) -> str:
+        return f"{self.root}/static/{name}"
+
+
+def _day_label(day: Any) -> str:
+    return f"{day.day} {day:%b}"
+
+
+def _day_tooltip(day: DayStats) -> str:
+    when = f"{day.day:%a %d %b}"
+    if not day.decided:
+        return f"{when}: no success or failed runs"
+    assert day.rate is not None
+    return f"{when}: {day.success} of {day.decided} succeeded ({day.rate:.0%})"
+
+
+def charts(days: Sequence[DayStats], scope: str) -> tuple[Markup, Markup]:
+    """The success-rate bars and the median-duration line of `days`, as markup."""
+    ticks, top = percent_ticks()
+    bars = [Bar(_day_label(d.day), d.rate, _day_tooltip(d), rate_tone(d.rate)) for d in days]
+    rate = bar_chart(
+        bars,
+        title=f"Success rate per day, {scope}",
+        max_value=top,
+        ticks=ticks,
+        empty=f"No finished runs in the last {len(days)} days",
+    )
+    points = [
+        Point(
+            _day_label(d.day),
+            d.median_duration,
+            f"{d.day:%a %d %b}: median "
+            + (short_duration(d.median_duration) if d.median_duration is not None else "—")
+            + f" over {d.success} successful runs",
+        )
+        for d in days
+    ]
+    trend = line_chart(
+        points,
+        title=f"Median duration of successful runs per day, {scope}",
+        empty=f"No successful runs in the last {len(days)} days",
+    )
+    # charts.py escapes every text it writes.
+    return Markup(rate), Markup(trend)  # noqa: S704
+
+
+@dataclass(frozen=True)
+class Totals:
+    """Success and failed runs over the charted days."""
+
+    success: int
+    failed: int
+
+    @property
+    def rate(self) -> float | None:
+        decided = self.success + self.failed
+        return self.success / decided if decided else None
+
+    @property
+    def tone(self) -> str:
+        return rate_tone(self.rate)
+
+
+def totals(days: Sequence[DayStats]) -> Totals:
+    return Totals(sum(d.success for d in days), sum(d.failed for d in days))
+
+
+def median_duration(days: Sequence[DayStats]) -> float | None:
+    """The newest day's median duration (the current figure of the trend)."""
+    for day in reversed(days):
+        if day.median_duration is not None:
+            return day.median_duration
+    return None
+
+
+# -- templates ------------------------------------------------------------------------------
+
+
+@cache
+def environment() -> Environment:
+    """The Jinja2 environment (built on first use: nothing heavy at import)."""
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.globals["Status"] = Status
+    env.globals["board_order"] = stats.BOARD_ORDER
+    return env
+
+
+def render(name: str, context: Mapping[str, Any], status_code: int = 200) -> HTMLResponse:
+    html = environment().get_template(name).render(**context)
+    return HTMLResponse(html, status_code=status_code, headers=HEADERS)
+
+
+# -- request parsing ------------------------------------------------------------------------
+
+
+def _text(request: Request, name: str) -> str | None:
+    value = request.query_params.get(name)
+    if value is None:
+        return None
+    value = value.strip()
+    return value or None
+
+
+def _positive(request: Request, name: str, default: int = 1) -> int:
+    value = _text(request, name)
+    if value is None or not value.isdigit():
+        return default
+    return max(int(value), 1) if len(value) < 7 else default
+
+
+def _status(word: str | None) -> Status | None:
+    try:
+        return None if word is None else Status(word.lower())
+    except ValueError:
+        return None
+
+
+def _flag(request: Request, name: str) -> bool:
+    return (_text(request, name) or "").lower() in ("1", "true", "yes", "on")
+
+
+def _refresh(request: Request) -> int:
+    value = _text(request, "refresh")
+    return (
+        0 if value is not None and value.lower() in ("0", "false", "no", "off") else REFRESH_SECONDS
+    )
+
+
+def _view(request: Request, keep: Sequence[str]) -> View:
+    runtime = request.app.state.runtime
+    params = {name: v for name in keep if (v := _text(request, name)) is not None}
+    params["__path__"] = request.url.path.removeprefix(request.scope.get("root_path", ""))
+    return View(
+        now=runtime.clock.now(),
+        root=request.scope.get("root_path", ""),
+        params=params,
+        refresh_off=_refresh(request) == 0,
+    )
+
+
+def _base_context(request: Request, view: View) -> dict[str, Any]:
+    refresh = _refresh(request)
+    return {
+        "view": view,
+        "refresh": refresh,
+        "refresh_param": None if refresh else "0",
+        "tv": False,
+    }
+
+
+def stats_cache(request: Request) -> stats.StatsCache:
+    """The app's cache of slow-changing aggregates (`app.state.dashboard_cache`), made on first
+    use: past days' figures are re-read at most every five minutes, today's on every request."""
+    state = request.app.state
+    cache = getattr(state, "dashboard_cache", None)
+    if not isinstance(cache, stats.StatsCache):
+        cache = stats.StatsCache()
+        state.dashboard_cache = cache
+    return cache
+
+
+def _unavailable(request: Request, view: View, exc: StoreError) -> HTMLResponse:
+    log.warning("%s %s: %s", request.method, request.url.path, exc)
+    context = _base_context(request, view)
+    message = "The database did not answer; the server log has the reason."
+    context.update(title="Database unavailable", message=message, code=503)
+    return render("error.html", context, status_code=503)
+
+
+# -- pages ----------------------------------------------------------------------------------
+
+
+FILTER_PARAMS = ("source", "project", "ref", "status")
+
+
+@router.get("/", response_class=HTMLResponse, summary="Dashboard")
+async def index(request: Request) -> HTMLResponse:
+    """Every project/ref (failing first), recent runs, 14-day success rate and duration trend;
+    `?tv=1` shows the wall mode. Filters: `source`, `project`, `ref`, `status`; `page` pages the
+    refs; `refresh=0` stops the automatic reload."""
+    view = _view(request, (*FILTER_PARAMS, "tv", "refresh"))
+    context = _base_context(request, view)
+    status_word = _text(request, "status")
+    status = _status(status_word)
+    filters = Filters(
+        source=_text(request, "source"),
+        project=_text(request, "project"),
+        ref=_text(request, "ref"),
+        status=status,
+    )
+    tv = _flag(request, "tv")
+    per_page = WALL_TILES if tv else BOARD_PAGE
+    page = _positive(request, "page")
+    runtime = request.app.state.runtime
+    try:
+        data = await stats.overview(
+            runtime.store,
+            filters,
+            now=view.now,
+            board_limit=per_page,
+            board_offset=(page - 1) * per_page,
+            recent_limit=RECENT_RUNS,
+            with_recent=not tv,
+            cache=stats_cache(request),
+        )
+    except StoreError as exc:
+        return _unavailable(request, view, exc)
+    scope = _scope(filters)
+    rate_chart, duration_chart = charts(data.days, scope)
+    known_sources = sorted({*data.sources, *(s.name for s in runtime.settings.sources)})
+    context.update(
+        filters=filters,
+        bad_status=status_word if status_word and status is None else None,
+        data=data,
+        board=data.board,
+        page=page,
+        pages=max(math.ceil(data.board.total / per_page), 1),
+        sources=known_sources,
+        statuses=list(stats.BOARD_ORDER),
+        rate_chart=rate_chart,
+        duration_chart=duration_chart,
+        totals=totals(data.days),
+        median=median_duration(data.days),
+        scope=scope,
+        tv=tv,
+        days=len(data.days),
+    )
+    return render("wall.html" if tv else "index.html", context)
+
+
+def _scope(filters: Filters) -> str:
+    parts = [value for value in (filters.source, filters.project, filters.ref) if value]
+    return " · ".join(parts) if parts else "all projects"
+
+
+@router.get("/projects/{source}/{project:path}", response_class=HTMLResponse, summary="Project")
+async def project_page(request: Request, source: str, project: str) -> HTMLResponse:
+    """One project: status per ref, time to green, the failing jobs of its newest failed run,
+    trends and its run history (keyset pages: `cursor`; `ref` narrows history and trends;
+    `refs` pages the refs). 404 for a project without runs."""
+    view = _view(request, ("ref", "refresh"))
+    context = _base_context(request, view)
+    ref = _text(request, "ref")
+    cursor = _text(request, "cursor")
+    refs_page = _positive(request, "refs")
+    runtime = request.app.state.runtime
+    context.update(source=source, project=project, ref=ref)
+    try:
+        data = await stats.project_overview(
+            runtime.store,
+            source,
+            project,
+            now=view.now,
+            ref=ref,
+            board_limit=BOARD_PAGE,
+            board_offset=(refs_page - 1) * BOARD_PAGE,
+            history_limit=HISTORY_PAGE,
+            cursor=cursor,
+            cache=stats_cache(request),
+        )
+    except ValueError:
+        context.update(
+            title="Bad page link",
+            message="The `cursor` of this link is not one the dashboard made.",
+            code=400,
+        )
+        return render("error.html", context, status_code=400)
+    except StoreError as exc:
+        return _unavailable(request, view, exc)
+    if data.board.total == 0:
+        context.update(title="Unknown project", code=404)
+        return render("not_found.html", context, status_code=404)
+    scope = f"{project} · {ref}" if ref else project
+    rate_chart, duration_chart = charts(data.days, scope)
+    context.update(
+        data=data,
+        board=data.board,
+        refs_page=refs_page,
+        refs_pages=max(math.ceil(data.board.total / BOARD_PAGE), 1),
+        cursor=cursor,
+        rate_chart=rate_chart,
+        duration_chart=duration_chart,
+        totals=totals(data.days),
+        median=median_duration(data.days),
+        recovery=data.recovery,
+        provider=data.board.rows[0].state.provider if data.board.rows else "",
+        days=len(data.days),
+    )
+    return render("project.html", context)
