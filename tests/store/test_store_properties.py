@@ -19,8 +19,9 @@ TIMES = [at(0), at(10), at(10.5), at(20)]
 PROPERTIES = settings(
     max_examples=40,
     deadline=None,
-    # One store serves every example of the module on purpose: a fresh database per example
-    # would make these tests slow, and `clear()` empties it between examples.
+    # The only function-scoped fixture here is the autouse `_hermetic_env` of tests/conftest.py,
+    # which clears CIWATCH_* variables no example touches: sharing it across examples is safe.
+    # The store is module-scoped and emptied by `clear()` at the start of every example.
     suppress_health_check=[HealthCheck.function_scoped_fixture],
     # The explain phase imports libcst, whose DeprecationWarning `filterwarnings = error` would
     # turn into an internal error that hides the falsifying example.
