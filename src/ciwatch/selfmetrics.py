@@ -21,6 +21,7 @@ class CollectionMetrics:
     polls: Counter[str] = field(default_factory=Counter)
     last_successful_poll: dict[str, datetime] = field(default_factory=dict)
     webhooks: Counter[tuple[str, str]] = field(default_factory=Counter)
+    notifications: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     def api_request(self, source: str, code: str) -> None:
         self.api_requests[(source, code)] += 1
@@ -43,6 +44,10 @@ class CollectionMetrics:
         """A webhook or report by its result: accepted, duplicate, ignored, rejected_signature,
         bad_payload, too_large, unknown_source."""
         self.webhooks[(source, result)] += 1
+
+    def notification(self, channel: str, result: str) -> None:
+        """A notification attempt by its result: sent, failed (permanently), retried."""
+        self.notifications[(channel, result)] += 1
 
     def requests_total(self, source: str | None = None) -> int:
         return sum(n for (src, _), n in self.api_requests.items() if source in (None, src))
