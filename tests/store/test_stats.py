@@ -476,3 +476,33 @@ async def test_overview_caches_the_names(store: SqlStore) -> None:
     assert second.board.total == first.board.total + 1
     fresh = await stats.overview(store, Filters(), now=NOW)
     assert fresh.sources == ["gh", "gitlab-main", "new"]
+
+
+def test_recent_runs_are_bounded_only_for_filters_no_index_leads_with() -> None:
+    start = datetime(2025, 12, 25, tzinfo=UTC)
+    assert stats.recent_bound(Filters(), NOW) is None
+    assert stats.recent_bound(Filters(project="group/app"), NOW) is None
+    assert stats.recent_bound(Filters(source="gh", project="group/app", ref="main"), NOW) is None
+    for filters in (
+        Filters(status=Status.FAILED),
+        Filters(project="group/app", status=Status.FAILED),
+        Filters(source="gh"),
+        Filters(ref="main"),
+    ):
+        assert stats.recent_bound(filters, NOW) == start
+
+
+async def test_overview_with_a_status_filter_looks_back_over_the_charted_days(
+    store: SqlStore,
+) -> None:
+    await store.upsert_runs(
+        [run("1", F, -30 * DAY, source="gh"), run("2", F, 0, source="gh"), run("3", S, HOUR)]
+    )
+    failed = await stats.overview(store, Filters(status=F), now=NOW)
+    assert [r.run_id for r in failed.recent] == ["2"]
+    gh = await stats.overview(store, Filters(source="gh"), now=NOW)
+    assert [r.run_id for r in gh.recent] == ["2"]
+    everything = await stats.overview(store, Filters(), now=NOW)
+    assert [r.run_id for r in everything.recent] == ["3", "2", "1"]
+    project = await stats.overview(store, Filters(source="gh", project="group/app"), now=NOW)
+    assert [r.run_id for r in project.recent] == ["2", "1"]

@@ -210,6 +210,7 @@ async def test_index_filters(client: httpx.AsyncClient, store: SqlStore) -> None
     assert [row.split()[2] for row in texts(html, "tr", "ref-row")] == ["group/app"]
     assert '<option value="failed" selected>' in html
     assert all("failed" in row.split()[1] for row in texts(html, "tr", "run-row"))
+    assert "newest 3 of the last 14 days" in plain(html)
     html = (await client.get("/", params={"source": "gh"})).text
     assert [row.split()[2] for row in texts(html, "tr", "ref-row")] == ["octo/web"]
     assert '<option value="gh" selected>gh</option>' in html

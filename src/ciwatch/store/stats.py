@@ -324,16 +324,25 @@ def _day_column(dialect: str) -> ColumnElement[str]:
 
 
 def _run_filters(
-    source: str | None, project: str | None, ref: str | None
+    source: str | None, project: str | None, ref: str | None, *, dialect: str = ""
 ) -> list[ColumnElement[bool]]:
     where = []
     if source is not None:
-        where.append(runs.c.source == source)
+        where.append(_source_is(source, project, dialect))
     if project is not None:
         where.append(runs.c.project == project)
     if ref is not None:
         where.append(runs.c.ref_key == ref)
     return where
+
+
+def _source_is(source: str, project: str | None, dialect: str) -> ColumnElement[bool]:
+    # Without ANALYZE statistics SQLite takes `source = ?` for selective and walks every run of
+    # the source through the unique index, then sorts them. Without a project, keep the source
+    # test out of index selection (`source || ''`) so the bounded `order_time` range is used.
+    if dialect == "sqlite" and project is None:
+        return runs.c.source.concat("") == source
+    return runs.c.source == source
 
 
 async def daily_stats(
@@ -380,7 +389,7 @@ async def _aggregate(
     where = [
         runs.c.order_time >= datetime.combine(first, time(0), tzinfo=UTC),
         runs.c.order_time < datetime.combine(stop, time(0), tzinfo=UTC),
-        *_run_filters(*scope),
+        *_run_filters(*scope, dialect=conn.dialect.name),
     ]
     counts_query = (
         select(day, runs.c.status, func.count().label("n"))
@@ -561,22 +570,39 @@ async def known_projects(conn: AsyncConnection, *, limit: int = 200) -> list[str
 
 
 async def recent_runs(
-    conn: AsyncConnection, filters: Filters, *, limit: int = 20, cursor: str | None = None
+    conn: AsyncConnection,
+    filters: Filters,
+    *,
+    limit: int = 20,
+    cursor: str | None = None,
+    since: datetime | None = None,
 ) -> tuple[list[Run], str | None]:
-    """Runs matching `filters`, newest first, with the cursor of the next page (as
-    `Store.history`; ValueError for a malformed cursor)."""
+    """Runs matching `filters` (created at or after `since` when given), newest first, with the
+    cursor of the next page (as `Store.history`; ValueError for a malformed cursor)."""
     after = reads.Position.decode(cursor) if cursor is not None else None
     limit = _bounded(limit, 1, MAX_PAGE)
     query = reads.history_query(
-        source=filters.source,
+        source=None,
         project=filters.project,
         ref=filters.ref,
         status=filters.status,
-        since=None,
+        since=since,
         limit=limit + 1,
         after=after,
     )
+    if filters.source is not None:
+        query = query.where(_source_is(filters.source, filters.project, conn.dialect.name))
     return await reads.history_page(conn, query, limit)
+
+
+def recent_bound(filters: Filters, now: datetime, days: int = DEFAULT_DAYS) -> datetime | None:
+    """How far back the main page looks for recent runs: without bound unless a filter no
+    index leads with (a status, or a source or ref without a project) would make the newest-first
+    scan walk the whole `order_time` index when it matches little; then the charted days."""
+    unindexed = filters.status is not None or (
+        filters.project is None and (filters.source is not None or filters.ref is not None)
+    )
+    return day_window(now, days)[0] if unindexed else None
 
 
 def _bounded(value: int, low: int, high: int) -> int:
@@ -626,7 +652,8 @@ async def overview(
         board = await board_page(conn, filters, limit=board_limit, offset=board_offset)
         recent: list[Run] = []
         if with_recent:
-            recent, _ = await recent_runs(conn, filters, limit=recent_limit)
+            since = recent_bound(filters, now, days)
+            recent, _ = await recent_runs(conn, filters, limit=recent_limit, since=since)
         stats = await daily_stats(
             conn,
             now=now,

@@ -23,9 +23,9 @@ from urllib.parse import quote, urlencode, urlsplit
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
-from ciwatch.domain import Status
+from ciwatch.domain import Run, Status
 from ciwatch.errors import StoreError
 from ciwatch.store import stats
 from ciwatch.store.stats import DayStats, Filters
@@ -70,6 +70,19 @@ HEADERS = {
 }
 
 router = APIRouter(include_in_schema=False)
+
+_TIME = Markup('<time datetime="%s" title="%s">%s</time>')
+_BADGE = Markup(
+    '<span class="badge s-%s%s"><span class="badge-icon" aria-hidden="true">%s</span> %s</span>'
+)
+_RUN_LINK = Markup('<a href="%s" target="_blank" rel="noopener noreferrer">%s</a>')
+_CI_LINK = Markup(
+    '<a class="ext" href="%s" target="_blank" rel="noopener noreferrer">%s'
+    '<span aria-hidden="true"> ↗</span></a>'
+)
+_NOT_A_LINK = Markup('<span class="muted unsafe-url" title="Not an http(s) link: %s">%s</span>')
+_RUNNING_FOR = Markup('<span class="muted" title="still running">%s…</span>')
+_NOTHING = Markup('<span class="muted">—</span>')
 
 
 # -- formatting -----------------------------------------------------------------------------
@@ -136,9 +149,39 @@ class View:
         """A `<time>` element: relative text, the exact UTC time in its title."""
         if when is None:
             return Markup("—")
-        return Markup('<time datetime="{}" title="{}">{}</time>').format(
-            iso_z(when), self.utc(when), text if text is not None else self.ago(when)
-        )
+        label = text if text is not None else self.ago(when)
+        return _TIME % (iso_z(when), self.utc(when), label)
+
+    # The snippets below appear on every row: built here (`Markup % args` escapes the args),
+    # because a Jinja macro call costs several times more.
+
+    def badge(self, status: Status, size: str = "") -> Markup:
+        """A status badge: colour, icon and word."""
+        extra = f" badge-{size}" if size in ("sm", "lg") else ""
+        return _BADGE % (status.value, extra, STATUS_ICON[status], status.value)
+
+    def run_number(self, run: Run) -> Markup:
+        """`#number` (else the run id), linked to the run when its URL is http(s)."""
+        label = f"#{run.number}" if run.number is not None else _shorten(run.run_id, 12)
+        href = safe_href(run.url)
+        return escape(label) if href is None else _RUN_LINK % (href, label)
+
+    def ci_link(self, url: str | None, text: str = "Open") -> Markup:
+        """A link to a CI page; a URL that is not http(s) is shown as text, never linked."""
+        href = safe_href(url)
+        if href is not None:
+            return _CI_LINK % (href, text)
+        if url:
+            return _NOT_A_LINK % (url, _shorten(url, 40))
+        return _NOTHING
+
+    def run_duration(self, run: Run) -> Markup:
+        """The run's duration; the time so far (with …) while it runs."""
+        if run.duration_seconds is not None:
+            return escape(human_duration(run.duration_seconds))
+        if run.status is Status.RUNNING and run.started_at is not None:
+            return _RUNNING_FOR % human_duration((self.now - run.started_at).total_seconds())
+        return _NOTHING
 
     def utc(self, when: datetime | None) -> str:
         return "—" if when is None else f"{when:%Y-%m-%d %H:%M:%S} UTC"
@@ -168,6 +211,10 @@ class View:
 
     def static(self, name: str) -> str:
         return f"{self.root}/static/{name}"
+
+
+def _shorten(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _day_label(day: Any) -> str:
@@ -398,6 +445,7 @@ async def index(request: Request) -> HTMLResponse:
         scope=scope,
         tv=tv,
         days=len(data.days),
+        recent_bounded=stats.recent_bound(filters, view.now) is not None,
     )
     return render("wall.html" if tv else "index.html", context)
 
