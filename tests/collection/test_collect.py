@@ -321,3 +321,25 @@ async def test_github_rerun_attempt_reopens_then_finishes(world: World) -> None:
     assert rerun is not None
     assert rerun.attempt == 2
     assert rerun.status is Status.SUCCESS
+
+
+async def test_jenkins_queue_shows_as_a_queued_run_that_then_starts(world: World) -> None:
+    runtime = await world.runtime()
+    try:
+        assert runtime.scheduler is not None
+        await runtime.scheduler.run_once()
+        key = RunKey("jk", "team/app", "5")  # at -1m with a 2 minute queue: waiting at the start
+        waiting = await world.store.get_run(key)
+        assert waiting is not None
+        assert waiting.status is Status.QUEUED
+        assert waiting.provider_status is not None
+        assert waiting.provider_status.startswith("in queue")
+        assert waiting.created_at == START - timedelta(minutes=1)
+        world.clock.advance(90)
+        await runtime.scheduler.run_once()
+    finally:
+        await _close_keep_store(runtime)
+    started = await world.store.get_run(key)
+    assert started is not None
+    assert started.status is Status.RUNNING
+    assert started.started_at == START + timedelta(minutes=1)

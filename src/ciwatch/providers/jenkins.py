@@ -155,6 +155,7 @@ class JenkinsJob(Payload, rename="camel"):
     class_: str | None = msgspec.field(default=None, name="_class")
     color: str | None = None
     in_queue: bool = False
+    next_build_number: int | None = None
     builds: list[JenkinsBuild] = msgspec.field(default_factory=list)
     last_build: JenkinsBuild | None = None
     queue_item: JenkinsQueueItem | None = None
@@ -290,6 +291,30 @@ def build_to_run(source: str, project: str, build: JenkinsBuild) -> Run:
         queued_seconds=millis(queued_ms),
         url=build.url,
         author=_author(actions),
+    )
+
+
+def queued_run(source: str, project: str, job: JenkinsJob) -> Run | None:
+    """The build a job has waiting in the queue, as a queued run numbered `nextBuildNumber`
+    (the number Jenkins gives it when it leaves the queue), or None when nothing waits.
+
+    When the build starts, the poll finds build `nextBuildNumber` running with its start
+    `timestamp` (later than `inQueueSince`), which moves the same run forward.
+    """
+    item, number = job.queue_item, job.next_build_number
+    if not job.in_queue or item is None or number is None or item.in_queue_since is None:
+        return None
+    since = from_epoch_ms(item.in_queue_since)
+    return Run(
+        source=source,
+        provider=PROVIDER,
+        project=project,
+        run_id=str(number),
+        status=Status.QUEUED,
+        provider_status="in queue" + (f": {item.why}" if item.why else ""),
+        updated_at=since,
+        number=number,
+        created_at=since,
     )
 
 

@@ -29,6 +29,7 @@ BUILD_FIELDS = (
     "actions[causes[userId,userName,shortDescription],"
     "lastBuiltRevision[SHA1,branch[name]],queuingDurationMillis]"
 )
+QUEUE_FIELDS = "inQueue,nextBuildNumber,queueItem[id,inQueueSince,why]"
 MULTIBRANCH = "org.jenkinsci.plugins.workflow.multibranch.WorkflowMultiBranchProject"
 PIPELINE = "org.jenkinsci.plugins.workflow.job.WorkflowJob"
 DISCOVERY_DEPTH = 6
@@ -81,7 +82,7 @@ class JenkinsProvider:
     async def poll(self, target: Target, state: TargetState | None) -> PollResult:
         first = target.project not in self._seen and state is None
         size = max(self.settings.backfill if first else self.settings.builds, 1)
-        builds = f"builds[{BUILD_FIELDS}]{{0,{size}}}"
+        builds = f"builds[{BUILD_FIELDS}]{{0,{size}}},{QUEUE_FIELDS}"
         tree = f"_class,name,{builds},jobs[name,_class,{builds}]"
         resp = await self.http.get(
             f"{job_path(target.project)}/api/json", params={"tree": tree}, target=target.project
@@ -93,14 +94,22 @@ class JenkinsProvider:
         if job.jobs and (job.class_ == MULTIBRANCH or not job.builds):
             for branch in job.jobs:
                 ref = unquote(branch.name)
-                for build in branch.builds:
-                    run = jenkins.build_to_run(self.source, target.project, build)
-                    runs.append(replace(run, run_id=f"{branch.name}/{build.number}", ref=ref))
+                for run in self._runs_of(target.project, branch):
+                    runs.append(replace(run, run_id=f"{branch.name}/{run.run_id}", ref=ref))
         else:
-            runs = [jenkins.build_to_run(self.source, target.project, b) for b in job.builds]
+            runs = self._runs_of(target.project, job)
         kept = [r for r in runs if wanted(r.ref, self.settings.refs, self.settings.exclude_refs)]
         new_state = state or TargetState(self.source, target.project)
         return PollResult(kept, new_state, requests=1)
+
+    def _runs_of(self, project: str, job: jenkins.JenkinsJob) -> list[Run]:
+        """The job's builds, plus the build waiting in its queue (as a queued run)."""
+        runs = [jenkins.build_to_run(self.source, project, build) for build in job.builds]
+        waiting = jenkins.queued_run(self.source, project, job)
+        if waiting is not None and waiting.run_id not in {run.run_id for run in runs}:
+            newest = runs[0] if runs else None
+            runs.append(replace(waiting, ref=newest.ref if newest else None))
+        return runs
 
     def _build_path(self, project: str, run_id: str) -> str:
         if "/" in run_id:
