@@ -112,8 +112,9 @@ async def test_one_cycle_collects_all_three_providers(world: World) -> None:
     # Jenkins multibranch: each branch is a ref.
     login = states[("jk", "team/gateway", "feature/login")]
     assert login.status is Status.FAILED
-    assert login.last_run.run_id == "feature%2Flogin/1"
-    assert await world.store.jobs_for(login.last_run.key)  # stages of a branch build
+    first = RunKey("jk", "team/gateway", "feature%2Flogin/1")
+    assert (await world.store.get_run(first)) is not None
+    assert await world.store.jobs_for(first)  # stages of a branch build
     # Freestyle: the ref comes from the git BuildData; UNSTABLE is failed, the word kept.
     nightly = states[("jk", "team/tools/nightly", "main")]
     assert nightly.status is Status.FAILED
