@@ -43,7 +43,6 @@ COMMANDS = [
     ["config", "check"],
 ]
 NOT_YET = [
-    ["alerts", "test", "mail"],
     ["alerts", "list"],
     ["silence", "add"],
     ["silence", "list"],

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from ciwatch import __version__
-from ciwatch.cli import config_cmd, data, db, pending, poll, report, serve, simulate
+from ciwatch.cli import alerts, config_cmd, data, db, pending, poll, report, serve, simulate
 
 app = typer.Typer(
     name="ciwatch",
@@ -42,6 +42,7 @@ app.command("status")(data.status)
 app.command("history")(data.history)
 app.command("report")(report.report)
 app.command("simulate")(simulate.simulate)
+pending.alerts_app.command("test")(alerts.alerts_test)
 app.add_typer(pending.alerts_app, name="alerts")
 app.add_typer(pending.silence_app, name="silence")
 app.add_typer(db.app, name="db")

@@ -23,15 +23,6 @@ alerts_app = typer.Typer(help="Alert channels and firing alerts.", no_args_is_he
 silence_app = typer.Typer(help="Mute matching alerts until a time.", no_args_is_help=True)
 
 
-@alerts_app.command("test")
-def alerts_test(
-    channel: Annotated[str, typer.Argument(help="Channel name from the configuration.")],
-    config: ConfigOption = None,
-) -> None:
-    """Send a test message through one channel and print the channel's answer."""
-    not_implemented("alerts test", ALERTING)
-
-
 @alerts_app.command("list")
 def alerts_list(config: ConfigOption = None, json_out: JsonOption = False) -> None:
     """Show firing alerts."""
