@@ -36,6 +36,8 @@ class _Entry:
     due: datetime
     failures: int = 0
     active_runs: set[str] = field(default_factory=set)
+    # Hashes of the runs of the previous poll at the progress they were stored with (tasks.py).
+    known: set[int] = field(default_factory=set)
     in_flight: bool = False
     polls: int = 0
 
@@ -209,6 +211,7 @@ class Scheduler:
                     now=self.clock.now(),
                     metrics=self.metrics,
                     active_runs=entry.active_runs,
+                    known=entry.known,
                 )
         finally:
             entry.in_flight = False

@@ -1,13 +1,20 @@
 """The poll task: one target, one poll, its runs and jobs stored, its health recorded.
 
-Order matters for "nothing lost": runs (with their jobs) are stored first and the new cursor or
-ETag only afterwards, so a crash in between re-polls instead of skipping. Jobs are fetched only
-for runs the store would change.
+Order matters for "nothing lost": jobs are stored first, then their runs, and the new cursor or
+ETag only afterwards, so a crash in between re-polls (and re-fetches) instead of skipping. Jobs
+are fetched only for runs the store would change. A poll writes its runs in one transaction and
+their jobs in another, not two per run.
+
+A run whose progress this process already saw stored costs no store read on the next poll:
+each target remembers (as hashes) the runs of its previous poll. The store is forward-only, so
+what was stored stays at least that far; the remembered set is the previous poll's runs only,
+so it stays as small as the list window (Jenkins `builds`, GitHub `per_page`, GitLab overlap).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -72,16 +79,18 @@ async def poll_target(
     now: datetime,
     metrics: CollectionMetrics | None = None,
     active_runs: set[str] | None = None,
+    known: set[int] | None = None,
 ) -> PollOutcome:
     """Poll one target and store what changed. Provider errors are recorded on the target (its
-    health and reason) and returned, never raised; store errors propagate."""
+    health and reason) and returned, never raised; store errors propagate.
+
+    `known` (kept by the caller per target, updated in place) remembers which runs this process
+    saw stored at which progress, so unchanged runs cost no store read on the next poll."""
     state = await store.get_target_state(target.source, target.project)
     try:
         result = await provider.poll(target, state)
-        changed = 0
+        changed = await _store_runs(provider, store, result.runs, known)
         for run in result.runs:
-            if await _store_run(provider, store, run):
-                changed += 1
             if active_runs is not None:
                 if run.status.active:
                     active_runs.add(run.run_id)
@@ -116,16 +125,45 @@ async def poll_target(
     )
 
 
-async def _store_run(provider: Provider, store: Store, run: Run) -> bool:
-    stored = await store.get_run(run.key)
-    if stored is not None and progress_key(run) <= progress_key(stored):
-        return False
-    # Fetch details before writing the run: if the fetch fails nothing is stored, the cursor
-    # is not advanced, and the next poll sees the run as changed again.
-    full, jobs = await provider.details(run)
-    changed = await store.upsert_run(full)
+def _seen(run: Run, progress: tuple[int, datetime, int]) -> int:
+    return hash((run.run_id, progress))
+
+
+async def _store_runs(
+    provider: Provider, store: Store, runs: Sequence[Run], known: set[int] | None
+) -> int:
+    """Store the runs that progressed, with their jobs; how many changed a stored run."""
+    seen: set[int] = set()
+    fresh: list[Run] = []
+    for run in runs:
+        progress = progress_key(run)
+        if known is not None and _seen(run, progress) in known:
+            seen.add(_seen(run, progress))
+            continue
+        stored = await store.get_run(run.key)
+        if stored is not None and progress <= progress_key(stored):
+            seen.add(_seen(run, progress))
+            continue
+        fresh.append(run)
+    # Fetch every detail before writing anything: if a fetch fails nothing is stored, the cursor
+    # is not advanced, and the next poll sees the runs as changed again.
+    details = [await provider.details(run) for run in fresh]
+    jobs = [job for _, found in details for job in found]
     if jobs:
+        # Jobs before their runs: a crash in between leaves the run unchanged in the store, so
+        # the next poll fetches its jobs again instead of never.
         await store.upsert_jobs(jobs)
+    changed = await store.upsert_runs([full for full, _ in details]) if details else 0
+    if known is not None:
+        # Stored now at least as far as the list showed them (unless details gave an older
+        # answer: then the next poll reads the store, as without `known`).
+        seen.update(
+            _seen(run, progress_key(run))
+            for run, (full, _) in zip(fresh, details, strict=True)
+            if progress_key(run) <= progress_key(full)
+        )
+        known.clear()
+        known.update(seen)
     return changed
 
 

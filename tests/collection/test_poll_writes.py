@@ -1,0 +1,155 @@
+"""How a poll writes: jobs before their runs (a failed write is re-fetched, never lost), one
+transaction per poll for runs and one for jobs, and no store read for a run this process saw
+stored at the same progress. Real pollers against the simulator on a fake clock."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+
+from ciwatch.clock import FakeClock
+from ciwatch.config import GitHubSource, GitLabSource, JenkinsSource, Settings
+from ciwatch.domain import Status
+from ciwatch.errors import StoreError
+from ciwatch.runtime import Runtime
+from ciwatch.simulator import RunningSimulator, Simulator, load_scenario, start_simulator
+from ciwatch.store import Store
+
+BASIC = Path(__file__).parents[2] / "examples" / "scenarios" / "basic.yaml"
+START = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+class SpyStore:
+    """Counts calls; `fail_jobs` makes the next job writes fail as a crash would."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.calls: Counter[str] = Counter()
+        self.fail_jobs = 0
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.inner, name)
+        if not name.startswith(("get_", "upsert_", "save_")):
+            return attr
+
+        async def spied(*args: Any, **kwargs: Any) -> Any:
+            self.calls[name] += 1
+            if name == "upsert_jobs" and self.fail_jobs:
+                self.fail_jobs -= 1
+                raise StoreError("job upsert failed (injected)")
+            return await attr(*args, **kwargs)
+
+        return spied
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[tuple[Simulator, RunningSimulator, FakeClock]]:
+    clock = FakeClock(START)
+    simulator = Simulator(load_scenario(BASIC), clock)
+    simulator.clear_faults()
+    running = await start_simulator(simulator)
+    try:
+        yield simulator, running, clock
+    finally:
+        await running.stop()
+
+
+async def _runtime(running: RunningSimulator, clock: FakeClock, store: SpyStore) -> Runtime:
+    settings = Settings(
+        database="sqlite:///unused.db",
+        collection={"retries": 0, "jitter": 0.0},
+        sources=[
+            GitLabSource(
+                name="gl",
+                url=running.gitlab_url,
+                token="glpat-basic-example",
+                projects=["platform/backend/api", "platform/frontend/web"],
+            ),
+            GitHubSource(
+                name="gh",
+                url=running.github_url,
+                token="ghp_basic_example",
+                repos=["octo-org/web", "octo-org/api"],
+            ),
+            JenkinsSource(
+                name="jk",
+                url=running.jenkins_url,
+                username="ci-bot",
+                token="jenkins-basic-token",
+                jobs=["team/app", "team/gateway"],
+            ),
+        ],
+    )
+    return await Runtime.open(settings, clock=clock, store=cast(Store, store))
+
+
+async def _close_keep_store(runtime: Runtime) -> None:
+    for provider in runtime.providers.values():
+        await provider.close()
+
+
+async def test_a_failed_job_write_leaves_the_run_to_be_fetched_again(
+    store: Store, sim: tuple[Simulator, RunningSimulator, FakeClock]
+) -> None:
+    _, running, clock = sim
+    spy = SpyStore(store)
+    spy.fail_jobs = 1_000  # every job write of the first cycle fails
+    runtime = await _runtime(running, clock, spy)
+    try:
+        assert runtime.scheduler is not None
+        with pytest.raises(StoreError):
+            await runtime.scheduler.run_once()
+        # Jobs are written before their runs: no run is stored without its jobs.
+        assert not (await store.history(limit=100)).runs
+        spy.fail_jobs = 0
+        report = await runtime.scheduler.run_once()
+    finally:
+        await _close_keep_store(runtime)
+    assert not report.failed
+    newest = (await store.history(source="gl", project="platform/backend/api", limit=1)).runs
+    assert newest
+    jobs = await store.jobs_for(newest[0].key)
+    assert {job.name for job in jobs} == {"compile", "unit", "lint", "deploy"}
+    runs = (await store.history(source="jk", project="team/app", limit=100)).runs
+    built = [run for run in runs if run.status is not Status.QUEUED]  # queued: no stages yet
+    assert built
+    for run in built:
+        assert await store.jobs_for(run.key), run.run_id
+
+
+async def test_unchanged_runs_cost_no_store_read_and_a_poll_writes_twice_at_most(
+    store: Store, sim: tuple[Simulator, RunningSimulator, FakeClock]
+) -> None:
+    _, running, clock = sim
+    spy = SpyStore(store)
+    runtime = await _runtime(running, clock, spy)
+    try:
+        assert runtime.scheduler is not None
+        first = await runtime.scheduler.run_once()
+        polls = len(first.outcomes)
+        assert sum(o.changed for o in first.outcomes) > 0
+        # One transaction for the runs and one for the jobs of each poll, not two per run.
+        assert spy.calls["upsert_runs"] <= polls
+        assert spy.calls["upsert_jobs"] <= polls
+        assert spy.calls["upsert_run"] == 0
+        spy.calls.clear()
+        # Nothing moved: the runs the lists show again are known, so no store read.
+        second = await runtime.scheduler.run_once()
+        assert sum(o.changed for o in second.outcomes) == 0
+        assert spy.calls["get_run"] == 0
+        assert spy.calls["upsert_runs"] == spy.calls["upsert_jobs"] == 0
+        spy.calls.clear()
+        # Time moves: what changed is read, fetched and stored; the rest is still known.
+        clock.advance(15 * 60)
+        third = await runtime.scheduler.run_once()
+    finally:
+        await _close_keep_store(runtime)
+    changed = sum(o.changed for o in third.outcomes)
+    assert changed > 0
+    assert 0 < spy.calls["get_run"] < sum(o.seen for o in third.outcomes)
+    assert spy.calls["upsert_runs"] <= polls
