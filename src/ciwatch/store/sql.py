@@ -89,6 +89,12 @@ class SqlStore:
         `what`. For query modules beside this one (dashboard statistics, metrics snapshot)."""
         return await self._read(what, work)
 
+    async def write(self, what: str, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """Run a unit of work in one write transaction (SQLite: BEGIN IMMEDIATE; retried on a
+        PostgreSQL deadlock or serialization failure, so `work` must be safe to re-run); errors
+        become `StoreError` naming `what`. For query modules beside this one (alerting)."""
+        return await self._write(what, work)
+
     async def _write(self, what: str, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         if self._write_turn is None:
             return await self._write_once(what, work)

@@ -1,0 +1,189 @@
+"""Delivery workers (DESIGN §7): drain the outbox, one task per channel.
+
+Each round a worker claims its channel's due rows (`next_attempt_at` passed: created +
+`group_wait`, or a retry time), sends them as one `Message` (grouped when several), and records
+the outcome on every claimed row: `sent`; `failed` with the error text when the channel says
+retrying cannot help (`ChannelError.permanent`) or after `max_attempts`; otherwise `retry` at
+now + backoff (exponential, full jitter, at least the channel's `retry_after`). Sends are paced by
+the channel's `min_interval` (`Throttle`).
+
+Exactly-once, and its one window: a claim is a conditional UPDATE, so two workers (in one
+process or on two replicas) never hold the same row, and a row recorded `sent` is never claimed
+again. A worker that dies *after* the channel accepted a message and *before* recording it
+leaves the row claimed; when its lease (`lease`, default 5 minutes) expires another worker sends
+it again. No channel offers an idempotency key, so that window cannot be closed; it is as short
+as one store write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import Mapping
+from dataclasses import fields
+from datetime import timedelta
+from typing import Any
+
+from ciwatch.channels.base import Channel, Message, Notice, Throttle
+from ciwatch.clock import Clock, SystemClock
+from ciwatch.domain import Run, Status
+from ciwatch.errors import ChannelError, StoreError
+from ciwatch.http import Backoff
+from ciwatch.selfmetrics import CollectionMetrics
+from ciwatch.serialize import run_to_dict
+from ciwatch.store.alerting import OutboxRow, claim, record
+from ciwatch.store.sql import SqlStore
+from ciwatch.timeutil import parse_time
+
+log = logging.getLogger(__name__)
+
+_RUN_TIMES = ("updated_at", "created_at", "started_at", "finished_at")
+
+
+def notice_to_payload(notice: Notice) -> dict[str, Any]:
+    """A notice as the JSON kept in an outbox row."""
+    return {
+        "kind": notice.kind,
+        "source": notice.source,
+        "project": notice.project,
+        "ref": notice.ref,
+        "run": run_to_dict(notice.run) if notice.run is not None else None,
+        "failing_jobs": list(notice.failing_jobs),
+        "red_for_seconds": notice.red_for.total_seconds() if notice.red_for is not None else None,
+        "flaky": notice.flaky,
+        "fingerprint": notice.fingerprint,
+        "dashboard_url": notice.dashboard_url,
+    }
+
+
+def _run_from_dict(data: Mapping[str, Any]) -> Run:
+    names = {f.name for f in fields(Run)}
+    values = {key: value for key, value in data.items() if key in names}
+    for name in _RUN_TIMES:
+        values[name] = parse_time(values.get(name))
+    values["status"] = Status(values["status"])
+    return Run(**values)
+
+
+def notice_from_payload(payload: Mapping[str, Any]) -> Notice:
+    """The notice an outbox row's payload holds (inverse of `notice_to_payload`)."""
+    red = payload.get("red_for_seconds")
+    run = payload.get("run")
+    return Notice(
+        kind=payload["kind"],
+        source=payload["source"],
+        project=payload["project"],
+        ref=payload["ref"],
+        run=_run_from_dict(run) if run is not None else None,
+        failing_jobs=tuple(payload.get("failing_jobs") or ()),
+        red_for=timedelta(seconds=red) if red is not None else None,
+        flaky=bool(payload.get("flaky")),
+        fingerprint=payload.get("fingerprint", ""),
+        dashboard_url=payload.get("dashboard_url"),
+    )
+
+
+class DeliveryWorkers:
+    """Sends the outbox through `channels` (name → Channel). `run(stop)` runs one task per
+    channel until `stop` is set; `deliver_once(name)` does one claim-send-record round (tests,
+    `ciwatch alerts flush`). Several instances, in one process or several, may share a store."""
+
+    def __init__(
+        self,
+        store: SqlStore,
+        channels: Mapping[str, Channel],
+        clock: Clock | None = None,
+        *,
+        metrics: CollectionMetrics | None = None,
+        backoff: Backoff | None = None,
+        worker_id: str | None = None,
+        poll_interval: float = 1.0,
+        lease: timedelta = timedelta(minutes=5),
+        batch: int = 50,
+        max_attempts: int = 12,
+    ) -> None:
+        self.store = store
+        self.channels = dict(channels)
+        self.clock = clock or SystemClock()
+        self.metrics = metrics
+        self.backoff = backoff or Backoff(base=2.0, cap=600.0)
+        self.worker_id = worker_id or f"delivery-{secrets.token_hex(6)}"
+        self.poll_interval = poll_interval
+        self.lease = lease
+        self.batch = batch
+        self.max_attempts = max_attempts
+        self._throttles = {
+            name: Throttle(channel.min_interval, clock=self.clock)
+            for name, channel in self.channels.items()
+        }
+
+    async def deliver_once(self, name: str) -> int:
+        """Claim the due rows of channel `name`, send them as one message and record the
+        outcome; returns how many rows were handled (0 when nothing was due)."""
+        channel = self.channels[name]
+        rows = await claim(
+            self.store, name, self.worker_id, self.clock.now(), lease=self.lease, limit=self.batch
+        )
+        if not rows:
+            return 0
+        notices = tuple(notice_from_payload(row.payload) for row in rows)
+        message = Message(notices, group=name if len(notices) > 1 else None)
+        await self._throttles[name].wait()
+        try:
+            await channel.send(message)
+        except ChannelError as exc:
+            await self._failed(name, rows, exc)
+        else:
+            await record(
+                self.store, [r.id for r in rows], self.worker_id, self.clock.now(), outcome="sent"
+            )
+            self._count(name, "sent")
+            log.info("alert delivery: channel=%s rows=%d sent", name, len(rows))
+        return len(rows)
+
+    async def _failed(self, name: str, rows: list[OutboxRow], exc: ChannelError) -> None:
+        ids = [row.id for row in rows]
+        now = self.clock.now()
+        attempts = max(row.attempts for row in rows) + 1
+        if exc.permanent or attempts >= self.max_attempts:
+            await record(self.store, ids, self.worker_id, now, outcome="failed", error=str(exc))
+            self._count(name, "failed")
+            log.warning("alert delivery: channel=%s rows=%d failed: %s", name, len(rows), exc)
+            return
+        delay = self.backoff.delay(attempts, exc.retry_after)
+        retry_at = now + timedelta(seconds=delay)
+        await record(
+            self.store, ids, self.worker_id, now, outcome="retry", error=str(exc), retry_at=retry_at
+        )
+        self._count(name, "retried")
+        log.info(
+            "alert delivery: channel=%s rows=%d retry in %.1fs: %s", name, len(rows), delay, exc
+        )
+
+    def _count(self, name: str, result: str) -> None:
+        if self.metrics is not None:
+            self.metrics.notification(name, result)
+
+    async def drain(self) -> int:
+        """One round on every channel concurrently; returns the rows handled."""
+        counts = await asyncio.gather(*(self.deliver_once(name) for name in self.channels))
+        return sum(counts)
+
+    async def _channel_loop(self, name: str, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                handled = await self.deliver_once(name)
+            except StoreError as exc:
+                log.warning("alert delivery: channel=%s store error: %s", name, exc)
+                handled = 0
+            if handled:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.poll_interval)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Deliver until `stop` is set: one task per channel, so a slow or rate-limited channel
+        never holds up the others. Does not close the channels (their owner does)."""
+        await asyncio.gather(*(self._channel_loop(name, stop) for name in self.channels))

@@ -1,0 +1,244 @@
+"""The alert rules of DESIGN §4/§7 as pure functions: from a project/ref's state, the alert rows
+already stored for it and the time, decide what changes and what to notify.
+
+Level-based: a decision depends on the current state, never on having seen a particular update,
+so any interleaving or duplication of run updates and evaluations gives at most one `broken`
+notification per red period, and a restart decides nothing new.
+
+- **broken** (fingerprint rule `broken`): the ref is red (its decisive run failed) and no
+  `broken` alert is firing → fire, notify `broken`. While firing, notify `still_failing` once
+  every `repeat_interval`. When the ref turns green → resolve, notify `recovered` once, with how
+  long it was red and `flaky` when the green run is on the failing run's SHA.
+- **stuck** / **queued**: the ref's newest run has been running longer than `stuck_after` /
+  queued longer than `queued_after` → fire and notify; repeat every `repeat_interval` while it
+  lasts; resolve silently when it clears.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from ciwatch.domain import AlertEventKind, RefState, Run, Status
+
+# A provider's clock may run ahead of ours; time-based rules wait this much longer so a skewed
+# start time never fires an alert early.
+CLOCK_SKEW = timedelta(seconds=30)
+
+FIRING = "firing"
+RESOLVED = "resolved"
+
+Fingerprint = tuple[str, str, str, str]
+Action = Literal["fire", "repeat", "resolve"]
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """The timings of `AlertSettings` the rules need."""
+
+    stuck_after: timedelta
+    queued_after: timedelta
+    repeat_interval: timedelta
+
+
+@dataclass(frozen=True)
+class AlertRow:
+    """One stored alert (table `alerts`): the state of a fingerprint."""
+
+    rule: str
+    source: str
+    project: str
+    ref: str
+    state: str
+    first_seen: datetime
+    last_seen: datetime
+    last_notified: datetime | None
+    payload: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def fingerprint(self) -> Fingerprint:
+        return (self.rule, self.source, self.project, self.ref)
+
+    @property
+    def firing(self) -> bool:
+        return self.state == FIRING
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A change of one alert. `previous` is the row it was decided from (None: no row yet); the
+    store applies the change only if the row is still that one (compare-and-set). `notify` is the
+    event to send, None for a silent change; `run` is the run the notice is about."""
+
+    fingerprint: Fingerprint
+    action: Action
+    previous: AlertRow | None
+    notify: AlertEventKind | None
+    run: Run
+    payload: dict[str, Any]
+    red_for: timedelta | None = None
+    flaky: bool = False
+
+    @property
+    def new_state(self) -> str:
+        return RESOLVED if self.action == "resolve" else FIRING
+
+
+def fingerprint(rule: AlertEventKind, state: RefState) -> Fingerprint:
+    return (rule.value, state.source, state.project, state.ref)
+
+
+def _firing(alerts: dict[Fingerprint, AlertRow], key: Fingerprint) -> AlertRow | None:
+    row = alerts.get(key)
+    return row if row is not None and row.firing else None
+
+
+def _repeat_due(row: AlertRow, now: datetime, repeat_interval: timedelta) -> bool:
+    return row.last_notified is None or now - row.last_notified >= repeat_interval
+
+
+def wants_decisive(
+    state: RefState, alerts: dict[Fingerprint, AlertRow], now: datetime, limits: Thresholds
+) -> bool:
+    """Whether `decide` needs the ref's decisive run (the newest success/failed one) for this
+    state: only when the colour alert may change or repeat, so the caller can fetch it lazily."""
+    row = _firing(alerts, fingerprint(AlertEventKind.BROKEN, state))
+    if state.status is Status.FAILED:
+        return row is None or _repeat_due(row, now, limits.repeat_interval)
+    return state.status is Status.SUCCESS and row is not None
+
+
+def colour_decision(
+    state: RefState,
+    alerts: dict[Fingerprint, AlertRow],
+    decisive: Run | None,
+    now: datetime,
+    limits: Thresholds,
+) -> Decision | None:
+    """The broken / still_failing / recovered decision for one ref (see the module doc).
+    `decisive` is the ref's newest run that ended success or failed (None when unknown)."""
+    key = fingerprint(AlertEventKind.BROKEN, state)
+    row = _firing(alerts, key)
+    previous = alerts.get(key)
+    if decisive is None or decisive.status is not state.status:
+        return None
+    if state.status is Status.FAILED:
+        payload = {
+            "run_id": decisive.run_id,
+            "sha": decisive.sha,
+            "red_since": (state.since or now).isoformat(),
+        }
+        if row is None:
+            return Decision(key, "fire", previous, AlertEventKind.BROKEN, decisive, payload)
+        if not _repeat_due(row, now, limits.repeat_interval):
+            return None
+        payload["red_since"] = row.payload.get("red_since", payload["red_since"])
+        return Decision(
+            key,
+            "repeat",
+            row,
+            AlertEventKind.STILL_FAILING,
+            decisive,
+            payload,
+            red_for=now - _red_since(row),
+        )
+    if state.status is Status.SUCCESS and row is not None:
+        green_at = decisive.finished_at or decisive.updated_at
+        red_for = max(green_at - _red_since(row), timedelta(0))
+        flaky = decisive.sha is not None and decisive.sha == row.payload.get("sha")
+        return Decision(
+            key,
+            "resolve",
+            row,
+            AlertEventKind.RECOVERED,
+            decisive,
+            {**row.payload, "recovered_by": decisive.run_id},
+            red_for=red_for,
+            flaky=flaky,
+        )
+    return None
+
+
+def _red_since(row: AlertRow) -> datetime:
+    value = row.payload.get("red_since")
+    return datetime.fromisoformat(value) if isinstance(value, str) else row.first_seen
+
+
+def _waiting(
+    run: Run, now: datetime, limits: Thresholds
+) -> tuple[AlertEventKind, timedelta] | None:
+    """The time-based condition the newest run is in, with how long it has lasted."""
+    if run.status is Status.RUNNING:
+        began = run.started_at or run.created_at or run.updated_at
+        lasted = now - began
+        if lasted > limits.stuck_after + CLOCK_SKEW:
+            return AlertEventKind.STUCK, lasted
+    elif run.status is Status.QUEUED:
+        began = run.created_at or run.updated_at
+        lasted = now - began
+        if lasted > limits.queued_after + CLOCK_SKEW:
+            return AlertEventKind.QUEUED, lasted
+    return None
+
+
+def time_decisions(
+    state: RefState, alerts: dict[Fingerprint, AlertRow], now: datetime, limits: Thresholds
+) -> list[Decision]:
+    """The stuck and queued decisions for one ref, from its newest run."""
+    run = state.last_run
+    condition = _waiting(run, now, limits)
+    decisions: list[Decision] = []
+    for rule in (AlertEventKind.STUCK, AlertEventKind.QUEUED):
+        key = fingerprint(rule, state)
+        row = _firing(alerts, key)
+        active = condition is not None and condition[0] is rule
+        if active and condition is not None:
+            lasted = condition[1]
+            payload = {"run_id": run.run_id}
+            if row is None:
+                decisions.append(
+                    Decision(key, "fire", alerts.get(key), rule, run, payload, red_for=lasted)
+                )
+            elif row.payload.get("run_id") != run.run_id:
+                # Another run is now the one waiting: a new alert, not a repeat of the old one.
+                decisions.append(Decision(key, "fire", row, rule, run, payload, red_for=lasted))
+            elif _repeat_due(row, now, limits.repeat_interval):
+                decisions.append(Decision(key, "repeat", row, rule, run, payload, red_for=lasted))
+        elif row is not None:
+            decisions.append(Decision(key, "resolve", row, None, run, dict(row.payload)))
+    return decisions
+
+
+def decide(
+    state: RefState,
+    alerts: dict[Fingerprint, AlertRow],
+    decisive: Run | None,
+    now: datetime,
+    limits: Thresholds,
+) -> list[Decision]:
+    """Every decision for one ref: its colour alert, then its time-based alerts."""
+    colour = colour_decision(state, alerts, decisive, now, limits)
+    return ([colour] if colour is not None else []) + time_decisions(state, alerts, now, limits)
+
+
+def applied(decision: Decision, now: datetime) -> AlertRow:
+    """The alert row after `decision` is applied at `now` (what the store writes)."""
+    rule, source, project, ref = decision.fingerprint
+    previous = decision.previous
+    fresh = decision.action == "fire" and (previous is None or not previous.firing)
+    first_seen = now if fresh or previous is None else previous.first_seen
+    notified = (
+        now if decision.notify is not None else (previous.last_notified if previous else None)
+    )
+    return AlertRow(
+        rule,
+        source,
+        project,
+        ref,
+        decision.new_state,
+        first_seen,
+        now,
+        notified,
+        decision.payload,
+    )

@@ -1,0 +1,98 @@
+"""The outbox and alert SQL directly: claims, leases, records, compare-and-set."""
+
+from __future__ import annotations
+
+import ast
+from datetime import timedelta
+from pathlib import Path
+
+from ciwatch.alerting.rules import AlertRow, Decision, applied
+from ciwatch.domain import AlertEventKind
+from ciwatch.store import SqlStore
+from ciwatch.store.alerting import (
+    Change,
+    NewNotice,
+    apply_changes,
+    claim,
+    load_alerts,
+    outbox_rows,
+    record,
+)
+from factories import at, make_run
+
+LEASE = timedelta(minutes=5)
+KEY = ("broken", "gitlab-main", "group/app", "main")
+
+
+def fire(previous: AlertRow | None, channels: tuple[str, ...] = ("a",)) -> Change:
+    decision = Decision(KEY, "fire", previous, AlertEventKind.BROKEN, make_run(), {"sha": "x"})
+    notices = [NewNotice("k1", name, {"n": name}, at(0)) for name in channels]
+    return Change(decision, notices)
+
+
+async def test_compare_and_set_applies_a_decision_once(store: SqlStore) -> None:
+    assert len(await apply_changes(store, [fire(None, ("a", "b"))], at(0))) == 1
+    # A second evaluator that decided from the same (absent) row loses.
+    assert await apply_changes(store, [fire(None, ("a", "b"))], at(1)) == []
+    (row,) = await load_alerts(store)
+    assert (row.state, row.last_notified) == ("firing", at(0))
+    assert [(r.channel, r.dedup_key) for r in await outbox_rows(store)] == [
+        ("a", "k1"),
+        ("b", "k1"),
+    ]
+    # Deciding from a stale copy of the row loses too.
+    stale = applied(fire(None).decision, at(-5))
+    resolve = Decision(KEY, "resolve", stale, None, make_run(), {})
+    assert await apply_changes(store, [Change(resolve, ())], at(2)) == []
+    resolve = Decision(KEY, "resolve", row, None, make_run(), {})
+    assert len(await apply_changes(store, [Change(resolve, ())], at(2))) == 1
+    (row,) = await load_alerts(store)
+    assert row.state == "resolved"
+
+
+async def test_a_claim_is_exclusive_until_its_lease_expires(store: SqlStore) -> None:
+    await apply_changes(store, [fire(None)], at(0))
+    (mine,) = await claim(store, "a", "w1", at(10), lease=LEASE, limit=10)
+    assert mine.claimed_by == "w1"
+    assert await claim(store, "a", "w2", at(20), lease=LEASE, limit=10) == []
+    # w1 died between send and record: after the lease another worker takes the row over
+    # (the documented at-least-once window), and w1's late record changes nothing.
+    (theirs,) = await claim(store, "a", "w2", at(10 + 301), lease=LEASE, limit=10)
+    assert theirs.id == mine.id
+    assert await record(store, [mine.id], "w1", at(320), outcome="sent") == 0
+    assert await record(store, [mine.id], "w2", at(320), outcome="sent") == 1
+    assert await claim(store, "a", "w3", at(9999), lease=LEASE, limit=10) == []
+    (row,) = await outbox_rows(store)
+    assert (row.sent_at, row.attempts, row.claimed_by) == (at(320), 1, None)
+
+
+async def test_retry_waits_and_failure_is_final(store: SqlStore) -> None:
+    await apply_changes(store, [fire(None)], at(0))
+    (row,) = await claim(store, "a", "w1", at(0), lease=LEASE, limit=10)
+    await record(store, [row.id], "w1", at(1), outcome="retry", error="HTTP 503", retry_at=at(60))
+    assert await claim(store, "a", "w1", at(59), lease=LEASE, limit=10) == []
+    (row,) = await claim(store, "a", "w1", at(60), lease=LEASE, limit=10)
+    await record(store, [row.id], "w1", at(61), outcome="failed", error="HTTP 400 nope")
+    assert await claim(store, "a", "w1", at(9999), lease=LEASE, limit=10) == []
+    (row,) = await outbox_rows(store)
+    assert (row.attempts, row.failed_at, row.last_error) == (2, at(61), "HTTP 400 nope")
+
+
+def test_rules_module_is_pure() -> None:
+    """rules.py imports only the standard library and the pure domain model."""
+    import ciwatch.alerting.rules as rules
+
+    tree = ast.parse(Path(rules.__file__).read_text())
+    imported = {
+        node.module
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module is not None
+    } | {
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    }
+    own = {name for name in imported if name.startswith("ciwatch")}
+    assert own <= {"ciwatch.domain"}
+    assert not imported & {"sqlalchemy", "aiohttp", "asyncio"}
