@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import typer
 import uvicorn
@@ -29,6 +30,7 @@ from ciwatch.cli.common import (
 )
 from ciwatch.config import Settings, split_listen
 from ciwatch.errors import CiwatchError
+from ciwatch.runtime import Runtime
 
 log = logging.getLogger("ciwatch.serve")
 
@@ -39,6 +41,8 @@ ListenOption = Annotated[
     ),
 ]
 DEMO_LISTEN = "127.0.0.1:8080"
+# Seconds between evaluations of every project/ref by the alert engine.
+ALERT_INTERVAL = 5.0
 
 
 class _Server(uvicorn.Server):
@@ -72,7 +76,6 @@ async def serve_settings(
     settings: Settings, *, on_ready: Callable[[str], None] | None = None
 ) -> None:
     """Run the scheduler and the web app until a signal arrives."""
-    from ciwatch.runtime import Runtime
     from ciwatch.web.app import create_app
 
     host, port = split_listen(settings.server.listen)
@@ -92,13 +95,14 @@ async def serve_settings(
         server = _Server(config, stop)
         assert runtime.scheduler is not None
         polling = asyncio.create_task(runtime.scheduler.run(stop), name="scheduler")
+        alerting = asyncio.create_task(run_alerting(runtime, stop), name="alerting")
         serving = asyncio.create_task(server.serve(), name="web")
         # uvicorn exposes `started` as a flag, not an event.
         while not server.started and not serving.done():  # noqa: ASYNC110
             await asyncio.sleep(0.05)
         if serving.done():
             stop.set()
-            await polling
+            await asyncio.gather(polling, alerting)
             with contextlib.suppress(SystemExit, OSError):
                 serving.result()  # uvicorn has logged why (address in use, not permitted)
             raise CiwatchError(f"cannot listen on {settings.server.listen}")
@@ -106,9 +110,41 @@ async def serve_settings(
             on_ready(f"http://{_display_host(host)}:{_bound_port(server, port)}/")
         await serving
         stop.set()
-        await polling
+        await asyncio.gather(polling, alerting)
     finally:
         await runtime.close()
+
+
+async def run_alerting(runtime: Runtime, stop: asyncio.Event) -> None:
+    """The alert engine (its ticker re-evaluates every project/ref, so time-based rules fire
+    without new runs) and one delivery worker per configured channel, until `stop`."""
+    from ciwatch.alerting import AlertEngine, DeliveryWorkers
+    from ciwatch.channels import build_channel
+    from ciwatch.store import SqlStore
+
+    store = runtime.store
+    if not isinstance(store, SqlStore):  # the engine's queries are SQL
+        return
+    settings = runtime.settings
+    base = str(settings.server.base_url).rstrip("/") if settings.server.base_url else None
+
+    def dashboard_url(source: str, project: str, ref: str) -> str:
+        return f"{base}/projects/{quote(source)}/{quote(project)}?ref={quote(ref, safe='')}"
+
+    engine = AlertEngine(
+        store,
+        settings.alerts,
+        runtime.clock,
+        interval=ALERT_INTERVAL,
+        dashboard_url=dashboard_url if base else None,
+    )
+    channels = {c.name: build_channel(c) for c in settings.alerts.channels}
+    workers = DeliveryWorkers(store, channels, runtime.clock, metrics=runtime.metrics)
+    try:
+        await asyncio.gather(engine.run(stop), workers.run(stop))
+    finally:
+        for channel in channels.values():
+            await channel.close()
 
 
 def _display_host(host: str) -> str:
