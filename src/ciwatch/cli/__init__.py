@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from ciwatch import __version__
-from ciwatch.cli import alerts, config_cmd, data, db, pending, poll, report, serve, simulate
+from ciwatch.cli import alerts, config_cmd, data, db, poll, report, serve, simulate
 
 app = typer.Typer(
     name="ciwatch",
@@ -42,9 +42,9 @@ app.command("status")(data.status)
 app.command("history")(data.history)
 app.command("report")(report.report)
 app.command("simulate")(simulate.simulate)
-pending.alerts_app.command("test")(alerts.alerts_test)
-app.add_typer(pending.alerts_app, name="alerts")
-app.add_typer(pending.silence_app, name="silence")
+alerts.alerts_app.command("test")(alerts.alerts_test)
+app.add_typer(alerts.alerts_app, name="alerts")
+app.add_typer(alerts.silence_app, name="silence")
 app.add_typer(db.app, name="db")
 app.add_typer(config_cmd.app, name="config")
 

@@ -1,5 +1,6 @@
 """The JSON API under `/api/v1` (DESIGN §9): runs, one run with its jobs, project/ref states,
-target health and alerts. Read-only; every route here is behind `require_auth` (see app.py).
+target health, alerts and silences. Read-only but for silences; every route here is behind
+`require_auth` (see app.py).
 
 Answers are built by `ciwatch.serialize`; the `response_model`s only document them.
 """
@@ -7,13 +8,17 @@ Answers are built by `ciwatch.serialize`; the `response_model`s only document th
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
+from ciwatch.alerting.silences import create_silence, list_silences
+from ciwatch.alerting.views import alert_list, expire_silence, get_silence, silence_to_dict
+from ciwatch.config.durations import parse_duration
 from ciwatch.domain import RunKey, Status
 from ciwatch.serialize import job_to_dict, ref_state_to_dict, run_to_dict
+from ciwatch.store import SqlStore
 from ciwatch.timeutil import iso_z, to_utc
 from ciwatch.web.context import runtime_of
 from ciwatch.web.errors import ApiError, error_responses
@@ -22,6 +27,9 @@ from ciwatch.web.schemas import (
     ProjectsAnswer,
     RunDetail,
     RunsPage,
+    SilenceAnswer,
+    SilenceCreate,
+    SilencesAnswer,
     TargetsAnswer,
 )
 
@@ -155,8 +163,104 @@ async def list_targets(
     return JSONResponse({"targets": targets})
 
 
-@router.get("/alerts", response_model=AlertsAnswer, summary="Firing alerts (not yet)")
-async def list_alerts() -> JSONResponse:
-    """Firing alerts. **Not implemented yet**: alerting lands in a later release, and until then
-    this answers `{"alerts": []}` so that clients can already be written against it."""
-    return JSONResponse({"alerts": []})
+AlertStateQ = Annotated[
+    Literal["firing", "resolved"] | None,
+    Query(description="Only firing (or resolved) alerts."),
+]
+
+
+def _sql_store(request: Request) -> SqlStore:
+    store = runtime_of(request).store
+    if not isinstance(store, SqlStore):  # alerting's queries are SQL
+        raise ApiError(501, "alerting needs the SQL store")
+    return store
+
+
+@router.get("/alerts", response_model=AlertsAnswer, summary="Alerts and their deliveries")
+async def list_alerts(
+    request: Request,
+    state: AlertStateQ = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="At most this many.")] = (
+        DEFAULT_LIMIT
+    ),
+) -> JSONResponse:
+    """Firing alerts first (newest first), then resolved ones (most recently seen first). Each
+    carries the newest notice per channel and its outcome: `sent`, `failed` (for good, with the
+    channel's `error`) or `pending` (with the last `error` while it is being retried)."""
+    answer = await alert_list(_sql_store(request), state=state, limit=limit)
+    return JSONResponse({"alerts": answer})
+
+
+@router.get("/silences", response_model=SilencesAnswer, summary="Silences")
+async def get_silences(
+    request: Request,
+    everything: Annotated[
+        bool, Query(alias="all", description="Also the expired and future ones (`?all=1`).")
+    ] = False,
+) -> JSONResponse:
+    """The silences in force now, by id; with `all=1` every stored silence."""
+    store = _sql_store(request)
+    now = runtime_of(request).clock.now()
+    found = await list_silences(store, active_at=None if everything else now)
+    return JSONResponse({"silences": [silence_to_dict(s, now) for s in found]})
+
+
+@router.post(
+    "/silences",
+    response_model=SilenceAnswer,
+    status_code=201,
+    summary="Add a silence",
+    responses=error_responses(400),
+)
+async def post_silence(request: Request, body: SilenceCreate) -> JSONResponse:
+    """Mute alerts whose labels match every given glob (`source`, `project`, `ref`, `event`;
+    at least one) from now until `ends_at`, or for `duration` (e.g. `2h`). Answers 201 with the
+    silence; 400 naming the bad field."""
+    store = _sql_store(request)
+    now = runtime_of(request).clock.now()
+    matchers = body.matchers.model_dump(exclude_none=True)
+    if not matchers:
+        raise ApiError(400, "invalid silence", _bad("matchers", "give at least one matcher"))
+    if (body.ends_at is None) == (body.duration is None):
+        raise ApiError(400, "invalid silence", _bad("ends_at", "give ends_at or duration"))
+    if body.duration is not None:
+        try:
+            ends_at = now + parse_duration(body.duration)
+        except ValueError as exc:
+            raise ApiError(400, "invalid silence", _bad("duration", str(exc))) from exc
+    else:
+        assert body.ends_at is not None
+        ends_at = to_utc(body.ends_at)
+    if ends_at <= now:
+        raise ApiError(400, "invalid silence", _bad(_when(body), "the silence must end later"))
+    silence_id = await create_silence(
+        store, matchers, now, ends_at, created_by=body.created_by, comment=body.comment
+    )
+    silence = await get_silence(store, silence_id)
+    assert silence is not None
+    return JSONResponse({"silence": silence_to_dict(silence, now)}, status_code=201)
+
+
+def _bad(field: str, message: str) -> dict[str, str]:
+    return {"field": field, "message": message}
+
+
+def _when(body: SilenceCreate) -> str:
+    return "duration" if body.duration is not None else "ends_at"
+
+
+@router.delete(
+    "/silences/{silence_id}",
+    response_model=SilenceAnswer,
+    summary="Expire a silence now",
+    responses=error_responses(404),
+)
+async def expire(request: Request, silence_id: int) -> JSONResponse:
+    """End a silence now (it stays listed with `?all=1`); 200 with the silence, 404 when there
+    is none with that id. A silence already over is answered unchanged."""
+    store = _sql_store(request)
+    now = runtime_of(request).clock.now()
+    silence = await expire_silence(store, silence_id, now)
+    if silence is None:
+        raise ApiError(404, "silence not found", {"id": silence_id})
+    return JSONResponse({"silence": silence_to_dict(silence, now)})

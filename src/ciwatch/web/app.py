@@ -43,14 +43,12 @@ STATIC_DIR = Path(__file__).parent / "static"
 DASHBOARD_MODULE = "ciwatch.web.dashboard"
 
 DESCRIPTION = """\
-The read API of ciwatch: runs, project/ref states, target health, alerts; plus `/metrics`
+The API of ciwatch: runs, project/ref states, target health, alerts, silences; plus `/metrics`
 (Prometheus), `/cc.xml` (CCTray), `/healthz` and `/readyz`.
 
 Errors are always `{"error": "...", "detail": ...}`. When `server.username` and
 `server.password` are set, every route except `/healthz`, `/readyz` (and `/metrics` unless
 `server.protect_metrics`) needs HTTP basic auth.
-
-`GET /api/v1/alerts` answers an empty list until alerting lands.
 """
 
 

@@ -8,9 +8,9 @@ that the run and job models have exactly the domain model's fields.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from ciwatch.domain import Status
 
@@ -114,10 +114,82 @@ class TargetsAnswer(BaseModel):
     targets: list[TargetModel]
 
 
-class AlertsAnswer(BaseModel):
-    alerts: list[dict[str, Any]] = Field(
-        description="Firing alerts. Always empty until alerting lands in a later release."
+class ChannelOutcome(BaseModel):
+    """The newest notice of an alert on one channel and what became of it."""
+
+    channel: str = Field(description="Channel name from the configuration.")
+    event: str | None = Field(description="broken, still_failing, recovered, stuck or queued.")
+    outcome: Literal["sent", "failed", "pending"] = Field(
+        description="sent; failed for good (see `error`); pending: not sent yet, being retried "
+        "when `error` is set."
     )
+    at: datetime | None = Field(description="When it was sent or failed; when due if pending.")
+    attempts: int = Field(description="Send attempts so far.")
+    error: str | None = Field(description="The channel's error text of the last failed attempt.")
+
+
+class AlertModel(BaseModel):
+    """One alert: the state of a fingerprint (rule, source, project, ref)."""
+
+    rule: str = Field(description="The rule: broken, stuck or queued.")
+    event: str | None = Field(description="The newest event notified for it, if any.")
+    source: str
+    project: str
+    ref: str
+    state: Literal["firing", "resolved"]
+    first_seen: datetime
+    last_seen: datetime
+    last_notified: datetime | None
+    channels: list[ChannelOutcome] = Field(description="Newest notice per channel, by channel.")
+
+
+class AlertsAnswer(BaseModel):
+    alerts: list[AlertModel] = Field(
+        description="Firing alerts first (newest first), then resolved ones (most recent first)."
+    )
+
+
+class SilenceMatchers(BaseModel):
+    """Globs (`*`, `?`, `[...]`) on the alert's labels; a missing key matches anything."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str | None = Field(None, min_length=1)
+    project: str | None = Field(None, min_length=1)
+    ref: str | None = Field(None, min_length=1)
+    event: str | None = Field(None, min_length=1)
+
+
+class SilenceCreate(BaseModel):
+    """A new silence: matchers and either `ends_at` or `duration` (from now)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    matchers: SilenceMatchers
+    ends_at: datetime | None = Field(None, description="When it ends (ISO 8601; UTC if no offset).")
+    duration: str | None = Field(None, description="How long from now, e.g. 30m, 2h, 1d.")
+    comment: str | None = Field(None, max_length=1000)
+    created_by: str | None = Field(None, max_length=200)
+
+
+class SilenceModel(BaseModel):
+    """A stored silence; `active` when in force now."""
+
+    id: int
+    matchers: dict[str, str]
+    starts_at: datetime
+    ends_at: datetime
+    created_by: str | None
+    comment: str | None
+    active: bool
+
+
+class SilenceAnswer(BaseModel):
+    silence: SilenceModel
+
+
+class SilencesAnswer(BaseModel):
+    silences: list[SilenceModel]
 
 
 class StatusAnswer(BaseModel):
