@@ -1,6 +1,7 @@
-"""How a poll writes: jobs before their runs (a failed write is re-fetched, never lost), one
-transaction per poll for runs and one for jobs, and no store read for a run this process saw
-stored at the same progress. Real pollers against the simulator on a fake clock."""
+"""What a poll costs: jobs written before their runs (a failed write is re-fetched, never lost),
+one transaction per poll for runs and one for jobs, no store read for a run this process saw
+stored at the same progress, and no stage request for a Jenkins build still in the queue. Real
+pollers against the simulator on a fake clock."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 
 from ciwatch.clock import FakeClock
 from ciwatch.config import GitHubSource, GitLabSource, JenkinsSource, Settings
-from ciwatch.domain import Status
+from ciwatch.domain import RunKey, Status
 from ciwatch.errors import StoreError
 from ciwatch.runtime import Runtime
 from ciwatch.simulator import RunningSimulator, Simulator, load_scenario, start_simulator
@@ -153,3 +154,28 @@ async def test_unchanged_runs_cost_no_store_read_and_a_poll_writes_twice_at_most
     assert changed > 0
     assert 0 < spy.calls["get_run"] < sum(o.seen for o in third.outcomes)
     assert spy.calls["upsert_runs"] <= polls
+
+
+async def test_a_queued_jenkins_build_costs_no_stage_request(
+    store: Store, sim: tuple[Simulator, RunningSimulator, FakeClock]
+) -> None:
+    simulator, running, clock = sim
+    describe = "/jenkins/job/team/job/app/5/wfapi/describe"
+    runtime = await _runtime(running, clock, SpyStore(store))
+    try:
+        assert runtime.scheduler is not None
+        await runtime.scheduler.run_once()
+        waiting = await store.get_run(RunKey("jk", "team/app", "5"))  # queued at the start
+        assert waiting is not None
+        assert waiting.status is Status.QUEUED
+        assert simulator.stats.by_path[describe] == 0  # build 5 does not exist yet
+        assert runtime.metrics.api_requests[("jk", "404")] == 0
+        clock.advance(90)  # it leaves the queue and starts
+        await runtime.scheduler.run_once()
+    finally:
+        await _close_keep_store(runtime)
+    started = await store.get_run(RunKey("jk", "team/app", "5"))
+    assert started is not None
+    assert started.status is Status.RUNNING
+    assert simulator.stats.by_path[describe] == 1
+    assert await store.jobs_for(started.key)

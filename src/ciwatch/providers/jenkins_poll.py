@@ -18,7 +18,7 @@ from urllib.parse import quote, unquote
 
 from ciwatch.clock import Clock
 from ciwatch.config import JenkinsSource
-from ciwatch.domain import Job, Run, Target, TargetState
+from ciwatch.domain import Job, Run, Status, Target, TargetState
 from ciwatch.errors import NotFound
 from ciwatch.http import HttpClient
 from ciwatch.providers import jenkins
@@ -131,6 +131,8 @@ class JenkinsProvider:
         return run
 
     async def details(self, run: Run) -> tuple[Run, list[Job]]:
+        if run.status is Status.QUEUED:
+            return run, []  # still in the queue: build `nextBuildNumber` does not exist yet
         cls = self.classes.get(run.project)
         if "/" in run.run_id or cls == PIPELINE:
             path = self._build_path(run.project, run.run_id)
