@@ -8,32 +8,24 @@ tables. When the server cannot be reached the PostgreSQL variants are skipped, e
 
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
-from collections.abc import AsyncIterator, Coroutine, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import asyncpg
 import pytest
 
 from ciwatch.store import SqlStore, open_store
 from ciwatch.store.tables import metadata
+from factories import run_async
 
 PG_HOST = "127.0.0.1"
 PG_PORT = 5432
 PG_USER = "postgres"
 ENGINES = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 T = TypeVar("T")
-
-
-def run_async(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine to completion from synchronous code, on a private loop in a worker
-    thread, so that the test's own event loop (running or not) is never touched."""
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, coro).result()
 
 
 @pytest.fixture(autouse=True)

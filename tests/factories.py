@@ -7,10 +7,23 @@ test is about and nothing else.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from ciwatch.domain import Job, Run, Status
+
+T = TypeVar("T")
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion from synchronous code, on a private loop in a worker
+    thread, so that the test's own event loop (running or not) is never touched."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 

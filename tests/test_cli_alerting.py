@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from alert_seed import DINGTALK_ERROR, seed_alerts
 from ciwatch.cli import app
 from ciwatch.store import open_store
-from conftest import run_async
+from factories import run_async
 
 runner = CliRunner(env={"COLUMNS": "250"})
 
