@@ -133,6 +133,8 @@ async def _store_runs(
     provider: Provider, store: Store, runs: Sequence[Run], known: set[int] | None
 ) -> int:
     """Store the runs that progressed, with their jobs; how many changed a stored run."""
+    if not runs:
+        return 0  # a 304 or an empty list: the runs known from before are still the ones shown
     seen: set[int] = set()
     fresh: list[Run] = []
     for run in runs:
