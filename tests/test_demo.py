@@ -41,12 +41,16 @@ def test_demo_shows_all_three_providers_and_stops_on_sigterm() -> None:
             providers: set[str] = set()
             projects: list[dict[str, Any]] = []
             deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and providers != {"gitlab", "github", "jenkins"}:
+            names: set[str] = set()
+            wanted = {"platform/backend/api", "octo-org/service", "backend/billing"}
+            while time.monotonic() < deadline and not wanted <= names:
                 time.sleep(0.5)
                 _, body = _get(base + "api/v1/projects")
                 projects = json.loads(body)["projects"]
                 providers = {p["provider"] for p in projects}
+                names = {p["project"] for p in projects}
             assert providers == {"gitlab", "github", "jenkins"}, projects
+            assert wanted <= names, names
             assert {p["status"] for p in projects} >= {"success", "failed"}
             status, page = _get(base)
             assert status == 200
