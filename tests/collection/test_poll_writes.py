@@ -18,6 +18,7 @@ from ciwatch.config import GitHubSource, GitLabSource, JenkinsSource, Settings
 from ciwatch.domain import RunKey, Status
 from ciwatch.errors import StoreError
 from ciwatch.runtime import Runtime
+from ciwatch.scheduler.tasks import KnownRuns
 from ciwatch.simulator import RunningSimulator, Simulator, load_scenario, start_simulator
 from ciwatch.store import Store
 
@@ -183,3 +184,14 @@ async def test_a_queued_jenkins_build_costs_no_stage_request(
     assert started.status is Status.RUNNING
     assert simulator.stats.by_path[describe] == 1
     assert await store.jobs_for(started.key)
+
+
+def test_known_runs_is_a_set_of_hashes() -> None:
+    known = KnownRuns()
+    assert 1 not in known
+    known.replace([5, -3, 9, 5, 2**63 - 1, -(2**63)])
+    assert len(known) == 5
+    assert all(key in known for key in (5, -3, 9, 2**63 - 1, -(2**63)))
+    assert not any(key in known for key in (4, 10, -4, 0))
+    known.replace([])
+    assert 5 not in known

@@ -19,7 +19,7 @@ from ciwatch.clock import Clock, SystemClock
 from ciwatch.domain import Target
 from ciwatch.errors import AuthFailed, NotFound, ProviderError, RateLimited
 from ciwatch.providers.base import Provider
-from ciwatch.scheduler.tasks import Cadence, PollOutcome, poll_target
+from ciwatch.scheduler.tasks import Cadence, KnownRuns, PollOutcome, poll_target
 from ciwatch.selfmetrics import CollectionMetrics
 from ciwatch.store import Store
 
@@ -36,8 +36,8 @@ class _Entry:
     due: datetime
     failures: int = 0
     active_runs: set[str] = field(default_factory=set)
-    # Hashes of the runs of the previous poll at the progress they were stored with (tasks.py).
-    known: set[int] = field(default_factory=set)
+    # The runs of the previous poll at the progress they were stored with (tasks.py).
+    known: KnownRuns = field(default_factory=KnownRuns)
     in_flight: bool = False
     polls: int = 0
 

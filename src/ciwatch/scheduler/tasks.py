@@ -14,7 +14,9 @@ so it stays as small as the list window (Jenkins `builds`, GitHub `per_page`, Gi
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from array import array
+from bisect import bisect_left
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -79,7 +81,7 @@ async def poll_target(
     now: datetime,
     metrics: CollectionMetrics | None = None,
     active_runs: set[str] | None = None,
-    known: set[int] | None = None,
+    known: KnownRuns | None = None,
 ) -> PollOutcome:
     """Poll one target and store what changed. Provider errors are recorded on the target (its
     health and reason) and returned, never raised; store errors propagate.
@@ -125,12 +127,33 @@ async def poll_target(
     )
 
 
+class KnownRuns:
+    """The runs of a target's previous poll, each as the hash of its id and progress, in a
+    sorted array of 8-byte integers: a set of ints would take about ten times the memory
+    (3 KB instead of 240 bytes for 20 runs; 30 MB instead of 3 MB at 10,000 targets)."""
+
+    __slots__ = ("_hashes",)
+
+    def __init__(self) -> None:
+        self._hashes = array("q")
+
+    def __contains__(self, key: int) -> bool:
+        i = bisect_left(self._hashes, key)
+        return i < len(self._hashes) and self._hashes[i] == key
+
+    def __len__(self) -> int:
+        return len(self._hashes)
+
+    def replace(self, keys: Iterable[int]) -> None:
+        self._hashes = array("q", sorted(set(keys)))
+
+
 def _seen(run: Run, progress: tuple[int, datetime, int]) -> int:
     return hash((run.run_id, progress))
 
 
 async def _store_runs(
-    provider: Provider, store: Store, runs: Sequence[Run], known: set[int] | None
+    provider: Provider, store: Store, runs: Sequence[Run], known: KnownRuns | None
 ) -> int:
     """Store the runs that progressed, with their jobs; how many changed a stored run."""
     if not runs:
@@ -164,8 +187,7 @@ async def _store_runs(
             for run, (full, _) in zip(fresh, details, strict=True)
             if progress_key(run) <= progress_key(full)
         )
-        known.clear()
-        known.update(seen)
+        known.replace(seen)
     return changed
 
 
