@@ -231,6 +231,7 @@ def test_db_upgrade_and_prune(database: str) -> None:
     pruned = runner.invoke(app, ["db", "prune", "--older-than", "90d", "--database", database])
     assert pruned.exit_code == 0, pruned.output
     assert "pruned 1 runs" in pruned.stderr
+    assert "pruned 0 delivered or failed notifications, 0 resolved alerts" in pruned.stderr
     result = runner.invoke(app, ["history", "group/app", "--json", "--database", database])
     assert [r["run_id"] for r in json.loads(result.stdout)] == ["3", "2", "1"]
 

@@ -374,13 +374,115 @@ async def test_group_wait_batches_several_refs_into_one_message(
     clock.advance(31)
     await rig.cycle()
     (doc,) = receivers[0].events
-    assert doc["group"] == "hook0"
+    assert doc["group"] == "all projects"
     got = sorted((e["event"], e["project"], e["ref"]) for e in doc["events"])
     assert got == [
         ("broken", "a/one", "main"),
         ("broken", "a/two", "main"),
         ("broken", "group/app", "dev"),
     ]
+
+
+async def test_group_wait_is_a_window_per_route_opened_by_its_first_alert(
+    store: SqlStore,
+    receivers: list[WebhookReceiver],
+    clock: FakeClock,
+    make_rig: MakeRig,
+) -> None:
+    routes = [
+        RouteSettings(channels=["hook0"], projects=["a/*"]),
+        RouteSettings(channels=["hook0"], projects=["b/*"], name="team b"),
+    ]
+    rig = make_rig(store, receivers[:1], clock, group_wait=30, routes=routes)
+    await store.upsert_run(red(1, project="a/one"))  # opens a/*'s window, until +30 s
+    await rig.cycle()
+    clock.advance(20)
+    # Joins the open window: goes out at +30 s, not +50 s. b/* opens its own window.
+    await store.upsert_runs([red(2, project="a/two"), red(3, project="b/one")])
+    await rig.cycle()
+    clock.advance(9)  # +29 s: nothing due yet
+    await rig.cycle()
+    assert receivers[0].requests == []
+    clock.advance(2)  # +31 s: a/*'s window is over, b/*'s is not
+    await rig.cycle()
+    (doc,) = receivers[0].events
+    assert doc["group"] == "a/*"
+    assert sorted(e["project"] for e in doc["events"]) == ["a/one", "a/two"]
+    clock.advance(20)  # +51 s: b/* goes out alone, as a single notice
+    await rig.cycle()
+    assert [(d.get("group"), d.get("project")) for d in receivers[0].events[1:]] == [
+        (None, "b/one")
+    ]
+    # A new alert after a window closed opens a new one.
+    await store.upsert_run(red(4, project="a/three"))
+    await rig.cycle()
+    clock.advance(29)
+    await rig.cycle()
+    assert len(receivers[0].events) == 2
+    clock.advance(2)
+    await rig.cycle()
+    assert receivers[0].events[2]["project"] == "a/three"
+
+
+async def test_stuck_looks_at_every_run_of_a_ref_not_only_the_newest(
+    store: SqlStore,
+    receivers: list[WebhookReceiver],
+    clock: FakeClock,
+    make_rig: MakeRig,
+) -> None:
+    rig = make_rig(store, receivers[:1], clock)
+    now = START
+    old = make_run(
+        run_id="1",
+        status=Status.RUNNING,
+        created_at=at(now - 7300),
+        started_at=at(now - 7200),
+        finished_at=None,
+        updated_at=at(now - 7200),
+    )
+    newest = make_run(
+        run_id="2",
+        status=Status.RUNNING,
+        created_at=at(now - 100),
+        started_at=at(now - 90),
+        finished_at=None,
+        updated_at=at(now - 90),
+    )
+    await store.upsert_runs([old, newest])
+    await rig.cycle()
+    (doc,) = receivers[0].events
+    assert (doc["event"], doc["run"]["run_id"], doc["red_for_seconds"]) == ("stuck", "1", 7200.0)
+    # The newest run finishing changes nothing: the old one is still stuck.
+    await store.upsert_run(
+        make_run(
+            run_id="2",
+            status=Status.SUCCESS,
+            created_at=at(now - 100),
+            started_at=at(now - 90),
+            finished_at=at(now - 5),
+            updated_at=at(now - 5),
+        )
+    )
+    await rig.cycle()
+    assert len(receivers[0].events) == 1
+    (alert,) = [a for a in await load_alerts(store) if a.rule == "stuck"]
+    assert (alert.state, alert.payload["run_id"]) == ("firing", "1")
+
+
+async def test_evaluating_some_refs_leaves_the_others(
+    store: SqlStore,
+    receivers: list[WebhookReceiver],
+    clock: FakeClock,
+    make_rig: MakeRig,
+) -> None:
+    rig = make_rig(store, receivers[:1], clock)
+    await store.upsert_runs([red(1, project="a/one"), red(2, project="a/two")])
+    run = red(1, project="a/one")
+    changed = await rig.engine.evaluate({run.ref_key})
+    assert [c.decision.fingerprint for c in changed] == [("broken", "gitlab-main", "a/one", "main")]
+    assert [a.project for a in await load_alerts(store)] == ["a/one"]
+    assert await rig.engine.evaluate(set()) == []
+    assert [c.decision.fingerprint[2] for c in await rig.engine.evaluate()] == ["a/two"]
 
 
 async def test_two_engines_racing_queue_once(
@@ -449,3 +551,40 @@ async def test_run_loops_until_stopped(
     stop.set()
     await asyncio.wait_for(tasks, 5)
     assert events(receivers[0]) == ["broken"]
+
+
+async def test_a_change_is_evaluated_and_delivered_without_waiting_for_a_tick(
+    store: SqlStore,
+    receivers: list[WebhookReceiver],
+    clock: FakeClock,
+) -> None:
+    """With an hour between full evaluations and between idle polls, only the store's change
+    feed (engine) and `wake` (workers) can send the alert while the loops run."""
+    settings = AlertSettings(
+        channels=[WebhookChannel(name="hook0", url=receivers[0].url)],
+        routes=[RouteSettings(channels=["hook0"])],
+        group_wait=timedelta(0),
+    )
+    channel = build_channel(settings.channels[0])
+    workers = DeliveryWorkers(store, {"hook0": channel}, clock, poll_interval=3600)
+    engine = AlertEngine(store, settings, clock, interval=3600, on_queued=workers.wake)
+    stop = asyncio.Event()
+    tasks = asyncio.gather(engine.run(stop), workers.run(stop))
+    try:
+        for _ in range(500):  # the engine's first full evaluation (of nothing) is done
+            await asyncio.sleep(0.01)
+            if engine.evaluations:
+                break
+        assert engine.evaluations == 1
+        await store.upsert_runs([red(1, project="a/one"), red(2, project="a/two")])
+        for _ in range(1000):
+            if len(events(receivers[0])) >= 2:
+                break
+            await asyncio.sleep(0.01)
+        assert sorted(events(receivers[0])) == ["broken", "broken"]
+        assert engine.evaluations >= 2
+    finally:
+        stop.set()
+        await asyncio.wait_for(tasks, 5)
+        await channel.close()
+    assert store.changes.subscribers == 0

@@ -12,10 +12,13 @@ from ciwatch.store import SqlStore
 from ciwatch.store.alerting import (
     Change,
     NewNotice,
+    add_silence,
     apply_changes,
     claim,
+    list_silences,
     load_alerts,
     outbox_rows,
+    prune_alerting,
     record,
 )
 from factories import at, make_run
@@ -76,6 +79,54 @@ async def test_retry_waits_and_failure_is_final(store: SqlStore) -> None:
     assert await claim(store, "a", "w1", at(9999), lease=LEASE, limit=10) == []
     (row,) = await outbox_rows(store)
     assert (row.attempts, row.failed_at, row.last_error) == (2, at(61), "HTTP 400 nope")
+
+
+def keyed(n: int, *, group: str | None = "g", due: int = 30) -> Change:
+    key = ("broken", "gitlab-main", f"group/p{n}", "main")
+    decision = Decision(key, "fire", None, AlertEventKind.BROKEN, make_run(), {})
+    return Change(decision, [NewNotice(f"k{n}", "a", {"n": n}, at(n + due), group)])
+
+
+async def test_a_group_window_is_opened_by_its_first_row_and_joined_by_later_ones(
+    store: SqlStore,
+) -> None:
+    await apply_changes(store, [keyed(0)], at(0))  # due at 30
+    await apply_changes(store, [keyed(10), keyed(11, group="other")], at(10))
+    await apply_changes(store, [keyed(12, group=None)], at(12))
+    due = {row.dedup_key: (row.group_key, row.next_attempt_at) for row in await outbox_rows(store)}
+    assert due == {
+        "k0": ("g", at(30)),
+        "k10": ("g", at(30)),  # joined k0's window instead of waiting until 40
+        "k11": ("other", at(41)),
+        "k12": (None, at(42)),
+    }
+    # Once the window's rows are claimed, a new row opens a new window.
+    assert len(await claim(store, "a", "w1", at(30), lease=LEASE, limit=10)) == 2
+    await apply_changes(store, [keyed(31)], at(31))
+    (row,) = [r for r in await outbox_rows(store) if r.dedup_key == "k31"]
+    assert row.next_attempt_at == at(61)
+
+
+async def test_prune_deletes_only_what_is_over(store: SqlStore) -> None:
+    await apply_changes(store, [keyed(n, due=0) for n in range(4)], at(0))
+    rows = await claim(store, "a", "w1", at(5), lease=LEASE, limit=10)
+    ids = [row.id for row in rows]
+    await record(store, ids[:1], "w1", at(10), outcome="sent")
+    await record(store, ids[1:2], "w1", at(10), outcome="failed", error="HTTP 400")
+    await record(store, ids[2:3], "w1", at(10), outcome="retry", error="HTTP 503", retry_at=at(9e6))
+    # ids[3] stays claimed (pending)
+    (firing, *_) = await load_alerts(store)
+    resolve = Decision(firing.fingerprint, "resolve", firing, None, make_run(), {})
+    await apply_changes(store, [Change(resolve, ())], at(20))
+    await add_silence(store, {"project": "a"}, at(0), at(50))
+    await add_silence(store, {"project": "b"}, at(0), at(10_000))
+    nothing = await prune_alerting(store, at(5))
+    assert (nothing.outbox, nothing.alerts, nothing.silences) == (0, 0, 0)
+    done = await prune_alerting(store, at(100))
+    assert (done.outbox, done.alerts, done.silences) == (2, 1, 1)
+    assert sorted(row.id for row in await outbox_rows(store)) == ids[2:]
+    assert {a.state for a in await load_alerts(store)} == {"firing"}
+    assert [s.matchers for s in await list_silences(store)] == [{"project": "b"}]
 
 
 def test_rules_module_is_pure() -> None:

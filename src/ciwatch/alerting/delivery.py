@@ -1,7 +1,8 @@
 """Delivery workers (DESIGN §7): drain the outbox, one task per channel.
 
-Each round a worker claims its channel's due rows (`next_attempt_at` passed: created +
-`group_wait`, or a retry time), sends them as one `Message` (grouped when several), and records
+Each round a worker claims its channel's due rows (`next_attempt_at` passed: the end of their
+group's `group_wait` window, or a retry time), sends the rows of each group (route) as one
+`Message` (grouped when several), and records
 the outcome on every claimed row: `sent`; `failed` with the error text when the channel says
 retrying cannot help (`ChannelError.permanent`) or after `max_attempts`; otherwise `retry` at
 now + backoff (exponential, full jitter, at least the channel's `retry_after`). Sends are paced by
@@ -18,10 +19,9 @@ as one store write.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import fields
 from datetime import timedelta
 from typing import Any
@@ -118,18 +118,27 @@ class DeliveryWorkers:
             name: Throttle(channel.min_interval, clock=self.clock)
             for name, channel in self.channels.items()
         }
+        self._wakeups = {name: asyncio.Event() for name in self.channels}
 
     async def deliver_once(self, name: str) -> int:
-        """Claim the due rows of channel `name`, send them as one message and record the
-        outcome; returns how many rows were handled (0 when nothing was due)."""
-        channel = self.channels[name]
+        """Claim the due rows of channel `name`, send them (one message per group: the rows of
+        one route, grouped when there are several) and record each outcome; returns how many rows
+        were handled (0 when nothing was due)."""
         rows = await claim(
             self.store, name, self.worker_id, self.clock.now(), lease=self.lease, limit=self.batch
         )
-        if not rows:
-            return 0
+        groups: dict[str, list[OutboxRow]] = {}
+        for row in rows:
+            # Rows queued before groups existed (revision 0002) are grouped by channel.
+            groups.setdefault(row.group_key or name, []).append(row)
+        for label, members in groups.items():
+            await self._send(name, label, members)
+        return len(rows)
+
+    async def _send(self, name: str, label: str, rows: list[OutboxRow]) -> None:
+        channel = self.channels[name]
         notices = tuple(notice_from_payload(row.payload) for row in rows)
-        message = Message(notices, group=name if len(notices) > 1 else None)
+        message = Message(notices, group=label if len(notices) > 1 else None)
         await self._throttles[name].wait()
         try:
             await channel.send(message)
@@ -141,7 +150,6 @@ class DeliveryWorkers:
             )
             self._count(name, "sent")
             log.info("alert delivery: channel=%s rows=%d sent", name, len(rows))
-        return len(rows)
 
     async def _failed(self, name: str, rows: list[OutboxRow], exc: ChannelError) -> None:
         ids = [row.id for row in rows]
@@ -171,8 +179,18 @@ class DeliveryWorkers:
         counts = await asyncio.gather(*(self.deliver_once(name) for name in self.channels))
         return sum(counts)
 
+    def wake(self, channels: Iterable[str]) -> None:
+        """Tell the workers of `channels` that rows were queued, so that a row due at once is
+        sent at once rather than at the next poll (the engine's `on_queued`)."""
+        for name in channels:
+            event = self._wakeups.get(name)
+            if event is not None:
+                event.set()
+
     async def _channel_loop(self, name: str, stop: asyncio.Event) -> None:
+        wakeup = self._wakeups[name]
         while not stop.is_set():
+            wakeup.clear()
             try:
                 handled = await self.deliver_once(name)
             except StoreError as exc:
@@ -180,8 +198,15 @@ class DeliveryWorkers:
                 handled = 0
             if handled:
                 continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.poll_interval)
+            # Idle: poll again after `poll_interval` (rows of other replicas, retries, the end
+            # of a group_wait), or at once when woken or stopped.
+            stopping = asyncio.ensure_future(stop.wait())
+            woken = asyncio.ensure_future(wakeup.wait())
+            await asyncio.wait(
+                [stopping, woken], timeout=self.poll_interval, return_when=asyncio.FIRST_COMPLETED
+            )
+            stopping.cancel()
+            woken.cancel()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until `stop` is set: one task per channel, so a slow or rate-limited channel

@@ -4,16 +4,16 @@ notifications in the outbox — the state changes and their outbox rows in one t
 `evaluate()` is level-based and idempotent: it reads the ref states and the stored alerts,
 decides with `rules`, and writes each change with compare-and-set on the row it was decided
 from, so a second evaluator (another replica, or this one after a restart) that raced it or
-comes later changes nothing and queues nothing. `run(stop)` calls it every `interval` seconds,
-which also evaluates the time-based rules (stuck, queued).
+comes later changes nothing and queues nothing. `run(stop)` calls it for every ref every
+`interval` seconds, which also evaluates the time-based rules (stuck, queued), and for the refs
+this process changed as soon as they change.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import datetime
 from fnmatch import fnmatchcase
 
@@ -24,7 +24,7 @@ from ciwatch.alerting.silences import silenced
 from ciwatch.channels.base import Notice
 from ciwatch.clock import Clock, SystemClock
 from ciwatch.config.models import AlertSettings, RouteSettings
-from ciwatch.domain import RefState, Run, RunKey, Status
+from ciwatch.domain import RefKey, RefState, Run, RunKey, Status
 from ciwatch.errors import StoreError
 from ciwatch.store.alerting import (
     Change,
@@ -33,6 +33,7 @@ from ciwatch.store.alerting import (
     apply_changes,
     list_silences,
     load_alerts,
+    waiting_runs,
 )
 from ciwatch.store.sql import SqlStore
 
@@ -43,10 +44,11 @@ DashboardUrl = Callable[[str, str, str], str]
 
 def route_channels(
     routes: Iterable[RouteSettings], event: str, source: str, project: str, ref: str
-) -> list[str]:
+) -> dict[str, str]:
     """The channels of every route matching the event and the source/project/ref globs, in
-    the order routes and their channels are configured, each once."""
-    found: list[str] = []
+    the order routes and their channels are configured, each once, with the label of the first
+    route that named it (what a grouped message on that channel is "in")."""
+    found: dict[str, str] = {}
     for route in routes:
         if event not in route.events:
             continue
@@ -56,7 +58,8 @@ def route_channels(
             continue
         if not any(fnmatchcase(ref, glob) for glob in route.refs):
             continue
-        found.extend(name for name in route.channels if name not in found)
+        for name in route.channels:
+            found.setdefault(name, route.label)
     return found
 
 
@@ -71,12 +74,16 @@ class AlertEngine:
         *,
         interval: float = 15.0,
         dashboard_url: DashboardUrl | None = None,
+        on_queued: Callable[[set[str]], None] | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
         self.clock = clock or SystemClock()
         self.interval = interval
         self.dashboard_url = dashboard_url
+        # Told the channels an evaluation queued rows for (the delivery workers' `wake`).
+        self.on_queued = on_queued
+        self.evaluations = 0  # how many evaluations ran (full or of some refs)
         self.limits = Thresholds(
             stuck_after=settings.stuck_after,
             queued_after=settings.queued_after,
@@ -97,18 +104,30 @@ class AlertEngine:
         jobs = await self.store.jobs_for(RunKey(run.source, run.project, run.run_id))
         return tuple(j.name for j in jobs if j.status is Status.FAILED and not j.allow_failure)
 
-    async def decide(self, now: datetime) -> list[Decision]:
-        """What `evaluate` would change at `now`, without writing anything."""
-        states = await self.store.ref_states()
+    async def decide(self, now: datetime, refs: Sequence[RefKey] | None = None) -> list[Decision]:
+        """What `evaluate` would change at `now` (for every ref, or only `refs`), without
+        writing anything."""
+        states = await self.store.ref_states(refs=refs)
         stored: dict[Fingerprint, AlertRow] = {
-            row.fingerprint: row for row in await load_alerts(self.store)
+            row.fingerprint: row for row in await load_alerts(self.store, refs=refs)
         }
+        waiting: dict[RefKey, list[Run]] = {}
+        for run in await waiting_runs(
+            self.store,
+            running_before=now - self.limits.stuck_after - rules.CLOCK_SKEW,
+            queued_before=now - self.limits.queued_after - rules.CLOCK_SKEW,
+            refs=refs,
+        ):
+            waiting.setdefault(run.ref_key, []).append(run)
         decisions: list[Decision] = []
         for state in states:
             decisive = None
             if rules.wants_decisive(state, stored, now, self.limits):
                 decisive = await self._decisive(state)
-            decisions.extend(rules.decide(state, stored, decisive, now, self.limits))
+            key = RefKey(state.source, state.project, state.ref)
+            decisions.extend(
+                rules.decide(state, stored, decisive, now, self.limits, waiting.get(key, []))
+            )
         return decisions
 
     async def _change(
@@ -139,14 +158,19 @@ class AlertEngine:
         # notification: a replica that lost the race would compute the same key.
         dedup = f"{':'.join(decision.fingerprint)}:{event}:{now.isoformat()}"
         due = now + self.settings.group_wait
-        return Change(decision, [NewNotice(dedup, name, payload, due) for name in channels])
+        return Change(
+            decision,
+            [NewNotice(dedup, name, payload, due, group) for name, group in channels.items()],
+        )
 
-    async def evaluate(self) -> list[Change]:
-        """One evaluation: decide, then write the alert changes and their outbox rows in one
-        transaction. Returns the changes that this call applied (a change another evaluator
-        made first is left out). Raises StoreError when the store fails (nothing half-written)."""
+    async def evaluate(self, refs: Collection[RefKey] | None = None) -> list[Change]:
+        """One evaluation (of every ref, or only of `refs`): decide, then write the alert
+        changes and their outbox rows in one transaction. Returns the changes that this call
+        applied (a change another evaluator made first is left out). Raises StoreError when the
+        store fails (nothing half-written)."""
         now = self.clock.now()
-        decisions = await self.decide(now)
+        self.evaluations += 1
+        decisions = await self.decide(now, sorted(refs) if refs is not None else None)
         if not decisions:
             return []
         silences = await list_silences(self.store, active_at=now)
@@ -161,15 +185,46 @@ class AlertEngine:
                 d.notify.value if d.notify else "-",
                 len(change.notices),
             )
+        queued = {notice.channel for change in applied for notice in change.notices}
+        if queued and self.on_queued is not None:
+            self.on_queued(queued)
         return applied
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Evaluate every `interval` seconds until `stop` is set; a store error is logged and
-        the next tick tries again."""
-        while not stop.is_set():
-            try:
-                await self.evaluate()
-            except StoreError as exc:
-                log.warning("alert evaluation failed: %s", exc)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.interval)
+        """Evaluate until `stop` is set: every ref every `interval` seconds (which is what fires
+        the time-based rules, and picks up other replicas' writes), and in between, at once, the
+        refs this process's store writes changed (`SqlStore.changes`). A store error is logged
+        and the refs it concerned are evaluated again on the next round."""
+        loop = asyncio.get_running_loop()
+        changes = self.store.changes.subscribe()
+        stopping = asyncio.ensure_future(stop.wait())
+        next_full = loop.time()
+        try:
+            while not stop.is_set():
+                if loop.time() >= next_full:
+                    changes.take()  # a full evaluation covers them
+                    next_full = loop.time() + self.interval
+                    await self._guarded(None)
+                elif refs := changes.take():
+                    if not await self._guarded(refs):
+                        changes.add(refs)
+                        await asyncio.wait([stopping], timeout=min(1.0, self.interval))
+                    continue
+                changed = asyncio.ensure_future(changes.wait())
+                await asyncio.wait(
+                    [stopping, changed],
+                    timeout=max(0.0, next_full - loop.time()),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                changed.cancel()
+        finally:
+            stopping.cancel()
+            self.store.changes.unsubscribe(changes)
+
+    async def _guarded(self, refs: Collection[RefKey] | None) -> bool:
+        try:
+            await self.evaluate(refs)
+        except StoreError as exc:
+            log.warning("alert evaluation failed: %s", exc)
+            return False
+        return True

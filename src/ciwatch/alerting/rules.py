@@ -9,13 +9,14 @@ notification per red period, and a restart decides nothing new.
   `broken` alert is firing → fire, notify `broken`. While firing, notify `still_failing` once
   every `repeat_interval`. When the ref turns green → resolve, notify `recovered` once, with how
   long it was red and `flaky` when the green run is on the failing run's SHA.
-- **stuck** / **queued**: the ref's newest run has been running longer than `stuck_after` /
-  queued longer than `queued_after` → fire and notify; repeat every `repeat_interval` while it
-  lasts; resolve silently when it clears.
+- **stuck** / **queued**: a run of the ref (any of them, not only the newest) has been running
+  longer than `stuck_after` / queued longer than `queued_after` → fire and notify; repeat every
+  `repeat_interval` while it lasts; resolve silently when it clears.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -168,7 +169,7 @@ def _red_since(row: AlertRow) -> datetime:
 def _waiting(
     run: Run, now: datetime, limits: Thresholds
 ) -> tuple[AlertEventKind, timedelta] | None:
-    """The time-based condition the newest run is in, with how long it has lasted."""
+    """The time-based condition `run` is in, with how long it has lasted."""
     if run.status is Status.RUNNING:
         began = run.started_at or run.created_at or run.updated_at
         lasted = now - began
@@ -182,19 +183,43 @@ def _waiting(
     return None
 
 
+def _pick(
+    rule: AlertEventKind,
+    candidates: Sequence[Run],
+    row: AlertRow | None,
+    now: datetime,
+    limits: Thresholds,
+) -> tuple[Run, timedelta] | None:
+    """The run in condition `rule`: the one the firing alert is about while it lasts (so the
+    alert stays one alert), else the one waiting longest."""
+    found = []
+    for run in candidates:
+        condition = _waiting(run, now, limits)
+        if condition is not None and condition[0] is rule:
+            if row is not None and row.payload.get("run_id") == run.run_id:
+                return run, condition[1]
+            found.append((run, condition[1]))
+    return max(found, key=lambda item: item[1]) if found else None
+
+
 def time_decisions(
-    state: RefState, alerts: dict[Fingerprint, AlertRow], now: datetime, limits: Thresholds
+    state: RefState,
+    alerts: dict[Fingerprint, AlertRow],
+    now: datetime,
+    limits: Thresholds,
+    waiting: Sequence[Run] | None = None,
 ) -> list[Decision]:
-    """The stuck and queued decisions for one ref, from its newest run."""
-    run = state.last_run
-    condition = _waiting(run, now, limits)
+    """The stuck and queued decisions for one ref. `waiting` holds the ref's runs that may be
+    in either condition (any of its queued or running runs, see `store.alerting.waiting_runs`);
+    None looks at the ref's newest run only."""
+    candidates = [state.last_run] if waiting is None else list(waiting)
     decisions: list[Decision] = []
     for rule in (AlertEventKind.STUCK, AlertEventKind.QUEUED):
         key = fingerprint(rule, state)
         row = _firing(alerts, key)
-        active = condition is not None and condition[0] is rule
-        if active and condition is not None:
-            lasted = condition[1]
+        picked = _pick(rule, candidates, row, now, limits)
+        if picked is not None:
+            run, lasted = picked
             payload = {"run_id": run.run_id}
             if row is None:
                 decisions.append(
@@ -206,7 +231,7 @@ def time_decisions(
             elif _repeat_due(row, now, limits.repeat_interval):
                 decisions.append(Decision(key, "repeat", row, rule, run, payload, red_for=lasted))
         elif row is not None:
-            decisions.append(Decision(key, "resolve", row, None, run, dict(row.payload)))
+            decisions.append(Decision(key, "resolve", row, None, state.last_run, dict(row.payload)))
     return decisions
 
 
@@ -216,10 +241,13 @@ def decide(
     decisive: Run | None,
     now: datetime,
     limits: Thresholds,
+    waiting: Sequence[Run] | None = None,
 ) -> list[Decision]:
-    """Every decision for one ref: its colour alert, then its time-based alerts."""
+    """Every decision for one ref: its colour alert, then its time-based alerts (over
+    `waiting`, see `time_decisions`)."""
     colour = colour_decision(state, alerts, decisive, now, limits)
-    return ([colour] if colour is not None else []) + time_decisions(state, alerts, now, limits)
+    timed = time_decisions(state, alerts, now, limits, waiting)
+    return ([colour] if colour is not None else []) + timed
 
 
 def applied(decision: Decision, now: datetime) -> AlertRow:

@@ -17,6 +17,8 @@ from ciwatch.cli.common import (
 )
 from ciwatch.clock import SystemClock
 from ciwatch.config import mask_url, parse_duration
+from ciwatch.store import SqlStore
+from ciwatch.store.alerting import Pruned, prune_alerting
 from ciwatch.timeutil import iso_z
 
 app = typer.Typer(help="Database migrations and retention.", no_args_is_help=True)
@@ -44,7 +46,8 @@ def prune(
     database: DatabaseOption = None,
 ) -> None:
     """Delete runs (and their jobs) older than the given age. The newest run and the run that
-    sets the colour of each project/ref are kept, so no ref loses its state."""
+    sets the colour of each project/ref are kept, so no ref loses its state. Notifications sent
+    or failed, alerts resolved and silences ended before then go too."""
     try:
         age = parse_duration(older_than)
     except ValueError as exc:
@@ -53,9 +56,17 @@ def prune(
     settings = load_config(config, database)
     cutoff = SystemClock().now() - age
 
-    async def go() -> int:
+    async def go() -> tuple[int, Pruned | None]:
         async with opened_store(settings) as store:
-            return await store.prune(cutoff)
+            runs = await store.prune(cutoff)
+            done = await prune_alerting(store, cutoff) if isinstance(store, SqlStore) else None
+            return runs, done
 
-    deleted = run_async(go)
+    deleted, done = run_async(go)
     err.print(f"pruned {deleted} runs created before {iso_z(cutoff)}", markup=False)
+    if done is not None:
+        err.print(
+            f"pruned {done.outbox} delivered or failed notifications, {done.alerts} resolved "
+            f"alerts and {done.silences} ended silences from before {iso_z(cutoff)}",
+            markup=False,
+        )

@@ -41,8 +41,9 @@ ListenOption = Annotated[
     ),
 ]
 DEMO_LISTEN = "127.0.0.1:8080"
-# Seconds between evaluations of every project/ref by the alert engine.
-ALERT_INTERVAL = 5.0
+# Seconds between evaluations of every project/ref by the alert engine (a changed ref is
+# evaluated at once): what bounds the delay of the time-based rules and of other replicas' runs.
+ALERT_INTERVAL = 15.0
 
 
 class _Server(uvicorn.Server):
@@ -116,8 +117,10 @@ async def serve_settings(
 
 
 async def run_alerting(runtime: Runtime, stop: asyncio.Event) -> None:
-    """The alert engine (its ticker re-evaluates every project/ref, so time-based rules fire
-    without new runs) and one delivery worker per configured channel, until `stop`."""
+    """The alert engine (it evaluates a project/ref as soon as this process changes it, and its
+    ticker re-evaluates every project/ref, so time-based rules fire without new runs) and one
+    delivery worker per configured channel, until `stop`. Queuing a notification wakes the
+    channel's worker."""
     from ciwatch.alerting import AlertEngine, DeliveryWorkers
     from ciwatch.channels import build_channel
     from ciwatch.store import SqlStore
@@ -131,15 +134,16 @@ async def run_alerting(runtime: Runtime, stop: asyncio.Event) -> None:
     def dashboard_url(source: str, project: str, ref: str) -> str:
         return f"{base}/projects/{quote(source)}/{quote(project)}?ref={quote(ref, safe='')}"
 
+    channels = {c.name: build_channel(c) for c in settings.alerts.channels}
+    workers = DeliveryWorkers(store, channels, runtime.clock, metrics=runtime.metrics)
     engine = AlertEngine(
         store,
         settings.alerts,
         runtime.clock,
         interval=ALERT_INTERVAL,
         dashboard_url=dashboard_url if base else None,
+        on_queued=workers.wake,
     )
-    channels = {c.name: build_channel(c) for c in settings.alerts.channels}
-    workers = DeliveryWorkers(store, channels, runtime.clock, metrics=runtime.metrics)
     try:
         await asyncio.gather(engine.run(stop), workers.run(stop))
     finally:

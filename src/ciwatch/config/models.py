@@ -307,6 +307,19 @@ class RouteSettings(ConfigModel):
     projects: list[Glob] = ["*"]
     refs: list[Glob] = ["*"]
     events: list[AlertEventKind] = list(AlertEventKind)
+    # Names the route's grouped messages ("5 refs broke in <name>"); by default its globs.
+    name: str | None = Field(default=None, min_length=1, max_length=100)
+
+    @property
+    def label(self) -> str:
+        """What a grouped message of this route is "in": its `name`, else its project globs
+        (with its ref globs when they narrow it), e.g. `group/*` or `group/* on main`."""
+        if self.name:
+            return self.name
+        projects = ", ".join(self.projects) if self.projects != ["*"] else "all projects"
+        if self.refs == ["*"]:
+            return projects
+        return f"{projects} on {', '.join(self.refs)}"
 
 
 class AlertSettings(ConfigModel):

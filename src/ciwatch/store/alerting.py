@@ -20,13 +20,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy import and_, delete, func, insert, or_, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ciwatch.alerting.rules import FIRING, AlertRow, Decision, applied
+from ciwatch.alerting.rules import FIRING, RESOLVED, AlertRow, Decision, applied
+from ciwatch.domain import RefKey, Run, Status
+from ciwatch.store.reads import REFS_PER_QUERY
+from ciwatch.store.rows import RUN_COLUMNS, run_from_row
 from ciwatch.store.sql import SqlStore
-from ciwatch.store.tables import alerts, outbox, silences
+from ciwatch.store.tables import ACTIVE_ONLY, alerts, outbox, runs, silences
 
 
 @dataclass(frozen=True)
@@ -45,17 +48,20 @@ class OutboxRow:
     failed_at: datetime | None = None
     last_error: str | None = None
     claimed_by: str | None = None
+    group_key: str | None = None
 
 
 @dataclass(frozen=True)
 class NewNotice:
-    """An outbox row to insert with an alert change: its dedup key, channel, payload and when
-    it becomes due (creation + group_wait)."""
+    """An outbox row to insert with an alert change: its dedup key, channel, payload, when it
+    becomes due (creation + group_wait) and the group (route label) it is sent in. A row whose
+    group already has a row waiting on that channel joins it: it becomes due with it."""
 
     dedup_key: str
     channel: str
     payload: dict[str, Any]
     due: datetime
+    group: str | None = None
 
 
 @dataclass(frozen=True)
@@ -90,16 +96,67 @@ def _alert_from_row(row: Mapping[Any, Any]) -> AlertRow:
     )
 
 
-async def load_alerts(store: SqlStore, *, firing_only: bool = False) -> list[AlertRow]:
-    """Every stored alert (or only the firing ones), by fingerprint."""
+async def load_alerts(
+    store: SqlStore, *, firing_only: bool = False, refs: Sequence[RefKey] | None = None
+) -> list[AlertRow]:
+    """Every stored alert (or only the firing ones, or only those of `refs`), by fingerprint."""
     query = select(alerts).order_by(alerts.c.rule, alerts.c.source, alerts.c.project, alerts.c.ref)
     if firing_only:
         query = query.where(alerts.c.state == FIRING)
+    if refs is not None and not refs:
+        return []
+    key = tuple_(alerts.c.source, alerts.c.project, alerts.c.ref)
 
     async def work(conn: AsyncConnection) -> list[AlertRow]:
-        return [_alert_from_row(row) for row in (await conn.execute(query)).mappings()]
+        if refs is None:
+            return [_alert_from_row(row) for row in (await conn.execute(query)).mappings()]
+        found: list[AlertRow] = []
+        for start in range(0, len(refs), REFS_PER_QUERY):
+            part = [tuple(ref) for ref in refs[start : start + REFS_PER_QUERY]]
+            rows = await conn.execute(query.where(key.in_(part)))
+            found += [_alert_from_row(row) for row in rows.mappings()]
+        return sorted(found, key=lambda row: row.fingerprint)
 
     return await store.read("alert list", work)
+
+
+async def waiting_runs(
+    store: SqlStore,
+    *,
+    running_before: datetime,
+    queued_before: datetime,
+    refs: Sequence[RefKey] | None = None,
+) -> list[Run]:
+    """The runs running since before `running_before` or queued since before `queued_before`
+    (of `refs` only, when given): the candidates of the stuck and queued rules, oldest first.
+    Any run of a ref counts, not only its newest."""
+    running_since = func.coalesce(runs.c.started_at, runs.c.created_at, runs.c.updated_at)
+    queued_since = func.coalesce(runs.c.created_at, runs.c.updated_at)
+    query = (
+        select(*RUN_COLUMNS)
+        # The literal predicate lets both planners use the partial index `ix_runs_active`.
+        .where(text(ACTIVE_ONLY))
+        .where(
+            ((runs.c.status == Status.RUNNING.value) & (running_since < running_before))
+            | ((runs.c.status == Status.QUEUED.value) & (queued_since < queued_before))
+        )
+        .order_by(runs.c.order_time, runs.c.id)
+    )
+    if refs is not None and not refs:
+        return []
+    key = tuple_(runs.c.source, runs.c.project, runs.c.ref_key)
+
+    async def work(conn: AsyncConnection) -> list[Run]:
+        if refs is None:
+            return [run_from_row(row) for row in (await conn.execute(query)).mappings()]
+        found: list[Run] = []
+        for start in range(0, len(refs), REFS_PER_QUERY):
+            part = [tuple(ref) for ref in refs[start : start + REFS_PER_QUERY]]
+            rows = await conn.execute(query.where(key.in_(part)))
+            found += [run_from_row(row) for row in rows.mappings()]
+        return found
+
+    return await store.read("waiting runs", work)
 
 
 def _insert(dialect: str) -> Any:
@@ -142,6 +199,9 @@ async def _apply_one(conn: AsyncConnection, dialect: str, change: Change, now: d
     if (await conn.execute(statement)).first() is None:
         return False  # another evaluator changed this alert first: it owns the notification
     for notice in change.notices:
+        due = notice.due
+        if notice.group is not None and due > now:
+            due = min(due, await _open_window(conn, notice.channel, notice.group, now) or due)
         await conn.execute(
             _insert(dialect)(outbox)
             .values(
@@ -150,12 +210,30 @@ async def _apply_one(conn: AsyncConnection, dialect: str, change: Change, now: d
                 channel=notice.channel,
                 payload=notice.payload,
                 attempts=0,
-                next_attempt_at=notice.due,
+                next_attempt_at=due,
                 created_at=now,
+                group_key=notice.group,
             )
             .on_conflict_do_nothing(index_elements=["dedup_key", "channel"])
         )
     return True
+
+
+async def _open_window(
+    conn: AsyncConnection, channel: str, group: str, now: datetime
+) -> datetime | None:
+    """When the group's waiting rows on `channel` go out, if a `group_wait` window is open: the
+    first alert of a group opens it, later ones join it instead of each waiting in full."""
+    query = select(func.min(outbox.c.next_attempt_at)).where(
+        PENDING
+        & (outbox.c.channel == channel)
+        & (outbox.c.group_key == group)
+        & (outbox.c.attempts == 0)
+        & outbox.c.claimed_by.is_(None)
+        & (outbox.c.next_attempt_at > now)
+    )
+    value: datetime | None = (await conn.execute(query)).scalar()
+    return value
 
 
 async def apply_changes(store: SqlStore, changes: Sequence[Change], now: datetime) -> list[Change]:
@@ -184,6 +262,7 @@ def _outbox_from_row(row: Mapping[Any, Any]) -> OutboxRow:
         row["failed_at"],
         row["last_error"],
         row["claimed_by"],
+        row["group_key"],
     )
 
 
@@ -355,3 +434,33 @@ async def delete_silence(store: SqlStore, silence_id: int) -> bool:
         return bool(result.rowcount)
 
     return await store.write("silence delete", work)
+
+
+@dataclass(frozen=True)
+class Pruned:
+    """What `prune_alerting` deleted."""
+
+    outbox: int
+    alerts: int
+    silences: int
+
+
+async def prune_alerting(store: SqlStore, older_than: datetime) -> Pruned:
+    """Delete what no longer matters, older than `older_than`: outbox rows sent or failed
+    before it, alerts resolved (last seen) before it, silences that ended before it. Pending
+    rows, firing alerts and silences in force are never touched. One transaction."""
+
+    async def work(conn: AsyncConnection) -> Pruned:
+        done = await conn.execute(
+            delete(outbox).where(
+                (outbox.c.sent_at < older_than)
+                | (outbox.c.sent_at.is_(None) & (outbox.c.failed_at < older_than))
+            )
+        )
+        resolved = await conn.execute(
+            delete(alerts).where((alerts.c.state == RESOLVED) & (alerts.c.last_seen < older_than))
+        )
+        ended = await conn.execute(delete(silences).where(silences.c.ends_at < older_than))
+        return Pruned(done.rowcount, resolved.rowcount, ended.rowcount)
+
+    return await store.write("alerting prune", work)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, literal, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ciwatch.domain import Job, RefState, Run, RunKey, Status, TargetState
+from ciwatch.domain import Job, RefKey, RefState, Run, RunKey, Status, TargetState
 from ciwatch.store.coltypes import UTCDateTime
 from ciwatch.store.rows import (
     JOB_COLUMNS,
@@ -81,9 +82,33 @@ async def jobs_for(conn: AsyncConnection, key: RunKey) -> list[Job]:
 
 
 async def ref_states_query(
-    conn: AsyncConnection, source: str | None, project: str | None
+    conn: AsyncConnection,
+    source: str | None,
+    project: str | None,
+    refs: Sequence[RefKey] | None = None,
 ) -> list[RefState]:
-    """Every ref state, joined to its newest run; sorted by source, project, ref."""
+    """Every ref state (or those of `refs`), joined to its newest run; sorted by source,
+    project, ref."""
+    if refs is not None:
+        found: list[RefState] = []
+        # Bounded IN lists: SQLite caps the number of bound parameters of a statement.
+        for start in range(0, len(refs), REFS_PER_QUERY):
+            part = refs[start : start + REFS_PER_QUERY]
+            found += await _ref_states(conn, source, project, part)
+        return sorted(found, key=lambda state: (state.source, state.project, state.ref))
+    return await _ref_states(conn, source, project, None)
+
+
+# Refs per `IN` list: 3 parameters each, well under SQLite's limit of 32,766.
+REFS_PER_QUERY = 500
+
+
+async def _ref_states(
+    conn: AsyncConnection,
+    source: str | None,
+    project: str | None,
+    refs: Sequence[RefKey] | None,
+) -> list[RefState]:
     query = (
         select(
             ref_states.c.ref.label("state_ref"),
@@ -98,6 +123,11 @@ async def ref_states_query(
         query = query.where(ref_states.c.source == source)
     if project is not None:
         query = query.where(ref_states.c.project == project)
+    if refs is not None:
+        if not refs:
+            return []
+        key = tuple_(ref_states.c.source, ref_states.c.project, ref_states.c.ref)
+        query = query.where(key.in_([tuple(ref) for ref in refs]))
     states = []
     # Positional rows: this serves dashboards over thousands of refs, and building the domain
     # objects is most of its cost.

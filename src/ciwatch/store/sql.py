@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from ciwatch.domain import Job, RefKey, RefState, Run, RunKey, Status, TargetState
 from ciwatch.store import migrate, reads, writes
 from ciwatch.store.base import RunPage, Store
+from ciwatch.store.changes import RefChanges
 from ciwatch.store.engine import (
     WRITE_OPTION,
     Endpoint,
@@ -57,6 +58,8 @@ class SqlStore:
         # of in SQLite's busy handler (which polls with sleeps of up to 100 ms), keeps concurrent
         # writes fast; writers in other processes still wait through `busy_timeout`.
         self._write_turn = asyncio.Lock() if endpoint.is_sqlite else None
+        # The refs whose runs this process changed, for the alert engine (see `changes.py`).
+        self.changes = RefChanges()
 
     def __repr__(self) -> str:
         return f"SqlStore({self.endpoint.display!r})"
@@ -150,9 +153,14 @@ class SqlStore:
         """Merge run updates in one transaction; the number that changed a stored run."""
         if not runs:
             return 0
-        return await self._write(
-            "run upsert", lambda conn: writes.upsert_runs(conn, self.dialect, runs)
+        # A retried transaction may add refs twice; the set is published only after commit.
+        changed_refs: set[RefKey] = set()
+        changed = await self._write(
+            "run upsert", lambda conn: writes.upsert_runs(conn, self.dialect, runs, changed_refs)
         )
+        if changed:
+            self.changes.publish(changed_refs)
+        return changed
 
     async def upsert_jobs(self, jobs: Sequence[Job]) -> int:
         """Merge job updates in one transaction; the number that changed a stored job."""
@@ -171,11 +179,15 @@ class SqlStore:
         return await self._read("job lookup", lambda conn: reads.jobs_for(conn, RunKey(*key)))
 
     async def ref_states(
-        self, *, source: str | None = None, project: str | None = None
+        self,
+        *,
+        source: str | None = None,
+        project: str | None = None,
+        refs: Sequence[RefKey] | None = None,
     ) -> list[RefState]:
-        """The state of every project/ref, with its newest run."""
+        """The state of every project/ref (or only of `refs`), with its newest run."""
         return await self._read(
-            "ref states", lambda conn: reads.ref_states_query(conn, source, project)
+            "ref states", lambda conn: reads.ref_states_query(conn, source, project, refs)
         )
 
     async def history(

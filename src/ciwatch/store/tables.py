@@ -43,6 +43,7 @@ metadata = MetaData(naming_convention=NAMING_CONVENTION)
 # Literal predicates (not bound parameters) so that both planners can match the partial indexes.
 SUCCESS_ONLY = "status = 'success'"
 FAILED_ONLY = "status = 'failed'"
+ACTIVE_ONLY = "status IN ('queued', 'running')"
 
 runs = Table(
     "runs",
@@ -106,6 +107,13 @@ runs = Table(
         "run_id",
         sqlite_where=text(FAILED_ONLY),
         postgresql_where=text(FAILED_ONLY),
+    ),
+    # The few queued or running runs, for the stuck and queued alert rules (revision 0002).
+    Index(
+        "ix_runs_active",
+        "order_time",
+        sqlite_where=text(ACTIVE_ONLY),
+        postgresql_where=text(ACTIVE_ONLY),
     ),
 )
 
@@ -207,6 +215,8 @@ outbox = Table(
     Column("failed_at", UTCDateTime()),
     Column("last_error", Text),
     Column("created_at", UTCDateTime(), nullable=False),
+    # The route label the row is grouped under (None: rows from before revision 0002).
+    Column("group_key", Text),
     UniqueConstraint("dedup_key", "channel"),
     Index(
         "ix_outbox_pending",

@@ -36,9 +36,15 @@ def waves(items: Sequence[T], key: Callable[[T], Hashable]) -> list[list[T]]:
     return groups
 
 
-async def upsert_runs(conn: AsyncConnection, dialect: str, batch: Sequence[Run]) -> int:
+async def upsert_runs(
+    conn: AsyncConnection,
+    dialect: str,
+    batch: Sequence[Run],
+    changed_refs: set[RefKey] | None = None,
+) -> int:
     """Merge `batch` into `runs` and refresh the touched ref states; returns how many updates
-    changed a stored run (each counted as if applied one after the other).
+    changed a stored run (each counted as if applied one after the other), and adds the refs of
+    the changed runs to `changed_refs`.
 
     Updates are applied in key order (stable, so the updates of one run keep their order): the
     merge does not depend on the order, and writers that touch the same runs then lock their
@@ -61,6 +67,10 @@ async def upsert_runs(conn: AsyncConnection, dialect: str, batch: Sequence[Run])
             # A run can move between refs (ref first unknown, then known): both refs change.
             if previous is not None:
                 touched.add(RefKey(source, project, previous))
+            if changed_refs is not None:
+                changed_refs.add(RefKey(source, project, ref))
+                if previous is not None:
+                    changed_refs.add(RefKey(source, project, previous))
     if postgres and touched - locked:
         # Only a run that moved to or from a ref we could not foresee. Locking it now, after our
         # own change and before the recompute, is still correct; being out of order it may
