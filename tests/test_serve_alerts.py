@@ -10,7 +10,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+import urllib.request
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -81,32 +82,54 @@ alerts:
     - {{channels: [hook], events: [broken, recovered]}}
 """
     )
-    with (
-        subprocess.Popen(
-            [sys.executable, "-m", "ciwatch", "simulate", "--listen", f"127.0.0.1:{sim_port}",
-             "--scenario", str(BASIC)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        ) as sim,
-        subprocess.Popen(
-            [sys.executable, "-m", "ciwatch", "serve", "--config", str(config)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        ) as serve,
-    ):  # fmt: skip
+    with subprocess.Popen(
+        [sys.executable, "-m", "ciwatch", "simulate", "--listen", f"127.0.0.1:{sim_port}",
+         "--scenario", str(BASIC)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    ) as sim:  # fmt: skip
         try:
             assert sim.stdout is not None
             assert "listening" in sim.stdout.readline()
-            deadline = time.monotonic() + 45
-            while time.monotonic() < deadline and not _events(handler.events):
-                time.sleep(0.5)
-            time.sleep(6)  # another evaluation round: nothing may be sent twice
+            _serve(config, port, until=lambda: bool(_events(handler.events)))
+            first = _events(handler.events)
+            # A restart on the same database decides nothing new: it sends nothing.
+            _serve(config, port, until=lambda: True)
         finally:
-            serve.send_signal(signal.SIGTERM)
-            _, serve_err = serve.communicate(timeout=60)
             sim.send_signal(signal.SIGTERM)
             sim.communicate(timeout=30)
-    assert serve.returncode == 0, serve_err
     events = _events(handler.events)
+    assert events == first
     broken = [e for e in events if e["event"] == "broken"]
     # platform/backend/api: develop is red at the start (main went green after its retry).
     assert [(e["project"], e["ref"]) for e in broken] == [("platform/backend/api", "develop")]
     assert broken[0]["run"]["status"] == "failed"
+
+
+def _ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as answer:
+            return bool(answer.status == 200)
+    except OSError:
+        return False
+
+
+def _serve(config: Path, port: int, *, until: Callable[[], bool]) -> None:
+    """Run `ciwatch serve` until `until()` holds (at most 45 s after it answers), then a few
+    seconds more, time for its first evaluation of every ref and several polls: nothing may
+    be sent twice. Stops it with SIGTERM; it must exit 0."""
+    with subprocess.Popen(
+        [sys.executable, "-m", "ciwatch", "serve", "--config", str(config)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    ) as serve:  # fmt: skip
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not _ready(port):
+                time.sleep(0.2)
+            deadline = time.monotonic() + 45
+            while time.monotonic() < deadline and not until():
+                time.sleep(0.5)
+            time.sleep(6)
+        finally:
+            serve.send_signal(signal.SIGTERM)
+            _, serve_err = serve.communicate(timeout=60)
+        assert serve.returncode == 0, serve_err
