@@ -424,6 +424,29 @@ async def test_group_wait_is_a_window_per_route_opened_by_its_first_alert(
     assert receivers[0].events[2]["project"] == "a/three"
 
 
+async def test_jobs_stored_after_the_alert_are_named_when_it_is_sent(
+    store: SqlStore,
+    receivers: list[WebhookReceiver],
+    clock: FakeClock,
+    make_rig: MakeRig,
+) -> None:
+    """A GitHub workflow_run webhook breaks the ref before its jobs are fetched."""
+    rig = make_rig(store, receivers[:1], clock, group_wait=10)
+    await store.upsert_run(red(1))
+    await rig.cycle()
+    await store.upsert_jobs(
+        [
+            make_job(run_id="1", job_id="1", name="unit", status=Status.FAILED),
+            make_job(run_id="1", job_id="2", name="lint", status=Status.SUCCESS),
+            make_job(run_id="1", job_id="3", name="e2e", status=Status.FAILED, allow_failure=True),
+        ]
+    )
+    clock.advance(11)
+    await rig.cycle()
+    (doc,) = receivers[0].events
+    assert (doc["event"], doc["failing_jobs"]) == ("broken", ["unit"])
+
+
 async def test_stuck_looks_at_every_run_of_a_ref_not_only_the_newest(
     store: SqlStore,
     receivers: list[WebhookReceiver],

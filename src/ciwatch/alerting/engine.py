@@ -18,7 +18,7 @@ from datetime import datetime
 from fnmatch import fnmatchcase
 
 from ciwatch.alerting import rules
-from ciwatch.alerting.delivery import notice_to_payload
+from ciwatch.alerting.delivery import failing_jobs, notice_to_payload
 from ciwatch.alerting.rules import AlertRow, Decision, Fingerprint, Thresholds
 from ciwatch.alerting.silences import silenced
 from ciwatch.channels.base import Notice
@@ -101,8 +101,7 @@ class AlertEngine:
     async def _failing_jobs(self, run: Run) -> tuple[str, ...]:
         if run.status is not Status.FAILED:
             return ()
-        jobs = await self.store.jobs_for(RunKey(run.source, run.project, run.run_id))
-        return tuple(j.name for j in jobs if j.status is Status.FAILED and not j.allow_failure)
+        return failing_jobs(await self.store.jobs_for(RunKey(run.source, run.project, run.run_id)))
 
     async def decide(self, now: datetime, refs: Sequence[RefKey] | None = None) -> list[Decision]:
         """What `evaluate` would change at `now` (for every ref, or only `refs`), without
