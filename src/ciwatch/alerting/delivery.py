@@ -21,30 +21,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import fields, replace
 from datetime import timedelta
 from typing import Any
 
 from ciwatch.channels.base import Channel, Message, Notice, Throttle
 from ciwatch.clock import Clock, SystemClock
-from ciwatch.domain import Job, Run, RunKey, Status
+from ciwatch.domain import Run, Status
 from ciwatch.errors import ChannelError, StoreError
 from ciwatch.http import Backoff
 from ciwatch.selfmetrics import CollectionMetrics
 from ciwatch.serialize import run_to_dict
-from ciwatch.store.alerting import OutboxRow, claim, record
+from ciwatch.store.alerting import OutboxRow, claim, failing_jobs_of, record
 from ciwatch.store.sql import SqlStore
 from ciwatch.timeutil import parse_time
 
 log = logging.getLogger(__name__)
 
 _RUN_TIMES = ("updated_at", "created_at", "started_at", "finished_at")
-
-
-def failing_jobs(jobs: Iterable[Job]) -> tuple[str, ...]:
-    """The names of the jobs that failed a run (allowed failures left out)."""
-    return tuple(job.name for job in jobs if job.status is Status.FAILED and not job.allow_failure)
 
 
 def notice_to_payload(notice: Notice) -> dict[str, Any]:
@@ -142,7 +137,7 @@ class DeliveryWorkers:
 
     async def _send(self, name: str, label: str, rows: list[OutboxRow]) -> None:
         channel = self.channels[name]
-        notices = tuple([await self._with_jobs(notice_from_payload(row.payload)) for row in rows])
+        notices = await self._with_jobs([notice_from_payload(row.payload) for row in rows])
         message = Message(notices, group=label if len(notices) > 1 else None)
         await self._throttles[name].wait()
         try:
@@ -156,22 +151,23 @@ class DeliveryWorkers:
             self._count(name, "sent")
             log.info("alert delivery: channel=%s rows=%d sent", name, len(rows))
 
-    async def _with_jobs(self, notice: Notice) -> Notice:
-        """The notice with the failing jobs known now: a webhook can break a ref before the
+    async def _with_jobs(self, notices: Sequence[Notice]) -> tuple[Notice, ...]:
+        """The notices with the failing jobs known now: a webhook can break a ref before the
         run's jobs are stored (GitHub's are fetched after its `workflow_run` event), so the list
         taken when the alert was decided may be empty or short."""
-        run = notice.run
-        if run is None or run.status is not Status.FAILED:
-            return notice
+        keys = [n.run.key for n in notices if n.run is not None and n.run.status is Status.FAILED]
         try:
-            jobs = await self.store.jobs_for(RunKey(run.source, run.project, run.run_id))
+            known = await failing_jobs_of(self.store, keys)
         except StoreError as exc:
-            log.info("alert delivery: failing jobs of %s unknown: %s", notice.fingerprint, exc)
-            return notice
-        names = failing_jobs(jobs)
-        return (
-            replace(notice, failing_jobs=names) if len(names) > len(notice.failing_jobs) else notice
-        )
+            log.info("alert delivery: failing jobs unknown: %s", exc)
+            return tuple(notices)
+        fresh = []
+        for notice in notices:
+            names = known.get(notice.run.key, ()) if notice.run is not None else ()
+            if len(names) > len(notice.failing_jobs):
+                notice = replace(notice, failing_jobs=names)
+            fresh.append(notice)
+        return tuple(fresh)
 
     async def _failed(self, name: str, rows: list[OutboxRow], exc: ChannelError) -> None:
         ids = [row.id for row in rows]

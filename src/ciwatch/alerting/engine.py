@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from fnmatch import fnmatchcase
 
 from ciwatch.alerting import rules
-from ciwatch.alerting.delivery import failing_jobs, notice_to_payload
+from ciwatch.alerting.delivery import notice_to_payload
 from ciwatch.alerting.rules import AlertRow, Decision, Fingerprint, Thresholds
 from ciwatch.alerting.silences import silenced
 from ciwatch.channels.base import Notice
@@ -31,9 +31,8 @@ from ciwatch.store.alerting import (
     NewNotice,
     SilenceRow,
     apply_changes,
-    list_silences,
-    load_alerts,
-    waiting_runs,
+    evaluation_inputs,
+    failing_jobs_of,
 )
 from ciwatch.store.sql import SqlStore
 
@@ -98,28 +97,28 @@ class AlertEngine:
         )
         return page.runs[0] if page.runs else None
 
-    async def _failing_jobs(self, run: Run) -> tuple[str, ...]:
-        if run.status is not Status.FAILED:
-            return ()
-        return failing_jobs(await self.store.jobs_for(RunKey(run.source, run.project, run.run_id)))
-
     async def decide(self, now: datetime, refs: Sequence[RefKey] | None = None) -> list[Decision]:
         """What `evaluate` would change at `now` (for every ref, or only `refs`), without
         writing anything."""
-        states = await self.store.ref_states(refs=refs)
-        stored: dict[Fingerprint, AlertRow] = {
-            row.fingerprint: row for row in await load_alerts(self.store, refs=refs)
-        }
-        waiting: dict[RefKey, list[Run]] = {}
-        for run in await waiting_runs(
+        decisions, _silences = await self._decide(now, refs)
+        return decisions
+
+    async def _decide(
+        self, now: datetime, refs: Sequence[RefKey] | None
+    ) -> tuple[list[Decision], list[SilenceRow]]:
+        inputs = await evaluation_inputs(
             self.store,
+            now,
             running_before=now - self.limits.stuck_after - rules.CLOCK_SKEW,
             queued_before=now - self.limits.queued_after - rules.CLOCK_SKEW,
             refs=refs,
-        ):
+        )
+        stored: dict[Fingerprint, AlertRow] = {row.fingerprint: row for row in inputs.alerts}
+        waiting: dict[RefKey, list[Run]] = {}
+        for run in inputs.waiting:
             waiting.setdefault(run.ref_key, []).append(run)
         decisions: list[Decision] = []
-        for state in states:
+        for state in inputs.states:
             decisive = None
             if rules.wants_decisive(state, stored, now, self.limits):
                 decisive = await self._decisive(state)
@@ -127,10 +126,14 @@ class AlertEngine:
             decisions.extend(
                 rules.decide(state, stored, decisive, now, self.limits, waiting.get(key, []))
             )
-        return decisions
+        return decisions, inputs.silences
 
-    async def _change(
-        self, decision: Decision, now: datetime, silences: list[SilenceRow]
+    def _change(
+        self,
+        decision: Decision,
+        now: datetime,
+        silences: list[SilenceRow],
+        failing: Mapping[RunKey, tuple[str, ...]],
     ) -> Change:
         if decision.notify is None:
             return Change(decision, ())
@@ -140,13 +143,14 @@ class AlertEngine:
         channels = route_channels(self.settings.routes, event, source, project, ref)
         if not channels or silenced(silences, labels, now):
             return Change(decision, ())
+        run = decision.run
         notice = Notice(
             kind=event,
             source=source,
             project=project,
             ref=ref,
-            run=decision.run,
-            failing_jobs=await self._failing_jobs(decision.run),
+            run=run,
+            failing_jobs=failing.get(run.key, ()) if run.status is Status.FAILED else (),
             red_for=decision.red_for,
             flaky=decision.flaky,
             fingerprint=":".join(decision.fingerprint),
@@ -169,11 +173,12 @@ class AlertEngine:
         store fails (nothing half-written)."""
         now = self.clock.now()
         self.evaluations += 1
-        decisions = await self.decide(now, sorted(refs) if refs is not None else None)
+        decisions, silences = await self._decide(now, sorted(refs) if refs is not None else None)
         if not decisions:
             return []
-        silences = await list_silences(self.store, active_at=now)
-        changes = [await self._change(decision, now, silences) for decision in decisions]
+        failed = [d.run.key for d in decisions if d.notify and d.run.status is Status.FAILED]
+        failing = await failing_jobs_of(self.store, failed)
+        changes = [self._change(decision, now, silences, failing) for decision in decisions]
         applied = await apply_changes(self.store, changes, now)
         for change in applied:
             d = change.decision

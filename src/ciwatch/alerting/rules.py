@@ -16,12 +16,12 @@ notification per red period, and a restart decides nothing new.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from ciwatch.domain import AlertEventKind, RefState, Run, Status
+from ciwatch.domain import AlertEventKind, Job, RefState, Run, Status
 
 # A provider's clock may run ahead of ours; time-based rules wait this much longer so a skewed
 # start time never fires an alert early.
@@ -248,6 +248,11 @@ def decide(
     colour = colour_decision(state, alerts, decisive, now, limits)
     timed = time_decisions(state, alerts, now, limits, waiting)
     return ([colour] if colour is not None else []) + timed
+
+
+def failing_jobs(jobs: Iterable[Job]) -> tuple[str, ...]:
+    """The names of the jobs that failed a run (allowed failures left out), in their order."""
+    return tuple(job.name for job in jobs if job.status is Status.FAILED and not job.allow_failure)
 
 
 def applied(decision: Decision, now: datetime) -> AlertRow:

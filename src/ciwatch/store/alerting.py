@@ -20,16 +20,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, or_, select, text, tuple_, update
+from sqlalchemy import Select, and_, delete, func, insert, or_, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ciwatch.alerting.rules import FIRING, RESOLVED, AlertRow, Decision, applied
-from ciwatch.domain import RefKey, Run, Status
-from ciwatch.store.reads import REFS_PER_QUERY
-from ciwatch.store.rows import RUN_COLUMNS, run_from_row
+from ciwatch.alerting.rules import FIRING, RESOLVED, AlertRow, Decision, applied, failing_jobs
+from ciwatch.domain import Job, RefKey, RefState, Run, RunKey, Status
+from ciwatch.store.reads import REFS_PER_QUERY, job_order, ref_states_query
+from ciwatch.store.rows import JOB_COLUMNS, RUN_COLUMNS, job_from_row, run_from_row
 from ciwatch.store.sql import SqlStore
-from ciwatch.store.tables import ACTIVE_ONLY, alerts, outbox, runs, silences
+from ciwatch.store.tables import ACTIVE_ONLY, alerts, jobs, outbox, runs, silences
 
 
 @dataclass(frozen=True)
@@ -96,40 +96,48 @@ def _alert_from_row(row: Mapping[Any, Any]) -> AlertRow:
     )
 
 
+async def _in_parts(
+    conn: AsyncConnection, query: Select[Any], key: Any, refs: Sequence[Sequence[str]] | None
+) -> list[Any]:
+    """The rows of `query`, or of `query` with `key IN refs` in bounded parts."""
+    if refs is None:
+        return list((await conn.execute(query)).mappings())
+    found: list[Any] = []
+    for start in range(0, len(refs), REFS_PER_QUERY):
+        part = [tuple(ref) for ref in refs[start : start + REFS_PER_QUERY]]
+        found += (await conn.execute(query.where(key.in_(part)))).mappings()
+    return found
+
+
+async def alerts_in(
+    conn: AsyncConnection, *, firing_only: bool = False, refs: Sequence[RefKey] | None = None
+) -> list[AlertRow]:
+    """`load_alerts` within a transaction."""
+    query = select(alerts).order_by(alerts.c.rule, alerts.c.source, alerts.c.project, alerts.c.ref)
+    if firing_only:
+        query = query.where(alerts.c.state == FIRING)
+    key = tuple_(alerts.c.source, alerts.c.project, alerts.c.ref)
+    found = [_alert_from_row(row) for row in await _in_parts(conn, query, key, refs)]
+    return found if refs is None else sorted(found, key=lambda row: row.fingerprint)
+
+
 async def load_alerts(
     store: SqlStore, *, firing_only: bool = False, refs: Sequence[RefKey] | None = None
 ) -> list[AlertRow]:
     """Every stored alert (or only the firing ones, or only those of `refs`), by fingerprint."""
-    query = select(alerts).order_by(alerts.c.rule, alerts.c.source, alerts.c.project, alerts.c.ref)
-    if firing_only:
-        query = query.where(alerts.c.state == FIRING)
-    if refs is not None and not refs:
-        return []
-    key = tuple_(alerts.c.source, alerts.c.project, alerts.c.ref)
-
-    async def work(conn: AsyncConnection) -> list[AlertRow]:
-        if refs is None:
-            return [_alert_from_row(row) for row in (await conn.execute(query)).mappings()]
-        found: list[AlertRow] = []
-        for start in range(0, len(refs), REFS_PER_QUERY):
-            part = [tuple(ref) for ref in refs[start : start + REFS_PER_QUERY]]
-            rows = await conn.execute(query.where(key.in_(part)))
-            found += [_alert_from_row(row) for row in rows.mappings()]
-        return sorted(found, key=lambda row: row.fingerprint)
-
-    return await store.read("alert list", work)
+    return await store.read(
+        "alert list", lambda conn: alerts_in(conn, firing_only=firing_only, refs=refs)
+    )
 
 
-async def waiting_runs(
-    store: SqlStore,
+async def waiting_runs_in(
+    conn: AsyncConnection,
     *,
     running_before: datetime,
     queued_before: datetime,
     refs: Sequence[RefKey] | None = None,
 ) -> list[Run]:
-    """The runs running since before `running_before` or queued since before `queued_before`
-    (of `refs` only, when given): the candidates of the stuck and queued rules, oldest first.
-    Any run of a ref counts, not only its newest."""
+    """`waiting_runs` within a transaction."""
     running_since = func.coalesce(runs.c.started_at, runs.c.created_at, runs.c.updated_at)
     queued_since = func.coalesce(runs.c.created_at, runs.c.updated_at)
     query = (
@@ -142,21 +150,82 @@ async def waiting_runs(
         )
         .order_by(runs.c.order_time, runs.c.id)
     )
-    if refs is not None and not refs:
-        return []
     key = tuple_(runs.c.source, runs.c.project, runs.c.ref_key)
+    return [run_from_row(row) for row in await _in_parts(conn, query, key, refs)]
 
-    async def work(conn: AsyncConnection) -> list[Run]:
-        if refs is None:
-            return [run_from_row(row) for row in (await conn.execute(query)).mappings()]
-        found: list[Run] = []
-        for start in range(0, len(refs), REFS_PER_QUERY):
-            part = [tuple(ref) for ref in refs[start : start + REFS_PER_QUERY]]
-            rows = await conn.execute(query.where(key.in_(part)))
-            found += [run_from_row(row) for row in rows.mappings()]
-        return found
 
-    return await store.read("waiting runs", work)
+async def waiting_runs(
+    store: SqlStore,
+    *,
+    running_before: datetime,
+    queued_before: datetime,
+    refs: Sequence[RefKey] | None = None,
+) -> list[Run]:
+    """The runs running since before `running_before` or queued since before `queued_before`
+    (of `refs` only, when given): the candidates of the stuck and queued rules, oldest first.
+    Any run of a ref counts, not only its newest."""
+    return await store.read(
+        "waiting runs",
+        lambda conn: waiting_runs_in(
+            conn, running_before=running_before, queued_before=queued_before, refs=refs
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class EvaluationInputs:
+    """What one evaluation reads, in one transaction: ref states, their stored alerts, their
+    queued or running runs past the thresholds, and the silences in force."""
+
+    states: list[RefState]
+    alerts: list[AlertRow]
+    waiting: list[Run]
+    silences: list[SilenceRow]
+
+
+async def evaluation_inputs(
+    store: SqlStore,
+    now: datetime,
+    *,
+    running_before: datetime,
+    queued_before: datetime,
+    refs: Sequence[RefKey] | None = None,
+) -> EvaluationInputs:
+    """The inputs of an evaluation of every ref (or of `refs`) at `now`, read together."""
+
+    async def work(conn: AsyncConnection) -> EvaluationInputs:
+        states = await ref_states_query(conn, None, None, refs)
+        if refs is not None and not states:
+            return EvaluationInputs([], [], [], [])
+        return EvaluationInputs(
+            states,
+            await alerts_in(conn, refs=refs),
+            await waiting_runs_in(
+                conn, running_before=running_before, queued_before=queued_before, refs=refs
+            ),
+            await silences_in(conn, active_at=now),
+        )
+
+    return await store.read("alert evaluation", work)
+
+
+async def failing_jobs_of(store: SqlStore, keys: Sequence[RunKey]) -> dict[RunKey, tuple[str, ...]]:
+    """The failing jobs' names (`rules.failing_jobs`) of each of the runs `keys`, in one read;
+    a run without any is left out."""
+    if not keys:
+        return {}
+    query = select(*JOB_COLUMNS).where(jobs.c.status == Status.FAILED.value)
+    key = tuple_(jobs.c.source, jobs.c.project, jobs.c.run_id)
+
+    async def work(conn: AsyncConnection) -> dict[RunKey, tuple[str, ...]]:
+        found: dict[RunKey, list[Job]] = {}
+        for row in await _in_parts(conn, query, key, list(dict.fromkeys(keys))):
+            job = job_from_row(row)
+            found.setdefault(RunKey(job.source, job.project, job.run_id), []).append(job)
+        names = {run: failing_jobs(sorted(found[run], key=job_order)) for run in found}
+        return {run: jobs for run, jobs in names.items() if jobs}
+
+    return await store.read("failing jobs", work)
 
 
 def _insert(dialect: str) -> Any:
@@ -414,16 +483,19 @@ async def add_silence(
     return await store.write("silence add", work)
 
 
-async def list_silences(store: SqlStore, *, active_at: datetime | None = None) -> list[SilenceRow]:
-    """Every silence, or those in force at `active_at`, by id."""
+async def silences_in(
+    conn: AsyncConnection, *, active_at: datetime | None = None
+) -> list[SilenceRow]:
+    """`list_silences` within a transaction."""
     query = select(silences).order_by(silences.c.id)
     if active_at is not None:
         query = query.where((silences.c.starts_at <= active_at) & (silences.c.ends_at > active_at))
+    return [_silence_from_row(row) for row in (await conn.execute(query)).mappings()]
 
-    async def work(conn: AsyncConnection) -> list[SilenceRow]:
-        return [_silence_from_row(row) for row in (await conn.execute(query)).mappings()]
 
-    return await store.read("silence list", work)
+async def list_silences(store: SqlStore, *, active_at: datetime | None = None) -> list[SilenceRow]:
+    """Every silence, or those in force at `active_at`, by id."""
+    return await store.read("silence list", lambda conn: silences_in(conn, active_at=active_at))
 
 
 async def delete_silence(store: SqlStore, silence_id: int) -> bool:

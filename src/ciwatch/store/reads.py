@@ -76,9 +76,12 @@ async def jobs_for(conn: AsyncConnection, key: RunKey) -> list[Job]:
         & (jobs.c.run_id == key.run_id)
     )
     found = [job_from_row(row) for row in (await conn.execute(query)).mappings()]
-    return sorted(
-        found, key=lambda job: (job.created_at or job.started_at or job.updated_at, job.job_id)
-    )
+    return sorted(found, key=job_order)
+
+
+def job_order(job: Job) -> tuple[datetime, str]:
+    """The order of a run's jobs: by creation (else start, else update), then job id."""
+    return (job.created_at or job.started_at or job.updated_at, job.job_id)
 
 
 async def ref_states_query(
