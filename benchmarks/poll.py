@@ -714,7 +714,7 @@ def summary(result: dict[str, Any], steady: list[Figures]) -> list[str]:
     )
     lines.append(
         "steady state (mean of {} cycles): {:.3f} requests per target, of which list requests "
-        "{:.3f} and detail requests {:.3f} for {:.1f} changed runs; discovery {:.0f} requests "
+        "{:.3f} and detail requests {:.3f} for {:,.1f} changed runs; discovery {:,.0f} requests "
         "per cycle".format(
             len(steady),
             mean(f.requests_per_target for f in steady),
