@@ -57,13 +57,9 @@ class Ingest:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def store(self, run: Run | None, jobs: Sequence[Job] = ()) -> bool:
-        """Upsert a run and its jobs; True when the run changed."""
-        changed = False
-        if run is not None:
-            changed = await self.runtime.store.upsert_run(run)
-        if jobs:
-            await self.runtime.store.upsert_jobs(list(jobs))
-        return changed
+        """Upsert a run and its jobs, in one transaction; True when the run changed."""
+        runs = [run] if run is not None else []
+        return await self.runtime.store.upsert_runs(runs, list(jobs)) > 0
 
     def later(self, what: str, coro: Coroutine[Any, Any, None]) -> None:
         """Run `coro` in the background; its failure is logged, never raised to the sender."""

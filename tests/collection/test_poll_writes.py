@@ -1,5 +1,5 @@
-"""What a poll costs: jobs written before their runs (a failed write is re-fetched, never lost),
-one transaction per poll for runs and one for jobs, no store read for a run this process saw
+"""What a poll costs: runs written with their jobs in one transaction (a failed write is
+re-fetched, never lost), one transaction per poll, no store read for a run this process saw
 stored at the same progress, and no stage request for a Jenkins build still in the queue. Real
 pollers against the simulator on a fake clock."""
 
@@ -27,12 +27,12 @@ START = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 class SpyStore:
-    """Counts calls; `fail_jobs` makes the next job writes fail as a crash would."""
+    """Counts calls; `fail_writes` makes the next run writes fail as a crash would."""
 
     def __init__(self, inner: Store) -> None:
         self.inner = inner
         self.calls: Counter[str] = Counter()
-        self.fail_jobs = 0
+        self.fail_writes = 0
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self.inner, name)
@@ -41,9 +41,9 @@ class SpyStore:
 
         async def spied(*args: Any, **kwargs: Any) -> Any:
             self.calls[name] += 1
-            if name == "upsert_jobs" and self.fail_jobs:
-                self.fail_jobs -= 1
-                raise StoreError("job upsert failed (injected)")
+            if name == "upsert_runs" and self.fail_writes:
+                self.fail_writes -= 1
+                raise StoreError("run upsert failed (injected)")
             return await attr(*args, **kwargs)
 
         return spied
@@ -95,20 +95,20 @@ async def _close_keep_store(runtime: Runtime) -> None:
         await provider.close()
 
 
-async def test_a_failed_job_write_leaves_the_run_to_be_fetched_again(
+async def test_a_failed_write_leaves_the_run_to_be_fetched_again(
     store: Store, sim: tuple[Simulator, RunningSimulator, FakeClock]
 ) -> None:
     _, running, clock = sim
     spy = SpyStore(store)
-    spy.fail_jobs = 1_000  # every job write of the first cycle fails
+    spy.fail_writes = 1_000  # every write of the first cycle fails
     runtime = await _runtime(running, clock, spy)
     try:
         assert runtime.scheduler is not None
         with pytest.raises(StoreError):
             await runtime.scheduler.run_once()
-        # Jobs are written before their runs: no run is stored without its jobs.
+        # Runs and jobs are written together: nothing of the failed writes is stored.
         assert not (await store.history(limit=100)).runs
-        spy.fail_jobs = 0
+        spy.fail_writes = 0
         report = await runtime.scheduler.run_once()
     finally:
         await _close_keep_store(runtime)
@@ -135,9 +135,9 @@ async def test_unchanged_runs_cost_no_store_read_and_a_poll_writes_twice_at_most
         first = await runtime.scheduler.run_once()
         polls = len(first.outcomes)
         assert sum(o.changed for o in first.outcomes) > 0
-        # One transaction for the runs and one for the jobs of each poll, not two per run.
+        # One transaction for the runs and jobs of each poll, not one per run or per job.
         assert spy.calls["upsert_runs"] <= polls
-        assert spy.calls["upsert_jobs"] <= polls
+        assert spy.calls["upsert_jobs"] == 0
         assert spy.calls["upsert_run"] == 0
         spy.calls.clear()
         # Nothing moved: the runs the lists show again are known, so no store read.

@@ -174,11 +174,9 @@ async def _store_runs(
     # is not advanced, and the next poll sees the runs as changed again.
     details = [await provider.details(run) for run in fresh]
     jobs = [job for _, found in details for job in found]
-    if jobs:
-        # Jobs before their runs: a crash in between leaves the run unchanged in the store, so
-        # the next poll fetches its jobs again instead of never.
-        await store.upsert_jobs(jobs)
-    changed = await store.upsert_runs([full for full, _ in details]) if details else 0
+    # Runs and their jobs in one transaction: a run is never stored without the jobs it came
+    # with, so the alert engine, woken by the run's change, sees its failing jobs.
+    changed = await store.upsert_runs([full for full, _ in details], jobs) if details else 0
     if known is not None:
         # Stored now at least as far as the list showed them (unless details gave an older
         # answer: then the next poll reads the store, as without `known`).

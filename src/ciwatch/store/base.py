@@ -54,9 +54,10 @@ class Store(Protocol):
         """
         ...
 
-    async def upsert_runs(self, runs: Sequence[Run]) -> int:
-        """Merge several run updates in one transaction; returns how many changed a stored run
-        (counting each update as if applied one after the other)."""
+    async def upsert_runs(self, runs: Sequence[Run], jobs: Sequence[Job] = ()) -> int:
+        """Merge several run updates, and the job updates `jobs` with them, in one transaction;
+        returns how many run updates changed a stored run (counting each update as if applied
+        one after the other)."""
         ...
 
     async def upsert_jobs(self, jobs: Sequence[Job]) -> int:

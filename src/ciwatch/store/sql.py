@@ -149,15 +149,22 @@ class SqlStore:
         """Merge one run update; True when the stored run changed."""
         return await self.upsert_runs([run]) > 0
 
-    async def upsert_runs(self, runs: Sequence[Run]) -> int:
-        """Merge run updates in one transaction; the number that changed a stored run."""
-        if not runs:
+    async def upsert_runs(self, runs: Sequence[Run], jobs: Sequence[Job] = ()) -> int:
+        """Merge run updates, and job updates with them, in one transaction; the number of run
+        updates that changed a stored run."""
+        if not runs and not jobs:
             return 0
         # A retried transaction may add refs twice; the set is published only after commit.
         changed_refs: set[RefKey] = set()
-        changed = await self._write(
-            "run upsert", lambda conn: writes.upsert_runs(conn, self.dialect, runs, changed_refs)
-        )
+
+        async def work(conn: AsyncConnection) -> int:
+            if jobs:
+                await writes.upsert_jobs(conn, self.dialect, jobs)
+            if not runs:
+                return 0
+            return await writes.upsert_runs(conn, self.dialect, runs, changed_refs)
+
+        changed = await self._write("run upsert", work)
         if changed:
             self.changes.publish(changed_refs)
         return changed
