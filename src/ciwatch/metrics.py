@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -490,30 +491,39 @@ def _sample(
 
 
 def _add_refs(families: Families, snap: Snapshot) -> None:
+    for state in snap.refs:
+        _add_ref(families, snap, state)
+    _add_counts(families, snap)
+
+
+def _add_ref(families: Families, snap: Snapshot, state: RefState) -> None:
+    """The samples of one project/ref (the families of `REF_FAMILIES`)."""
     status_family = families["ci_pipeline_status"]
     job_family = families["ci_job_status"]
-    for state in snap.refs:
-        labels = _ref_labels(state)
-        ref = dict(zip(REF_LABELS, labels, strict=True))
-        newest = state.last_run
+    labels = _ref_labels(state)
+    ref = dict(zip(REF_LABELS, labels, strict=True))
+    newest = state.last_run
+    for status in Status:
+        value = 1.0 if newest.status is status else 0.0
+        _sample(status_family, {**ref, "status": status.value}, value)
+    finished = snap.finished.get(state.key)
+    if finished is not None and finished.duration_seconds is not None:
+        _add(families, "ci_pipeline_last_duration_seconds", labels, finished.duration_seconds)
+    if newest.queued_seconds is not None:
+        _add(families, "ci_pipeline_last_queued_seconds", labels, newest.queued_seconds)
+    created = newest.created_at or newest.started_at or newest.updated_at
+    _add(families, "ci_pipeline_last_run_timestamp_seconds", labels, created)
+    for job in _one_per_name(snap.jobs.get(newest.key, ())):
+        job_labels = {**ref, "job": job.name, "stage": job.stage or ""}
         for status in Status:
-            value = 1.0 if newest.status is status else 0.0
-            _sample(status_family, {**ref, "status": status.value}, value)
-        finished = snap.finished.get(state.key)
-        if finished is not None and finished.duration_seconds is not None:
-            _add(families, "ci_pipeline_last_duration_seconds", labels, finished.duration_seconds)
-        if newest.queued_seconds is not None:
-            _add(families, "ci_pipeline_last_queued_seconds", labels, newest.queued_seconds)
-        created = newest.created_at or newest.started_at or newest.updated_at
-        _add(families, "ci_pipeline_last_run_timestamp_seconds", labels, created)
-        for job in _one_per_name(snap.jobs.get(newest.key, ())):
-            job_labels = {**ref, "job": job.name, "stage": job.stage or ""}
-            for status in Status:
-                value = 1.0 if job.status is status else 0.0
-                _sample(job_family, {**job_labels, "status": status.value}, value)
-            if job.duration_seconds is not None:
-                duration = families["ci_job_last_duration_seconds"]
-                _sample(duration, job_labels, job.duration_seconds)
+            value = 1.0 if job.status is status else 0.0
+            _sample(job_family, {**job_labels, "status": status.value}, value)
+        if job.duration_seconds is not None:
+            duration = families["ci_job_last_duration_seconds"]
+            _sample(duration, job_labels, job.duration_seconds)
+
+
+def _add_counts(families: Families, snap: Snapshot) -> None:
     if snap.counts is not None:
         for key, n in sorted(snap.counts.items()):
             _add(families, "ci_pipeline_runs_total", key, n)
@@ -545,6 +555,29 @@ def _number(value: float) -> str:
     return str(floatToGoString(value))  # type: ignore[no-untyped-call]
 
 
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _header(family: Metric) -> str:
+    if family.type not in ("gauge", "counter"):
+        raise ValueError(f"cannot render a {family.type} ({family.name})")
+    name = family.name + "_total" if family.type == "counter" else family.name
+    doc = family.documentation.replace("\\", "\\\\").replace("\n", "\\n")
+    return f"# HELP {name} {doc}\n# TYPE {name} {family.type}\n"
+
+
+def _samples(family: Metric, escape: Callable[[str], str] = _escape) -> str:
+    out: list[str] = []
+    for sample in family.samples:
+        if sample.labels:
+            pairs = ",".join(f'{k}="{escape(v)}"' for k, v in sample.labels.items())
+            out.append(f"{sample.name}{{{pairs}}} {_number(sample.value)}\n")
+        else:
+            out.append(f"{sample.name} {_number(sample.value)}\n")
+    return "".join(out)
+
+
 def render(registry: CollectorRegistry) -> bytes:
     """The Prometheus text exposition (format 0.0.4, see CONTENT_TYPE) of `registry`'s gauges
     and counters.
@@ -553,27 +586,87 @@ def render(registry: CollectorRegistry) -> bytes:
     of every sample: over 5,000 refs with 5 jobs each (260,000 samples) it took seconds. Here the
     label names are ours (valid by construction) and each distinct label value is escaped once.
     Safe to run in a worker thread: it reads the immutable snapshot and copies of the counters.
+    `MetricsRenderer` writes the same text and keeps the lines of unchanged refs.
     """
     escaped: dict[str, str] = {}
 
     def escape(value: str) -> str:
         found = escaped.get(value)
         if found is None:
-            found = value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-            escaped[value] = found
+            found = escaped[value] = _escape(value)
         return found
 
-    out: list[str] = []
-    for family in registry.collect():
-        if family.type not in ("gauge", "counter"):
-            raise ValueError(f"cannot render a {family.type} ({family.name})")
-        name = family.name + "_total" if family.type == "counter" else family.name
-        doc = family.documentation.replace("\\", "\\\\").replace("\n", "\\n")
-        out.append(f"# HELP {name} {doc}\n# TYPE {name} {family.type}\n")
-        for sample in family.samples:
-            if sample.labels:
-                pairs = ",".join(f'{k}="{escape(v)}"' for k, v in sample.labels.items())
-                out.append(f"{sample.name}{{{pairs}}} {_number(sample.value)}\n")
+    return "".join(
+        _header(family) + _samples(family, escape) for family in registry.collect()
+    ).encode("utf-8")
+
+
+# The families whose samples come one block per project/ref (`_add_ref`).
+REF_FAMILIES = (
+    "ci_pipeline_status",
+    "ci_pipeline_last_duration_seconds",
+    "ci_pipeline_last_queued_seconds",
+    "ci_pipeline_last_run_timestamp_seconds",
+    "ci_job_status",
+    "ci_job_last_duration_seconds",
+)
+
+
+class MetricsRenderer:
+    """`/metrics` as `render(build_registry(collector))` writes it, with the text of each
+    project/ref kept between scrapes while its inputs (ref state, newest finished run, jobs of
+    the newest run) are unchanged, so a scrape renders only the refs that changed: most of the
+    samples at thousands of refs. Thread-safe (scrapes render in worker threads, one at a time).
+    """
+
+    def __init__(self, collector: CiwatchCollector) -> None:
+        self.collector = collector
+        self._lock = threading.Lock()
+        self._refs: dict[RefKey, tuple[tuple[object, ...], tuple[str, ...]]] = {}
+        self.rendered_refs = 0  # how many ref blocks were (re)rendered, for tests
+
+    def render(self) -> bytes:
+        with self._lock:
+            return self._render()
+
+    def _render(self) -> bytes:
+        collector = self.collector
+        snap = collector.cache.current
+        families = _families()
+        blocks: list[tuple[str, ...]] = []
+        if snap is not None:
+            blocks = self._ref_blocks(snap)
+            _add_counts(families, snap)
+            _add_targets(families, snap)
+        collector._add_self(families, snap)
+        families["ciwatch_store_up"].add_metric([], 1.0 if collector.cache.store_up else 0.0)
+        out: list[str] = []
+        for spec in METRICS:
+            family = families[spec.name]
+            out.append(_header(family))
+            if spec.name in REF_FAMILIES:
+                index = REF_FAMILIES.index(spec.name)
+                out.extend(block[index] for block in blocks)
             else:
-                out.append(f"{sample.name} {_number(sample.value)}\n")
-    return "".join(out).encode("utf-8")
+                out.append(_samples(family))
+        return "".join(out).encode("utf-8")
+
+    def _ref_blocks(self, snap: Snapshot) -> list[tuple[str, ...]]:
+        kept: dict[RefKey, tuple[tuple[object, ...], tuple[str, ...]]] = {}
+        blocks: list[tuple[str, ...]] = []
+        for state in snap.refs:
+            key = state.key
+            newest = state.last_run
+            inputs = (state, snap.finished.get(key), snap.jobs.get(newest.key, ()))
+            cached = self._refs.get(key)
+            if cached is not None and cached[0] == inputs:
+                block = cached[1]
+            else:
+                families = _families()
+                _add_ref(families, snap, state)
+                block = tuple(_samples(families[name]) for name in REF_FAMILIES)
+                self.rendered_refs += 1
+            kept[key] = (inputs, block)
+            blocks.append(block)
+        self._refs = kept
+        return blocks

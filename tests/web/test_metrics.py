@@ -17,7 +17,7 @@ from prometheus_client.samples import Sample
 
 from ciwatch.clock import FakeClock
 from ciwatch.domain import Status, TargetState
-from ciwatch.metrics import METRICS, SnapshotCache, render
+from ciwatch.metrics import METRICS, MetricsRenderer, SnapshotCache, render
 from ciwatch.runtime import Runtime
 from ciwatch.store import SqlStore
 from ciwatch.store import snapshot as queries
@@ -205,6 +205,33 @@ async def test_render_says_what_generate_latest_says(
     assert len(samples(ours)) == ours.count("\n") - 2 * len(METRICS)
     helps = [line for line in ours.splitlines() if line.startswith("#")]
     assert helps == [line for line in theirs.splitlines() if line.startswith("#")]
+
+
+async def test_the_cached_renderer_writes_what_render_writes_and_keeps_unchanged_refs(
+    app: FastAPI, store: SqlStore, runtime: Runtime
+) -> None:
+    await fill(store)
+    await store.upsert_run(make_run(ref='q"uo\\te\nnl', project="a/ü"))
+    runtime.metrics.api_request("gh", "200")
+    cache: SnapshotCache = app.state.metrics_cache
+    renderer: MetricsRenderer = app.state.metrics_renderer
+    snap = await cache.refresh()
+    assert snap is not None
+    refs = len(snap.refs)
+    assert renderer.render() == render(app.state.metrics_registry)
+    assert renderer.rendered_refs == refs
+    # A new snapshot with one ref changed (and a counter moved): only that ref is re-rendered,
+    # and the text is still exactly what render() writes.
+    newer = make_run(
+        run_id="99", status=Status.FAILED, created_at=at(99_000), updated_at=at(99_999)
+    )
+    await store.upsert_run(newer)
+    runtime.metrics.api_request("gh", "200")
+    await cache.refresh()
+    assert renderer.render() == render(app.state.metrics_registry)
+    assert renderer.rendered_refs == refs + 1
+    assert renderer.render() == render(app.state.metrics_registry)
+    assert renderer.rendered_refs == refs + 1
 
 
 async def test_hostile_label_values_survive(client: httpx.AsyncClient, store: SqlStore) -> None:

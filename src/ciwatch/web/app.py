@@ -28,9 +28,9 @@ from ciwatch.errors import StoreError
 from ciwatch.metrics import (
     CONTENT_TYPE,
     CiwatchCollector,
+    MetricsRenderer,
     SnapshotCache,
     build_registry,
-    render,
 )
 from ciwatch.runtime import Runtime
 from ciwatch.web import api, cctray, hooks, report
@@ -69,7 +69,8 @@ def create_app(
         max_age=metrics_max_age,
         slow_max_age=metrics_slow_max_age,
     )
-    registry = build_registry(CiwatchCollector(cache, runtime.metrics))
+    collector = CiwatchCollector(cache, runtime.metrics)
+    registry = build_registry(collector)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -94,6 +95,7 @@ def create_app(
     app.state.runtime = runtime
     app.state.metrics_cache = cache
     app.state.metrics_registry = registry
+    app.state.metrics_renderer = MetricsRenderer(collector)
     install_error_handlers(app)
 
     app.include_router(_probes())
@@ -175,8 +177,9 @@ def _metrics() -> APIRouter:
         """Every metric of docs/metrics.md, from a snapshot of the store at most a few seconds
         old. Behind basic auth only when `server.protect_metrics` is true."""
         await snapshot_cache_of(request).get()
-        # Over thousands of refs this is CPU work of a second or more: off the event loop.
-        body = await asyncio.to_thread(render, request.app.state.metrics_registry)
+        # Over thousands of refs this is CPU work (less when few refs changed since the last
+        # scrape, see MetricsRenderer): off the event loop.
+        body = await asyncio.to_thread(request.app.state.metrics_renderer.render)
         return Response(body, headers={"Content-Type": CONTENT_TYPE})
 
     return router
