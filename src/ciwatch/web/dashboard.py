@@ -1,5 +1,6 @@
 """The HTML dashboard (DESIGN §9): `/` (every project/ref, recent runs, trends; `?tv=1` wall
-mode) and `/projects/{source}/{project...}` (one project).
+mode), `/projects/{source}/{project...}` (one project) and `/alerts` (firing alerts with their
+deliveries, history, silences). Every page's navigation counts the firing alerts.
 
 `router` is included by `create_app` behind the auth dependency; handlers read the runtime from
 `request.app.state.runtime` (store, clock). Pages are server-rendered with Jinja2 (autoescape on:
@@ -25,9 +26,12 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup, escape
 
+from ciwatch.alerting import views as alert_views
+from ciwatch.alerting.silences import list_silences
 from ciwatch.domain import Run, Status
 from ciwatch.errors import StoreError
-from ciwatch.store import stats
+from ciwatch.store import Store, stats
+from ciwatch.store.sql import SqlStore
 from ciwatch.store.stats import DayStats, Filters
 from ciwatch.timeutil import iso_z
 from ciwatch.web.charts import (
@@ -47,6 +51,8 @@ BOARD_PAGE = 50
 WALL_TILES = 60
 RECENT_RUNS = 20
 HISTORY_PAGE = 25
+ALERTS_FIRING = 200
+ALERTS_HISTORY = 100
 DAYS = stats.DEFAULT_DAYS
 # The same glyphs as the CLI (`ciwatch.cli.common.STATUS_STYLE`): never colour alone.
 STATUS_ICON: dict[Status, str] = {
@@ -57,6 +63,14 @@ STATUS_ICON: dict[Status, str] = {
     Status.MANUAL: "✋",
     Status.CANCELED: "⊘",
     Status.SKIPPED: "↷",
+}
+# Alert rules and notice kinds (DESIGN §7), with a glyph besides their colour.
+ALERT_ICON = {
+    "broken": "✘",
+    "still_failing": "✘",
+    "recovered": "✔",
+    "stuck": "⏱",
+    "queued": "…",
 }
 HEADERS = {
     # Scripts and styles only from our own /static; charts are inline SVG, not scripts.
@@ -140,6 +154,13 @@ class View:
         if delta < 5:
             return "just now"
         return f"{human_duration(delta)} ago"
+
+    def until(self, when: datetime | None) -> str:
+        """How far ahead `when` is ("in 3h 20m"); "now" once it has passed."""
+        if when is None:
+            return "—"
+        delta = (when - self.now).total_seconds()
+        return f"in {human_duration(delta)}" if delta >= 1 else "now"
 
     def span(self, when: datetime | None) -> str:
         """How long ago `when` was, without "ago" ("3h 20m")."""
@@ -303,6 +324,7 @@ def environment() -> Environment:
     )
     env.globals["Status"] = Status
     env.globals["board_order"] = stats.BOARD_ORDER
+    env.globals["alert_icon"] = ALERT_ICON
     return env
 
 
@@ -366,7 +388,16 @@ def _base_context(request: Request, view: View) -> dict[str, Any]:
         "refresh": refresh,
         "refresh_param": None if refresh else "0",
         "tv": False,
+        "alerts_firing": None,
     }
+
+
+async def firing_badge(store: Store) -> int | None:
+    """The count of firing alerts for the navigation (one count query), None without the SQL
+    store (alerts live there)."""
+    if not isinstance(store, SqlStore):
+        return None
+    return await alert_views.firing_count(store)
 
 
 def stats_cache(request: Request) -> stats.StatsCache:
@@ -424,6 +455,7 @@ async def index(request: Request) -> HTMLResponse:
             with_recent=not tv,
             cache=stats_cache(request),
         )
+        context["alerts_firing"] = await firing_badge(runtime.store)
     except StoreError as exc:
         return _unavailable(request, view, exc)
     scope = _scope(filters)
@@ -480,6 +512,7 @@ async def project_page(request: Request, source: str, project: str) -> HTMLRespo
             cursor=cursor,
             cache=stats_cache(request),
         )
+        context["alerts_firing"] = await firing_badge(runtime.store)
     except ValueError:
         context.update(
             title="Bad page link",
@@ -509,3 +542,40 @@ async def project_page(request: Request, source: str, project: str) -> HTMLRespo
         days=len(data.days),
     )
     return render("project.html", context)
+
+
+@router.get("/alerts", response_class=HTMLResponse, summary="Alerts")
+async def alerts_page(request: Request) -> HTMLResponse:
+    """Firing alerts (newest first) with the outcome of their newest notice on each channel,
+    the channels that failed for good with their error, recently resolved alerts and the
+    silences in force. Without the SQL store the page says alerting needs it."""
+    view = _view(request, ("refresh",))
+    context = _base_context(request, view)
+    runtime = request.app.state.runtime
+    settings = runtime.settings.alerts
+    context.update(
+        sql=isinstance(runtime.store, SqlStore),
+        no_channels=not settings.channels,
+        no_routes=not settings.routes,
+        overview=None,
+        failing=[],
+        silences=[],
+        history_limit=ALERTS_HISTORY,
+    )
+    store = runtime.store
+    if not isinstance(store, SqlStore):
+        return render("alerts.html", context)
+    try:
+        overview = await alert_views.alerts_overview(
+            store, firing_limit=ALERTS_FIRING, history_limit=ALERTS_HISTORY
+        )
+        silences = await list_silences(store, active_at=view.now)
+    except StoreError as exc:
+        return _unavailable(request, view, exc)
+    context.update(
+        overview=overview,
+        failing=alert_views.failing_channels(overview.firing),
+        silences=silences,
+        alerts_firing=overview.firing_total,
+    )
+    return render("alerts.html", context)
