@@ -232,60 +232,100 @@ def _insert(dialect: str) -> Any:
     return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
-async def _apply_one(conn: AsyncConnection, dialect: str, change: Change, now: datetime) -> bool:
-    decision = change.decision
+def _alert_values(decision: Decision, now: datetime) -> dict[str, Any]:
     row = applied(decision, now)
-    values = {
+    return {
         "state": row.state,
         "first_seen": row.first_seen,
         "last_seen": row.last_seen,
         "last_notified": row.last_notified,
         "payload": row.payload,
     }
-    rule, source, project, ref = decision.fingerprint
+
+
+async def _insert_new(
+    conn: AsyncConnection, dialect: str, fresh: Sequence[Change], now: datetime
+) -> set[tuple[str, str, str, str]]:
+    """Insert the alerts of new fingerprints in one statement (executemany, batched by
+    SQLAlchemy into multi-row INSERTs); returns the fingerprints this call inserted. A row
+    another evaluator inserted first is left alone (ON CONFLICT DO NOTHING): it owns it."""
+    if not fresh:
+        return set()
+    statement = (
+        _insert(dialect)(alerts)
+        .on_conflict_do_nothing(index_elements=["rule", "source", "project", "ref"])
+        .returning(alerts.c.rule, alerts.c.source, alerts.c.project, alerts.c.ref)
+    )
+    rows = [
+        dict(
+            zip(("rule", "source", "project", "ref"), c.decision.fingerprint, strict=True),
+            **_alert_values(c.decision, now),
+        )
+        for c in fresh
+    ]
+    return {
+        (rule, source, project, ref)
+        for rule, source, project, ref in await conn.execute(statement, rows)
+    }
+
+
+async def _update_one(conn: AsyncConnection, change: Change, now: datetime) -> bool:
+    """Compare-and-set of a stored alert: only if it is still the row it was decided from."""
+    decision = change.decision
     previous = decision.previous
-    if previous is None:
-        statement = (
-            _insert(dialect)(alerts)
-            .values(rule=rule, source=source, project=project, ref=ref, **values)
-            .on_conflict_do_nothing(index_elements=["rule", "source", "project", "ref"])
-            .returning(alerts.c.id)
+    assert previous is not None
+    rule, source, project, ref = decision.fingerprint
+    statement = (
+        update(alerts)
+        .where(
+            (alerts.c.rule == rule)
+            & (alerts.c.source == source)
+            & (alerts.c.project == project)
+            & (alerts.c.ref == ref)
+            & (alerts.c.state == previous.state)
+            & alerts.c.last_notified.is_not_distinct_from(previous.last_notified)
         )
-    else:
-        statement = (
-            update(alerts)
-            .where(
-                (alerts.c.rule == rule)
-                & (alerts.c.source == source)
-                & (alerts.c.project == project)
-                & (alerts.c.ref == ref)
-                & (alerts.c.state == previous.state)
-                & alerts.c.last_notified.is_not_distinct_from(previous.last_notified)
+        .values(**_alert_values(decision, now))
+        .returning(alerts.c.id)
+    )
+    return (await conn.execute(statement)).first() is not None
+
+
+async def _queue(conn: AsyncConnection, dialect: str, won: Sequence[Change], now: datetime) -> None:
+    """Insert the outbox rows of the changes applied, in one statement. A row of a group whose
+    `group_wait` window is open on its channel (or was opened by an earlier row of this call)
+    joins it."""
+    windows: dict[tuple[str, str], datetime | None] = {}
+    rows: list[dict[str, Any]] = []
+    for change in won:
+        for notice in change.notices:
+            due = notice.due
+            if notice.group is not None and due > now:
+                key = (notice.channel, notice.group)
+                if key not in windows:
+                    windows[key] = await _open_window(conn, notice.channel, notice.group, now)
+                opened = windows[key]
+                if opened is None:
+                    windows[key] = due  # this row opens the window
+                else:
+                    due = min(due, opened)
+            rows.append(
+                {
+                    "dedup_key": notice.dedup_key,
+                    "fingerprint": ":".join(change.decision.fingerprint),
+                    "channel": notice.channel,
+                    "payload": notice.payload,
+                    "attempts": 0,
+                    "next_attempt_at": due,
+                    "created_at": now,
+                    "group_key": notice.group,
+                }
             )
-            .values(**values)
-            .returning(alerts.c.id)
+    if rows:
+        statement = _insert(dialect)(outbox).on_conflict_do_nothing(
+            index_elements=["dedup_key", "channel"]
         )
-    if (await conn.execute(statement)).first() is None:
-        return False  # another evaluator changed this alert first: it owns the notification
-    for notice in change.notices:
-        due = notice.due
-        if notice.group is not None and due > now:
-            due = min(due, await _open_window(conn, notice.channel, notice.group, now) or due)
-        await conn.execute(
-            _insert(dialect)(outbox)
-            .values(
-                dedup_key=notice.dedup_key,
-                fingerprint=":".join(decision.fingerprint),
-                channel=notice.channel,
-                payload=notice.payload,
-                attempts=0,
-                next_attempt_at=due,
-                created_at=now,
-                group_key=notice.group,
-            )
-            .on_conflict_do_nothing(index_elements=["dedup_key", "channel"])
-        )
-    return True
+        await conn.execute(statement, rows)
 
 
 async def _open_window(
@@ -307,12 +347,23 @@ async def _open_window(
 
 async def apply_changes(store: SqlStore, changes: Sequence[Change], now: datetime) -> list[Change]:
     """Apply alert changes and insert their outbox rows, all in one transaction. A change whose
-    row is no longer the one it was decided from is skipped; returns the changes applied."""
+    row is no longer the one it was decided from is skipped (another evaluator made it first
+    and owns its notification); returns the changes applied, in their order."""
     if not changes:
         return []
 
     async def work(conn: AsyncConnection) -> list[Change]:
-        return [c for c in changes if await _apply_one(conn, store.dialect, c, now)]
+        fresh = [c for c in changes if c.decision.previous is None]
+        inserted = await _insert_new(conn, store.dialect, fresh, now)
+        won = []
+        for change in changes:
+            if change.decision.previous is None:
+                if change.decision.fingerprint in inserted:
+                    won.append(change)
+            elif await _update_one(conn, change, now):
+                won.append(change)
+        await _queue(conn, store.dialect, won, now)
+        return won
 
     return await store.write("alert update", work)
 

@@ -218,6 +218,8 @@ outbox = Table(
     # The route label the row is grouped under (None: rows from before revision 0002).
     Column("group_key", Text),
     UniqueConstraint("dedup_key", "channel"),
+    # The notifications of an alert, for the alert list, its API and the dashboard (0002).
+    Index(None, "fingerprint", "id"),
     Index(
         "ix_outbox_pending",
         "next_attempt_at",

@@ -1,5 +1,5 @@
 """Outbox rows carry the group (the route's label) they are sent in; an index of the queued and
-running runs for the stuck and queued alert rules.
+running runs for the stuck and queued alert rules; the outbox indexed by fingerprint.
 
 Revision ID: 0002
 Revises: 0001
@@ -32,9 +32,11 @@ def upgrade() -> None:
         sqlite_where=sa.text(ACTIVE_ONLY),
         postgresql_where=sa.text(ACTIVE_ONLY),
     )
+    op.create_index("ix_outbox_fingerprint_id", "outbox", ["fingerprint", "id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_outbox_fingerprint_id", table_name="outbox")
     op.drop_index("ix_runs_active", table_name="runs")
     with op.batch_alter_table("outbox") as batch:
         batch.drop_column("group_key")
