@@ -197,6 +197,8 @@ alerts = Table(
     Column("payload", json_type(), nullable=False),
     UniqueConstraint("rule", "source", "project", "ref"),
     CheckConstraint("state IN ('firing', 'resolved')", name="state"),
+    # The alerts of some refs, for an evaluation of the refs that changed (revision 0002).
+    Index(None, "source", "project", "ref"),
 )
 
 outbox = Table(

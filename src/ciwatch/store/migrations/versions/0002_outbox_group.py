@@ -1,5 +1,5 @@
 """Outbox rows carry the group (the route's label) they are sent in; an index of the queued and
-running runs for the stuck and queued alert rules; the outbox indexed by fingerprint.
+running runs for the stuck and queued alert rules; the outbox indexed by fingerprint, alerts by ref.
 
 Revision ID: 0002
 Revises: 0001
@@ -33,9 +33,11 @@ def upgrade() -> None:
         postgresql_where=sa.text(ACTIVE_ONLY),
     )
     op.create_index("ix_outbox_fingerprint_id", "outbox", ["fingerprint", "id"])
+    op.create_index("ix_alerts_source_project_ref", "alerts", ["source", "project", "ref"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_alerts_source_project_ref", table_name="alerts")
     op.drop_index("ix_outbox_fingerprint_id", table_name="outbox")
     op.drop_index("ix_runs_active", table_name="runs")
     with op.batch_alter_table("outbox") as batch:
