@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -27,6 +28,7 @@ from ciwatch.store.engine import (
     operation_error,
     parse_url,
 )
+from ciwatch.store.group import GroupCommit, Pending
 from ciwatch.store.rows import target_values
 from ciwatch.store.upserts import target_upsert
 
@@ -60,6 +62,8 @@ class SqlStore:
         self._write_turn = asyncio.Lock() if endpoint.is_sqlite else None
         # The refs whose runs this process changed, for the alert engine (see `changes.py`).
         self.changes = RefChanges()
+        # SQLite: concurrent run writes share a transaction (see `group.py`).
+        self._group = GroupCommit(self._write_batch) if endpoint.is_sqlite else None
 
     def __repr__(self) -> str:
         return f"SqlStore({self.endpoint.display!r})"
@@ -151,23 +155,47 @@ class SqlStore:
 
     async def upsert_runs(self, runs: Sequence[Run], jobs: Sequence[Job] = ()) -> int:
         """Merge run updates, and job updates with them, in one transaction; the number of run
-        updates that changed a stored run."""
+        updates that changed a stored run. On SQLite, concurrent calls share a transaction
+        (`group.py`)."""
         if not runs and not jobs:
             return 0
+        if self._group is not None:
+            return await self._group.submit(runs, jobs)
+        (changed,) = await self._write_batch([Pending(runs, jobs)])
+        return changed
+
+    async def _write_batch(self, batch: Sequence[Pending]) -> list[int]:
+        """Write the runs and jobs of `batch` in one transaction; each item's changed count."""
         # A retried transaction may add refs twice; the set is published only after commit.
         changed_refs: set[RefKey] = set()
+        changed_keys: set[tuple[RunKey, int]] = set()
 
         async def work(conn: AsyncConnection) -> int:
+            changed_keys.clear()
+            jobs = [job for item in batch for job in item.jobs]
             if jobs:
                 await writes.upsert_jobs(conn, self.dialect, jobs)
+            runs = [run for item in batch for run in item.runs]
             if not runs:
                 return 0
-            return await writes.upsert_runs(conn, self.dialect, runs, changed_refs)
+            return await writes.upsert_runs(conn, self.dialect, runs, changed_refs, changed_keys)
 
         changed = await self._write("run upsert", work)
         if changed:
             self.changes.publish(changed_refs)
-        return changed
+        if len(batch) == 1:
+            return [changed]
+        # Each change goes to the item whose update made it: the n-th update of a run, counting
+        # the items' runs in order (`writes.upsert_runs` applies them in that order).
+        seen: Counter[RunKey] = Counter()
+        counts = []
+        for item in batch:
+            count = 0
+            for run in item.runs:
+                count += (run.key, seen[run.key]) in changed_keys
+                seen[run.key] += 1
+            counts.append(count)
+        return counts
 
     async def upsert_jobs(self, jobs: Sequence[Job]) -> int:
         """Merge job updates in one transaction; the number that changed a stored job."""

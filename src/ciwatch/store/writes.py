@@ -13,7 +13,7 @@ from typing import TypeVar
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ciwatch.domain import Job, RefKey, Run
+from ciwatch.domain import Job, RefKey, Run, RunKey
 from ciwatch.store.refs import lock_refs, recompute, ref_row, runs_of, stored_refs
 from ciwatch.store.rows import job_values, run_values
 from ciwatch.store.tables import jobs, ref_states, runs
@@ -41,10 +41,12 @@ async def upsert_runs(
     dialect: str,
     batch: Sequence[Run],
     changed_refs: set[RefKey] | None = None,
+    changed_keys: set[tuple[RunKey, int]] | None = None,
 ) -> int:
     """Merge `batch` into `runs` and refresh the touched ref states; returns how many updates
     changed a stored run (each counted as if applied one after the other), and adds the refs of
-    the changed runs to `changed_refs`.
+    the changed runs to `changed_refs`, and to `changed_keys` (key, n) for each change made by
+    the n-th update (from 0, in `batch` order) of a run.
 
     Updates are applied in key order (stable, so the updates of one run keep their order): the
     merge does not depend on the order, and writers that touch the same runs then lock their
@@ -59,10 +61,13 @@ async def upsert_runs(
         touched |= await lock_refs(conn, locked)
     statement = run_upsert(dialect)
     changed = 0
-    for wave in waves(ordered, lambda run: run.key):
+    # Wave n holds the n-th update of each run (waves keep each run's updates in order).
+    for n, wave in enumerate(waves(ordered, lambda run: run.key)):
         result = await conn.execute(statement, [run_values(run) for run in wave])
-        for source, project, _run_id, ref, previous in result:
+        for source, project, run_id, ref, previous in result:
             changed += 1
+            if changed_keys is not None:
+                changed_keys.add((RunKey(source, project, run_id), n))
             touched.add(RefKey(source, project, ref))
             # A run can move between refs (ref first unknown, then known): both refs change.
             if previous is not None:

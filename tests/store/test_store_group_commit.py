@@ -1,0 +1,88 @@
+"""Group commit (`store/group.py`): concurrent run writes share transactions on SQLite, each
+caller gets its own changed count, and a failing write fails alone."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from ciwatch.domain import Status
+from ciwatch.errors import StoreError
+from ciwatch.store import SqlStore, open_store
+from ciwatch.store.group import GroupCommit, Pending
+from factories import at, make_job, make_run
+
+
+async def test_concurrent_writes_share_transactions_and_count_per_caller(
+    store: SqlStore,
+) -> None:
+    runs = [make_run(run_id=str(n), project=f"group/p{n % 7}", updated_at=at(n)) for n in range(60)]
+    jobs = [[make_job(run_id=str(n), project=f"group/p{n % 7}", job_id="1")] for n in range(60)]
+    counts = await asyncio.gather(
+        *(store.upsert_runs([run], job) for run, job in zip(runs, jobs, strict=True))
+    )
+    assert counts == [1] * 60
+    # The same updates again change nothing; an update of one run twice in a batch counts
+    # for the caller whose update changed it.
+    again = await asyncio.gather(
+        store.upsert_runs(runs[:30]),
+        store.upsert_runs([make_run(run_id="5", project="group/p5", status=Status.FAILED,
+                                    updated_at=at(1000))]),
+        store.upsert_runs(runs[30:]),
+    )  # fmt: skip
+    assert again == [0, 1, 0]
+    assert len((await store.history(limit=100)).runs) == 60
+    assert len(await store.jobs_for(runs[59].key)) == 1
+    group = store._group
+    if store.dialect == "sqlite":
+        assert group is not None
+        assert group.batches < 63  # 63 calls in all
+    else:
+        assert group is None  # PostgreSQL has concurrent writers of its own
+
+
+async def test_a_failing_write_fails_alone() -> None:
+    written: list[list[str]] = []
+
+    async def write(batch: Sequence[Pending]) -> list[int]:
+        await asyncio.sleep(0)
+        ids = [run.run_id for item in batch for run in item.runs]
+        if "bad" in ids:
+            raise StoreError("disk I/O error (injected)")
+        written.append(ids)
+        return [len(item.runs) for item in batch]
+
+    group = GroupCommit(write)
+
+    async def submit(run_id: str) -> int:
+        return await group.submit([make_run(run_id=run_id)], [])
+
+    results = await asyncio.gather(
+        submit("1"), submit("2"), submit("bad"), submit("3"), return_exceptions=True
+    )
+    assert results[:2] == [1, 1] and results[3] == 1
+    assert isinstance(results[2], StoreError)
+    assert sorted(i for batch in written for i in batch) == ["1", "2", "3"]
+
+
+async def test_a_cancelled_caller_does_not_stop_the_write(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'ci.db'}")  # group commit is SQLite's
+    try:
+        await store.upgrade()
+        first = asyncio.ensure_future(store.upsert_run(make_run(run_id="1")))
+        second = asyncio.ensure_future(store.upsert_run(make_run(run_id="2")))
+        await asyncio.sleep(0)
+        second.cancel()
+        assert await first
+        with pytest.raises(asyncio.CancelledError):
+            await second
+        for _ in range(100):
+            if len((await store.history(limit=10)).runs) == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert {r.run_id for r in (await store.history(limit=10)).runs} == {"1", "2"}
+    finally:
+        await store.close()
