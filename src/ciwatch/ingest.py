@@ -48,13 +48,30 @@ class Deliveries:
         self._seen.pop((source, delivery), None)
 
 
-class Ingest:
-    """Store runs and jobs from webhooks and reports; run follow-up work in the background."""
+# Background work (job fetches) running at once, and waiting at most: beyond that a webhook's
+# follow-up is dropped with a warning (the next poll of its target catches up). Unbounded, a
+# slow or unreachable CI server let retried fetches take the CPU that ingest needs.
+BACKGROUND_RUNNING = 16
+BACKGROUND_WAITING = 5_000
 
-    def __init__(self, runtime: Runtime) -> None:
+
+class Ingest:
+    """Store runs and jobs from webhooks and reports; run follow-up work in the background,
+    at most `running` pieces at once and `waiting` more queued."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        running: int = BACKGROUND_RUNNING,
+        waiting: int = BACKGROUND_WAITING,
+    ) -> None:
         self.runtime = runtime
         self.deliveries = Deliveries()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(running)
+        self.limit = running + waiting
+        self.dropped = 0
 
     async def store(self, run: Run | None, jobs: Sequence[Job] = ()) -> bool:
         """Upsert a run and its jobs, in one transaction; True when the run changed."""
@@ -62,15 +79,24 @@ class Ingest:
         return await self.runtime.store.upsert_runs(runs, list(jobs)) > 0
 
     def later(self, what: str, coro: Coroutine[Any, Any, None]) -> None:
-        """Run `coro` in the background; its failure is logged, never raised to the sender."""
+        """Run `coro` in the background; its failure is logged, never raised to the sender.
+        When `limit` pieces are already running or waiting, it is dropped with a warning."""
+        if len(self._tasks) >= self.limit:
+            coro.close()
+            self.dropped += 1
+            log.warning("%s: dropped, %d background tasks are already queued", what, self.limit)
+            return
 
         async def guarded() -> None:
             try:
-                await coro
+                async with self._slots:
+                    await coro
             except CiwatchError as exc:
                 log.warning("%s: %s", what, exc)
             except Exception:
                 log.exception("%s failed", what)
+            finally:
+                coro.close()  # never started (cancelled while waiting for a slot): no warning
 
         task = asyncio.create_task(guarded(), name=what)
         self._tasks.add(task)
