@@ -87,8 +87,8 @@ def notice_from_payload(payload: Mapping[str, Any]) -> Notice:
 
 class DeliveryWorkers:
     """Sends the outbox through `channels` (name → Channel). `run(stop)` runs one task per
-    channel until `stop` is set; `deliver_once(name)` does one claim-send-record round (tests,
-    `ciwatch alerts flush`). Several instances, in one process or several, may share a store."""
+    channel until `stop` is set; `deliver_once(name)` does one claim-send-record round (for
+    tests). Several instances, in one process or several, may share a store."""
 
     def __init__(
         self,
