@@ -11,13 +11,13 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from ciwatch.alerting.silences import create_silence, list_silences
 from ciwatch.alerting.views import alert_list, expire_silence, get_silence, silence_to_dict
 from ciwatch.config.durations import parse_duration
 from ciwatch.domain import RunKey, Status
-from ciwatch.serialize import job_to_dict, ref_state_to_dict, run_to_dict
+from ciwatch.serialize import encode_ref_states, job_to_dict, run_to_dict
 from ciwatch.store import SqlStore
 from ciwatch.timeutil import iso_z, to_utc
 from ciwatch.web.context import runtime_of
@@ -119,17 +119,17 @@ async def list_projects(
     project: ProjectQ = None,
     ref: RefQ = None,
     status: StatusQ = None,
-) -> JSONResponse:
+) -> Response:
     """The latest state of every project/ref, sorted by source, project and ref. `status` is
     the ref's colour: the status of its newest run that ended success or failed (before it has
     one, its newest run's status)."""
     states = await runtime_of(request).store.ref_states(source=source, project=project)
     chosen = [
-        ref_state_to_dict(state)
+        state
         for state in states
         if (ref is None or state.ref == ref) and (status is None or state.status is status)
     ]
-    return JSONResponse({"projects": chosen})
+    return Response(encode_ref_states(chosen), media_type="application/json")
 
 
 @router.get("/targets", response_model=TargetsAnswer, summary="Health of every polled target")
