@@ -6,6 +6,9 @@ Nothing here runs at import time; `Runtime.open` builds everything from argument
 
 from __future__ import annotations
 
+import os
+import secrets
+import socket
 from dataclasses import dataclass, field
 
 from ciwatch.clock import Clock, SystemClock
@@ -13,8 +16,9 @@ from ciwatch.config import Settings
 from ciwatch.providers.base import Provider
 from ciwatch.providers.registry import build_provider
 from ciwatch.scheduler import Cadence, Scheduler
+from ciwatch.scheduler.loop import PollLeases
 from ciwatch.selfmetrics import CollectionMetrics
-from ciwatch.store import Store, open_store
+from ciwatch.store import SqlStore, Store, open_store
 
 
 @dataclass
@@ -52,6 +56,13 @@ class Runtime:
             )
             for source in settings.sources
         }
+        leases = None
+        if settings.collection.partition and isinstance(store, SqlStore):
+            leases = PollLeases(
+                store,
+                holder=f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}",
+                intervals={name: c.interval for name, c in cadence.items()},
+            )
         scheduler = Scheduler(
             providers,
             store,
@@ -61,6 +72,7 @@ class Runtime:
             discovery_interval=settings.collection.discovery_interval.total_seconds(),
             clock=clock,
             metrics=metrics,
+            leases=leases,
         )
         return cls(settings, store, clock, metrics, providers, scheduler)
 

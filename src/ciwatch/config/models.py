@@ -147,6 +147,8 @@ class CollectionSettings(ConfigModel):
     retries: int = Field(4, ge=0, le=20)
     jitter: float = Field(0.1, ge=0.0, le=1.0)
     discovery_interval: PositiveDuration = timedelta(minutes=10)
+    # Several replicas sharing one database divide the targets through leases (DESIGN §13).
+    partition: bool = False
 
 
 class BaseSource(ConfigModel):

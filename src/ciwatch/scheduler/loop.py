@@ -17,11 +17,11 @@ from datetime import datetime, timedelta
 
 from ciwatch.clock import Clock, SystemClock
 from ciwatch.domain import Target
-from ciwatch.errors import AuthFailed, NotFound, ProviderError, RateLimited
+from ciwatch.errors import AuthFailed, NotFound, ProviderError, RateLimited, StoreError
 from ciwatch.providers.base import Provider
 from ciwatch.scheduler.tasks import Cadence, KnownRuns, PollOutcome, poll_target
 from ciwatch.selfmetrics import CollectionMetrics
-from ciwatch.store import Store
+from ciwatch.store import SqlStore, Store, leases
 
 log = logging.getLogger("ciwatch.scheduler")
 
@@ -40,6 +40,33 @@ class _Entry:
     known: KnownRuns = field(default_factory=KnownRuns)
     in_flight: bool = False
     polls: int = 0
+
+
+# A replica holds a target's poll lease for this many of the target's polling intervals after
+# its last poll: how long a dead replica's targets wait before another replica takes them.
+LEASE_INTERVALS = 3
+
+
+@dataclass
+class PollLeases:
+    """Divides the targets between replicas sharing a database (`collection.partition`): a
+    target is polled only by the replica holding its lease (`store/leases.py`)."""
+
+    store: SqlStore
+    holder: str
+    intervals: Mapping[str, float]  # each source's polling interval, seconds
+
+    def name(self, target: Target) -> str:
+        return f"poll:{target.source}:{target.project}"
+
+    async def hold(self, target: Target, now: datetime) -> bool:
+        """Take or renew the target's lease; False while another replica holds it."""
+        ttl = timedelta(seconds=LEASE_INTERVALS * self.intervals.get(target.source, 60.0))
+        return await leases.acquire(self.store, self.name(target), self.holder, now, ttl)
+
+    async def release(self) -> int:
+        """Give up this replica's poll leases (on stop), so others take its targets at once."""
+        return await leases.release(self.store, self.holder, prefix="poll:")
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +97,7 @@ class Scheduler:
         clock: Clock | None = None,
         metrics: CollectionMetrics | None = None,
         rng: random.Random | None = None,
+        leases: PollLeases | None = None,
     ) -> None:
         self.providers = dict(providers)
         self.store = store
@@ -84,6 +112,10 @@ class Scheduler:
         self.discovery_errors: dict[str, str] = {}
         self.paused_until: dict[str, datetime] = {}
         self._semaphore = asyncio.Semaphore(concurrency)
+        # With leases, `run` polls a target only while this replica holds its lease; `run_once`
+        # (`ciwatch poll --once`) polls every target regardless.
+        self.leases = leases
+        self.skipped = 0  # polls left to the replica holding the lease
 
     # -- discovery -------------------------------------------------------------------------
 
@@ -181,12 +213,37 @@ class Scheduler:
         if tasks:
             log.info("stopping: letting %d in-flight polls finish", len(tasks))
             await asyncio.gather(*tasks, return_exceptions=True)
+        if self.leases is not None:
+            try:
+                await self.leases.release()
+            except StoreError as exc:
+                log.warning("stopping: could not release the poll leases: %s", exc)
+
+    async def _held(self, entry: _Entry) -> bool:
+        """Whether this replica may poll the target now (always, without leases). When not,
+        the target is due again after its interval, in case its holder has gone."""
+        if self.leases is None:
+            return True
+        now = self.clock.now()
+        try:
+            if await self.leases.hold(entry.target, now):
+                return True
+        except StoreError as exc:
+            log.warning("poll lease of %s/%s: %s", *entry.target.key, exc)
+            entry.failures += 1
+            entry.due = now + self._backoff(entry)
+            return False
+        self.skipped += 1
+        interval = self._interval(entry.target.source, False)
+        entry.due = now + timedelta(seconds=interval * self._jitter_factor())
+        return False
 
     async def _poll_and_reschedule(
         self, entry: _Entry, heap: list[tuple[datetime, tuple[str, str]]]
     ) -> None:
         try:
-            await self._poll(entry)
+            if await self._held(entry):
+                await self._poll(entry)
         except Exception:
             log.exception("poll of %s/%s crashed", *entry.target.key)
             entry.failures += 1

@@ -1,0 +1,181 @@
+"""Several replicas on one database divide the targets through leases (DESIGN §13,
+`collection.partition`): each target is polled by one replica at a time; a replica that stops
+hands its targets over at once, one that dies after its leases expire. Real pollers against the
+simulator on a fake clock, two stores on the same database (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from ciwatch.clock import FakeClock
+from ciwatch.config import GitHubSource, GitLabSource, JenkinsSource, Settings
+from ciwatch.runtime import Runtime
+from ciwatch.scheduler.loop import LEASE_INTERVALS
+from ciwatch.simulator import RunningSimulator, Simulator, load_scenario, start_simulator
+from ciwatch.store import SqlStore, leases, open_store
+from factories import at
+
+BASIC = Path(__file__).parents[2] / "examples" / "scenarios" / "basic.yaml"
+START = datetime(2026, 1, 1, tzinfo=UTC)
+INTERVAL = 60
+
+
+async def test_a_lease_is_held_until_it_expires_and_renewed_by_its_holder(
+    store: SqlStore,
+) -> None:
+    ttl = timedelta(seconds=180)
+    assert await leases.acquire(store, "poll:gl:a", "one", at(0), ttl)
+    assert not await leases.acquire(store, "poll:gl:a", "two", at(100), ttl)
+    assert await leases.acquire(store, "poll:gl:a", "one", at(100), ttl)  # renewed to 280
+    assert not await leases.acquire(store, "poll:gl:a", "two", at(279), ttl)
+    assert await leases.acquire(store, "poll:gl:a", "two", at(280), ttl)  # expired: taken
+    assert not await leases.acquire(store, "poll:gl:a", "one", at(281), ttl)
+    assert await leases.acquire(store, "poll:gl:b", "one", at(281), ttl)
+    assert await leases.acquire(store, "other:x", "one", at(281), ttl)
+    assert await leases.release(store, "one", prefix="poll:") == 1
+    assert await leases.acquire(store, "poll:gl:b", "two", at(282), ttl)
+    assert not await leases.acquire(store, "other:x", "two", at(282), ttl)
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[tuple[RunningSimulator, FakeClock]]:
+    clock = FakeClock(START)
+    simulator = Simulator(load_scenario(BASIC), clock)
+    simulator.clear_faults()
+    running = await start_simulator(simulator)
+    try:
+        yield running, clock
+    finally:
+        await running.stop()
+
+
+def _settings(running: RunningSimulator, url: str, *, partition: bool = True) -> Settings:
+    fast = {"interval": f"{INTERVAL}s", "active_interval": "15s", "requests_per_second": 1000}
+    return Settings(
+        database=url,
+        collection={"retries": 0, "jitter": 0.0, "partition": partition},
+        sources=[
+            GitLabSource(
+                name="gl",
+                url=running.gitlab_url,
+                token="glpat-basic-example",
+                projects=["platform/backend/api", "platform/frontend/web"],
+                **fast,
+            ),
+            GitHubSource(
+                name="gh",
+                url=running.github_url,
+                token="ghp_basic_example",
+                repos=["octo-org/web", "octo-org/api"],
+                **fast,
+            ),
+            JenkinsSource(
+                name="jk",
+                url=running.jenkins_url,
+                username="ci-bot",
+                token="jenkins-basic-token",
+                jobs=["team/app", "team/gateway"],
+                **fast,
+            ),
+        ],
+    )
+
+
+class Replica:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        assert runtime.scheduler is not None
+        self.scheduler = runtime.scheduler
+        self.heap: list[tuple[datetime, tuple[str, str]]] = []
+
+    async def round(self) -> set[tuple[str, str]]:
+        """Let every target try once, as the run loop would: the targets this replica polled."""
+        before = {key: entry.polls for key, entry in self.scheduler.entries.items()}
+        for entry in list(self.scheduler.entries.values()):
+            await self.scheduler._poll_and_reschedule(entry, self.heap)
+        return {key for key, entry in self.scheduler.entries.items() if entry.polls > before[key]}
+
+
+async def _replica(running: RunningSimulator, clock: FakeClock, store: SqlStore) -> Replica:
+    url = str(store.endpoint.url)
+    runtime = await Runtime.open(_settings(running, url), clock=clock, store=store)
+    replica = Replica(runtime)
+    await replica.scheduler.discover()
+    return replica
+
+
+async def _close(replica: Replica) -> None:
+    for provider in replica.runtime.providers.values():
+        await provider.close()
+
+
+async def test_replicas_divide_the_targets_and_take_over(
+    store_url: str, store: SqlStore, sim: tuple[RunningSimulator, FakeClock]
+) -> None:
+    running, clock = sim
+    other = open_store(store_url)
+    one = await _replica(running, clock, store)
+    two = await _replica(running, clock, other)
+    try:
+        everything = set(one.scheduler.entries)
+        assert len(everything) == 6
+        # The first to try takes a target; the other leaves it alone.
+        first = await one.round() | await two.round()
+        assert first == everything
+        assert two.scheduler.skipped == 6  # one took them all, being first every time
+        clock.advance(INTERVAL)
+        assert await one.round() == everything  # the holder renews
+        assert await two.round() == set()
+        # `one` dies without releasing: `two` waits until the leases expire.
+        clock.advance(LEASE_INTERVALS * INTERVAL - 1)
+        assert await two.round() == set()
+        clock.advance(1)
+        assert await two.round() == everything
+        assert await one.round() == set()  # back from the dead, it is now the other one
+        # `two` stops cleanly: it releases its leases, `one` takes them at once.
+        assert two.scheduler.leases is not None
+        assert await leases.release(other, two.scheduler.leases.holder, prefix="poll:") == 6
+        assert await one.round() == everything
+    finally:
+        await _close(one)
+        await _close(two)
+        await other.close()
+
+
+async def test_without_partition_every_replica_polls(
+    store_url: str, store: SqlStore, sim: tuple[RunningSimulator, FakeClock]
+) -> None:
+    running, clock = sim
+    runtime = await Runtime.open(
+        _settings(running, store_url, partition=False), clock=clock, store=store
+    )
+    try:
+        assert runtime.scheduler is not None
+        assert runtime.scheduler.leases is None
+        replica = Replica(runtime)
+        await replica.scheduler.discover()
+        assert len(await replica.round()) == 6
+    finally:
+        await _close(replica)
+
+
+async def test_run_releases_the_leases_when_it_stops(
+    store: SqlStore, sim: tuple[RunningSimulator, FakeClock]
+) -> None:
+    running, clock = sim
+    replica = await _replica(running, clock, store)
+    name, ttl = "poll:gl:platform/backend/api", timedelta(seconds=1)
+    try:
+        assert await replica.round()
+        assert not await leases.acquire(store, name, "someone else", clock.now(), ttl)
+        stop = asyncio.Event()
+        stop.set()
+        await replica.scheduler.run(stop)  # stops at once, then releases its leases
+        assert await leases.acquire(store, name, "someone else", clock.now(), ttl)
+    finally:
+        await _close(replica)
