@@ -11,7 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ciwatch.domain import RefState, Status
-from ciwatch.serialize import encode_ref_states, ref_state_to_dict
+from ciwatch.serialize import ref_state_to_dict
+from ciwatch.web.api import encode_ref_states
 from factories import at, make_run
 
 
