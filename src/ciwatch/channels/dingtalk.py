@@ -10,17 +10,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
-import aiohttp
 from yarl import URL
 
 from ciwatch.channels.base import Delivery, Message
 from ciwatch.channels.render import render_markdown, render_title, truncate_utf8
-from ciwatch.channels.transport import HttpPoster, errcode_verdict
-from ciwatch.clock import Clock
+from ciwatch.channels.transport import HttpSender, errcode_verdict, json_body
 from ciwatch.config.models import DingTalkChannel
 
 # The robot takes 20 messages a minute; one every 3.1 s stays under it.
@@ -48,25 +45,11 @@ def signed_url(url: str, secret: str, timestamp_ms: int) -> URL:
     return URL(urlunsplit(parts._replace(query=query)), encoded=True)
 
 
-class DingTalkSender:
+class DingTalkSender(HttpSender[DingTalkChannel]):
     """Sends to one DingTalk custom robot (`DingTalkChannel` settings)."""
 
     kind = "dingtalk"
     min_interval = MIN_INTERVAL
-
-    def __init__(
-        self,
-        settings: DingTalkChannel,
-        *,
-        session: aiohttp.ClientSession | None = None,
-        timeout: float = 15.0,
-        clock: Clock | None = None,
-    ) -> None:
-        self.name = settings.name
-        self.settings = settings
-        self.http = HttpPoster(
-            f"dingtalk {settings.name}", session=session, timeout=timeout, clock=clock
-        )
 
     def payload(self, message: Message) -> dict[str, Any]:
         """The JSON body: `msgtype: markdown` with a title, the text and the mentions."""
@@ -95,12 +78,9 @@ class DingTalkSender:
         return signed_url(self.settings.url, self.settings.secret, now_ms)
 
     async def send(self, message: Message) -> Delivery:
-        body = json.dumps(self.payload(message), ensure_ascii=False).encode("utf-8")
+        body = json_body(self.payload(message))
         answer = await self.http.post(self.url(), body)
         self.http.check_status(answer)
         return errcode_verdict(
             answer, self.http.label, rate_limited=RATE_LIMITED, wait=RATE_LIMIT_WAIT
         )
-
-    async def close(self) -> None:
-        await self.http.close()

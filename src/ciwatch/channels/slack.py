@@ -8,39 +8,21 @@ when throttled (about one message a second per webhook); 4xx with a short code i
 
 from __future__ import annotations
 
-import json
 from typing import Any
-
-import aiohttp
 
 from ciwatch.channels.base import Delivery, Message
 from ciwatch.channels.render import render_slack_blocks, render_slack_text
-from ciwatch.channels.transport import HttpPoster
-from ciwatch.clock import Clock
+from ciwatch.channels.transport import HttpSender, json_body
 from ciwatch.config.models import SlackChannel
 
 MIN_INTERVAL = 1.0
 
 
-class SlackSender:
+class SlackSender(HttpSender[SlackChannel]):
     """Sends to one Slack incoming webhook (`SlackChannel` settings)."""
 
     kind = "slack"
     min_interval = MIN_INTERVAL
-
-    def __init__(
-        self,
-        settings: SlackChannel,
-        *,
-        session: aiohttp.ClientSession | None = None,
-        timeout: float = 15.0,
-        clock: Clock | None = None,
-    ) -> None:
-        self.name = settings.name
-        self.settings = settings
-        self.http = HttpPoster(
-            f"slack {settings.name}", session=session, timeout=timeout, clock=clock
-        )
 
     def payload(self, message: Message) -> dict[str, Any]:
         return {
@@ -51,11 +33,8 @@ class SlackSender:
         }
 
     async def send(self, message: Message) -> Delivery:
-        body = json.dumps(self.payload(message), ensure_ascii=False).encode("utf-8")
+        body = json_body(self.payload(message))
         answer = await self.http.post(self.settings.url, body)
         # 429 and 5xx are retryable (Retry-After honoured); other 4xx carry Slack's reason.
         self.http.check_status(answer)
         return Delivery(f"HTTP {answer.status} {answer.snippet()}")
-
-    async def close(self) -> None:
-        await self.http.close()

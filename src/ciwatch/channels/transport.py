@@ -8,6 +8,7 @@ import json
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import aiohttp
 from yarl import URL
@@ -15,6 +16,7 @@ from yarl import URL
 from ciwatch.channels.base import Delivery
 from ciwatch.clock import Clock, SystemClock
 from ciwatch.config.masking import mask_url
+from ciwatch.config.models import BaseChannel
 from ciwatch.errors import ChannelError
 from ciwatch.http import USER_AGENT, retry_after_seconds
 
@@ -147,3 +149,37 @@ def errcode_verdict(answer: Answer, label: str, *, rate_limited: int, wait: floa
     if errcode in BUSY_ERRCODES:
         raise ChannelError(message, permanent=False)
     raise ChannelError(message, permanent=True)
+
+
+SettingsT = TypeVar("SettingsT", bound=BaseChannel)
+
+
+class HttpSender(Generic[SettingsT]):
+    """What the HTTP channels share: their settings, an `HttpPoster` whose errors start with
+    `<kind> <name>`, `close`, and a JSON body. A subclass sets `kind` (and `min_interval`, the
+    service's pace) and writes `send`."""
+
+    kind: str
+    min_interval: float = 0.0
+
+    def __init__(
+        self,
+        settings: SettingsT,
+        *,
+        session: aiohttp.ClientSession | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        clock: Clock | None = None,
+    ) -> None:
+        self.name = settings.name
+        self.settings = settings
+        self.http = HttpPoster(
+            f"{self.kind} {settings.name}", session=session, timeout=timeout, clock=clock
+        )
+
+    async def close(self) -> None:
+        await self.http.close()
+
+
+def json_body(payload: object) -> bytes:
+    """A JSON request body, UTF-8, non-ASCII kept as is."""
+    return json.dumps(payload, ensure_ascii=False).encode("utf-8")

@@ -11,12 +11,9 @@ import hmac
 import json
 from typing import Any
 
-import aiohttp
-
 from ciwatch.channels.base import Delivery, Message, Notice
 from ciwatch.channels.render import render_title, safe_url
-from ciwatch.channels.transport import HttpPoster
-from ciwatch.clock import Clock
+from ciwatch.channels.transport import HttpSender
 from ciwatch.config.models import WebhookChannel
 from ciwatch.serialize import run_to_dict
 
@@ -66,25 +63,11 @@ def document(message: Message) -> dict[str, Any]:
     }
 
 
-class WebhookSender:
+class WebhookSender(HttpSender[WebhookChannel]):
     """POSTs events to one URL (`WebhookChannel` settings)."""
 
     kind = "webhook"
     min_interval = 0.0
-
-    def __init__(
-        self,
-        settings: WebhookChannel,
-        *,
-        session: aiohttp.ClientSession | None = None,
-        timeout: float = 15.0,
-        clock: Clock | None = None,
-    ) -> None:
-        self.name = settings.name
-        self.settings = settings
-        self.http = HttpPoster(
-            f"webhook {settings.name}", session=session, timeout=timeout, clock=clock
-        )
 
     def request(self, message: Message) -> tuple[bytes, dict[str, str]]:
         """The body and the headers (the configured ones, then ours, which win)."""
@@ -102,6 +85,3 @@ class WebhookSender:
         answer = await self.http.post(self.settings.url, body, headers)
         self.http.check_status(answer)
         return Delivery(f"HTTP {answer.status}" + (f" {answer.snippet()}" if answer.body else ""))
-
-    async def close(self) -> None:
-        await self.http.close()

@@ -10,10 +10,7 @@ The verdict is the `errcode` in the HTTP-200 body.
 
 from __future__ import annotations
 
-import json
 from typing import Any
-
-import aiohttp
 
 from ciwatch.channels.base import Delivery, Message
 from ciwatch.channels.render import (
@@ -22,8 +19,7 @@ from ciwatch.channels.render import (
     render_robot_text,
     truncate_utf8,
 )
-from ciwatch.channels.transport import HttpPoster, errcode_verdict
-from ciwatch.clock import Clock
+from ciwatch.channels.transport import HttpSender, errcode_verdict, json_body
 from ciwatch.config.models import WeComChannel
 
 MIN_INTERVAL = 3.1  # 20 messages a minute per robot
@@ -37,25 +33,11 @@ def _mention_token(userid: str) -> str:
     return "<@" + userid.replace("<", "").replace(">", "").strip() + ">"
 
 
-class WeComSender:
+class WeComSender(HttpSender[WeComChannel]):
     """Sends to one WeCom group robot (`WeComChannel` settings)."""
 
     kind = "wecom"
     min_interval = MIN_INTERVAL
-
-    def __init__(
-        self,
-        settings: WeComChannel,
-        *,
-        session: aiohttp.ClientSession | None = None,
-        timeout: float = 15.0,
-        clock: Clock | None = None,
-    ) -> None:
-        self.name = settings.name
-        self.settings = settings
-        self.http = HttpPoster(
-            f"wecom {settings.name}", session=session, timeout=timeout, clock=clock
-        )
 
     @property
     def uses_text(self) -> bool:
@@ -83,12 +65,9 @@ class WeComSender:
         return {"msgtype": "markdown", "markdown": {"content": content}}
 
     async def send(self, message: Message) -> Delivery:
-        body = json.dumps(self.payload(message), ensure_ascii=False).encode("utf-8")
+        body = json_body(self.payload(message))
         answer = await self.http.post(self.settings.url, body)
         self.http.check_status(answer)
         return errcode_verdict(
             answer, self.http.label, rate_limited=RATE_LIMITED, wait=RATE_LIMIT_WAIT
         )
-
-    async def close(self) -> None:
-        await self.http.close()
