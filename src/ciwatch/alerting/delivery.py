@@ -152,10 +152,15 @@ class DeliveryWorkers:
             log.info("alert delivery: channel=%s rows=%d sent", name, len(rows))
 
     async def _with_jobs(self, notices: Sequence[Notice]) -> tuple[Notice, ...]:
-        """The notices with the failing jobs known now: a webhook can break a ref before the
-        run's jobs are stored (GitHub's are fetched after its `workflow_run` event), so the list
-        taken when the alert was decided may be empty or short."""
-        keys = [n.run.key for n in notices if n.run is not None and n.run.status is Status.FAILED]
+        """The notices with the failing jobs known now, for those that named none: a webhook
+        can break a ref before the run's jobs are stored (GitHub's are fetched after its
+        `workflow_run` event when no `workflow_job` events came first). A notice that names
+        some is sent as decided, without a read."""
+        keys = [
+            n.run.key
+            for n in notices
+            if n.run is not None and n.run.status is Status.FAILED and not n.failing_jobs
+        ]
         try:
             known = await failing_jobs_of(self.store, keys)
         except StoreError as exc:

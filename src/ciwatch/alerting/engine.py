@@ -16,6 +16,7 @@ import logging
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from fnmatch import fnmatchcase
+from typing import Any
 
 from ciwatch.alerting import rules
 from ciwatch.alerting.delivery import notice_to_payload
@@ -196,34 +197,40 @@ class AlertEngine:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Evaluate until `stop` is set: every ref every `interval` seconds (which is what fires
-        the time-based rules, and picks up other replicas' writes), and in between, at once, the
-        refs this process's store writes changed (`SqlStore.changes`). A store error is logged
-        and the refs it concerned are evaluated again on the next round."""
+        the time-based rules, and picks up other replicas' writes), and meanwhile, at once, the
+        refs this process's store writes changed (`SqlStore.changes`). The full evaluation runs
+        beside the quick ones rather than holding them up (over thousands of refs it takes a
+        while); both are compare-and-set, so neither can notify what the other did. A store
+        error is logged, and the refs it concerned are evaluated again on the next round."""
         loop = asyncio.get_running_loop()
         changes = self.store.changes.subscribe()
         stopping = asyncio.ensure_future(stop.wait())
         next_full = loop.time()
+        full: asyncio.Task[bool] | None = None
         try:
             while not stop.is_set():
-                if loop.time() >= next_full:
-                    changes.take()  # a full evaluation covers them
+                if loop.time() >= next_full and (full is None or full.done()):
                     next_full = loop.time() + self.interval
-                    await self._guarded(None)
-                elif refs := changes.take():
+                    full = asyncio.create_task(self._guarded(None), name="alert-full-evaluation")
+                if refs := changes.take():
                     if not await self._guarded(refs):
                         changes.add(refs)
                         await asyncio.wait([stopping], timeout=min(1.0, self.interval))
                     continue
                 changed = asyncio.ensure_future(changes.wait())
-                await asyncio.wait(
-                    [stopping, changed],
-                    timeout=max(0.0, next_full - loop.time()),
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
+                waits: list[asyncio.Future[Any]] = [stopping, changed]
+                timeout: float | None = max(0.0, next_full - loop.time())
+                if full is not None and not full.done():
+                    # A full evaluation longer than `interval`: the next starts when it ends.
+                    waits.append(full)
+                    timeout = None if timeout == 0.0 else timeout
+                await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
                 changed.cancel()
         finally:
             stopping.cancel()
             self.store.changes.unsubscribe(changes)
+            if full is not None:
+                await asyncio.wait([full])  # let it finish: its changes are one transaction
 
     async def _guarded(self, refs: Collection[RefKey] | None) -> bool:
         try:
