@@ -1,17 +1,16 @@
-"""Group commit (`store/group.py`): concurrent run writes share transactions on SQLite, each
-caller gets its own changed count, and a failing write fails alone."""
+"""Group commit (`store/group.py`): concurrent run writes share transactions (both engines),
+each caller gets its own changed count, and a failing write fails alone."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from pathlib import Path
 
 import pytest
 
 from ciwatch.domain import Status
 from ciwatch.errors import StoreError
-from ciwatch.store import SqlStore, open_store
+from ciwatch.store import SqlStore
 from ciwatch.store.group import GroupCommit, Pending
 from factories import at, make_job, make_run
 
@@ -36,12 +35,7 @@ async def test_concurrent_writes_share_transactions_and_count_per_caller(
     assert again == [0, 1, 0]
     assert len((await store.history(limit=100)).runs) == 60
     assert len(await store.jobs_for(runs[59].key)) == 1
-    group = store._group
-    if store.dialect == "sqlite":
-        assert group is not None
-        assert group.batches < 63  # 63 calls in all
-    else:
-        assert group is None  # PostgreSQL has concurrent writers of its own
+    assert store.group_commit.batches < 63  # 63 calls in all
 
 
 async def test_a_failing_write_fails_alone() -> None:
@@ -68,21 +62,16 @@ async def test_a_failing_write_fails_alone() -> None:
     assert sorted(i for batch in written for i in batch) == ["1", "2", "3"]
 
 
-async def test_a_cancelled_caller_does_not_stop_the_write(tmp_path: Path) -> None:
-    store = open_store(f"sqlite:///{tmp_path / 'ci.db'}")  # group commit is SQLite's
-    try:
-        await store.upgrade()
-        first = asyncio.ensure_future(store.upsert_run(make_run(run_id="1")))
-        second = asyncio.ensure_future(store.upsert_run(make_run(run_id="2")))
-        await asyncio.sleep(0)
-        second.cancel()
-        assert await first
-        with pytest.raises(asyncio.CancelledError):
-            await second
-        for _ in range(100):
-            if len((await store.history(limit=10)).runs) == 2:
-                break
-            await asyncio.sleep(0.01)
-        assert {r.run_id for r in (await store.history(limit=10)).runs} == {"1", "2"}
-    finally:
-        await store.close()
+async def test_a_cancelled_caller_does_not_stop_the_write(store: SqlStore) -> None:
+    first = asyncio.ensure_future(store.upsert_run(make_run(run_id="1")))
+    second = asyncio.ensure_future(store.upsert_run(make_run(run_id="2")))
+    await asyncio.sleep(0)
+    second.cancel()
+    assert await first
+    with pytest.raises(asyncio.CancelledError):
+        await second
+    for _ in range(100):
+        if len((await store.history(limit=10)).runs) == 2:
+            break
+        await asyncio.sleep(0.01)
+    assert {r.run_id for r in (await store.history(limit=10)).runs} == {"1", "2"}

@@ -1,11 +1,14 @@
-"""Group commit: concurrent run writes of one process share one transaction (SQLite).
+"""Group commit: concurrent run writes of one process share one transaction.
 
-SQLite has one writer at a time, and most of a small write is fixed cost: taking the turn, a
-connection, BEGIN IMMEDIATE and COMMIT, and a thread hop per statement. Under a burst of webhooks
-each one waited for every write queued before it. Here a writer that arrives while a write is in
-progress joins the next batch; each batch is one transaction with one statement for all its jobs
-and one (per wave) for all its runs. The merge is order-independent (`state.version_key`), so a
-batch stores exactly what the writes one by one would have stored.
+Most of a small write is fixed cost: a connection, BEGIN and COMMIT (on PostgreSQL a wait for
+the WAL flush; on SQLite, with one writer at a time, the turn and a thread hop per statement).
+Under a burst of webhooks each one paid all of it, and on SQLite waited for every write queued
+before it. Here a writer that arrives while a write is in progress joins the next batch; each
+batch is one transaction with one statement for all its jobs and one (per wave) for all its
+runs. The merge is order-independent (`state.version_key`), so a batch stores exactly what the
+writes one by one would have stored. On PostgreSQL the refs of a batch are locked in sorted
+order, as for any write, so batches and other writers cannot deadlock each other for long: a
+deadlock is detected and the transaction retried.
 
 A batch that fails is retried item by item, so one bad write fails alone and the others are
 stored. A caller cancelled while its batch is being written does not stop the write.

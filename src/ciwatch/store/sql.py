@@ -62,8 +62,8 @@ class SqlStore:
         self._write_turn = asyncio.Lock() if endpoint.is_sqlite else None
         # The refs whose runs this process changed, for the alert engine (see `changes.py`).
         self.changes = RefChanges()
-        # SQLite: concurrent run writes share a transaction (see `group.py`).
-        self._group = GroupCommit(self._write_batch) if endpoint.is_sqlite else None
+        # Concurrent run writes share a transaction (see `group.py`).
+        self.group_commit = GroupCommit(self._write_batch)
 
     def __repr__(self) -> str:
         return f"SqlStore({self.endpoint.display!r})"
@@ -155,14 +155,10 @@ class SqlStore:
 
     async def upsert_runs(self, runs: Sequence[Run], jobs: Sequence[Job] = ()) -> int:
         """Merge run updates, and job updates with them, in one transaction; the number of run
-        updates that changed a stored run. On SQLite, concurrent calls share a transaction
-        (`group.py`)."""
+        updates that changed a stored run. Concurrent calls share a transaction (`group.py`)."""
         if not runs and not jobs:
             return 0
-        if self._group is not None:
-            return await self._group.submit(runs, jobs)
-        (changed,) = await self._write_batch([Pending(runs, jobs)])
-        return changed
+        return await self.group_commit.submit(runs, jobs)
 
     async def _write_batch(self, batch: Sequence[Pending]) -> list[int]:
         """Write the runs and jobs of `batch` in one transaction; each item's changed count."""
