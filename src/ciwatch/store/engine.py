@@ -7,6 +7,8 @@ queries themselves are the same on both (with per-dialect `INSERT ... ON CONFLIC
 from __future__ import annotations
 
 import socket
+import sqlite3
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,8 +95,8 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
-            cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            _set_wal(cursor)
             cursor.execute("PRAGMA foreign_keys=ON")
             # Durable at every checkpoint and safe against corruption in WAL mode.
             cursor.execute("PRAGMA synchronous=NORMAL")
@@ -105,6 +107,21 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
     def _on_begin(conn: Any) -> None:
         immediate = conn.get_execution_options().get(WRITE_OPTION, False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def _set_wal(cursor: Any) -> None:
+    """`PRAGMA journal_mode=WAL`, retried while another process holds the lock it needs: two
+    processes opening a new file at once (`serve` and a cron `poll --once`) both try to switch
+    it, and SQLite answers "database is locked" at once, without its busy handler."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)  # in the driver's thread, not on the event loop
 
 
 def describe(exc: BaseException) -> str:
