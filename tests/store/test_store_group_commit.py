@@ -75,3 +75,44 @@ async def test_a_cancelled_caller_does_not_stop_the_write(store: SqlStore) -> No
             break
         await asyncio.sleep(0.01)
     assert {r.run_id for r in (await store.history(limit=10)).runs} == {"1", "2"}
+
+
+async def test_an_outage_fails_the_whole_batch_at_once() -> None:
+    """A connection or lock error would meet every item again: the batch fails together instead
+    of retrying its items one by one, each waiting for its own timeout."""
+    attempts: list[int] = []
+
+    async def write(batch: Sequence[Pending]) -> list[int]:
+        await asyncio.sleep(0)
+        attempts.append(len(batch))
+        raise StoreError("cannot reach 127.0.0.1:5432: timed out (injected)")
+
+    group = GroupCommit(write, isolates=lambda exc: "timed out" not in str(exc))
+
+    async def submit(run_id: str) -> int:
+        return await group.submit([make_run(run_id=run_id)], [])
+
+    first = asyncio.ensure_future(submit("0"))
+    await asyncio.sleep(0)  # "0" is being written: the next four wait and share one batch
+    results = await asyncio.gather(
+        first, *(submit(str(n)) for n in range(1, 5)), return_exceptions=True
+    )
+    assert all(isinstance(result, StoreError) for result in results)
+    assert attempts == [1, 4]
+
+
+def test_only_what_an_item_can_cause_is_isolated() -> None:
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    from ciwatch.store.sql import _item_caused
+
+    def failed(cause: Exception) -> StoreError:
+        try:
+            raise StoreError("run upsert failed") from cause
+        except StoreError as exc:
+            return exc
+
+    assert _item_caused(failed(IntegrityError("INSERT", {}, Exception("UNIQUE"))))
+    assert not _item_caused(failed(OperationalError("BEGIN", {}, Exception("locked"))))
+    assert not _item_caused(failed(TimeoutError()))
+    assert _item_caused(ValueError("a value the driver cannot take"))

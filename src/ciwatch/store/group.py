@@ -10,8 +10,11 @@ writes one by one would have stored. On PostgreSQL the refs of a batch are locke
 order, as for any write, so batches and other writers cannot deadlock each other for long: a
 deadlock is detected and the transaction retried.
 
-A batch that fails is retried item by item, so one bad write fails alone and the others are
-stored. A caller cancelled while its batch is being written does not stop the write.
+A batch that fails because of what it holds (`isolates(error)`: a constraint or a value the
+database refused) is retried item by item, so one bad write fails alone and the others are
+stored. Any other failure (the database unreachable, a timeout, a lock) fails the whole batch at
+once: retrying its items one by one would only make every write behind them wait for each
+timeout in turn. A caller cancelled while its batch is being written does not stop the write.
 """
 
 from __future__ import annotations
@@ -40,9 +43,16 @@ class GroupCommit:
     """Coalesces the writes submitted while a batch is being written into the next batch.
     `write_batch(items)` writes items in one transaction and returns each one's count."""
 
-    def __init__(self, write_batch: WriteBatch, *, max_items: int = 500) -> None:
+    def __init__(
+        self,
+        write_batch: WriteBatch,
+        *,
+        max_items: int = 500,
+        isolates: Callable[[Exception], bool] = lambda exc: True,
+    ) -> None:
         self._write_batch = write_batch
         self.max_items = max_items
+        self.isolates = isolates
         self._pending: list[Pending] = []
         self._task: asyncio.Task[None] | None = None
         self.batches = 0  # transactions written (for tests and benchmarks)
@@ -73,8 +83,9 @@ class GroupCommit:
         try:
             counts = await self._write_batch(batch)
         except Exception as exc:
-            if len(batch) == 1:
-                _fail(batch[0], exc)
+            if len(batch) == 1 or not self.isolates(exc):
+                for item in batch:
+                    _fail(item, exc)
                 return
             # Someone's write may be the cause: each alone, so only it fails.
             for item in batch:

@@ -12,10 +12,11 @@ from functools import partial
 from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy import text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ciwatch.domain import Job, RefKey, RefState, Run, RunKey, Status, TargetState
+from ciwatch.errors import StoreError
 from ciwatch.store import migrate, reads, writes
 from ciwatch.store.base import RunPage, Store
 from ciwatch.store.changes import RefChanges
@@ -38,6 +39,15 @@ T = TypeVar("T")
 # A write aborted by a PostgreSQL deadlock or serialization failure is retried this many times.
 WRITE_ATTEMPTS = 5
 _DB_ERRORS = (SQLAlchemyError, OSError)
+
+
+def _item_caused(exc: Exception) -> bool:
+    """Whether a failed batch of run writes may be one item's fault, so that each item is tried
+    alone: a constraint or a value the database refused, or an error before the database. Not a
+    connection, timeout or lock error, which every item would meet again."""
+    if not isinstance(exc, StoreError):
+        return True
+    return isinstance(exc.__cause__, IntegrityError | DataError)
 
 
 def open_store(url: str, *, echo: bool = False) -> SqlStore:
@@ -63,7 +73,7 @@ class SqlStore:
         # The refs whose runs this process changed, for the alert engine (see `changes.py`).
         self.changes = RefChanges()
         # Concurrent run writes share a transaction (see `group.py`).
-        self.group_commit = GroupCommit(self._write_batch)
+        self.group_commit = GroupCommit(self._write_batch, isolates=_item_caused)
 
     def __repr__(self) -> str:
         return f"SqlStore({self.endpoint.display!r})"
