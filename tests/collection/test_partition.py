@@ -54,7 +54,9 @@ async def sim() -> AsyncIterator[tuple[RunningSimulator, FakeClock]]:
         await running.stop()
 
 
-def _settings(running: RunningSimulator, url: str, *, partition: bool = True) -> Settings:
+def _settings(
+    running: RunningSimulator, url: str, *, partition: bool = True, missing: bool = False
+) -> Settings:
     fast = {"interval": f"{INTERVAL}s", "active_interval": "15s", "requests_per_second": 1000}
     return Settings(
         database=url,
@@ -64,7 +66,8 @@ def _settings(running: RunningSimulator, url: str, *, partition: bool = True) ->
                 name="gl",
                 url=running.gitlab_url,
                 token="glpat-basic-example",
-                projects=["platform/backend/api", "platform/frontend/web"],
+                projects=["platform/backend/api", "platform/frontend/web"]
+                + (["platform/gone"] if missing else []),
                 **fast,
             ),
             GitHubSource(
@@ -101,9 +104,12 @@ class Replica:
         return {key for key, entry in self.scheduler.entries.items() if entry.polls > before[key]}
 
 
-async def _replica(running: RunningSimulator, clock: FakeClock, store: SqlStore) -> Replica:
+async def _replica(
+    running: RunningSimulator, clock: FakeClock, store: SqlStore, *, missing: bool = False
+) -> Replica:
     url = str(store.endpoint.url)
-    runtime = await Runtime.open(_settings(running, url), clock=clock, store=store)
+    settings = _settings(running, url, missing=missing)
+    runtime = await Runtime.open(settings, clock=clock, store=store)
     replica = Replica(runtime)
     await replica.scheduler.discover()
     return replica
@@ -179,3 +185,28 @@ async def test_run_releases_the_leases_when_it_stops(
         assert await leases.acquire(store, name, "someone else", clock.now(), ttl)
     finally:
         await _close(replica)
+
+
+async def test_a_backing_off_target_stays_with_its_replica(
+    store_url: str, store: SqlStore, sim: tuple[RunningSimulator, FakeClock]
+) -> None:
+    """A missing project backs off for 10 intervals: its lease is kept that long (and 3
+    intervals more), so the other replica does not poll it meanwhile on a schedule of its own."""
+    running, clock = sim
+    other = open_store(store_url)
+    one = await _replica(running, clock, store, missing=True)
+    two = await _replica(running, clock, other, missing=True)
+    gone = ("gl", "platform/gone")
+    try:
+        assert gone in await one.round()
+        entry = one.scheduler.entries[gone]
+        assert entry.due >= clock.now() + timedelta(seconds=9 * INTERVAL)  # 10 × interval ± 10 %
+        clock.advance(LEASE_INTERVALS * INTERVAL + 1)
+        assert gone not in await two.round()  # without the extension it would take it here
+        # Past the next poll and the usual lease, `one` has not renewed it (dead): `two` takes it.
+        clock.advance(int((entry.due - clock.now()).total_seconds()) + LEASE_INTERVALS * INTERVAL)
+        assert gone in await two.round()
+    finally:
+        await _close(one)
+        await _close(two)
+        await other.close()

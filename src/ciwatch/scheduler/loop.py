@@ -59,9 +59,18 @@ class PollLeases:
     def name(self, target: Target) -> str:
         return f"poll:{target.source}:{target.project}"
 
-    async def hold(self, target: Target, now: datetime) -> bool:
-        """Take or renew the target's lease; False while another replica holds it."""
-        ttl = timedelta(seconds=LEASE_INTERVALS * self.intervals.get(target.source, 60.0))
+    def ttl(self, target: Target) -> timedelta:
+        return timedelta(seconds=LEASE_INTERVALS * self.intervals.get(target.source, 60.0))
+
+    async def hold(
+        self, target: Target, now: datetime, *, next_poll: datetime | None = None
+    ) -> bool:
+        """Take or renew the target's lease, until `LEASE_INTERVALS` intervals after now (or
+        after `next_poll`, when the holder will not poll it before then); False while another
+        replica holds it."""
+        ttl = self.ttl(target)
+        if next_poll is not None and next_poll > now:
+            ttl += next_poll - now
         return await leases.acquire(self.store, self.name(target), self.holder, now, ttl)
 
     async def release(self) -> int:
@@ -244,12 +253,29 @@ class Scheduler:
         try:
             if await self._held(entry):
                 await self._poll(entry)
+                await self._keep(entry)
         except Exception:
             log.exception("poll of %s/%s crashed", *entry.target.key)
             entry.failures += 1
             entry.due = self.clock.now() + self._backoff(entry)
         if entry.target.key in self.entries:
             heapq.heappush(heap, (entry.due, entry.target.key))
+
+    async def _keep(self, entry: _Entry) -> None:
+        """After a poll that backs off (a failing, unhealthy or rate-limited target) the lease
+        would lapse before the next poll, and another replica would take the target and poll
+        it on its own schedule: extend the lease past the next poll, so that the back-off holds
+        across replicas."""
+        if self.leases is None:
+            return
+        now = self.clock.now()
+        ttl = self.leases.ttl(entry.target)
+        if entry.due + timedelta(seconds=self._interval(entry.target.source, False)) <= now + ttl:
+            return  # the usual case: the lease taken before this poll outlasts the next one
+        try:
+            await self.leases.hold(entry.target, now, next_poll=entry.due)
+        except StoreError as exc:
+            log.warning("poll lease of %s/%s: %s", *entry.target.key, exc)
 
     # -- one poll --------------------------------------------------------------------------
 
