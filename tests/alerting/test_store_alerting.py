@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import ast
+import asyncio
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from ciwatch.alerting.rules import AlertRow, Decision, applied
 from ciwatch.domain import AlertEventKind
-from ciwatch.store import SqlStore
+from ciwatch.store import SqlStore, open_store
 from ciwatch.store.alerting import (
     Change,
     NewNotice,
@@ -147,3 +151,30 @@ def test_rules_module_is_pure() -> None:
     own = {name for name in imported if name.startswith("ciwatch")}
     assert own <= {"ciwatch.domain"}
     assert not imported & {"sqlalchemy", "aiohttp", "asyncio"}
+
+
+async def test_two_evaluators_queuing_one_group_at_once_share_its_window(
+    store_url: str, store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The quick and the full evaluation (or two replicas) each queue a first row of one group
+    at the same moment: the second waits for the first and joins its window instead of opening
+    one of its own (PostgreSQL: an advisory lock per window; SQLite: one writer at a time)."""
+    import ciwatch.store.alerting as store_alerting
+
+    looked = store_alerting._open_window
+
+    async def slowly(*args: Any) -> Any:
+        found = await looked(*args)
+        await asyncio.sleep(0.3)  # the other evaluator would look now, and find nothing
+        return found
+
+    monkeypatch.setattr(store_alerting, "_open_window", slowly)
+    other = open_store(store_url)
+    try:
+        await asyncio.gather(
+            apply_changes(store, [keyed(0)], at(0)), apply_changes(other, [keyed(5)], at(5))
+        )
+    finally:
+        await other.close()
+    due = {row.dedup_key: row.next_attempt_at for row in await outbox_rows(store)}
+    assert due["k0"] == due["k5"]

@@ -15,6 +15,7 @@ Why nothing is sent twice by two replicas or after a restart:
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -296,6 +297,18 @@ async def _queue(conn: AsyncConnection, dialect: str, won: Sequence[Change], now
     `group_wait` window is open on its channel (or was opened by an earlier row of this call)
     joins it."""
     windows: dict[tuple[str, str], datetime | None] = {}
+    if dialect == "postgresql":
+        # Two evaluators (the quick and the full one, or two replicas) queuing the first rows
+        # of one group at once would each open a window: one at a time per group, in a fixed
+        # order so that they cannot deadlock. (SQLite's writes are serialised already.)
+        waiting = {
+            (notice.channel, notice.group)
+            for change in won
+            for notice in change.notices
+            if notice.group is not None and notice.due > now
+        }
+        for channel, group in sorted(waiting):
+            await conn.execute(select(func.pg_advisory_xact_lock(_window_lock(channel, group))))
     rows: list[dict[str, Any]] = []
     for change in won:
         for notice in change.notices:
@@ -326,6 +339,12 @@ async def _queue(conn: AsyncConnection, dialect: str, won: Sequence[Change], now
             index_elements=["dedup_key", "channel"]
         )
         await conn.execute(statement, rows)
+
+
+def _window_lock(channel: str, group: str) -> int:
+    """The PostgreSQL advisory lock key of a (channel, group) window: 64 bits of a hash."""
+    digest = hashlib.blake2b(f"outbox window\0{channel}\0{group}".encode(), digest_size=8)
+    return int.from_bytes(digest.digest(), "big", signed=True)
 
 
 async def _open_window(
