@@ -238,4 +238,9 @@ class AlertEngine:
         except StoreError as exc:
             log.warning("alert evaluation failed: %s", exc)
             return False
+        except Exception:
+            # A bug must not stop alerting for good, nor vanish inside the background task of
+            # the full evaluation: logged with its traceback, and the next round tries again.
+            log.exception("alert evaluation crashed")
+            return False
         return True
