@@ -210,7 +210,7 @@ def time_decisions(
     waiting: Sequence[Run] | None = None,
 ) -> list[Decision]:
     """The stuck and queued decisions for one ref. `waiting` holds the ref's runs that may be
-    in either condition (any of its queued or running runs, see `store.alerting.waiting_runs`);
+    in either condition (any of its queued or running runs, see `store.alerting.waiting_runs_in`);
     None looks at the ref's newest run only."""
     candidates = [state.last_run] if waiting is None else list(waiting)
     decisions: list[Decision] = []

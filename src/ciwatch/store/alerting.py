@@ -21,13 +21,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, delete, func, insert, or_, select, text, tuple_, update
+from sqlalchemy import and_, delete, func, insert, or_, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ciwatch.alerting.rules import FIRING, RESOLVED, AlertRow, Decision, applied, failing_jobs
 from ciwatch.domain import Job, RefKey, RefState, Run, RunKey, Status
-from ciwatch.store.reads import REFS_PER_QUERY, job_order, ref_states_query
+from ciwatch.store.reads import in_parts, job_order, ref_states_query
 from ciwatch.store.rows import JOB_COLUMNS, RUN_COLUMNS, job_from_row, run_from_row
 from ciwatch.store.sql import SqlStore
 from ciwatch.store.tables import ACTIVE_ONLY, alerts, jobs, outbox, runs, silences
@@ -97,19 +97,6 @@ def _alert_from_row(row: Mapping[Any, Any]) -> AlertRow:
     )
 
 
-async def _in_parts(
-    conn: AsyncConnection, query: Select[Any], key: Any, refs: Sequence[Sequence[str]] | None
-) -> list[Any]:
-    """The rows of `query`, or of `query` with `key IN refs` in bounded parts."""
-    if refs is None:
-        return list((await conn.execute(query)).mappings())
-    found: list[Any] = []
-    for start in range(0, len(refs), REFS_PER_QUERY):
-        part = [tuple(ref) for ref in refs[start : start + REFS_PER_QUERY]]
-        found += (await conn.execute(query.where(key.in_(part)))).mappings()
-    return found
-
-
 async def alerts_in(
     conn: AsyncConnection, *, firing_only: bool = False, refs: Sequence[RefKey] | None = None
 ) -> list[AlertRow]:
@@ -118,17 +105,13 @@ async def alerts_in(
     if firing_only:
         query = query.where(alerts.c.state == FIRING)
     key = tuple_(alerts.c.source, alerts.c.project, alerts.c.ref)
-    found = [_alert_from_row(row) for row in await _in_parts(conn, query, key, refs)]
+    found = [_alert_from_row(row._mapping) for row in await in_parts(conn, query, key, refs)]
     return found if refs is None else sorted(found, key=lambda row: row.fingerprint)
 
 
-async def load_alerts(
-    store: SqlStore, *, firing_only: bool = False, refs: Sequence[RefKey] | None = None
-) -> list[AlertRow]:
-    """Every stored alert (or only the firing ones, or only those of `refs`), by fingerprint."""
-    return await store.read(
-        "alert list", lambda conn: alerts_in(conn, firing_only=firing_only, refs=refs)
-    )
+async def load_alerts(store: SqlStore, *, firing_only: bool = False) -> list[AlertRow]:
+    """Every stored alert (or only the firing ones), by fingerprint."""
+    return await store.read("alert list", lambda conn: alerts_in(conn, firing_only=firing_only))
 
 
 async def waiting_runs_in(
@@ -138,7 +121,9 @@ async def waiting_runs_in(
     queued_before: datetime,
     refs: Sequence[RefKey] | None = None,
 ) -> list[Run]:
-    """`waiting_runs` within a transaction."""
+    """The runs running since before `running_before` or queued since before `queued_before`
+    (of `refs` only, when given): the candidates of the stuck and queued rules, oldest first.
+    Any run of a ref counts, not only its newest."""
     running_since = func.coalesce(runs.c.started_at, runs.c.created_at, runs.c.updated_at)
     queued_since = func.coalesce(runs.c.created_at, runs.c.updated_at)
     query = (
@@ -152,25 +137,7 @@ async def waiting_runs_in(
         .order_by(runs.c.order_time, runs.c.id)
     )
     key = tuple_(runs.c.source, runs.c.project, runs.c.ref_key)
-    return [run_from_row(row) for row in await _in_parts(conn, query, key, refs)]
-
-
-async def waiting_runs(
-    store: SqlStore,
-    *,
-    running_before: datetime,
-    queued_before: datetime,
-    refs: Sequence[RefKey] | None = None,
-) -> list[Run]:
-    """The runs running since before `running_before` or queued since before `queued_before`
-    (of `refs` only, when given): the candidates of the stuck and queued rules, oldest first.
-    Any run of a ref counts, not only its newest."""
-    return await store.read(
-        "waiting runs",
-        lambda conn: waiting_runs_in(
-            conn, running_before=running_before, queued_before=queued_before, refs=refs
-        ),
-    )
+    return [run_from_row(row._mapping) for row in await in_parts(conn, query, key, refs)]
 
 
 @dataclass(frozen=True)
@@ -220,8 +187,8 @@ async def failing_jobs_of(store: SqlStore, keys: Sequence[RunKey]) -> dict[RunKe
 
     async def work(conn: AsyncConnection) -> dict[RunKey, tuple[str, ...]]:
         found: dict[RunKey, list[Job]] = {}
-        for row in await _in_parts(conn, query, key, list(dict.fromkeys(keys))):
-            job = job_from_row(row)
+        for row in await in_parts(conn, query, key, list(dict.fromkeys(keys))):
+            job = job_from_row(row._mapping)
             found.setdefault(RunKey(job.source, job.project, job.run_id), []).append(job)
         names = {run: failing_jobs(sorted(found[run], key=job_order)) for run in found}
         return {run: jobs for run, jobs in names.items() if jobs}

@@ -84,6 +84,25 @@ def job_order(job: Job) -> tuple[datetime, str]:
     return (job.created_at or job.started_at or job.updated_at, job.job_id)
 
 
+# Keys per `IN` list: 3 parameters each, well under SQLite's limit of 32,766.
+REFS_PER_QUERY = 500
+
+
+async def in_parts(
+    conn: AsyncConnection, query: Select[Any], key: Any, keys: Sequence[Sequence[Any]] | None
+) -> list[Any]:
+    """The rows of `query`, or with `keys` of `query` filtered on `key IN keys`, in parts of
+    `REFS_PER_QUERY` (SQLite caps the bound parameters of a statement). Within a part the
+    query's order holds; across parts the caller re-sorts when it needs an order."""
+    if keys is None:
+        return list(await conn.execute(query))
+    found: list[Any] = []
+    for start in range(0, len(keys), REFS_PER_QUERY):
+        part = [tuple(value) for value in keys[start : start + REFS_PER_QUERY]]
+        found += await conn.execute(query.where(key.in_(part)))
+    return found
+
+
 async def ref_states_query(
     conn: AsyncConnection,
     source: str | None,
@@ -92,26 +111,6 @@ async def ref_states_query(
 ) -> list[RefState]:
     """Every ref state (or those of `refs`), joined to its newest run; sorted by source,
     project, ref."""
-    if refs is not None:
-        found: list[RefState] = []
-        # Bounded IN lists: SQLite caps the number of bound parameters of a statement.
-        for start in range(0, len(refs), REFS_PER_QUERY):
-            part = refs[start : start + REFS_PER_QUERY]
-            found += await _ref_states(conn, source, project, part)
-        return sorted(found, key=lambda state: (state.source, state.project, state.ref))
-    return await _ref_states(conn, source, project, None)
-
-
-# Refs per `IN` list: 3 parameters each, well under SQLite's limit of 32,766.
-REFS_PER_QUERY = 500
-
-
-async def _ref_states(
-    conn: AsyncConnection,
-    source: str | None,
-    project: str | None,
-    refs: Sequence[RefKey] | None,
-) -> list[RefState]:
     query = (
         select(
             ref_states.c.ref.label("state_ref"),
@@ -126,20 +125,18 @@ async def _ref_states(
         query = query.where(ref_states.c.source == source)
     if project is not None:
         query = query.where(ref_states.c.project == project)
-    if refs is not None:
-        if not refs:
-            return []
-        key = tuple_(ref_states.c.source, ref_states.c.project, ref_states.c.ref)
-        query = query.where(key.in_([tuple(ref) for ref in refs]))
+    key = tuple_(ref_states.c.source, ref_states.c.project, ref_states.c.ref)
     states = []
     # Positional rows: this serves dashboards over thousands of refs, and building the domain
     # objects is most of its cost.
-    for ref, status, since, *fields in await conn.execute(query):
+    for ref, status, since, *fields in await in_parts(conn, query, key, refs):
         run = Run(*fields)
         states.append(
             RefState(run.source, run.provider, run.project, ref, Status(status), since, run)
         )
-    return states
+    if refs is None:
+        return states
+    return sorted(states, key=lambda state: (state.source, state.project, state.ref))
 
 
 def history_query(

@@ -189,8 +189,6 @@ class SqlStore:
         changed = await self._write("run upsert", work)
         if changed:
             self.changes.publish(changed_refs)
-        if len(batch) == 1:
-            return [changed]
         # Each change goes to the item whose update made it: the n-th update of a run, counting
         # the items' runs in order (`writes.upsert_runs` applies them in that order).
         seen: Counter[RunKey] = Counter()
@@ -220,15 +218,11 @@ class SqlStore:
         return await self._read("job lookup", lambda conn: reads.jobs_for(conn, RunKey(*key)))
 
     async def ref_states(
-        self,
-        *,
-        source: str | None = None,
-        project: str | None = None,
-        refs: Sequence[RefKey] | None = None,
+        self, *, source: str | None = None, project: str | None = None
     ) -> list[RefState]:
-        """The state of every project/ref (or only of `refs`), with its newest run."""
+        """The state of every project/ref, with its newest run."""
         return await self._read(
-            "ref states", lambda conn: reads.ref_states_query(conn, source, project, refs)
+            "ref states", lambda conn: reads.ref_states_query(conn, source, project)
         )
 
     async def history(
