@@ -136,6 +136,37 @@ def green(n: int, *, project: str = "group/app", sha: str | None = None) -> Run:
     )
 
 
+def active(
+    n: int,
+    ago: int,
+    *,
+    project: str = "group/app",
+    status: Status = Status.RUNNING,
+    waited: int = 10,
+) -> Run:
+    """A run still running (started `ago` s before START, created `waited` s before that) or
+    queued (created `ago` s before START)."""
+    if status is Status.QUEUED:
+        return make_run(
+            run_id=str(n),
+            project=project,
+            status=status,
+            created_at=at(START - ago),
+            started_at=None,
+            finished_at=None,
+            updated_at=at(START - ago),
+        )
+    return make_run(
+        run_id=str(n),
+        project=project,
+        status=status,
+        created_at=at(START - ago - waited),
+        started_at=at(START - ago),
+        finished_at=None,
+        updated_at=at(START - ago),
+    )
+
+
 def events(receiver: WebhookReceiver) -> list[str]:
     found: list[str] = []
     for doc in receiver.events:
@@ -274,33 +305,9 @@ async def test_stuck_and_queued_alerts(
 ) -> None:
     rig = make_rig(store, receivers[:1], clock)
     now = START
-    stuck = make_run(
-        run_id="1",
-        project="group/slow",
-        status=Status.RUNNING,
-        created_at=at(now - 7300),
-        started_at=at(now - 7200),
-        finished_at=None,
-        updated_at=at(now - 7200),
-    )
-    queued = make_run(
-        run_id="2",
-        project="group/waiting",
-        status=Status.QUEUED,
-        created_at=at(now - 1200),
-        started_at=None,
-        finished_at=None,
-        updated_at=at(now - 1200),
-    )
-    fresh = make_run(
-        run_id="3",
-        project="group/fine",
-        status=Status.RUNNING,
-        created_at=at(now - 60),
-        started_at=at(now - 50),
-        finished_at=None,
-        updated_at=at(now - 50),
-    )
+    stuck = active(1, 7200, project="group/slow", waited=100)
+    queued = active(2, 1200, project="group/waiting", status=Status.QUEUED)
+    fresh = active(3, 50, project="group/fine")
     await store.upsert_runs([stuck, queued, fresh])
     await rig.cycle()
     # Both became due together, so they went out as one grouped message.
@@ -455,22 +462,8 @@ async def test_stuck_looks_at_every_run_of_a_ref_not_only_the_newest(
 ) -> None:
     rig = make_rig(store, receivers[:1], clock)
     now = START
-    old = make_run(
-        run_id="1",
-        status=Status.RUNNING,
-        created_at=at(now - 7300),
-        started_at=at(now - 7200),
-        finished_at=None,
-        updated_at=at(now - 7200),
-    )
-    newest = make_run(
-        run_id="2",
-        status=Status.RUNNING,
-        created_at=at(now - 100),
-        started_at=at(now - 90),
-        finished_at=None,
-        updated_at=at(now - 90),
-    )
+    old = active(1, 7200, waited=100)
+    newest = active(2, 90)
     await store.upsert_runs([old, newest])
     await rig.cycle()
     (doc,) = receivers[0].events
