@@ -6,22 +6,17 @@ simulator on a fake clock, two stores on the same database (SQLite and PostgreSQ
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
-
-import pytest
+from datetime import datetime, timedelta
 
 from ciwatch.clock import FakeClock
-from ciwatch.config import GitHubSource, GitLabSource, JenkinsSource, Settings
+from ciwatch.config import Settings
 from ciwatch.runtime import Runtime
 from ciwatch.scheduler.loop import LEASE_INTERVALS
-from ciwatch.simulator import RunningSimulator, Simulator, load_scenario, start_simulator
+from ciwatch.simulator import RunningSimulator, Simulator
 from ciwatch.store import SqlStore, leases, open_store
+from collection.basic import basic_sources
 from factories import at
 
-BASIC = Path(__file__).parents[2] / "examples" / "scenarios" / "basic.yaml"
-START = datetime(2026, 1, 1, tzinfo=UTC)
 INTERVAL = 60
 
 
@@ -42,18 +37,6 @@ async def test_a_lease_is_held_until_it_expires_and_renewed_by_its_holder(
     assert not await leases.acquire(store, "other:x", "two", at(282), ttl)
 
 
-@pytest.fixture
-async def sim() -> AsyncIterator[tuple[RunningSimulator, FakeClock]]:
-    clock = FakeClock(START)
-    simulator = Simulator(load_scenario(BASIC), clock)
-    simulator.clear_faults()
-    running = await start_simulator(simulator)
-    try:
-        yield running, clock
-    finally:
-        await running.stop()
-
-
 def _settings(
     running: RunningSimulator, url: str, *, partition: bool = True, missing: bool = False
 ) -> Settings:
@@ -61,31 +44,7 @@ def _settings(
     return Settings(
         database=url,
         collection={"retries": 0, "jitter": 0.0, "partition": partition},
-        sources=[
-            GitLabSource(
-                name="gl",
-                url=running.gitlab_url,
-                token="glpat-basic-example",
-                projects=["platform/backend/api", "platform/frontend/web"]
-                + (["platform/gone"] if missing else []),
-                **fast,
-            ),
-            GitHubSource(
-                name="gh",
-                url=running.github_url,
-                token="ghp_basic_example",
-                repos=["octo-org/web", "octo-org/api"],
-                **fast,
-            ),
-            JenkinsSource(
-                name="jk",
-                url=running.jenkins_url,
-                username="ci-bot",
-                token="jenkins-basic-token",
-                jobs=["team/app", "team/gateway"],
-                **fast,
-            ),
-        ],
+        sources=basic_sources(running, more_gitlab=("platform/gone",) if missing else (), **fast),
     )
 
 
@@ -121,9 +80,9 @@ async def _close(replica: Replica) -> None:
 
 
 async def test_replicas_divide_the_targets_and_take_over(
-    store_url: str, store: SqlStore, sim: tuple[RunningSimulator, FakeClock]
+    store_url: str, store: SqlStore, sim: tuple[Simulator, RunningSimulator, FakeClock]
 ) -> None:
-    running, clock = sim
+    _, running, clock = sim
     other = open_store(store_url)
     one = await _replica(running, clock, store)
     two = await _replica(running, clock, other)
@@ -154,9 +113,9 @@ async def test_replicas_divide_the_targets_and_take_over(
 
 
 async def test_without_partition_every_replica_polls(
-    store_url: str, store: SqlStore, sim: tuple[RunningSimulator, FakeClock]
+    store_url: str, store: SqlStore, sim: tuple[Simulator, RunningSimulator, FakeClock]
 ) -> None:
-    running, clock = sim
+    _, running, clock = sim
     runtime = await Runtime.open(
         _settings(running, store_url, partition=False), clock=clock, store=store
     )
@@ -171,9 +130,9 @@ async def test_without_partition_every_replica_polls(
 
 
 async def test_run_releases_the_leases_when_it_stops(
-    store: SqlStore, sim: tuple[RunningSimulator, FakeClock]
+    store: SqlStore, sim: tuple[Simulator, RunningSimulator, FakeClock]
 ) -> None:
-    running, clock = sim
+    _, running, clock = sim
     replica = await _replica(running, clock, store)
     name, ttl = "poll:gl:platform/backend/api", timedelta(seconds=1)
     try:
@@ -188,11 +147,11 @@ async def test_run_releases_the_leases_when_it_stops(
 
 
 async def test_a_backing_off_target_stays_with_its_replica(
-    store_url: str, store: SqlStore, sim: tuple[RunningSimulator, FakeClock]
+    store_url: str, store: SqlStore, sim: tuple[Simulator, RunningSimulator, FakeClock]
 ) -> None:
     """A missing project backs off for 10 intervals: its lease is kept that long (and 3
     intervals more), so the other replica does not poll it meanwhile on a schedule of its own."""
-    running, clock = sim
+    _, running, clock = sim
     other = open_store(store_url)
     one = await _replica(running, clock, store, missing=True)
     two = await _replica(running, clock, other, missing=True)

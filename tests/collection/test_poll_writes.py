@@ -6,24 +6,19 @@ pollers against the simulator on a fake clock."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, cast
 
 import pytest
 
 from ciwatch.clock import FakeClock
-from ciwatch.config import GitHubSource, GitLabSource, JenkinsSource, Settings
+from ciwatch.config import Settings
 from ciwatch.domain import RunKey, Status
 from ciwatch.errors import StoreError
 from ciwatch.runtime import Runtime
 from ciwatch.scheduler.tasks import KnownRuns
-from ciwatch.simulator import RunningSimulator, Simulator, load_scenario, start_simulator
+from ciwatch.simulator import RunningSimulator, Simulator
 from ciwatch.store import Store
-
-BASIC = Path(__file__).parents[2] / "examples" / "scenarios" / "basic.yaml"
-START = datetime(2026, 1, 1, tzinfo=UTC)
+from collection.basic import basic_sources
 
 
 class SpyStore:
@@ -49,43 +44,11 @@ class SpyStore:
         return spied
 
 
-@pytest.fixture
-async def sim() -> AsyncIterator[tuple[Simulator, RunningSimulator, FakeClock]]:
-    clock = FakeClock(START)
-    simulator = Simulator(load_scenario(BASIC), clock)
-    simulator.clear_faults()
-    running = await start_simulator(simulator)
-    try:
-        yield simulator, running, clock
-    finally:
-        await running.stop()
-
-
 async def _runtime(running: RunningSimulator, clock: FakeClock, store: SpyStore) -> Runtime:
     settings = Settings(
         database="sqlite:///unused.db",
         collection={"retries": 0, "jitter": 0.0},
-        sources=[
-            GitLabSource(
-                name="gl",
-                url=running.gitlab_url,
-                token="glpat-basic-example",
-                projects=["platform/backend/api", "platform/frontend/web"],
-            ),
-            GitHubSource(
-                name="gh",
-                url=running.github_url,
-                token="ghp_basic_example",
-                repos=["octo-org/web", "octo-org/api"],
-            ),
-            JenkinsSource(
-                name="jk",
-                url=running.jenkins_url,
-                username="ci-bot",
-                token="jenkins-basic-token",
-                jobs=["team/app", "team/gateway"],
-            ),
-        ],
+        sources=basic_sources(running),
     )
     return await Runtime.open(settings, clock=clock, store=cast(Store, store))
 
