@@ -14,21 +14,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, case, func, or_, select, update
+from sqlalchemy import Select, case, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ciwatch.alerting.rules import FIRING, RESOLVED
-from ciwatch.store.alerting import SilenceRow
+from ciwatch.store.alerting import SilenceRow, silence_from_row
+from ciwatch.store.reads import in_parts
 from ciwatch.store.sql import SqlStore
 from ciwatch.store.tables import alerts, outbox, runs, silences
 from ciwatch.timeutil import iso_z
 
 STATES = (FIRING, RESOLVED)
 SENT, FAILED, PENDING = "sent", "failed", "pending"
-
-
-# Lookups by a list of keys go in chunks, well under SQLite's limit of bound parameters.
-CHUNK = 100
 
 
 @dataclass(frozen=True)
@@ -181,23 +178,14 @@ async def _stored_runs(
 ) -> dict[tuple[str, str, str], RunRef]:
     """Number and URL of the stored runs with these (source, project, run_id) keys, through the
     unique index on that key."""
-    found: dict[tuple[str, str, str], RunRef] = {}
-    unique = sorted(set(keys))
-    for start in range(0, len(unique), CHUNK):
-        chunk = unique[start : start + CHUNK]
-        query = select(runs.c.source, runs.c.project, runs.c.run_id, runs.c.number, runs.c.url)
-        query = query.where(
-            or_(
-                *(
-                    and_(runs.c.source == s, runs.c.project == p, runs.c.run_id == r)
-                    for s, p, r in chunk
-                )
-            )
+    query = select(runs.c.source, runs.c.project, runs.c.run_id, runs.c.number, runs.c.url)
+    key = tuple_(runs.c.source, runs.c.project, runs.c.run_id)
+    return {
+        (source, project, run_id): RunRef(run_id, number, url)
+        for source, project, run_id, number, url in await in_parts(
+            conn, query, key, sorted(set(keys))
         )
-        for row in (await conn.execute(query)).mappings():
-            key = (row["source"], row["project"], row["run_id"])
-            found[key] = RunRef(row["run_id"], row["number"], row["url"])
-    return found
+    }
 
 
 async def _views(
@@ -346,24 +334,13 @@ def silence_to_dict(silence: SilenceRow, now: datetime) -> dict[str, Any]:
     }
 
 
-def _silence(row: Mapping[Any, Any]) -> SilenceRow:
-    return SilenceRow(
-        row["id"],
-        dict(row["matchers"]),
-        row["starts_at"],
-        row["ends_at"],
-        row["created_by"],
-        row["comment"],
-    )
-
-
 async def get_silence(store: SqlStore, silence_id: int) -> SilenceRow | None:
     """One silence by id, or None."""
     query = select(silences).where(silences.c.id == silence_id)
 
     async def work(conn: AsyncConnection) -> SilenceRow | None:
         row = (await conn.execute(query)).mappings().first()
-        return None if row is None else _silence(row)
+        return None if row is None else silence_from_row(row)
 
     return await store.read("silence get", work)
 
@@ -377,7 +354,7 @@ async def expire_silence(store: SqlStore, silence_id: int, now: datetime) -> Sil
         row = (await conn.execute(query)).mappings().first()
         if row is None:
             return None
-        found = _silence(row)
+        found = silence_from_row(row)
         if found.ends_at <= now:
             return found
         starts_at = min(found.starts_at, now)

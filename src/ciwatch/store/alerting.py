@@ -481,7 +481,8 @@ async def next_due(store: SqlStore, channel: str) -> datetime | None:
     return await store.read("outbox due", work)
 
 
-def _silence_from_row(row: Mapping[Any, Any]) -> SilenceRow:
+def silence_from_row(row: Mapping[Any, Any]) -> SilenceRow:
+    """A `silences` row as a SilenceRow."""
     return SilenceRow(
         row["id"],
         dict(row["matchers"]),
@@ -527,7 +528,7 @@ async def silences_in(
     query = select(silences).order_by(silences.c.id)
     if active_at is not None:
         query = query.where((silences.c.starts_at <= active_at) & (silences.c.ends_at > active_at))
-    return [_silence_from_row(row) for row in (await conn.execute(query)).mappings()]
+    return [silence_from_row(row) for row in (await conn.execute(query)).mappings()]
 
 
 async def list_silences(store: SqlStore, *, active_at: datetime | None = None) -> list[SilenceRow]:

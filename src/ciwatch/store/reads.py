@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ciwatch.domain import Job, RefKey, RefState, Run, RunKey, Status, TargetState
 from ciwatch.store.coltypes import UTCDateTime
+from ciwatch.store.refs import chunks
 from ciwatch.store.rows import (
     JOB_COLUMNS,
     RUN_COLUMNS,
@@ -84,22 +85,17 @@ def job_order(job: Job) -> tuple[datetime, str]:
     return (job.created_at or job.started_at or job.updated_at, job.job_id)
 
 
-# Keys per `IN` list: 3 parameters each, well under SQLite's limit of 32,766.
-REFS_PER_QUERY = 500
-
-
 async def in_parts(
     conn: AsyncConnection, query: Select[Any], key: Any, keys: Sequence[Sequence[Any]] | None
 ) -> list[Any]:
-    """The rows of `query`, or with `keys` of `query` filtered on `key IN keys`, in parts of
-    `REFS_PER_QUERY` (SQLite caps the bound parameters of a statement). Within a part the
-    query's order holds; across parts the caller re-sorts when it needs an order."""
+    """The rows of `query`, or with `keys` of `query` filtered on `key IN keys`, in `chunks`
+    (the drivers cap the bound parameters of a statement). Within a chunk the query's order
+    holds; across chunks the caller re-sorts when it needs an order."""
     if keys is None:
         return list(await conn.execute(query))
     found: list[Any] = []
-    for start in range(0, len(keys), REFS_PER_QUERY):
-        part = [tuple(value) for value in keys[start : start + REFS_PER_QUERY]]
-        found += await conn.execute(query.where(key.in_(part)))
+    for part in chunks(keys):
+        found += await conn.execute(query.where(key.in_([tuple(value) for value in part])))
     return found
 
 
