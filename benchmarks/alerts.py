@@ -35,7 +35,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -48,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import asyncpg
+from _common import free_port, pg_database, quantile
 from aiohttp import web
 
 ROOT = Path(__file__).parents[1]
@@ -57,13 +56,6 @@ SOURCE = "gl"
 SECRET = "bench-secret"  # noqa: S105 - a throw-away server's webhook secret
 PROJECTS = 50
 IDLE_PROJECT = "bench/idle"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def config(
@@ -227,11 +219,6 @@ async def wait_ready(url: str, proc: asyncio.subprocess.Process, log: Path) -> N
     raise SystemExit(f"ciwatch did not start at {url}")
 
 
-def quantile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def ms(values: list[float], q: float) -> float | None:
     return 1000 * quantile(values, q) if values else None
 
@@ -367,17 +354,6 @@ async def bench(
     finally:
         await gitlab_runner.cleanup()
         await receiver_runner.cleanup()
-
-
-async def pg_database(create: bool, name: str) -> None:
-    conn = await asyncpg.connect(host="127.0.0.1", port=5432, user="postgres", database="postgres")
-    try:
-        if create:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        else:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
 
 
 def figure(value: float | None, unit: str = " ms") -> str:

@@ -20,7 +20,6 @@ import hmac
 import json
 import secrets
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,19 +29,12 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import asyncpg
+from _common import free_port, pg_database, quantile
 from aiohttp import web
 
 ROOT = Path(__file__).parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "github" / "webhooks" / "workflow_run.completed.json"
 SECRET = "bench-secret"  # noqa: S105 - a throw-away server's webhook secret
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def config(tmp: Path, database: str, port: int, github: str) -> Path:
@@ -212,22 +204,6 @@ async def bench(tmp: Path, database: str, rate: float, seconds: float) -> dict[s
             proc.send_signal(signal.SIGTERM)
             await asyncio.wait_for(proc.wait(), timeout=60)
             await runner.cleanup()
-
-
-def quantile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-async def pg_database(create: bool, name: str) -> None:
-    conn = await asyncpg.connect(host="127.0.0.1", port=5432, user="postgres", database="postgres")
-    try:
-        if create:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        else:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
 
 
 def main() -> None:
