@@ -272,6 +272,12 @@ class Target:
         return (self.source, self.project)
 
 
+# The project of the target state that records a source's discovery (listing a group's
+# projects, an organisation's repositories, a folder's jobs): no CI system has a project with
+# an empty name.
+DISCOVERY = ""
+
+
 @dataclass(frozen=True, slots=True)
 class TargetState:
     """What the store keeps per target between polls: sync cursors and health."""
@@ -294,6 +300,16 @@ class TargetState:
     @property
     def key(self) -> tuple[str, str]:
         return (self.source, self.project)
+
+    @property
+    def is_discovery(self) -> bool:
+        """Whether this records the source's discovery rather than one target's polls."""
+        return self.project == DISCOVERY
+
+    @property
+    def label(self) -> str:
+        """What to call it on a page or in a table: the project, or `(discovery)`."""
+        return "(discovery)" if self.is_discovery else self.project
 
 
 @dataclass(frozen=True, slots=True)

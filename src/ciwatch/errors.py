@@ -8,7 +8,8 @@ only the CLI chooses exit codes::
     │   ├── AuthFailed          401 / 403: the token is wrong or lacks scope
     │   ├── NotFound            404: the project, repo or job does not exist (or is hidden)
     │   ├── Unavailable         timeouts, 5xx, connection errors: worth retrying
-    │   └── BadPayload          the answer is not what the API documents (HTML, truncated JSON)
+    │   ├── BadPayload          the answer is not what the API documents (HTML, truncated JSON)
+    │   └── InternalError       ciwatch itself failed on a target (a bug, logged with traceback)
     ├── StoreError              the database is unreachable or a write failed (exit 3)
     └── ChannelError            a notification channel refused or failed; `permanent` says
                                 whether retrying can help
@@ -65,6 +66,11 @@ class Unavailable(ProviderError):
 
 class BadPayload(ProviderError):
     pass
+
+
+class InternalError(ProviderError):
+    """An unexpected exception while polling or discovering: a bug in ciwatch, not the CI
+    server's fault. Recorded on the target like any poll error, so it is visible."""
 
 
 class StoreError(CiwatchError):

@@ -36,6 +36,7 @@ from prometheus_client.utils import floatToGoString
 
 from ciwatch.domain import Job, RefKey, RefState, Run, RunKey, Status, TargetState
 from ciwatch.errors import StoreError
+from ciwatch.health import StoreHealth
 from ciwatch.selfmetrics import CollectionMetrics
 from ciwatch.store import snapshot as queries
 from ciwatch.store.base import Store
@@ -147,6 +148,24 @@ METRICS: tuple[MetricSpec, ...] = (
         ("source", "project"),
     ),
     MetricSpec(
+        "ciwatch_source_up",
+        "gauge",
+        "0 while the source cannot discover its targets or none of its targets can be polled.",
+        ("source",),
+    ),
+    MetricSpec(
+        "ciwatch_task_errors_total",
+        "counter",
+        "Unexpected exceptions in background work (one item, or a loop that died), by task.",
+        ("task",),
+    ),
+    MetricSpec(
+        "ciwatch_task_up",
+        "gauge",
+        "1 while the supervised background loop is running, 0 while it is down (restarting).",
+        ("task",),
+    ),
+    MetricSpec(
         "ciwatch_webhooks_total",
         "counter",
         "Webhooks and reports by source and result (accepted, rejected_signature, ...).",
@@ -161,7 +180,7 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec(
         "ciwatch_store_up",
         "gauge",
-        "1 when the last refresh of the metrics snapshot read the store, 0 when it failed.",
+        "1 when the last metrics refresh read the store and the last write probe committed.",
         (),
     ),
 )
@@ -220,6 +239,7 @@ class SnapshotCache:
         wait: float = 3.0,
         first_wait: float = 30.0,
         monotonic: Callable[[], float] = time.monotonic,
+        on_error: Callable[[str, BaseException], None] | None = None,
     ) -> None:
         if not isinstance(store, Reader):
             raise TypeError(f"the metrics snapshot needs a store with read(): {store!r}")
@@ -231,6 +251,8 @@ class SnapshotCache:
         self.wait = wait
         self.first_wait = first_wait
         self._monotonic = monotonic
+        # Told of an unexpected exception (the supervisor's `item_failed`), besides the log.
+        self._on_error = on_error
         self.current: Snapshot | None = None
         self.store_up = True
         self._attempted_at: float | None = None
@@ -298,8 +320,8 @@ class SnapshotCache:
                 log.warning("metrics: cannot refresh the snapshot: %s", exc)
             self.store_up = False
             return
-        except Exception:
-            log.exception("metrics: snapshot refresh failed")
+        except Exception as exc:
+            self._unexpected("the snapshot refresh", exc)
             self.store_up = False
             return
         self.store_up = True
@@ -312,6 +334,12 @@ class SnapshotCache:
             targets=targets,
             counts=counts,
         )
+
+    def _unexpected(self, what: str, exc: BaseException) -> None:
+        if self._on_error is not None:
+            self._on_error(what, exc)
+        else:
+            log.error("metrics: %s failed", what, exc_info=exc)
 
     def _stale(self, fetched_at: float) -> bool:
         return self._monotonic() - fetched_at >= self.slow_max_age
@@ -392,8 +420,8 @@ class SnapshotCache:
         except StoreError as exc:
             log.warning("metrics: cannot count runs: %s", exc)
             return
-        except Exception:
-            log.exception("metrics: counting runs failed")
+        except Exception as exc:
+            self._unexpected("the run count", exc)
             return
         self._counts = self._monotonic_counts(raw)
 
@@ -416,9 +444,20 @@ class CiwatchCollector(Collector):
     `collect()` does no I/O: call `SnapshotCache.get()` before rendering.
     """
 
-    def __init__(self, cache: SnapshotCache, collection: CollectionMetrics) -> None:
+    def __init__(
+        self,
+        cache: SnapshotCache,
+        collection: CollectionMetrics,
+        *,
+        store_health: StoreHealth | None = None,
+    ) -> None:
         self.cache = cache
         self.collection = collection
+        self.store_health = store_health or StoreHealth()
+
+    @property
+    def store_up(self) -> bool:
+        return self.cache.store_up and self.store_health.writable
 
     def describe(self) -> Iterable[Metric]:
         return list(_families().values())
@@ -430,7 +469,7 @@ class CiwatchCollector(Collector):
             _add_refs(families, snap)
             _add_targets(families, snap)
         self._add_self(families, snap)
-        families["ciwatch_store_up"].add_metric([], 1.0 if self.cache.store_up else 0.0)
+        families["ciwatch_store_up"].add_metric([], 1.0 if self.store_up else 0.0)
         return list(families.values())
 
     def _add_self(self, families: Families, snap: Snapshot | None) -> None:
@@ -447,14 +486,24 @@ class CiwatchCollector(Collector):
             _add(families, "ciwatch_polls_total", (source,), n)
         for (source, kind), n in sorted(dict(collection.poll_errors).items()):
             _add(families, "ciwatch_poll_errors_total", (source, kind), n)
-        # This process's polls, and those any replica recorded in the store's target states.
-        last: dict[str, datetime] = dict(collection.last_successful_poll)
+        # This process's polls, and those any replica recorded in the store's target states; 0
+        # for a source known to the store that never polled a target successfully (so that a
+        # staleness rule fires for it).
+        last: dict[str, float] = {
+            source: when.timestamp()
+            for source, when in dict(collection.last_successful_poll).items()
+        }
         for target in snap.targets if snap is not None else ():
+            last.setdefault(target.source, 0.0)
             when = target.last_success_at
-            if when is not None and (target.source not in last or when > last[target.source]):
-                last[target.source] = when
-        for source, when in sorted(last.items()):
-            _add(families, "ciwatch_last_successful_poll_timestamp_seconds", (source,), when)
+            if when is not None and not target.is_discovery:
+                last[target.source] = max(last[target.source], when.timestamp())
+        for source, seconds in sorted(last.items()):
+            _add(families, "ciwatch_last_successful_poll_timestamp_seconds", (source,), seconds)
+        for task, n in sorted(dict(collection.task_errors).items()):
+            _add(families, "ciwatch_task_errors_total", (task,), n)
+        for task, up in sorted(dict(collection.task_up).items()):
+            _add(families, "ciwatch_task_up", (task,), 1.0 if up else 0.0)
         for (source, result), n in sorted(dict(collection.webhooks).items()):
             _add(families, "ciwatch_webhooks_total", (source, result), n)
         notifications: Mapping[tuple[str, str], int] = getattr(collection, "notifications", {})
@@ -539,8 +588,28 @@ def _one_per_name(jobs: Iterable[Job]) -> Iterator[Job]:
 
 def _add_targets(families: Families, snap: Snapshot) -> None:
     for target in snap.targets:
-        up = 1.0 if target.healthy else 0.0
-        _add(families, "ciwatch_target_up", (target.source, target.project), up)
+        if not target.is_discovery:
+            up = 1.0 if target.healthy else 0.0
+            _add(families, "ciwatch_target_up", (target.source, target.project), up)
+    for source, up in sorted(source_health(snap.targets).items()):
+        _add(families, "ciwatch_source_up", (source,), 1.0 if up else 0.0)
+
+
+def source_health(targets: Iterable[TargetState]) -> dict[str, bool]:
+    """Per source: False while its discovery fails, or while it has targets and none of them
+    polls successfully; True otherwise."""
+    discovery_ok: dict[str, bool] = {}
+    any_healthy: dict[str, bool] = {}
+    for target in targets:
+        if target.is_discovery:
+            discovery_ok[target.source] = target.healthy
+        else:
+            any_healthy[target.source] = any_healthy.get(target.source, False) or target.healthy
+    sources = discovery_ok.keys() | any_healthy.keys()
+    return {
+        source: discovery_ok.get(source, True) and any_healthy.get(source, True)
+        for source in sources
+    }
 
 
 def build_registry(collector: CiwatchCollector) -> CollectorRegistry:
@@ -639,7 +708,7 @@ class MetricsRenderer:
             _add_counts(families, snap)
             _add_targets(families, snap)
         collector._add_self(families, snap)
-        families["ciwatch_store_up"].add_metric([], 1.0 if collector.cache.store_up else 0.0)
+        families["ciwatch_store_up"].add_metric([], 1.0 if collector.store_up else 0.0)
         out: list[str] = []
         for spec in METRICS:
             family = families[spec.name]

@@ -13,12 +13,19 @@ from dataclasses import dataclass, field
 
 from ciwatch.clock import Clock, SystemClock
 from ciwatch.config import Settings
+from ciwatch.health import StoreHealth
 from ciwatch.providers.base import Provider
 from ciwatch.providers.registry import build_provider
 from ciwatch.scheduler import Cadence, Scheduler
 from ciwatch.scheduler.loop import PollLeases
 from ciwatch.selfmetrics import CollectionMetrics
 from ciwatch.store import SqlStore, Store, open_store
+from ciwatch.supervisor import Supervisor
+
+
+def instance_id() -> str:
+    """This process among replicas: host, pid and a random part (leases, probes)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 @dataclass
@@ -29,6 +36,12 @@ class Runtime:
     metrics: CollectionMetrics
     providers: dict[str, Provider] = field(default_factory=dict)
     scheduler: Scheduler | None = None
+    supervisor: Supervisor = field(init=False)
+    store_health: StoreHealth = field(default_factory=StoreHealth)
+    instance: str = field(default_factory=instance_id)
+
+    def __post_init__(self) -> None:
+        self.supervisor = Supervisor(self.metrics)
 
     @classmethod
     async def open(
@@ -56,14 +69,16 @@ class Runtime:
             )
             for source in settings.sources
         }
+        instance = instance_id()
         leases = None
         if settings.collection.partition and isinstance(store, SqlStore):
             leases = PollLeases(
                 store,
-                holder=f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}",
+                holder=instance,
                 intervals={name: c.interval for name, c in cadence.items()},
             )
-        scheduler = Scheduler(
+        runtime = cls(settings, store, clock, metrics, providers, instance=instance)
+        runtime.scheduler = Scheduler(
             providers,
             store,
             cadence=cadence,
@@ -73,8 +88,9 @@ class Runtime:
             clock=clock,
             metrics=metrics,
             leases=leases,
+            supervisor=runtime.supervisor,
         )
-        return cls(settings, store, clock, metrics, providers, scheduler)
+        return runtime
 
     async def close(self) -> None:
         for provider in self.providers.values():

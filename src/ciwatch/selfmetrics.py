@@ -1,5 +1,6 @@
 """What ciwatch measures about itself while collecting: API requests by source and HTTP code,
-the providers' rate-limit budget, poll errors and the last successful poll per source.
+the providers' rate-limit budget, poll errors and the last successful poll per source, and the
+health of its own background tasks (errors per task, whether each supervised loop is up).
 
 Plain in-memory counters owned by the runtime (no module-level state); the metrics exporter
 reads them at scrape time.
@@ -22,6 +23,8 @@ class CollectionMetrics:
     last_successful_poll: dict[str, datetime] = field(default_factory=dict)
     webhooks: Counter[tuple[str, str]] = field(default_factory=Counter)
     notifications: Counter[tuple[str, str]] = field(default_factory=Counter)
+    task_errors: Counter[str] = field(default_factory=Counter)
+    task_up: dict[str, bool] = field(default_factory=dict)
 
     def api_request(self, source: str, code: str) -> None:
         self.api_requests[(source, code)] += 1
@@ -48,6 +51,14 @@ class CollectionMetrics:
     def notification(self, channel: str, result: str) -> None:
         """A notification attempt by its result: sent, failed (permanently), retried."""
         self.notifications[(channel, result)] += 1
+
+    def task_error(self, task: str) -> None:
+        """An unexpected exception in one item of a background task, or a loop that died."""
+        self.task_errors[task] += 1
+
+    def task_state(self, task: str, *, up: bool) -> None:
+        """Whether the supervised loop `task` is running (see supervisor.py)."""
+        self.task_up[task] = up
 
     def requests_total(self, source: str | None = None) -> int:
         return sum(n for (src, _), n in self.api_requests.items() if source in (None, src))

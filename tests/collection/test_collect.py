@@ -132,10 +132,12 @@ async def test_one_cycle_collects_all_three_providers(world: World) -> None:
     assert app_runs
     stages = await world.store.jobs_for(app_runs[-1].key)
     assert {stage.name for stage in stages} == {"Build", "Test", "Deploy"}
-    # Health is recorded for every target.
-    targets = await world.store.target_states()
+    # Health is recorded for every target, and for each source's discovery.
+    states_of_targets = await world.store.target_states()
+    targets = [t for t in states_of_targets if not t.is_discovery]
     assert len(targets) == len(polled)
-    assert all(t.healthy and t.last_success_at == START for t in targets)
+    assert all(t.healthy and t.last_success_at == START for t in states_of_targets)
+    assert {t.source for t in states_of_targets if t.is_discovery} == {"gl", "gh", "jk"}
 
 
 async def test_steady_state_is_cheap_and_github_answers_304(world: World) -> None:

@@ -125,7 +125,8 @@ async def test_store_outage_is_503(down_client: httpx.AsyncClient, path: str) ->
 
 async def test_readyz_names_the_store_when_it_is_down(down_client: httpx.AsyncClient) -> None:
     detail = assert_error(await down_client.get("/readyz"), 503, "store unavailable")
-    assert detail == {"check": "store", "message": "the database did not answer"}
+    problem = {"check": "store", "message": "the database did not answer"}
+    assert detail == {**problem, "problems": [problem]}
     live = await down_client.get("/healthz")
     assert (live.status_code, live.json()) == (200, {"status": "ok"})
 
@@ -146,6 +147,7 @@ async def test_readyz_names_an_old_schema(empty_url: str) -> None:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
             detail = assert_error(await client.get("/readyz"), 503, "schema not current")
-        assert detail == {"check": "schema", "message": "run `ciwatch db upgrade`"}
+        problem = {"check": "schema", "message": "run `ciwatch db upgrade`"}
+        assert detail == {**problem, "problems": [problem]}
     finally:
         await store.close()

@@ -35,6 +35,7 @@ from ciwatch.selfmetrics import CollectionMetrics
 from ciwatch.serialize import run_to_dict
 from ciwatch.store.alerting import OutboxRow, claim, failing_jobs_of, record
 from ciwatch.store.sql import SqlStore
+from ciwatch.supervisor import Supervisor
 from ciwatch.timeutil import parse_time
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,7 @@ class DeliveryWorkers:
         lease: timedelta = timedelta(minutes=5),
         batch: int = 50,
         max_attempts: int = 12,
+        supervisor: Supervisor | None = None,
     ) -> None:
         self.store = store
         self.channels = dict(channels)
@@ -114,6 +116,7 @@ class DeliveryWorkers:
         self.lease = lease
         self.batch = batch
         self.max_attempts = max_attempts
+        self.supervisor = supervisor
         self._throttles = {
             name: Throttle(channel.min_interval, clock=self.clock)
             for name, channel in self.channels.items()
@@ -137,13 +140,23 @@ class DeliveryWorkers:
 
     async def _send(self, name: str, label: str, rows: list[OutboxRow]) -> None:
         channel = self.channels[name]
-        notices = await self._with_jobs([notice_from_payload(row.payload) for row in rows])
-        message = Message(notices, group=label if len(notices) > 1 else None)
-        await self._throttles[name].wait()
         try:
+            notices = await self._with_jobs([notice_from_payload(row.payload) for row in rows])
+            message = Message(notices, group=label if len(notices) > 1 else None)
+            await self._throttles[name].wait()
             await channel.send(message)
         except ChannelError as exc:
             await self._failed(name, rows, exc)
+        except (StoreError, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            # A notice the channel cannot render or send (a bug, or a value it cannot encode):
+            # recorded as failed with the error, so it is shown (`/alerts`, `ciwatch alerts
+            # list`) and never claimed again, and the channel goes on with the next notices.
+            ids = ", ".join(str(row.id) for row in rows)
+            self._item_failed(f"channel {name}, outbox rows {ids}", exc)
+            error = f"internal error: {type(exc).__name__}: {exc}"[:1000]
+            await self._failed(name, rows, ChannelError(error, permanent=True))
         else:
             await record(
                 self.store, [r.id for r in rows], self.worker_id, self.clock.now(), outcome="sent"
@@ -193,6 +206,12 @@ class DeliveryWorkers:
             "alert delivery: channel=%s rows=%d retry in %.1fs: %s", name, len(rows), delay, exc
         )
 
+    def _item_failed(self, item: str, exc: BaseException) -> None:
+        if self.supervisor is not None:
+            self.supervisor.item_failed("delivery", item, exc)
+        else:
+            log.error("alert delivery: %s failed unexpectedly", item, exc_info=exc)
+
     def _count(self, name: str, result: str) -> None:
         if self.metrics is not None:
             self.metrics.notification(name, result)
@@ -219,6 +238,9 @@ class DeliveryWorkers:
             except StoreError as exc:
                 log.warning("alert delivery: channel=%s store error: %s", name, exc)
                 handled = 0
+            except Exception as exc:
+                self._item_failed(f"channel {name} delivery round", exc)
+                handled = 0
             if handled:
                 continue
             # Idle: poll again after `poll_interval` (rows of other replicas, retries, the end
@@ -230,6 +252,10 @@ class DeliveryWorkers:
             )
             stopping.cancel()
             woken.cancel()
+
+    async def channel_loop(self, name: str, stop: asyncio.Event) -> None:
+        """Deliver channel `name`'s notices until `stop` is set (one supervised task each)."""
+        await self._channel_loop(name, stop)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until `stop` is set: one task per channel, so a slow or rate-limited channel

@@ -36,6 +36,7 @@ from ciwatch.store.alerting import (
     failing_jobs_of,
 )
 from ciwatch.store.sql import SqlStore
+from ciwatch.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,7 @@ class AlertEngine:
         interval: float = 15.0,
         dashboard_url: DashboardUrl | None = None,
         on_queued: Callable[[set[str]], None] | None = None,
+        supervisor: Supervisor | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -83,6 +85,7 @@ class AlertEngine:
         self.dashboard_url = dashboard_url
         # Told the channels an evaluation queued rows for (the delivery workers' `wake`).
         self.on_queued = on_queued
+        self.supervisor = supervisor
         self.evaluations = 0  # how many evaluations ran (full or of some refs)
         self.limits = Thresholds(
             stuck_after=settings.stuck_after,
@@ -238,9 +241,14 @@ class AlertEngine:
         except StoreError as exc:
             log.warning("alert evaluation failed: %s", exc)
             return False
-        except Exception:
+        except Exception as exc:
             # A bug must not stop alerting for good, nor vanish inside the background task of
-            # the full evaluation: logged with its traceback, and the next round tries again.
-            log.exception("alert evaluation crashed")
+            # the full evaluation: logged with its traceback, counted, and the next round tries
+            # again.
+            what = "the full evaluation" if refs is None else f"the evaluation of {len(refs)} refs"
+            if self.supervisor is not None:
+                self.supervisor.item_failed("alert-engine", what, exc)
+            else:
+                log.exception("alert evaluation crashed")
             return False
         return True

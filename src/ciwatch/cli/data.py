@@ -65,7 +65,7 @@ def status(
             health.add_row(
                 "[green]✔ ok[/]" if target.healthy else "[bold red]✘ unhealthy[/]",
                 escape(target.source),
-                escape(target.project),
+                escape(target.label),
                 human_ago(target.last_success_at, now),
                 human_ago(target.last_error_at, now),
                 escape(target.reason or ""),

@@ -13,6 +13,7 @@ import signal
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -94,8 +95,7 @@ async def serve_settings(
         )
         stop = asyncio.Event()
         server = _Server(config, stop)
-        assert runtime.scheduler is not None
-        polling = asyncio.create_task(runtime.scheduler.run(stop), name="scheduler")
+        polling = asyncio.create_task(run_collection(runtime, stop), name="collection")
         alerting = asyncio.create_task(run_alerting(runtime, stop), name="alerting")
         serving = asyncio.create_task(server.serve(), name="web")
         # uvicorn exposes `started` as a flag, not an event.
@@ -116,11 +116,31 @@ async def serve_settings(
         await runtime.close()
 
 
+async def run_collection(runtime: Runtime, stop: asyncio.Event) -> None:
+    """The scheduler and the store's write probe (`/readyz`), each supervised (restarted with
+    backoff if it dies, and reported down meanwhile), until `stop`."""
+    from ciwatch.health import probe_loop
+
+    supervisor = runtime.supervisor
+    tasks = [
+        supervisor.start(
+            "store-probe",
+            lambda stopped: probe_loop(
+                runtime.store, runtime.store_health, runtime.clock, runtime.instance, stopped
+            ),
+            stop,
+        )
+    ]
+    if runtime.scheduler is not None:
+        tasks.append(supervisor.start("scheduler", runtime.scheduler.run, stop))
+    await asyncio.gather(*tasks)
+
+
 async def run_alerting(runtime: Runtime, stop: asyncio.Event) -> None:
     """The alert engine (it evaluates a project/ref as soon as this process changes it, and its
     ticker re-evaluates every project/ref, so time-based rules fire without new runs) and one
-    delivery worker per configured channel, until `stop`. Queuing a notification wakes the
-    channel's worker."""
+    delivery worker per configured channel, each supervised, until `stop`. Queuing a
+    notification wakes the channel's worker."""
     from ciwatch.alerting import AlertEngine, DeliveryWorkers
     from ciwatch.channels import build_channel
     from ciwatch.store import SqlStore
@@ -135,7 +155,10 @@ async def run_alerting(runtime: Runtime, stop: asyncio.Event) -> None:
         return f"{base}/projects/{quote(source)}/{quote(project)}?ref={quote(ref, safe='')}"
 
     channels = {c.name: build_channel(c) for c in settings.alerts.channels}
-    workers = DeliveryWorkers(store, channels, runtime.clock, metrics=runtime.metrics)
+    supervisor = runtime.supervisor
+    workers = DeliveryWorkers(
+        store, channels, runtime.clock, metrics=runtime.metrics, supervisor=supervisor
+    )
     engine = AlertEngine(
         store,
         settings.alerts,
@@ -143,9 +166,14 @@ async def run_alerting(runtime: Runtime, stop: asyncio.Event) -> None:
         interval=ALERT_INTERVAL,
         dashboard_url=dashboard_url if base else None,
         on_queued=workers.wake,
+        supervisor=supervisor,
     )
+    tasks = [supervisor.start("alert-engine", engine.run, stop)]
+    for name in channels:
+        loop = partial(workers.channel_loop, name)
+        tasks.append(supervisor.start(f"delivery:{name}", loop, stop))
     try:
-        await asyncio.gather(engine.run(stop), workers.run(stop))
+        await asyncio.gather(*tasks)
     finally:
         for channel in channels.values():
             await channel.close()

@@ -16,12 +16,20 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from ciwatch.clock import Clock, SystemClock
-from ciwatch.domain import Target
-from ciwatch.errors import AuthFailed, NotFound, ProviderError, RateLimited, StoreError
+from ciwatch.domain import DISCOVERY, Target, TargetState
+from ciwatch.errors import (
+    AuthFailed,
+    InternalError,
+    NotFound,
+    ProviderError,
+    RateLimited,
+    StoreError,
+)
 from ciwatch.providers.base import Provider
 from ciwatch.scheduler.tasks import Cadence, KnownRuns, PollOutcome, poll_target
 from ciwatch.selfmetrics import CollectionMetrics
 from ciwatch.store import SqlStore, Store, leases
+from ciwatch.supervisor import Supervisor
 
 log = logging.getLogger("ciwatch.scheduler")
 
@@ -107,6 +115,7 @@ class Scheduler:
         metrics: CollectionMetrics | None = None,
         rng: random.Random | None = None,
         leases: PollLeases | None = None,
+        supervisor: Supervisor | None = None,
     ) -> None:
         self.providers = dict(providers)
         self.store = store
@@ -125,26 +134,36 @@ class Scheduler:
         # (`ciwatch poll --once`) polls every target regardless.
         self.leases = leases
         self.skipped = 0  # polls left to the replica holding the lease
+        # Unexpected exceptions of single polls and discoveries are logged and counted here.
+        self.supervisor = supervisor or Supervisor(self.metrics)
+        # Each source's discovery health as last stored (the target state of project
+        # `DISCOVERY`), so that it is read from the store once per process.
+        self._discovery: dict[str, TargetState | None] = {}
 
     # -- discovery -------------------------------------------------------------------------
 
     async def discover(self) -> list[Target]:
-        """Expand every source into targets; a source that fails keeps its previous targets."""
+        """Expand every source into targets; a source that fails keeps its previous targets.
+        Each source's discovery health is stored as the target state of project `DISCOVERY`,
+        so that a source that cannot list its projects shows on every surface."""
         results = await asyncio.gather(
-            *(provider.discover() for provider in self.providers.values()),
-            return_exceptions=True,
+            *(self._discover_one(source, provider) for source, provider in self.providers.items()),
         )
         now = self.clock.now()
         for source, result in zip(self.providers, results, strict=True):
-            if isinstance(result, BaseException):
-                if not isinstance(result, ProviderError):
-                    raise result
-                if self.discovery_errors.get(source) != str(result):
-                    log.warning("discovery of source %s failed: %s", source, result)
-                self.discovery_errors[source] = str(result)
+            if isinstance(result, ProviderError):
+                # Name what could not be listed (`folder team`, `group platform`).
+                error = f"{result.target}: {result}" if result.target else str(result)
+                if self.discovery_errors.get(source) != error:
+                    log.warning("discovery of source %s failed: %s", source, error)
+                self.discovery_errors[source] = error
                 self.metrics.poll_error(source, "discovery")
+                await self._record_discovery(source, now, error=error)
                 continue
+            if source in self.discovery_errors:
+                log.info("discovery of source %s works again", source)
             self.discovery_errors.pop(source, None)
+            await self._record_discovery(source, now, found=len(result))
             fresh = {target.key for target in result}
             for key in [k for k in self.entries if k[0] == source and k not in fresh]:
                 log.info("target %s/%s is no longer watched", *key)
@@ -155,6 +174,52 @@ class Scheduler:
                     due = now + timedelta(seconds=self.rng.uniform(0, spread))
                     self.entries[target.key] = _Entry(target, due)
         return [entry.target for entry in self.entries.values()]
+
+    async def _discover_one(self, source: str, provider: Provider) -> list[Target] | ProviderError:
+        try:
+            return await provider.discover()
+        except ProviderError as exc:
+            return exc
+        except Exception as exc:
+            # A bug must not end the scheduler: counted, logged, and shown as this source's
+            # discovery error until a discovery succeeds.
+            self.supervisor.item_failed("discovery", f"source {source}", exc)
+            return InternalError(f"internal error: {type(exc).__name__}: {exc}"[:500])
+
+    async def _record_discovery(
+        self, source: str, now: datetime, *, error: str | None = None, found: int = 0
+    ) -> None:
+        """Store the source's discovery health (written when it changes, and at least once
+        per process so that `last_polled_at` says discovery runs)."""
+        try:
+            if source not in self._discovery:
+                self._discovery[source] = await self.store.get_target_state(source, DISCOVERY)
+            before = self._discovery[source]
+            if error is None:
+                state = TargetState(
+                    source,
+                    DISCOVERY,
+                    healthy=True,
+                    last_polled_at=now,
+                    last_success_at=now,
+                    last_error_at=before.last_error_at if before else None,
+                    extra={"targets": str(found)},
+                )
+            else:
+                state = TargetState(
+                    source,
+                    DISCOVERY,
+                    healthy=False,
+                    reason=error,
+                    last_polled_at=now,
+                    last_success_at=before.last_success_at if before else None,
+                    last_error_at=now,
+                    extra=dict(before.extra) if before else {},
+                )
+            await self.store.save_target_state(state)
+            self._discovery[source] = state
+        except StoreError as exc:
+            log.warning("could not record the discovery of source %s: %s", source, exc)
 
     # -- one cycle -------------------------------------------------------------------------
 
@@ -254,8 +319,12 @@ class Scheduler:
             if await self._held(entry):
                 await self._poll(entry)
                 await self._keep(entry)
-        except Exception:
-            log.exception("poll of %s/%s crashed", *entry.target.key)
+        except StoreError as exc:
+            log.warning("poll of %s/%s: %s", *entry.target.key, exc)
+            entry.failures += 1
+            entry.due = self.clock.now() + self._backoff(entry)
+        except Exception as exc:
+            self.supervisor.item_failed("poll", "target {}/{}".format(*entry.target.key), exc)
             entry.failures += 1
             entry.due = self.clock.now() + self._backoff(entry)
         if entry.target.key in self.entries:
@@ -295,6 +364,7 @@ class Scheduler:
                     metrics=self.metrics,
                     active_runs=entry.active_runs,
                     known=entry.known,
+                    supervisor=self.supervisor,
                 )
         finally:
             entry.in_flight = False

@@ -24,6 +24,7 @@ from ciwatch.domain import Run, Target, TargetState
 from ciwatch.errors import (
     AuthFailed,
     BadPayload,
+    InternalError,
     NotFound,
     ProviderError,
     RateLimited,
@@ -33,6 +34,7 @@ from ciwatch.providers.base import Provider
 from ciwatch.selfmetrics import CollectionMetrics
 from ciwatch.state import progress_key
 from ciwatch.store import Store
+from ciwatch.supervisor import Supervisor
 
 log = logging.getLogger("ciwatch.scheduler")
 
@@ -70,6 +72,8 @@ def error_kind(exc: ProviderError) -> str:
         return "not_found"
     if isinstance(exc, BadPayload):
         return "bad_payload"
+    if isinstance(exc, InternalError):
+        return "internal"
     return "unavailable"
 
 
@@ -82,6 +86,7 @@ async def poll_target(
     metrics: CollectionMetrics | None = None,
     active_runs: set[str] | None = None,
     known: KnownRuns | None = None,
+    supervisor: Supervisor | None = None,
 ) -> PollOutcome:
     """Poll one target and store what changed. Provider errors are recorded on the target (its
     health and reason) and returned, never raised; store errors propagate.
@@ -98,7 +103,17 @@ async def poll_target(
                     active_runs.add(run.run_id)
                 else:
                     active_runs.discard(run.run_id)
-    except ProviderError as exc:
+    except StoreError:
+        raise
+    except Exception as exc:
+        if not isinstance(exc, ProviderError):
+            # A bug (a parser meeting an answer it did not expect): logged with its traceback
+            # and counted, and recorded on the target so that it is visible, not silent.
+            if supervisor is not None:
+                supervisor.item_failed("poll", f"target {target.source}/{target.project}", exc)
+            else:
+                log.exception("poll of %s/%s crashed", target.source, target.project)
+            exc = InternalError(f"internal error: {type(exc).__name__}: {exc}"[:500])
         await _record_failure(store, target, state, exc, now)
         if metrics is not None:
             metrics.poll_error(target.source, error_kind(exc))

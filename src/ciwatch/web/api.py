@@ -163,7 +163,10 @@ async def list_targets(
     healthy: Annotated[bool | None, Query(description="Only healthy (or unhealthy) ones.")] = None,
 ) -> JSONResponse:
     """Every target that has been polled, sorted by source and project, with its health: an
-    unhealthy target's `reason` says why (e.g. the token lacks access, the project is gone)."""
+    unhealthy target's `reason` says why (e.g. the token lacks access, the project is gone).
+    Each source's discovery (listing a group, organisation or folder) is listed too, as
+    `kind: "discovery"` with an empty `project`: a source whose discovery fails shows here with
+    the CI server's answer even when it has no targets at all."""
     runtime = runtime_of(request)
     kinds = {configured.name: configured.type for configured in runtime.settings.sources}
     targets: list[dict[str, Any]] = []
@@ -177,6 +180,7 @@ async def list_targets(
                 "source": state.source,
                 "provider": kinds.get(state.source),
                 "project": state.project,
+                "kind": "discovery" if state.is_discovery else "target",
                 "healthy": state.healthy,
                 "reason": state.reason,
                 "last_polled_at": iso_z(state.last_polled_at),

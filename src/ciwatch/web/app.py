@@ -17,6 +17,7 @@ import importlib
 import importlib.util
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -24,7 +25,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from ciwatch.errors import StoreError
+from ciwatch.health import readiness
 from ciwatch.metrics import (
     CONTENT_TYPE,
     CiwatchCollector,
@@ -41,6 +42,14 @@ from ciwatch.web.schemas import StatusAnswer
 
 STATIC_DIR = Path(__file__).parent / "static"
 DASHBOARD_MODULE = "ciwatch.web.dashboard"
+
+# The `error` of a 503 from /readyz, by the first failed check.
+READY_ERRORS = {
+    "store": "store unavailable",
+    "schema": "schema not current",
+    "store_writes": "store refuses writes",
+    "task": "background task down",
+}
 
 DESCRIPTION = """\
 The API of ciwatch: runs, project/ref states, target health, alerts, silences; plus `/metrics`
@@ -68,8 +77,9 @@ def create_app(
         runtime.clock.now,
         max_age=metrics_max_age,
         slow_max_age=metrics_slow_max_age,
+        on_error=partial(runtime.supervisor.item_failed, "metrics-snapshot"),
     )
-    collector = CiwatchCollector(cache, runtime.metrics)
+    collector = CiwatchCollector(cache, runtime.metrics, store_health=runtime.store_health)
     registry = build_registry(collector)
 
     @asynccontextmanager
@@ -144,18 +154,20 @@ def _probes() -> APIRouter:
         responses=error_responses(503),
     )
     async def readyz(request: Request) -> JSONResponse:
-        """`{"status": "ok"}` when the store answers and its schema is at the head migration;
-        503 with the error object naming the failed check otherwise. Never protected."""
-        store = runtime_of(request).store
-        try:
-            await store.ping()
-            current = await store.schema_current()
-        except StoreError:
-            detail = {"check": "store", "message": "the database did not answer"}
-            return error_response(503, "store unavailable", detail)
-        if not current:
-            detail = {"check": "schema", "message": "run `ciwatch db upgrade`"}
-            return error_response(503, "schema not current", detail)
+        """`{"status": "ok"}` when the store answers, its schema is at the head migration, the
+        last write probe committed and every supervised background task is running; 503 with
+        the error object otherwise: `detail` names the first failed check (`store`, `schema`,
+        `store_writes`, `task`) and `problems` lists them all. Never protected."""
+        runtime = runtime_of(request)
+        problems = await readiness(runtime.store, runtime.store_health, runtime.supervisor.down())
+        if problems:
+            first = problems[0]
+            detail = {
+                "check": first.check,
+                "message": first.message,
+                "problems": [{"check": p.check, "message": p.message} for p in problems],
+            }
+            return error_response(503, READY_ERRORS[first.check], detail)
         return JSONResponse({"status": "ok"})
 
     return router

@@ -102,7 +102,10 @@ class TargetModel(BaseModel):
 
     source: str
     provider: str | None = Field(description="The source's type; null if no longer configured.")
-    project: str
+    project: str = Field(description="The project; empty for a source's discovery.")
+    kind: Literal["target", "discovery"] = Field(
+        description="`discovery`: the listing of the source's groups, organisations or folders."
+    )
     healthy: bool
     reason: str | None = Field(None, description="Why the target is unhealthy.")
     last_polled_at: datetime | None = None
