@@ -154,6 +154,10 @@ async def test_a_discovery_or_poll_that_raises_keeps_the_scheduler_alive(store: 
     # The previous discovery's target is kept, and its crash is recorded on it.
     assert not states["group/app"].healthy
     assert "internal error: ZeroDivisionError: a parser bug" in (states["group/app"].reason or "")
+    # Each remembers since when it is unhealthy: its first failure, not its latest.
+    for state in (states[DISCOVERY], states["group/app"]):
+        assert state.unhealthy_since is not None and state.last_error_at is not None
+        assert state.unhealthy_since < state.last_error_at
 
 
 class RaisingChannel(Channel):

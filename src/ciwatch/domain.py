@@ -292,9 +292,11 @@ class TargetState:
     last_success_at: datetime | None = None
     last_error_at: datetime | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    # When the current unhealthy period began (None while healthy).
+    unhealthy_since: datetime | None = None
 
     def __post_init__(self) -> None:
-        for name in ("last_polled_at", "last_success_at", "last_error_at"):
+        for name in ("last_polled_at", "last_success_at", "last_error_at", "unhealthy_since"):
             require_utc(getattr(self, name), name)
 
     @property

@@ -215,6 +215,7 @@ class Scheduler:
                     last_success_at=before.last_success_at if before else None,
                     last_error_at=now,
                     extra=dict(before.extra) if before else {},
+                    unhealthy_since=(before.unhealthy_since if before else None) or now,
                 )
             await self.store.save_target_state(state)
             self._discovery[source] = state

@@ -125,6 +125,7 @@ async def poll_target(
         last_polled_at=now,
         last_success_at=now,
         last_error_at=state.last_error_at if state else None,
+        unhealthy_since=None,
     )
     if state is not None and not state.healthy:
         log.info("target %s/%s healthy again", target.source, target.project)
@@ -213,8 +214,16 @@ async def _record_failure(
         # Logged once per change of reason, not once per poll.
         log.warning("target %s/%s: %s", target.source, target.project, reason)
     try:
+        since = previous.unhealthy_since if not previous.healthy else None
         await store.save_target_state(
-            replace(previous, healthy=False, reason=reason, last_polled_at=now, last_error_at=now)
+            replace(
+                previous,
+                healthy=False,
+                reason=reason,
+                last_polled_at=now,
+                last_error_at=now,
+                unhealthy_since=since or now,
+            )
         )
     except StoreError:
         log.exception("could not record the failure of %s/%s", target.source, target.project)

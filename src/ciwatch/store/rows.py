@@ -20,6 +20,7 @@ TARGET_FIELDS = (
     "last_success_at",
     "last_error_at",
     "extra",
+    "unhealthy_since",
 )
 
 # The columns that make up a Run / Job, in the dataclass's field order: `Run(*row)` works.

@@ -179,6 +179,8 @@ targets = Table(
     Column("last_success_at", UTCDateTime()),
     Column("last_error_at", UTCDateTime()),
     Column("extra", json_type(), nullable=False),
+    # When the current unhealthy period began; null while healthy (revision 0003).
+    Column("unhealthy_since", UTCDateTime()),
     UniqueConstraint("source", "project"),
 )
 
