@@ -8,6 +8,7 @@ test is about and nothing else.
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -26,6 +27,14 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
 
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 just now (for a server process told where to listen)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def at(seconds: float) -> datetime:

@@ -1,23 +1,44 @@
 """Storing what webhooks and push reports carry, and the slow follow-up work they trigger.
 
-A webhook answers fast: the run it carries is stored at once, and anything slow (fetching the
-jobs of a GitHub run, reading a Jenkins build the store has never seen) runs in the background.
-Replays are cheap twice over: a bounded in-memory set of delivery ids answers "duplicate"
-without touching the store, and the store's forward-only merge makes any replay that gets past
-it (after a restart) a no-op.
+202 means durable: a receiver answers "accepted" only once what it accepted is committed in the
+store, so a crash right after the answer loses nothing. Only slow follow-up work runs in the
+background (fetching the jobs of a GitHub run, reading a Jenkins build from its API for the
+build's own times); it makes stored runs richer, never makes them durable, and a poll of the
+target redoes whatever of it was dropped or cut off by a shutdown.
+
+Replays are cheap twice over: a bounded in-memory set of stored delivery ids answers
+"duplicate" without touching the store, and the store's forward-only merge makes any replay that
+gets past it (after a restart) a no-op.
+
+Jenkins (see providers/jenkins.py): every update of one build carries the build's constant
+`timestamp` as `updated_at`, so the status rank alone orders them. A notification is stored
+before it is answered:
+
+- for a stored build it is re-dated to that build's `updated_at`, and its phase moves it on;
+- for a build the store has never seen it is stored as it is when its payload carries the
+  build's time (floored to the second, never later than Jenkins' own `timestamp`), else dated
+  `UNDATED` (1970), earlier than any timestamp. Either way the build read from the API in the
+  background (or by the next poll) is newer by `updated_at`, so it wins the merge and the run
+  takes Jenkins' own created/started times. Should Jenkins answer with less progress than a
+  notification already stored (a read racing the build's end), the read keeps the stored status:
+  status never goes backwards. The read and the notifications of one build are serialized in
+  this process (`_exclusive`) so that this check and the write see the same stored run.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import OrderedDict
-from collections.abc import Coroutine, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from dataclasses import replace
 from typing import Any
 
-from ciwatch.domain import Job, Run
+from ciwatch.domain import Job, Run, RunKey
 from ciwatch.errors import CiwatchError
+from ciwatch.providers.jenkins import UNDATED
+from ciwatch.providers.jenkins_poll import JenkinsProvider
 from ciwatch.runtime import Runtime
 
 log = logging.getLogger("ciwatch.ingest")
@@ -26,25 +47,30 @@ DEDUP_SIZE = 10_000
 
 
 class Deliveries:
-    """The ids of recent deliveries (per source), oldest forgotten first."""
+    """The ids of recent deliveries that were stored (per source), oldest forgotten first."""
 
     def __init__(self, size: int = DEDUP_SIZE) -> None:
         self.size = size
         self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
 
     def seen(self, source: str, delivery: str) -> bool:
-        """Whether this delivery was seen; records it when not."""
+        """Whether this delivery was stored before (a replay)."""
         key = (source, delivery)
         if key in self._seen:
             self._seen.move_to_end(key)
             return True
-        self._seen[key] = None
-        if len(self._seen) > self.size:
-            self._seen.popitem(last=False)
         return False
 
+    def stored(self, source: str, delivery: str) -> None:
+        """Record a delivery once it is committed: only then is a resend a duplicate. A
+        delivery that failed to store is never recorded, so the sender's retry is stored."""
+        self._seen[(source, delivery)] = None
+        self._seen.move_to_end((source, delivery))
+        if len(self._seen) > self.size:
+            self._seen.popitem(last=False)
+
     def forget(self, source: str, delivery: str) -> None:
-        """A delivery that failed to store must be retried by the sender, not called a duplicate."""
+        """Drop a delivery id (a resend of it is then stored again)."""
         self._seen.pop((source, delivery), None)
 
 
@@ -72,6 +98,8 @@ class Ingest:
         self._slots = asyncio.Semaphore(running)
         self.limit = running + waiting
         self.dropped = 0
+        self.cut_off = 0  # background tasks cancelled by `drain` at shutdown
+        self._locks: dict[RunKey, tuple[asyncio.Lock, list[int]]] = {}
 
     async def store(self, run: Run | None, jobs: Sequence[Job] = ()) -> bool:
         """Upsert a run and its jobs, in one transaction; True when the run changed."""
@@ -114,25 +142,102 @@ class Ingest:
 
         self.later(f"fetching the jobs of {run.source}/{run.project} run {run.run_id}", fetch())
 
-    async def align_to_stored(self, run: Run) -> Run:
-        """A Jenkins notification without a timestamp is dated when it arrived; a stored build
-        carries Jenkins' own constant `timestamp`. Re-date the notification to the stored build
-        so that the status rank alone orders them (see providers/jenkins.py)."""
-        stored = await self.runtime.store.get_run(run.key)
-        if stored is None or run.updated_at <= stored.updated_at:
-            return run
-        return replace(
-            run,
-            updated_at=stored.updated_at,
-            created_at=stored.created_at or run.created_at,
-            started_at=stored.started_at or run.started_at,
-        )
+    @contextlib.asynccontextmanager
+    async def _exclusive(self, key: RunKey) -> AsyncIterator[None]:
+        """One read-then-write of run `key` at a time in this process."""
+        lock, users = self._locks.setdefault(key, (asyncio.Lock(), [0]))
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._locks[key]
 
-    async def drain(self, seconds: float = 10.0) -> None:
-        """Wait (bounded) for background work, on shutdown."""
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=seconds)
+    async def store_jenkins(self, run: Run, *, dated: bool) -> bool:
+        """Store a Jenkins notification now (see the module's doc); True when the run changed.
+        `dated`: the payload carried the build's time. Reading the build from the API, when the
+        store has not had it from there yet, is left to the background."""
+        provider = self.runtime.providers.get(run.source)
+        reader = provider if isinstance(provider, JenkinsProvider) else None
+        async with self._exclusive(run.key):
+            stored = await self.runtime.store.get_run(run.key)
+            if stored is not None:
+                run = align(run, stored)
+            elif reader is not None and not dated:
+                run = replace(run, updated_at=UNDATED)
+            changed = await self.store(run)
+        if reader is not None and (stored is None or stored.updated_at == UNDATED):
+            what = f"reading {run.source}/{run.project} #{run.run_id} from Jenkins"
+            self.later(what, self._read_jenkins(reader, run))
+        elif changed and run.status.terminal:
+            self.fetch_details_later(run)
+        return changed
+
+    async def _read_jenkins(self, reader: JenkinsProvider, run: Run) -> None:
+        """The build as Jenkins' API has it, merged over the stored notifications: it brings
+        Jenkins' own timestamp (and author, queue time, ref and sha), never a lower status."""
+        build = await reader.build(run.project, run.run_id)
+        async with self._exclusive(run.key):
+            stored = await self.runtime.store.get_run(run.key)
+            if (
+                stored is not None
+                and stored.attempt == build.attempt
+                and stored.status.rank > build.status.rank
+            ):
+                build = replace(
+                    build,
+                    status=stored.status,
+                    provider_status=stored.provider_status,
+                    finished_at=stored.finished_at or build.finished_at,
+                    duration_seconds=(
+                        build.duration_seconds
+                        if stored.duration_seconds is None
+                        else stored.duration_seconds
+                    ),
+                )
+            await self.store(build)
+        if build.status.terminal:
+            self.fetch_details_later(build)
+
+    async def drain(self, seconds: float = 10.0) -> int:
+        """On shutdown: wait up to `seconds` for background work (and the work it starts), then
+        cancel what is left, so that nothing runs on a closed store. Returns how many tasks were
+        cancelled. What webhooks accepted is already stored: the cut only loses enrichment."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while self._tasks and (left := deadline - loop.time()) > 0:
+            await asyncio.wait(set(self._tasks), timeout=left)
+        rest = set(self._tasks)
+        for task in rest:
+            task.cancel()
+        if rest:
+            await asyncio.gather(*rest, return_exceptions=True)
+            self.cut_off += len(rest)
+            log.warning(
+                "shutdown: %d background follow-ups (API reads, job fetches) cut off after %g s; "
+                "the runs are stored, the next polls catch up",
+                len(rest),
+                seconds,
+            )
+        return len(rest)
 
     @property
     def pending(self) -> int:
         return len(self._tasks)
+
+
+def align(run: Run, stored: Run) -> Run:
+    """A Jenkins notification re-dated to the stored build's `updated_at` (its constant
+    timestamp, or `UNDATED`), with the stored build's created/started times, so that the status
+    rank alone orders them. Both ways: a notification floored to the second is earlier than the
+    API's millisecond timestamp, one dated on arrival is later."""
+    if run.updated_at == stored.updated_at:
+        return run
+    return replace(
+        run,
+        updated_at=stored.updated_at,
+        created_at=stored.created_at or run.created_at,
+        started_at=stored.started_at or run.started_at,
+    )

@@ -9,7 +9,6 @@ import io
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -24,10 +23,11 @@ from ciwatch.selfmetrics import CollectionMetrics
 from ciwatch.store import Store
 from ciwatch.web import hooks, report
 
-FIXTURES = Path(__file__).parents[1] / "fixtures"
+from .payloads import REPORT_TOKEN, SECRETS
+
+__all__ = ["NOW", "REPORT_TOKEN", "SECRETS", "Server", "settings"]
+
 NOW = datetime(2026, 2, 1, 12, 0, tzinfo=UTC)
-SECRETS = {"gl": "gl-hook-secret", "gh": "It's a Secret to Everybody", "jk": "jk-token"}
-REPORT_TOKEN = "report-token-123"
 
 
 def settings() -> Settings:

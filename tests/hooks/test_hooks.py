@@ -4,7 +4,6 @@ bodies, wrong content types, duplicates, out-of-order deliveries, and random inp
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 from typing import Any
 
@@ -15,31 +14,8 @@ from hypothesis import strategies as st
 from ciwatch.domain import RunKey, Status
 from ciwatch.web.hooks import github_signature_ok
 
-from .conftest import FIXTURES, SECRETS, Server
-
-
-def fixture(name: str) -> bytes:
-    return (FIXTURES / name).read_bytes()
-
-
-def gitlab_headers(event: str, token: str = SECRETS["gl"], key: str = "k1") -> dict[str, str]:
-    return {
-        "X-Gitlab-Event": event,
-        "X-Gitlab-Token": token,
-        "Idempotency-Key": key,
-        "Content-Type": "application/json",
-    }
-
-
-def github_headers(body: bytes, event: str, delivery: str = "d1", secret: str | None = None):
-    key = (secret or SECRETS["gh"]).encode()
-    sig = "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()
-    return {
-        "X-GitHub-Event": event,
-        "X-GitHub-Delivery": delivery,
-        "X-Hub-Signature-256": sig,
-        "Content-Type": "application/json",
-    }
+from .conftest import SECRETS, Server
+from .payloads import fixture, github_headers, gitlab_headers
 
 
 def test_signature_matches_githubs_own_test_vector() -> None:

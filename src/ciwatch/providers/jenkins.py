@@ -33,7 +33,7 @@ Mapping choices:
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from urllib.parse import unquote, urlsplit
 
 import msgspec
@@ -52,6 +52,11 @@ from ciwatch.providers.common import (
 from ciwatch.timeutil import from_epoch_ms, to_utc
 
 PROVIDER = "jenkins"
+
+UNDATED = datetime(1970, 1, 1, tzinfo=UTC)
+"""The `updated_at` of a build stored from a notification that carried no time, before the API
+has given it Jenkins' own `timestamp`: earlier than any real timestamp, so that the build read
+from the API (or polled) later wins the merge and brings Jenkins' times (see `ciwatch.ingest`)."""
 
 # --------------------------------------------------------------------------------------------
 # Parsing: vendor Structs and pure parse_* functions (no HTTP, no I/O)
@@ -346,7 +351,14 @@ def parse_queue(body: Body) -> list[JenkinsQueueItem]:
 
 
 def parse_notification(source: str, body: Body, received_at: datetime) -> Run:
-    """A Notification plugin POST (JSON format) → the run it reports.
+    """A Notification plugin POST (JSON format) → the run it reports (see
+    `parse_notification_dated`)."""
+    return parse_notification_dated(source, body, received_at)[0]
+
+
+def parse_notification_dated(source: str, body: Body, received_at: datetime) -> tuple[Run, bool]:
+    """A Notification plugin POST (JSON format) → the run it reports, and whether the payload
+    carried its own time (False: the run is dated by `received_at`).
 
     Project: the job's full name from its `url` (`job/team/job/app/` → `team/app`), else `name`.
     Status by `build.phase`: QUEUED → queued, STARTED (and the step-triggered NONE) → running,
@@ -361,10 +373,10 @@ def parse_notification(source: str, body: Body, received_at: datetime) -> Run:
     example, older versions) `received_at` stands in for it.
 
     Limitation: with `received_at` as `updated_at`, a non-terminal notification is dated later
-    than the polled build's constant `timestamp`, so a poll cannot move that build on from
-    queued/running; only a later notification can. If the COMPLETED notification is lost the
-    build stays running. Store such notifications only as a hint to poll, or configure the
-    plugin version that sends `timestamp`.
+    than the polled build's constant `timestamp`, so a poll could not move that build on from
+    queued/running. The receiver therefore stores an undated notification of a build it has
+    never seen at `UNDATED` instead (when it can read the build from the API), and re-dates a
+    notification of a stored build to that build's `updated_at` (`ciwatch.ingest`).
     """
     what = "Jenkins notification"
     note = decode(body, _Notification, what)
@@ -394,7 +406,7 @@ def parse_notification(source: str, body: Body, received_at: datetime) -> Run:
     created = started or moment
     updated = created.replace(microsecond=0) if stamp else created
     scm = b.scm
-    return Run(
+    run = Run(
         source=source,
         provider=PROVIDER,
         project=project,
@@ -411,6 +423,7 @@ def parse_notification(source: str, body: Body, received_at: datetime) -> Run:
         duration_seconds=duration,
         url=b.full_url or b.url,
     )
+    return run, stamp is not None
 
 
 def job_full_name_from_url(url: str | None) -> str | None:

@@ -88,7 +88,8 @@ def create_app(
             yield
         finally:
             await cache.aclose()
-            # Webhooks leave job fetches running in the background: let them finish.
+            # Webhook follow-ups (Jenkins API reads, job fetches) get a bounded drain, then are
+            # cancelled before the store closes; what the webhooks accepted is stored already.
             ingest = getattr(app.state, "ingest", None)
             if ingest is not None:
                 await ingest.drain()

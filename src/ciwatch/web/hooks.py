@@ -4,6 +4,10 @@ Every request is checked in this order, and nothing is stored from a rejected on
 unknown source (404) → body over the size limit (413) → secret or signature (401) → content
 type (415) → event (202 "ignored" with the reason) → payload (400 naming the problem) → stored
 (202 "accepted", or "duplicate" for a replayed delivery). Secrets are compared in constant time.
+
+202 "accepted" is sent only after what the delivery carried is committed in the store (see
+`ciwatch.ingest`); a store failure is 503 and the delivery is not recorded, so the sender's
+retry is stored rather than called a duplicate.
 """
 
 from __future__ import annotations
@@ -11,8 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-from collections.abc import Callable
-from datetime import datetime
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -24,12 +27,12 @@ from ciwatch.domain import Job, Run
 from ciwatch.errors import BadPayload, StoreError
 from ciwatch.ingest import Ingest
 from ciwatch.providers import github, gitlab, jenkins
-from ciwatch.providers.jenkins_poll import JenkinsProvider
 from ciwatch.runtime import Runtime
 
 log = logging.getLogger("ciwatch.hooks")
 
 MAX_BODY = 5 * 1024 * 1024
+STORE_DOWN = "the delivery was not stored; retry it later"
 GITLAB_EVENTS = ("Pipeline Hook", "Job Hook")
 GITHUB_EVENTS = ("workflow_run", "workflow_job")
 
@@ -123,8 +126,9 @@ async def _handle(
         return answer(400, {"error": "bad payload", "detail": str(exc)})
     except StoreError as exc:
         runtime.metrics.webhook(name, "store_error")
+        # The reason names the database: it goes to the log, not to the sender.
         log.error("webhook %s/%s not stored: %s", kind, name, exc)
-        return answer(503, {"error": "store unavailable", "detail": str(exc)})
+        return answer(503, {"error": "store unavailable", "detail": STORE_DOWN})
     runtime.metrics.webhook(name, result["status"])
     return answer(202, result)
 
@@ -143,15 +147,15 @@ async def _store_once(
     delivery: str,
     run: Run | None,
     jobs: list[Job],
+    store: Callable[[], Awaitable[bool]] | None = None,
 ) -> dict[str, Any]:
+    """Store a delivery unless it was stored before; its answer once it is committed. `store`
+    (default: upsert `run` and `jobs`) returns whether the run changed."""
     ingest = ingest_of(request)
     if ingest.deliveries.seen(source, delivery):
         return {"status": "duplicate", "delivery": delivery}
-    try:
-        changed = await ingest.store(run, jobs)
-    except BaseException:
-        ingest.deliveries.forget(source, delivery)
-        raise
+    changed = await (store() if store is not None else ingest.store(run, jobs))
+    ingest.deliveries.stored(source, delivery)
     return {
         "status": "accepted",
         "delivery": delivery,
@@ -244,34 +248,16 @@ async def jenkins_hook(source: str, request: Request) -> JSONResponse:
         _check_token(settings, given)
         _json_content(request)
         received = _runtime(request).clock.now()
-        run = jenkins.parse_notification(settings.name, body, received)
-        ingest = ingest_of(request)
+        run, dated = jenkins.parse_notification_dated(settings.name, body, received)
         delivery = _delivery(request, "idempotency-key", body=body)
-        if ingest.deliveries.seen(settings.name, delivery):
-            return {"status": "duplicate", "delivery": delivery}
-        ingest.later(
-            f"storing Jenkins notification for {run.project} #{run.run_id}",
-            _store_jenkins(ingest, run, received),
+        ingest = ingest_of(request)
+        return await _store_once(
+            request,
+            settings.name,
+            delivery,
+            run,
+            [],
+            lambda: ingest.store_jenkins(run, dated=dated),
         )
-        return {
-            "status": "accepted",
-            "delivery": delivery,
-            "run": {"project": run.project, "run_id": run.run_id},
-        }
 
     return await _handle(request, source, "jenkins", work)
-
-
-async def _store_jenkins(ingest: Ingest, run: Run, received: datetime) -> None:
-    """A build the store has never seen is read from the API first (when this source is polled)
-    so that it is stored with Jenkins' own timestamp; the notification then only moves it on."""
-    stored = await ingest.runtime.store.get_run(run.key)
-    provider = ingest.runtime.providers.get(run.source)
-    if stored is None and isinstance(provider, JenkinsProvider):
-        try:
-            await ingest.store(await provider.build(run.project, run.run_id))
-        except Exception as exc:  # the notification is still worth storing
-            log.warning("could not read %s #%s from Jenkins: %s", run.project, run.run_id, exc)
-    await ingest.store(await ingest.align_to_stored(run))
-    if run.status.terminal:
-        ingest.fetch_details_later(run)

@@ -1,7 +1,8 @@
 """`POST /api/v1/report`: any CI step reports a run (DESIGN §9), with the server's bearer token.
 
 The body is one run object: `project`, `run_id` and `status` are required, every other field of
-the model is optional, `source` defaults to `push`. The answer is 202 with the stored run.
+the model is optional, `source` defaults to `push`. The answer is 202 with the stored run, sent
+once the run is committed in the store; a store failure is 503 (the reason goes to the log).
 Reports of the same run are ordered like any other update: a later `updated_at` (default: when
 the report arrived) and a further status win, so `running` then `success` reports converge.
 """
@@ -9,6 +10,7 @@ the report arrived) and a further status win, so `running` then `success` report
 from __future__ import annotations
 
 import hmac
+import logging
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +23,8 @@ from ciwatch.errors import StoreError
 from ciwatch.runtime import Runtime
 from ciwatch.serialize import run_to_dict
 from ciwatch.timeutil import parse_time, seconds_between
+
+log = logging.getLogger("ciwatch.report")
 
 router = APIRouter(prefix="/api/v1", tags=["report"])
 
@@ -138,8 +142,15 @@ async def report(request: Request) -> JSONResponse:
         return _error(422, "invalid report", str(exc))
     try:
         await runtime.store.upsert_run(run)
-        stored = await runtime.store.get_run(run.key)
     except StoreError as exc:
-        return _error(503, "store unavailable", str(exc))
+        runtime.metrics.webhook("push", "store_error")
+        # The reason names the database: it goes to the log, not to the reporter.
+        log.error("report of %s/%s #%s not stored: %s", run.source, run.project, run.run_id, exc)
+        return _error(503, "store unavailable", "the report was not stored; retry it later")
     runtime.metrics.webhook("push", "accepted")
+    try:
+        stored = await runtime.store.get_run(run.key)
+    except StoreError as exc:  # committed already: the answer is still 202, with the report
+        log.warning("report of %s/%s #%s stored, not read back: %s", *run.key, exc)
+        stored = None
     return JSONResponse(status_code=202, content=run_to_dict(stored or run))
