@@ -121,8 +121,8 @@ class Ingest:
                     await coro
             except CiwatchError as exc:
                 log.warning("%s: %s", what, exc)
-            except Exception:
-                log.exception("%s failed", what)
+            except Exception as exc:
+                self.runtime.supervisor.item_failed("webhook-followup", what, exc)
             finally:
                 coro.close()  # never started (cancelled while waiting for a slot): no warning
 
