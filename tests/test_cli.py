@@ -181,7 +181,17 @@ def test_status_json_is_shaped_like_api_projects(database: str) -> None:
         ("group/lib", "main", "success"),
     ]
     first = states[0]
-    assert set(first) == {"source", "provider", "project", "ref", "status", "since", "last_run"}
+    assert set(first) == {
+        "source",
+        "provider",
+        "project",
+        "ref",
+        "status",
+        "failing",
+        "since",
+        "last_run",
+    }
+    assert [s["failing"] for s in states] == [True, False, False]
     assert first["last_run"]["run_id"] == "3"
     assert first["since"].endswith("Z")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -160,6 +161,32 @@ def test_ref_state_without_decisive_runs() -> None:
     assert state.status is Status.CANCELED
     assert state.since == T0 + timedelta(minutes=5)
     assert ref_state([]) is None
+
+
+@pytest.mark.parametrize("newest", [s for s in Status if not s.decisive])
+def test_a_red_ref_stays_failing_whatever_its_newest_run(newest: Status) -> None:
+    state = ref_state([_run(1, Status.SUCCESS, 0), _run(2, Status.FAILED, 10), _run(3, newest, 20)])
+    assert state is not None
+    assert state.last_run.status is newest
+    assert state.failing
+    assert state.failing_since == T0 + timedelta(minutes=11)  # run 2 finished: red since then
+    green = ref_state([_run(1, Status.FAILED, 0), _run(2, Status.SUCCESS, 10), _run(3, newest, 20)])
+    assert green is not None
+    assert (green.failing, green.failing_since) == (False, None)
+    assert green.since == T0 + timedelta(minutes=11)
+    never = ref_state([_run(1, newest, 0)])
+    assert never is not None
+    assert (never.failing, never.failing_since) == (False, None)
+
+
+@given(st.lists(st.sampled_from(list(Status)), min_size=1, max_size=8))
+def test_failing_is_the_newest_decisive_run_failed(statuses: list[Status]) -> None:
+    runs = [_run(n, status, 5 * n) for n, status in enumerate(statuses, start=1)]
+    state = ref_state(runs)
+    assert state is not None
+    decisive = decisive_run(runs)
+    assert state.failing is (decisive is not None and decisive.status is Status.FAILED)
+    assert state.failing_since == (state.since if state.failing else None)
 
 
 def test_transitions() -> None:

@@ -321,6 +321,9 @@ class RefState:
     `status` is the status of the newest run that ended success or failed (by `created_at`);
     while a ref has no such run it is the newest run's status. `since` is when that colour began:
     the finish (else creation) time of the first run of the current success/failed streak.
+    A newer queued, running, canceled or skipped run changes neither: a red ref with a new run
+    in progress stays red (`failing`) until a run ends success. `last_run` is the newest run,
+    whatever its status (what `ci_pipeline_status` shows).
     """
 
     source: str
@@ -334,6 +337,18 @@ class RefState:
     @property
     def key(self) -> RefKey:
         return RefKey(self.source, self.project, self.ref)
+
+    @property
+    def failing(self) -> bool:
+        """The ref is red: its newest run that ended success or failed, failed. The one
+        definition that the dashboard, `/api/v1/projects` (`failing`), `/cc.xml` (`Failure`)
+        and `ci_ref_failing` share; a queued or running run on a red ref keeps it red."""
+        return self.status is Status.FAILED
+
+    @property
+    def failing_since(self) -> datetime | None:
+        """When the current red period began (`since`), None unless the ref is `failing`."""
+        return self.since if self.failing else None
 
 
 class AlertEventKind(enum.StrEnum):

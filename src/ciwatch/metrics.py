@@ -70,6 +70,19 @@ METRICS: tuple[MetricSpec, ...] = (
         (*REF_LABELS, "status"),
     ),
     MetricSpec(
+        "ci_ref_failing",
+        "gauge",
+        "1 while the project/ref is red (its newest success/failed run failed; a newer queued or"
+        " running run keeps it red), 0 otherwise: the colour of the dashboard and /cc.xml.",
+        REF_LABELS,
+    ),
+    MetricSpec(
+        "ci_ref_failing_since_timestamp_seconds",
+        "gauge",
+        "When the current red period of the project/ref began (Unix seconds); failing refs only.",
+        REF_LABELS,
+    ),
+    MetricSpec(
         "ci_pipeline_last_duration_seconds",
         "gauge",
         "Duration of the newest finished run (with a known duration) of the project/ref.",
@@ -555,6 +568,12 @@ def _add_ref(families: Families, snap: Snapshot, state: RefState) -> None:
     for status in Status:
         value = 1.0 if newest.status is status else 0.0
         _sample(status_family, {**ref, "status": status.value}, value)
+    # The ref's colour, as the dashboard, the API and /cc.xml show it (RefState.failing).
+    _sample(families["ci_ref_failing"], ref, 1.0 if state.failing else 0.0)
+    failing_since = state.failing_since
+    if failing_since is not None:
+        since_family = families["ci_ref_failing_since_timestamp_seconds"]
+        _sample(since_family, ref, failing_since.timestamp())
     finished = snap.finished.get(state.key)
     if finished is not None and finished.duration_seconds is not None:
         _add(families, "ci_pipeline_last_duration_seconds", labels, finished.duration_seconds)
@@ -673,6 +692,8 @@ def render(registry: CollectorRegistry) -> bytes:
 # The families whose samples come one block per project/ref (`_add_ref`).
 REF_FAMILIES = (
     "ci_pipeline_status",
+    "ci_ref_failing",
+    "ci_ref_failing_since_timestamp_seconds",
     "ci_pipeline_last_duration_seconds",
     "ci_pipeline_last_queued_seconds",
     "ci_pipeline_last_run_timestamp_seconds",
@@ -726,6 +747,9 @@ class MetricsRenderer:
         for state in snap.refs:
             key = state.key
             newest = state.last_run
+            # Every sample of `_add_ref` comes from these: the state (its status and since give
+            # ci_ref_failing and its since, its newest run ci_pipeline_status and the times),
+            # the newest finished run and the newest run's jobs.
             inputs = (state, snap.finished.get(key), snap.jobs.get(newest.key, ()))
             cached = self._refs.get(key)
             if cached is not None and cached[0] == inputs:

@@ -32,13 +32,15 @@ def job_to_dict(job: Job) -> dict[str, Any]:
 
 
 def ref_state_to_dict(state: RefState) -> dict[str, Any]:
-    """One `/api/v1/projects` entry: source, provider, project, ref, status, since, last_run."""
+    """One `/api/v1/projects` entry: source, provider, project, ref, status, failing, since,
+    last_run (`failing` is `RefState.failing`: the ref is red)."""
     return {
         "source": state.source,
         "provider": state.provider,
         "project": state.project,
         "ref": state.ref,
         "status": state.status.value,
+        "failing": state.failing,
         "since": iso_z(state.since),
         "last_run": run_to_dict(state.last_run),
     }

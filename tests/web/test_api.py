@@ -179,10 +179,27 @@ async def test_projects(client: httpx.AsyncClient, store: SqlStore) -> None:
     ProjectsAnswer.model_validate(body)
     assert body == {"projects": [ref_state_to_dict(s) for s in await store.ref_states()]}
     entry = next(p for p in body["projects"] if p["ref"] == "main" and p["source"] == "gitlab-main")
-    assert set(entry) == {"source", "provider", "project", "ref", "status", "since", "last_run"}
-    # The colour is the newest decisive run (failed), while the newest run is running.
-    assert entry["status"] == "failed"
+    assert set(entry) == {
+        "source",
+        "provider",
+        "project",
+        "ref",
+        "status",
+        "failing",
+        "since",
+        "last_run",
+    }
+    # The colour is the newest decisive run (failed), while the newest run is running: still red.
+    assert (entry["status"], entry["failing"]) == ("failed", True)
     assert entry["last_run"]["status"] == "running"
+    # Failed then canceled: canceled does not change the colour. A success is not failing.
+    colours = {(p["source"], p["project"], p["ref"]): p["failing"] for p in body["projects"]}
+    assert colours == {
+        ("gh", "octo/repo", "main"): True,
+        ("gitlab-main", "group/app", "feature/x"): False,
+        ("gitlab-main", "group/app", "main"): True,
+        ("gitlab-main", "group/other", ""): False,
+    }
 
 
 @pytest.mark.parametrize(

@@ -280,7 +280,7 @@ async def test_wall_mode(client: httpx.AsyncClient, store: SqlStore) -> None:
     assert [tile.split()[1] for tile in tiles] == ["failed", "running", "success", "success"]
     assert tiles[0] == "✘ failed group/app dev for 18h 50m · dev6"
     assert "✘ 1 failing" in plain(html)
-    assert 'class="tile s-failed"' in html
+    assert 'class="tile s-failed failing"' in html
     green = (await client.get("/?tv=1&source=gh")).text
     assert "All green" in plain(green)
 
@@ -343,7 +343,7 @@ async def test_project_page_red_ref(client: httpx.AsyncClient, store: SqlStore) 
     assert "Red for 18h 50m" in text
     assert "broken 18h 50m ago by #6 (dev6); not green yet" in text
     assert [r.split()[1] for r in texts(html, "tr", "run-row")] == ["failed"]
-    assert "ref-row state-failed selected" in html
+    assert "ref-row state-failed failing selected" in html
 
 
 async def test_project_history_pages(

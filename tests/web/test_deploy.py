@@ -100,6 +100,8 @@ def test_dashboard_names_only_declared_metrics(dashboard: dict[str, Any]) -> Non
     # API budget, poll errors.
     assert {
         "ci_pipeline_status",
+        "ci_ref_failing",
+        "ci_ref_failing_since_timestamp_seconds",
         "ci_pipeline_runs_total",
         "ci_pipeline_last_duration_seconds",
         "ci_pipeline_last_queued_seconds",
@@ -112,3 +114,107 @@ def test_dashboard_panels_fit_the_grid(dashboard: dict[str, Any]) -> None:
     for panel in panels(dashboard):
         grid = panel["gridPos"]
         assert grid["x"] >= 0 and grid["x"] + grid["w"] <= 24, panel["title"]
+
+
+def _exprs(dashboard: dict[str, Any]) -> list[str]:
+    rules = yaml.safe_load(RULES_YML.read_text())
+    exprs = [rule["expr"] for group in rules["groups"] for rule in group["rules"]]
+    return exprs + [t["expr"] for panel in panels(dashboard) for t in panel.get("targets", [])]
+
+
+def test_failing_is_the_refs_colour_not_the_newest_run(dashboard: dict[str, Any]) -> None:
+    # ci_pipeline_status{status="failed"} drops to 0 when a red ref gets a new run: what is red
+    # comes from ci_ref_failing (issue 10). Job statuses are about the newest run, and fine.
+    for expr in _exprs(dashboard):
+        assert not re.search(r'ci_pipeline_status\{[^}]*status=~?"[^"]*failed', expr), expr
+    rules = yaml.safe_load(RULES_YML.read_text())
+    (failing,) = [
+        rule
+        for group in rules["groups"]
+        for rule in group["rules"]
+        if rule.get("alert") == "CIPipelineFailingOnDefaultBranch"
+    ]
+    assert metric_names(failing["expr"]) == {"ci_ref_failing_since_timestamp_seconds"}
+
+
+def _panel_expr(dashboard: dict[str, Any], title: str) -> str:
+    (panel,) = [panel for panel in panels(dashboard) if panel["title"] == title]
+    (target,) = panel["targets"]
+    expr: str = target["expr"]
+    # The dashboard's filters, all selected.
+    return expr.replace("$source", ".*").replace("$project", ".*").replace("$ref", ".*")
+
+
+def test_the_failing_panels_count_red_refs(dashboard: dict[str, Any], tmp_path: Path) -> None:
+    """promtool evaluates the panels' queries over series as ciwatch exposes them: a red ref
+    with a new run running counts as failing, a ref seen by two replicas counts once, a ref
+    that recovered does not count, and "red for" is measured from when the ref broke."""
+    labels = 'source="gl",provider="gitlab",job="ciwatch"'
+    series = [
+        # g/app main: red since t=0, its newest run running since 2m; scraped from two replicas.
+        (f'ci_ref_failing{{{labels},project="g/app",ref="main",instance="a"}}', "1x10"),
+        (f'ci_ref_failing{{{labels},project="g/app",ref="main",instance="b"}}', "1x10"),
+        (
+            f'ci_ref_failing_since_timestamp_seconds{{{labels},project="g/app",ref="main",instance="a"}}',
+            "0x10",
+        ),
+        (
+            f'ci_ref_failing_since_timestamp_seconds{{{labels},project="g/app",ref="main",instance="b"}}',
+            "0x10",
+        ),
+        (
+            f'ci_pipeline_status{{{labels},project="g/app",ref="main",status="failed",instance="a"}}',
+            "1 1 0x8",
+        ),
+        (
+            f'ci_pipeline_status{{{labels},project="g/app",ref="main",status="running",instance="a"}}',
+            "0 0 1x8",
+        ),
+        # g/lib main: red since 60 s in.
+        (f'ci_ref_failing{{{labels},project="g/lib",ref="main",instance="a"}}', "1x10"),
+        (
+            f'ci_ref_failing_since_timestamp_seconds{{{labels},project="g/lib",ref="main",instance="a"}}',
+            "60x10",
+        ),
+        # g/app dev: red until it recovered at 5m.
+        (f'ci_ref_failing{{{labels},project="g/app",ref="dev",instance="a"}}', "1x4 0x5"),
+        (
+            f'ci_ref_failing_since_timestamp_seconds{{{labels},project="g/app",ref="dev",instance="a"}}',
+            "0x4 stale",
+        ),
+    ]
+    red_for = 'source="gl",provider="gitlab",project="{}",ref="main"'
+    tests = {
+        "rule_files": [],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [{"series": name, "values": values} for name, values in series],
+                "promql_expr_test": [
+                    {
+                        "expr": _panel_expr(dashboard, "Refs failing"),
+                        "eval_time": "3m",
+                        "exp_samples": [{"labels": "{}", "value": 3}],
+                    },
+                    {
+                        "expr": _panel_expr(dashboard, "Refs failing"),
+                        "eval_time": "8m",
+                        "exp_samples": [{"labels": "{}", "value": 2}],
+                    },
+                    {
+                        "expr": _panel_expr(dashboard, "Failing refs (red for)"),
+                        "eval_time": "8m",
+                        "exp_samples": [
+                            {"labels": "{" + red_for.format("g/app") + "}", "value": 480},
+                            {"labels": "{" + red_for.format("g/lib") + "}", "value": 420},
+                        ],
+                    },
+                ],
+            }
+        ],
+    }
+    path = tmp_path / "panels_test.yml"
+    path.write_text(yaml.safe_dump(tests))
+    done = promtool("test", "rules", str(path))
+    assert done.returncode == 0, done.stdout + done.stderr

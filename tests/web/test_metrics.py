@@ -107,6 +107,106 @@ async def test_pipeline_metrics(client: httpx.AsyncClient, store: SqlStore) -> N
     assert len(m.samples("ci_pipeline_status")) == 4 * len(STATUSES)
 
 
+async def test_ref_failing_is_the_refs_colour(client: httpx.AsyncClient, store: SqlStore) -> None:
+    await fill(store)
+    m = await scrape(client)
+    states = {(s.source, s.project, s.ref): s for s in await store.ref_states()}
+    failing = {
+        (s.labels["source"], s.labels["project"], s.labels["ref"]): s.value
+        for s in m.samples("ci_ref_failing")
+    }
+    # One sample per ref: 1 for main (failed run 3, newer run 4 running) and for gh (failed,
+    # then canceled), 0 for the green ones.
+    assert failing == {
+        ("gitlab-main", "group/app", "main"): 1.0,
+        ("gitlab-main", "group/app", "feature/x"): 0.0,
+        ("gitlab-main", "group/other", ""): 0.0,
+        ("gh", "octo/repo", "main"): 1.0,
+    }
+    assert m.series("ci_pipeline_status", **REF)["running"] == 1.0
+    assert m.series("ci_pipeline_status", **REF)["failed"] == 0.0
+    assert m.series("ci_pipeline_status", **GH)["canceled"] == 1.0
+    # What /api/v1/projects says, ref by ref.
+    projects = (await client.get("/api/v1/projects")).json()["projects"]
+    assert failing == {(p["source"], p["project"], p["ref"]): float(p["failing"]) for p in projects}
+    # The since gauge only for the red refs: when run 3 (main) and run 20 (gh) ended.
+    since = {
+        (s.labels["source"], s.labels["project"], s.labels["ref"]): s.value
+        for s in m.samples("ci_ref_failing_since_timestamp_seconds")
+    }
+    main, gh = ("gitlab-main", "group/app", "main"), ("gh", "octo/repo", "main")
+    assert since == {main: at(2300).timestamp(), gh: at(300).timestamp()}
+    for key, value in since.items():  # the ref state's own since
+        when = states[key].failing_since
+        assert when is not None and value == when.timestamp()
+
+
+async def test_the_red_period_follows_the_colour_not_the_newest_run(
+    app: FastAPI, store: SqlStore
+) -> None:
+    """Through the cached renderer, so a changed colour is never served from a stale block."""
+    cache: SnapshotCache = app.state.metrics_cache
+    renderer: MetricsRenderer = app.state.metrics_renderer
+
+    async def colour() -> tuple[float | None, float | None, float | None]:
+        await cache.refresh()
+        text = renderer.render()
+        assert text == render(app.state.metrics_registry)
+        m = Exposition(text.decode())
+        return (
+            m.value("ci_ref_failing", **REF),
+            m.value("ci_ref_failing_since_timestamp_seconds", **REF),
+            m.series("ci_pipeline_status", **REF)["failed"],
+        )
+
+    async def run(n: int, status: Status, ended: bool = True) -> None:
+        """Store run `n` of main (created at 1000 n, ended 100 s later) with `status`."""
+        finished = at(1000 * n + 100) if ended else None
+        await store.upsert_run(
+            make_run(
+                run_id=str(n),
+                number=n,
+                status=status,
+                created_at=at(1000 * n),
+                started_at=at(1000 * n + 10),
+                updated_at=at(1000 * n + 100),
+                finished_at=finished,
+            )
+        )
+
+    await run(1, Status.SUCCESS)
+    assert await colour() == (0.0, None, 0.0)
+    await run(2, Status.FAILED)  # broken when it ended
+    assert await colour() == (1.0, at(2100).timestamp(), 1.0)
+    await run(3, Status.QUEUED, ended=False)  # a new run queued on the red ref: still red
+    assert await colour() == (1.0, at(2100).timestamp(), 0.0)
+    await run(3, Status.RUNNING, ended=False)  # ... now running: still red, since unchanged
+    assert await colour() == (1.0, at(2100).timestamp(), 0.0)
+    await run(3, Status.FAILED)  # it failed too: still the same red period
+    assert await colour() == (1.0, at(2100).timestamp(), 1.0)
+    await run(4, Status.CANCELED)  # canceled does not change the colour
+    assert await colour() == (1.0, at(2100).timestamp(), 0.0)
+    await run(5, Status.SUCCESS)  # recovered: 0, and no since
+    assert await colour() == (0.0, None, 0.0)
+    await run(6, Status.FAILED)  # broken again: a new red period
+    assert await colour() == (1.0, at(6100).timestamp(), 1.0)
+    await run(7, Status.RUNNING, ended=False)
+    assert await colour() == (1.0, at(6100).timestamp(), 0.0)
+    # Run 6 is re-run and succeeds while run 7, the newest, still runs unchanged: the colour
+    # changes with the newest run the same, and the cached block must not be reused.
+    rerun = make_run(
+        run_id="6",
+        number=6,
+        attempt=2,
+        created_at=at(6000),
+        started_at=at(7010),
+        updated_at=at(7400),
+        finished_at=at(7400),
+    )
+    await store.upsert_run(rerun)
+    assert await colour() == (0.0, None, 0.0)
+
+
 async def test_runs_total_counts_finished_runs_by_status(
     client: httpx.AsyncClient, store: SqlStore
 ) -> None:

@@ -128,6 +128,7 @@ def _ref_state_fields(state: RefState) -> dict[str, Any]:
         "project": state.project,
         "ref": state.ref,
         "status": state.status,
+        "failing": state.failing,
         "since": state.since,
         "last_run": state.last_run,
     }
@@ -146,7 +147,8 @@ async def list_projects(
 ) -> Response:
     """The latest state of every project/ref, sorted by source, project and ref. `status` is
     the ref's colour: the status of its newest run that ended success or failed (before it has
-    one, its newest run's status)."""
+    one, its newest run's status); `failing` is true while that is failed, also while a newer
+    run is queued or running."""
     states = await runtime_of(request).store.ref_states(source=source, project=project)
     chosen = [
         state

@@ -26,7 +26,6 @@ MEDIA_TYPE = "application/xml"
 # Characters XML 1.0 cannot carry at all, even escaped; a CI value holding one loses it.
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
-LAST_BUILD_STATUS = {Status.SUCCESS: "Success", Status.FAILED: "Failure"}
 
 router = APIRouter(tags=["cctray"])
 
@@ -45,21 +44,28 @@ def _label(run: Run) -> str:
     return str(run.number) if run.number is not None else run.run_id
 
 
+def last_build_status(state: RefState) -> str:
+    """The ref's colour in CCTray's words: Failure when it is `failing` (a new run in progress
+    keeps it so), Success when its newest success/failed run succeeded, else Unknown."""
+    if state.failing:
+        return "Failure"
+    return "Success" if state.status is Status.SUCCESS else "Unknown"
+
+
 def project_attributes(state: RefState, decisive: Run | None, web_url: str) -> dict[str, str]:
     """The attributes of one `<Project>`.
 
-    `lastBuildStatus` is the ref's colour (Success/Failure), Unknown before its first success or
-    failure; label and time are those of the run that set it. `activity` is Building while the
+    `lastBuildStatus` is the ref's colour (`last_build_status`); label and time are those of
+    the run that set it (`decisive`, else the newest run). `activity` is Building while the
     newest run is queued or running.
     """
     newest = state.last_run
     shown = decisive or newest
     when = shown.finished_at or shown.created_at or shown.started_at or shown.updated_at
-    status = LAST_BUILD_STATUS.get(decisive.status, "Unknown") if decisive else "Unknown"
     return {
         "name": project_name(state),
         "activity": "Building" if newest.status.active else "Sleeping",
-        "lastBuildStatus": status,
+        "lastBuildStatus": last_build_status(state),
         "lastBuildLabel": _label(shown),
         "lastBuildTime": iso_z(when) or "",
         "webUrl": web_url,

@@ -89,6 +89,10 @@ class RefStateModel(BaseModel):
     project: str
     ref: str = Field(description='Branch or tag; "" for runs without one.')
     status: Status
+    failing: bool = Field(
+        description="The ref is red: its newest success/failed run failed (a newer queued or "
+        "running run does not change that). The same as /cc.xml Failure and ci_ref_failing."
+    )
     since: datetime | None = Field(description="When the current colour began.")
     last_run: RunModel
 
