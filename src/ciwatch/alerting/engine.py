@@ -10,9 +10,11 @@ this process changed as soon as they change.
 
 Refs already red when this ciwatch first sees them (no `broken` alert row, red since before the
 engine's first evaluation: `rules.colour_decision`) are announced per `alerts.on_start`:
-`summary` queues their rows for each channel under one group, `START_GROUP`, which the delivery
-worker sends as one summary message; `each` as ordinary `broken` notices; `none` not at all.
-Their alert rows are written in every case, so they recover and repeat like any red ref.
+`summary` queues their rows for each channel under one group, `START_GROUP`, whose window
+slides (`NewNotice.settle`: refs first seen over several evaluations of the initial collection
+join it) and which the delivery worker sends as one summary message; `each` as ordinary
+`broken` notices; `none` not at all. Their alert rows are written in every case, so they
+recover and repeat like any red ref.
 """
 
 from __future__ import annotations
@@ -189,9 +191,13 @@ class AlertEngine:
         # notification: a replica that lost the race would compute the same key.
         dedup = f"{':'.join(decision.fingerprint)}:{event}:{now.isoformat()}"
         due = now + self.settings.group_wait
+        settle = on_start == "summary"
         return Change(
             decision,
-            [NewNotice(dedup, name, payload, due, group) for name, group in channels.items()],
+            [
+                NewNotice(dedup, name, payload, due, group, settle=settle)
+                for name, group in channels.items()
+            ],
         )
 
     async def evaluate(self, refs: Collection[RefKey] | None = None) -> list[Change]:
