@@ -187,6 +187,7 @@ def test_default_settings() -> None:
     assert a.queued_after == timedelta(minutes=15)
     assert a.repeat_interval == timedelta(hours=4)
     assert a.group_wait == timedelta(seconds=30)
+    assert a.on_start == "summary"
     assert a.channels == []
     assert a.routes == []
 
@@ -517,6 +518,9 @@ def test_fields_of_the_chosen_type_only() -> None:
          "(use e.g. 30s, 5m, 4h, 1d)"),
         ("alerts: {routes: [{channels: []}]}", 1, "alerts.routes[0].channels: must have at "
          "least 1 item"),
+        ("alerts:\n  group_wait: 1s\n  on_start: quiet", 3, "alerts.on_start: 'quiet' is not one "
+         "of summary, each, none"),
+        ("alerts: {on_start: true}", 1, "alerts.on_start: True is not one of summary, each, none"),
         ("alerts: {routes: [{channels: [x], events: [broke]}]}", 1,
          "alerts.routes[0].events[0]: 'broke' is not one of broken, still_failing, recovered, "
          "stuck, queued"),

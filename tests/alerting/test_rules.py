@@ -73,6 +73,51 @@ def test_first_evaluation(history: list[Status], expected: list[str]) -> None:
     assert kinds(evaluate(runs, {}, 10_000)) == expected
 
 
+def _fire(runs: list[Run], alerts: dict[Fingerprint, AlertRow], started_s: float) -> Decision:
+    state = ref_state(runs)
+    assert state is not None
+    now = at(10_000)
+    decisions = decide(state, alerts, decisive_run(runs), now, LIMITS, started=at(started_s))
+    (decision,) = decisions
+    alerts[decision.fingerprint] = applied(decision, now)
+    return decision
+
+
+@pytest.mark.parametrize(
+    ("history", "started_s", "at_start"),
+    [
+        # Red since run 2's finish (2_300): already failing if ciwatch started after it.
+        ([Status.SUCCESS, Status.FAILED], 5_000, True),
+        ([Status.SUCCESS, Status.FAILED, Status.FAILED], 2_500, True),  # since the first red
+        ([Status.FAILED], 1_000, False),  # a first run failing after the start: a real break
+        ([Status.SUCCESS, Status.FAILED], 2_000, False),  # watched green, then broke
+    ],
+)
+def test_at_start_is_red_since_before_the_start(
+    history: list[Status], started_s: float, at_start: bool
+) -> None:
+    runs = [run(i + 1, status) for i, status in enumerate(history)]
+    decision = _fire(runs, {}, started_s)
+    assert (decision.action, decision.notify, decision.at_start) == (
+        "fire",
+        AlertEventKind.BROKEN,
+        at_start,
+    )
+
+
+def test_a_ref_that_alerted_before_is_never_at_start() -> None:
+    alerts: dict[Fingerprint, AlertRow] = {}
+    assert _fire([run(1, Status.FAILED)], alerts, 5_000).at_start
+    assert _fire([run(1, Status.FAILED), run(2, Status.SUCCESS)], alerts, 5_000).notify is (
+        AlertEventKind.RECOVERED
+    )
+    # The resolved row remains: red again, even since before `started`, is a break.
+    again = _fire(
+        [run(1, Status.FAILED), run(2, Status.SUCCESS), run(3, Status.FAILED)], alerts, 5_000
+    )
+    assert (again.notify, again.at_start) == (AlertEventKind.BROKEN, False)
+
+
 def test_broken_then_still_failing_only_after_repeat_interval_then_recovered() -> None:
     alerts: dict[Fingerprint, AlertRow] = {}
     runs = [run(1, Status.SUCCESS), run(2, Status.FAILED)]

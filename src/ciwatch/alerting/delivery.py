@@ -56,6 +56,7 @@ def notice_to_payload(notice: Notice) -> dict[str, Any]:
         "flaky": notice.flaky,
         "fingerprint": notice.fingerprint,
         "dashboard_url": notice.dashboard_url,
+        "at_start": notice.at_start,
     }
 
 
@@ -83,6 +84,7 @@ def notice_from_payload(payload: Mapping[str, Any]) -> Notice:
         flaky=bool(payload.get("flaky")),
         fingerprint=payload.get("fingerprint", ""),
         dashboard_url=payload.get("dashboard_url"),
+        at_start=bool(payload.get("at_start")),
     )
 
 

@@ -7,6 +7,14 @@ from, so a second evaluator (another replica, or this one after a restart) that 
 comes later changes nothing and queues nothing. `run(stop)` calls it for every ref every
 `interval` seconds, which also evaluates the time-based rules (stuck, queued), and for the refs
 this process changed as soon as they change.
+
+Refs already red when this ciwatch first sees them (no `broken` alert row, red since before the
+engine's first evaluation: `rules.colour_decision`) are announced per `alerts.on_start`:
+`summary` queues their rows for each channel under one group, `START_GROUP`, whose window
+slides (`NewNotice.settle`: refs first seen over several evaluations of the initial collection
+join it) and which the delivery worker sends as one summary message; `each` as ordinary
+`broken` notices; `none` not at all. Their alert rows are written in every case, so they
+recover and repeat like any red ref.
 """
 
 from __future__ import annotations
@@ -41,6 +49,9 @@ from ciwatch.supervisor import Supervisor
 log = logging.getLogger(__name__)
 
 DashboardUrl = Callable[[str, str, str], str]
+
+# The outbox group of the `on_start: summary` notices: one per channel, whatever the route.
+START_GROUP = "already failing at start"
 
 
 def route_channels(
@@ -87,6 +98,9 @@ class AlertEngine:
         self.on_queued = on_queued
         self.supervisor = supervisor
         self.evaluations = 0  # how many evaluations ran (full or of some refs)
+        # The time of this engine's first evaluation: a ref red since before it, and never
+        # alerted, was already failing when ciwatch first saw it.
+        self.started: datetime | None = None
         self.limits = Thresholds(
             stuck_after=settings.stuck_after,
             queued_after=settings.queued_after,
@@ -128,7 +142,15 @@ class AlertEngine:
                 decisive = await self._decisive(state)
             key = RefKey(state.source, state.project, state.ref)
             decisions.extend(
-                rules.decide(state, stored, decisive, now, self.limits, waiting.get(key, []))
+                rules.decide(
+                    state,
+                    stored,
+                    decisive,
+                    now,
+                    self.limits,
+                    waiting.get(key, []),
+                    started=self.started or now,
+                )
             )
         return decisions, inputs.silences
 
@@ -147,6 +169,12 @@ class AlertEngine:
         channels = route_channels(self.settings.routes, event, source, project, ref)
         if not channels or silenced(silences, labels, now):
             return Change(decision, ())
+        on_start = self.settings.on_start if decision.at_start else "each"
+        if on_start == "none":
+            # Recorded (and `last_notified`, so the repeat waits its interval), never sent.
+            return Change(decision, ())
+        if on_start == "summary":
+            channels = dict.fromkeys(channels, START_GROUP)
         run = decision.run
         notice = Notice(
             kind=event,
@@ -159,15 +187,20 @@ class AlertEngine:
             flaky=decision.flaky,
             fingerprint=":".join(decision.fingerprint),
             dashboard_url=self.dashboard_url(source, project, ref) if self.dashboard_url else None,
+            at_start=on_start == "summary",
         )
         payload = notice_to_payload(notice)
         # The compare-and-set token (the time of this notification) makes the key unique per
         # notification: a replica that lost the race would compute the same key.
         dedup = f"{':'.join(decision.fingerprint)}:{event}:{now.isoformat()}"
         due = now + self.settings.group_wait
+        settle = on_start == "summary"
         return Change(
             decision,
-            [NewNotice(dedup, name, payload, due, group) for name, group in channels.items()],
+            [
+                NewNotice(dedup, name, payload, due, group, settle=settle)
+                for name, group in channels.items()
+            ],
         )
 
     async def evaluate(self, refs: Collection[RefKey] | None = None) -> list[Change]:
@@ -177,6 +210,8 @@ class AlertEngine:
         store fails (nothing half-written)."""
         now = self.clock.now()
         self.evaluations += 1
+        if self.started is None:
+            self.started = now
         decisions, silences = await self._decide(now, sorted(refs) if refs is not None else None)
         if not decisions:
             return []

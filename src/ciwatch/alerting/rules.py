@@ -6,7 +6,10 @@ so any interleaving or duplication of run updates and evaluations gives at most 
 notification per red period, and a restart decides nothing new.
 
 - **broken** (fingerprint rule `broken`): the ref is red (its decisive run failed) and no
-  `broken` alert is firing → fire, notify `broken`. While firing, notify `still_failing` once
+  `broken` alert is firing → fire, notify `broken`. A ref with no `broken` alert row at all
+  whose red period began before `started` (when this ciwatch began evaluating) was already
+  failing when ciwatch first saw it: the decision is marked `at_start` (the engine announces
+  those per `alerts.on_start`). While firing, notify `still_failing` once
   every `repeat_interval`. When the ref turns green → resolve, notify `recovered` once, with how
   long it was red and `flaky` when the green run is on the failing run's SHA.
 - **stuck** / **queued**: a run of the ref (any of them, not only the newest) has been running
@@ -80,6 +83,8 @@ class Decision:
     payload: dict[str, Any]
     red_for: timedelta | None = None
     flaky: bool = False
+    # A `broken` fire for a ref already red when ciwatch first saw it (see the module doc).
+    at_start: bool = False
 
     @property
     def new_state(self) -> str:
@@ -116,9 +121,11 @@ def colour_decision(
     decisive: Run | None,
     now: datetime,
     limits: Thresholds,
+    started: datetime | None = None,
 ) -> Decision | None:
     """The broken / still_failing / recovered decision for one ref (see the module doc).
-    `decisive` is the ref's newest run that ended success or failed (None when unknown)."""
+    `decisive` is the ref's newest run that ended success or failed (None when unknown);
+    `started` is when this ciwatch began evaluating (None: no fire is `at_start`)."""
     key = fingerprint(AlertEventKind.BROKEN, state)
     row = _firing(alerts, key)
     previous = alerts.get(key)
@@ -131,7 +138,17 @@ def colour_decision(
             "red_since": (state.since or now).isoformat(),
         }
         if row is None:
-            return Decision(key, "fire", previous, AlertEventKind.BROKEN, decisive, payload)
+            red_since = state.since or decisive.finished_at or decisive.updated_at
+            at_start = previous is None and started is not None and red_since < started
+            return Decision(
+                key,
+                "fire",
+                previous,
+                AlertEventKind.BROKEN,
+                decisive,
+                payload,
+                at_start=at_start,
+            )
         if not _repeat_due(row, now, limits.repeat_interval):
             return None
         payload["red_since"] = row.payload.get("red_since", payload["red_since"])
@@ -242,10 +259,11 @@ def decide(
     now: datetime,
     limits: Thresholds,
     waiting: Sequence[Run] | None = None,
+    started: datetime | None = None,
 ) -> list[Decision]:
-    """Every decision for one ref: its colour alert, then its time-based alerts (over
-    `waiting`, see `time_decisions`)."""
-    colour = colour_decision(state, alerts, decisive, now, limits)
+    """Every decision for one ref: its colour alert (`started`: see `colour_decision`), then
+    its time-based alerts (over `waiting`, see `time_decisions`)."""
+    colour = colour_decision(state, alerts, decisive, now, limits, started)
     timed = time_decisions(state, alerts, now, limits, waiting)
     return ([colour] if colour is not None else []) + timed
 

@@ -24,7 +24,9 @@ class Notice:
     `red_for` is how long the ref was red (recovered) or how long the run has been running or
     queued (stuck, queued). `flaky` marks a recovery on the same SHA as the failure.
     `fingerprint` is `rule:source:project:ref`; `dashboard_url` links to the ciwatch project
-    page when `server.base_url` is set. `run` is None only for a `test` notice.
+    page when `server.base_url` is set. `run` is None only for a `test` notice. `at_start`
+    marks a `broken` notice about a ref that was already failing when ciwatch first saw it
+    (`alerts.on_start: summary`): a message of such notices is rendered as one summary.
     """
 
     kind: str
@@ -37,10 +39,13 @@ class Notice:
     flaky: bool = False
     fingerprint: str = ""
     dashboard_url: str | None = None
+    at_start: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in NOTICE_KINDS:
             raise ValueError(f"kind must be one of {', '.join(NOTICE_KINDS)}, got {self.kind!r}")
+        if self.at_start and self.kind != "broken":
+            raise ValueError(f"only a broken notice can be at_start, not {self.kind!r}")
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,12 @@ class Message:
     @property
     def grouped(self) -> bool:
         return len(self.notices) > 1
+
+    @property
+    def at_start(self) -> bool:
+        """Whether this is the summary of refs already failing when ciwatch started: every
+        notice is `at_start` (one alone too)."""
+        return all(notice.at_start for notice in self.notices)
 
 
 @dataclass(frozen=True)

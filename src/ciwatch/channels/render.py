@@ -14,6 +14,10 @@ untrusted and neutralised for the target format:
   line of its own; for robots' plain text `< >` get look-alikes too (WeCom's `<@userid>`).
 
 Every value is also cut to a sane length, and lists of failing jobs are capped.
+
+A message of `at_start` notices (`Message.at_start`) is the summary of the refs that were
+already failing when ciwatch started: `🔴 5 refs were already failing when ciwatch started`,
+then a line for each of the first `START_MAX_REFS` refs and `… and N more`.
 """
 
 from __future__ import annotations
@@ -65,6 +69,7 @@ SLACK_SECTION_MAX = 3000
 SLACK_FIELD_MAX = 2000
 SLACK_MAX_FIELDS = 10
 SLACK_MAX_LINES = 45  # Slack allows 50 blocks: a header, 45 lines, a context, room to spare
+START_MAX_REFS = 10  # the refs a start summary names; the rest are counted
 TEST_TEXT = "This is a test message from ciwatch: the channel works."
 
 
@@ -207,8 +212,47 @@ def group_title(message: Message) -> list[Part]:
     return [*parts, f": {tally}"]
 
 
+def start_phrase(count: int) -> str:
+    """`5 refs were already failing when ciwatch started`."""
+    refs = "1 ref was" if count == 1 else f"{count} refs were"
+    return f"{refs} already failing when ciwatch started"
+
+
+def start_sentence(message: Message) -> list[Part]:
+    """The start summary in one line, naming the first `START_MAX_REFS` refs:
+    `5 refs were already failing when ciwatch started: group/app main, ... and 2 more`."""
+    parts: list[Part] = [f"{start_phrase(len(message.notices))}: "]
+    for i, notice in enumerate(message.notices[:START_MAX_REFS]):
+        parts += [", " if i else "", Val(notice.project), " ", Val(notice.ref)]
+    rest = start_rest(message)
+    return [*parts, f" and {rest} more"] if rest else parts
+
+
+def start_rest(message: Message) -> int:
+    """How many refs of a start summary are counted rather than listed."""
+    return max(len(message.notices) - START_MAX_REFS, 0)
+
+
+def start_more(message: Message) -> str:
+    return f"… and {start_rest(message)} more"
+
+
 def title_parts(message: Message) -> list[Part]:
+    if message.at_start:
+        return [f"{EMOJI['broken']} {start_phrase(len(message.notices))}"]
     return group_title(message) if message.grouped else headline(message.notices[0])
+
+
+def listed(message: Message) -> tuple[Notice, ...]:
+    """The notices a message shows a line each for: all of a group, the first
+    `START_MAX_REFS` of a start summary (see `start_more` for the rest)."""
+    return message.notices[:START_MAX_REFS] if message.at_start else message.notices
+
+
+def as_lines(message: Message) -> bool:
+    """Whether the message is a list of one-line notices (a group or a start summary), not
+    one notice's facts."""
+    return message.grouped or message.at_start
 
 
 def _run_label(notice: Notice) -> Val | str:
@@ -350,9 +394,11 @@ def render_title(message: Message) -> str:
 
 def _text(message: Message, fmt: Format) -> str:
     lines = [fmt.parts(title_parts(message)), ""]
-    if message.grouped:
+    if as_lines(message):
         mixed = len({notice.kind for notice in message.notices}) > 1
-        lines += [f"- {fmt.parts(summary_line(n, with_kind=mixed))}" for n in message.notices]
+        lines += [f"- {fmt.parts(summary_line(n, with_kind=mixed))}" for n in listed(message)]
+        if message.at_start and start_rest(message):
+            lines.append(start_more(message))
         return "\n".join(lines)
     notice = message.notices[0]
     lines += [f"{fact.label}: {fmt.parts(fact.parts)}" for fact in facts(notice)]
@@ -379,10 +425,11 @@ def render_markdown(message: Message, dialect: Literal["dingtalk", "wecom"]) -> 
     fmt = MARKDOWN
     sep = "\n\n" if dialect == "dingtalk" else "\n"
     head = f"### {fmt.parts(title_parts(message))}"
-    if message.grouped:
+    if as_lines(message):
         mixed = len({notice.kind for notice in message.notices}) > 1
-        items = [f"- {fmt.parts(summary_line(n, with_kind=mixed))}" for n in message.notices]
-        return head + "\n\n" + "\n".join(items)
+        items = [f"- {fmt.parts(summary_line(n, with_kind=mixed))}" for n in listed(message)]
+        more = "\n\n" + start_more(message) if message.at_start and start_rest(message) else ""
+        return head + "\n\n" + "\n".join(items) + more
     notice = message.notices[0]
     lines = [f"**{fact.label}:** {fmt.parts(fact.parts)}" for fact in facts(notice)]
     found = links(notice)
@@ -393,6 +440,8 @@ def render_markdown(message: Message, dialect: Literal["dingtalk", "wecom"]) -> 
 
 def render_slack_text(message: Message) -> str:
     """The `text` fallback of a Slack message (notifications, clients without blocks)."""
+    if message.at_start:
+        return _cut(SLACK.parts(start_sentence(message)), SLACK_SECTION_MAX)
     title = SLACK.parts(title_parts(message))
     if message.grouped:
         mixed = len({notice.kind for notice in message.notices}) > 1
@@ -418,12 +467,13 @@ def render_slack_blocks(message: Message) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": _plain_text_object(render_title(message), SLACK_HEADER_MAX)}
     ]
-    if message.grouped:
+    if as_lines(message):
         mixed = len({notice.kind for notice in message.notices}) > 1
-        for notice in message.notices[:SLACK_MAX_LINES]:
+        shown = listed(message)[:SLACK_MAX_LINES]
+        for notice in shown:
             text = SLACK.parts(summary_line(notice, with_kind=mixed))
             blocks.append({"type": "section", "text": _mrkdwn(text, SLACK_SECTION_MAX)})
-        rest = len(message.notices) - SLACK_MAX_LINES
+        rest = len(message.notices) - len(shown)
         if rest > 0:
             more = f"… and {rest} more"
             blocks.append({"type": "context", "elements": [_mrkdwn(more, SLACK_SECTION_MAX)]})
@@ -451,12 +501,14 @@ def render_html(message: Message) -> str:
     fmt = HTML
     title = fmt.parts(title_parts(message))
     body: list[str] = [f'<h2 style="font-size:18px;margin:0 0 12px">{title}</h2>']
-    if message.grouped:
+    if as_lines(message):
         mixed = len({notice.kind for notice in message.notices}) > 1
         items = "".join(
-            f"<li>{fmt.parts(summary_line(n, with_kind=mixed))}</li>" for n in message.notices
+            f"<li>{fmt.parts(summary_line(n, with_kind=mixed))}</li>" for n in listed(message)
         )
         body.append(f"<ul>{items}</ul>")
+        if message.at_start and start_rest(message):
+            body.append(f"<p>{fmt.own(start_more(message))}</p>")
     else:
         notice = message.notices[0]
         rows = "".join(

@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from ciwatch.channels.base import Delivery, Message, Notice
-from ciwatch.channels.render import render_title, safe_url
+from ciwatch.channels.render import PLAIN, render_title, safe_url, start_sentence
 from ciwatch.channels.transport import HttpSender
 from ciwatch.config.models import WebhookChannel
 from ciwatch.serialize import run_to_dict
@@ -40,6 +40,7 @@ def event(notice: Notice) -> dict[str, Any]:
         "failing_jobs": list(notice.failing_jobs),
         "red_for_seconds": notice.red_for.total_seconds() if notice.red_for is not None else None,
         "flaky": notice.flaky,
+        "at_start": notice.at_start,
         "links": {
             "run": safe_url(run.url) if run is not None else None,
             "dashboard": safe_url(notice.dashboard_url),
@@ -47,19 +48,26 @@ def event(notice: Notice) -> dict[str, Any]:
     }
 
 
+def summary(message: Message) -> str:
+    """The `summary` of the body: the title; for a start summary, the sentence naming the
+    refs (`5 refs were already failing when ciwatch started: group/app main, ...`)."""
+    return PLAIN.parts(start_sentence(message)) if message.at_start else render_title(message)
+
+
 def document(message: Message) -> dict[str, Any]:
-    """The body: one event with `version`, or `{"version", "group", "summary", "events"}`."""
+    """The body: one event with `version`, or `{"version", "group", "summary", "events"}`
+    (every event, also those a start summary's text only counts)."""
     if message.grouped:
         return {
             "version": SCHEMA_VERSION,
             "group": message.group,
-            "summary": render_title(message),
+            "summary": summary(message),
             "events": [event(notice) for notice in message.notices],
         }
     return {
         "version": SCHEMA_VERSION,
         **event(message.notices[0]),
-        "summary": render_title(message),
+        "summary": summary(message),
     }
 
 

@@ -331,6 +331,9 @@ class AlertSettings(ConfigModel):
     queued_after: PositiveDuration = timedelta(minutes=15)
     repeat_interval: PositiveDuration = timedelta(hours=4)
     group_wait: Duration = timedelta(seconds=30)
+    # Refs already red when this ciwatch first sees them (docs/alerting.md, "First start"):
+    # one summary message per channel, a `broken` message each, or nothing.
+    on_start: Literal["summary", "each", "none"] = "summary"
     channels: list[ChannelSettings] = []
     routes: list[RouteSettings] = []
 

@@ -56,13 +56,16 @@ class OutboxRow:
 class NewNotice:
     """An outbox row to insert with an alert change: its dedup key, channel, payload, when it
     becomes due (creation + group_wait) and the group (route label) it is sent in. A row whose
-    group already has a row waiting on that channel joins it: it becomes due with it."""
+    group already has a row waiting on that channel joins it: it becomes due with it. With
+    `settle` the window slides instead: the rows waiting in it become due with the new row (the
+    start summary goes out once no new row has joined it for group_wait)."""
 
     dedup_key: str
     channel: str
     payload: dict[str, Any]
     due: datetime
     group: str | None = None
+    settle: bool = False
 
 
 @dataclass(frozen=True)
@@ -280,7 +283,12 @@ async def _queue(conn: AsyncConnection, dialect: str, won: Sequence[Change], now
     for change in won:
         for notice in change.notices:
             due = notice.due
-            if notice.group is not None and due > now:
+            if notice.group is not None and due > now and notice.settle:
+                key = (notice.channel, notice.group)
+                if windows.get(key) != due:
+                    await _slide_window(conn, notice.channel, notice.group, now, due)
+                    windows[key] = due
+            elif notice.group is not None and due > now:
                 key = (notice.channel, notice.group)
                 if key not in windows:
                     windows[key] = await _open_window(conn, notice.channel, notice.group, now)
@@ -308,6 +316,19 @@ async def _queue(conn: AsyncConnection, dialect: str, won: Sequence[Change], now
         await conn.execute(statement, rows)
 
 
+async def _slide_window(
+    conn: AsyncConnection, channel: str, group: str, now: datetime, due: datetime
+) -> None:
+    """Make the rows waiting in the group's open window on `channel` due at `due`."""
+    statement = (
+        update(outbox)
+        .where(WAITING & (outbox.c.channel == channel) & (outbox.c.group_key == group))
+        .where(outbox.c.next_attempt_at > now)
+        .values(next_attempt_at=due)
+    )
+    await conn.execute(statement)
+
+
 def _window_lock(channel: str, group: str) -> int:
     """The PostgreSQL advisory lock key of a (channel, group) window: 64 bits of a hash."""
     digest = hashlib.blake2b(f"outbox window\0{channel}\0{group}".encode(), digest_size=8)
@@ -320,11 +341,9 @@ async def _open_window(
     """When the group's waiting rows on `channel` go out, if a `group_wait` window is open: the
     first alert of a group opens it, later ones join it instead of each waiting in full."""
     query = select(func.min(outbox.c.next_attempt_at)).where(
-        PENDING
+        WAITING
         & (outbox.c.channel == channel)
         & (outbox.c.group_key == group)
-        & (outbox.c.attempts == 0)
-        & outbox.c.claimed_by.is_(None)
         & (outbox.c.next_attempt_at > now)
     )
     value: datetime | None = (await conn.execute(query)).scalar()
@@ -373,6 +392,8 @@ def _outbox_from_row(row: Mapping[Any, Any]) -> OutboxRow:
 
 
 PENDING = and_(outbox.c.sent_at.is_(None), outbox.c.failed_at.is_(None))
+# Pending, never tried and not claimed: a row still waiting in its group's window.
+WAITING = and_(PENDING, outbox.c.attempts == 0, outbox.c.claimed_by.is_(None))
 
 
 async def claim(
