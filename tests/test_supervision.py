@@ -219,7 +219,7 @@ async def test_a_notice_a_channel_cannot_send_is_failed_and_the_next_ones_flow(
         routes=[RouteSettings(channels=["hook", "slack"])],
         group_wait=timedelta(0),
     )
-    clock = FakeClock(at(10_000))
+    clock = FakeClock(at(50))
     real = {c.name: build_channel(c) for c in settings.channels}
     channels: dict[str, Channel] = {"hook": real["hook"], "slack": RaisingChannel(real["slack"])}
     metrics = CollectionMetrics()
@@ -262,7 +262,7 @@ async def test_an_infinite_duration_fails_its_notice_not_the_slack_channel(
         routes=[RouteSettings(channels=["slack"])],
         group_wait=timedelta(0),
     )
-    clock = FakeClock(at(10_000))
+    clock = FakeClock(at(50))
     channels = {"slack": build_channel(settings.channels[0])}
     workers = DeliveryWorkers(store, channels, clock, poll_interval=0.01)
     engine = AlertEngine(store, settings, clock, on_queued=workers.wake)

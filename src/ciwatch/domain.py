@@ -359,6 +359,9 @@ class AlertEventKind(enum.StrEnum):
     RECOVERED = "recovered"
     STUCK = "stuck"
     QUEUED = "queued"
+    # ciwatch's own health (alerting/health.py): a target, source, channel or the store.
+    UNHEALTHY = "unhealthy"
+    HEALTHY = "healthy"
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,8 @@ class StoreHealth:
     writable: bool = True
     error: str | None = None
     checked_at: datetime | None = None
+    # When the probes began to fail (None while writes work): for the store's unhealthy alert.
+    unwritable_since: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -54,11 +56,12 @@ async def probe_once(store: Store, health: StoreHealth, holder: str, now: dateti
     except StoreError as exc:
         if health.writable:
             log.error("store: the write probe failed: %s", exc)
+            health.unwritable_since = now
         health.writable, health.error = False, str(exc)
     else:
         if not health.writable:
             log.warning("store: writes work again")
-        health.writable, health.error = True, None
+        health.writable, health.error, health.unwritable_since = True, None, None
     health.checked_at = now
 
 

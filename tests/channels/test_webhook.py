@@ -47,6 +47,7 @@ async def test_event_schema(receiver: WebhookReceiver, session: aiohttp.ClientSe
         "red_for_seconds": 7380.0,
         "flaky": True,
         "at_start": False,
+        "detail": None,
         "links": {"run": RUN_URL, "dashboard": DASHBOARD},
         "summary": "✅ Recovered: group/app on main",
     }

@@ -503,6 +503,8 @@ async def rig_for(store: SqlStore, clock: FakeClock) -> AsyncIterator[Rig]:
         ],
         routes=[RouteSettings(channels=["ding", "hook"])],
         group_wait=timedelta(0),
+        # The refusing robot's own `unhealthy` alert is tests/alerting/test_unhealthy.py's.
+        unhealthy_after=timedelta(days=1),
     )
     channels = {c.name: build_channel(c) for c in settings.channels}
     try:

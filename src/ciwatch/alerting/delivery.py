@@ -57,6 +57,7 @@ def notice_to_payload(notice: Notice) -> dict[str, Any]:
         "fingerprint": notice.fingerprint,
         "dashboard_url": notice.dashboard_url,
         "at_start": notice.at_start,
+        "detail": notice.detail,
     }
 
 
@@ -85,6 +86,7 @@ def notice_from_payload(payload: Mapping[str, Any]) -> Notice:
         fingerprint=payload.get("fingerprint", ""),
         dashboard_url=payload.get("dashboard_url"),
         at_start=bool(payload.get("at_start")),
+        detail=payload.get("detail"),
     )
 
 

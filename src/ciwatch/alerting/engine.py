@@ -26,7 +26,7 @@ from datetime import datetime
 from fnmatch import fnmatchcase
 from typing import Any
 
-from ciwatch.alerting import rules
+from ciwatch.alerting import health, rules
 from ciwatch.alerting.delivery import notice_to_payload
 from ciwatch.alerting.rules import AlertRow, Decision, Fingerprint, Thresholds
 from ciwatch.alerting.silences import silenced
@@ -40,6 +40,7 @@ from ciwatch.store.alerting import (
     NewNotice,
     SilenceRow,
     apply_changes,
+    channel_troubles,
     evaluation_inputs,
     failing_jobs_of,
 )
@@ -152,6 +153,8 @@ class AlertEngine:
                     started=self.started or now,
                 )
             )
+        if refs is None:
+            decisions.extend(await self._health_decisions(now, stored))
         return decisions, inputs.silences
 
     def _change(
@@ -166,16 +169,22 @@ class AlertEngine:
         _rule, source, project, ref = decision.fingerprint
         event = decision.notify.value
         labels = {"source": source, "project": project, "ref": ref, "event": event}
-        channels = route_channels(self.settings.routes, event, source, project, ref)
+        # The recovery of an `unhealthy` alert goes wherever the alert went.
+        routed = "unhealthy" if event == "healthy" else event
+        channels = route_channels(self.settings.routes, routed, source, project, ref)
+        # A failing channel is told about itself by the others only.
+        channels.pop(decision.payload.get("channel", ""), None)
         if not channels or silenced(silences, labels, now):
             return Change(decision, ())
+        run = decision.run
+        if run is None:
+            return self._health_change(decision, event, now, channels)
         on_start = self.settings.on_start if decision.at_start else "each"
         if on_start == "none":
             # Recorded (and `last_notified`, so the repeat waits its interval), never sent.
             return Change(decision, ())
         if on_start == "summary":
             channels = dict.fromkeys(channels, START_GROUP)
-        run = decision.run
         notice = Notice(
             kind=event,
             source=source,
@@ -203,6 +212,46 @@ class AlertEngine:
             ],
         )
 
+    def _health_change(
+        self, decision: Decision, event: str, now: datetime, channels: dict[str, str]
+    ) -> Change:
+        _rule, source, project, ref = decision.fingerprint
+        notice = Notice(
+            kind=event,
+            source=source,
+            project=project,
+            ref=ref,
+            run=None,
+            red_for=decision.red_for,
+            fingerprint=":".join(decision.fingerprint),
+            detail=decision.payload.get("error"),
+        )
+        payload = notice_to_payload(notice)
+        dedup = f"{':'.join(decision.fingerprint)}:{event}:{now.isoformat()}"
+        due = now + self.settings.group_wait
+        return Change(
+            decision,
+            [NewNotice(dedup, name, payload, due, group) for name, group in channels.items()],
+        )
+
+    async def _health_decisions(
+        self, now: datetime, stored: Mapping[Fingerprint, AlertRow]
+    ) -> list[Decision]:
+        """The `unhealthy` alerts of every target, discovery and channel (full evaluations)."""
+        conditions = health.target_conditions(await self.store.target_states())
+        troubles = await channel_troubles(self.store)
+        conditions += health.channel_conditions(
+            health.ChannelFailure(t.channel, t.since, t.error or "deliveries fail")
+            for t in troubles
+        )
+        return health.health_decisions(
+            conditions,
+            stored,
+            now,
+            unhealthy_after=self.settings.unhealthy_after,
+            repeat_interval=self.settings.repeat_interval,
+        )
+
     async def evaluate(self, refs: Collection[RefKey] | None = None) -> list[Change]:
         """One evaluation (of every ref, or only of `refs`): decide, then write the alert
         changes and their outbox rows in one transaction. Returns the changes that this call
@@ -215,7 +264,11 @@ class AlertEngine:
         decisions, silences = await self._decide(now, sorted(refs) if refs is not None else None)
         if not decisions:
             return []
-        failed = [d.run.key for d in decisions if d.notify and d.run.status is Status.FAILED]
+        failed = [
+            d.run.key
+            for d in decisions
+            if d.notify and d.run is not None and d.run.status is Status.FAILED
+        ]
         failing = await failing_jobs_of(self.store, failed)
         changes = [self._change(decision, now, silences, failing) for decision in decisions]
         applied = await apply_changes(self.store, changes, now)

@@ -79,7 +79,7 @@ class Decision:
     action: Action
     previous: AlertRow | None
     notify: AlertEventKind | None
-    run: Run
+    run: Run | None  # None for an `unhealthy` alert (alerting/health.py)
     payload: dict[str, Any]
     red_for: timedelta | None = None
     flaky: bool = False

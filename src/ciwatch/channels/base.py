@@ -12,9 +12,12 @@ from datetime import timedelta
 from typing import Protocol
 
 from ciwatch.clock import Clock, SystemClock
-from ciwatch.domain import Run
+from ciwatch.domain import AlertEventKind, Run
 
-NOTICE_KINDS = ("broken", "still_failing", "recovered", "stuck", "queued", "test")
+# Every alert event, and `test` (`ciwatch alerts test`).
+NOTICE_KINDS = (*(kind.value for kind in AlertEventKind), "test")
+# The events about ciwatch's own health: no run, a subject and an error instead.
+HEALTH_KINDS = (AlertEventKind.UNHEALTHY.value, AlertEventKind.HEALTHY.value)
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,8 @@ class Notice:
     fingerprint: str = ""
     dashboard_url: str | None = None
     at_start: bool = False
+    # What is wrong (an `unhealthy` notice: the CI server's answer, the store's error).
+    detail: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in NOTICE_KINDS:

@@ -30,7 +30,7 @@ from datetime import timedelta
 from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
-from ciwatch.channels.base import Message, Notice
+from ciwatch.channels.base import HEALTH_KINDS, Message, Notice
 
 EMOJI = {
     "broken": "🔴",
@@ -38,6 +38,8 @@ EMOJI = {
     "recovered": "✅",
     "stuck": "⏳",
     "queued": "🕒",
+    "unhealthy": "⚠️",
+    "healthy": "🟢",
     "test": "🔔",
 }
 WORD = {
@@ -46,6 +48,8 @@ WORD = {
     "recovered": "Recovered",
     "stuck": "Stuck",
     "queued": "Queued too long",
+    "unhealthy": "Unhealthy",
+    "healthy": "Healthy again",
     "test": "Test",
 }
 # "5 refs broke in group/*"
@@ -55,13 +59,31 @@ GROUP_PHRASE = {
     "recovered": "refs recovered",
     "stuck": "runs stuck",
     "queued": "runs queued too long",
+    "unhealthy": "parts of ciwatch unhealthy",
+    "healthy": "parts of ciwatch healthy again",
     "test": "test messages",
 }
 # Most severe first: the emoji of a mixed group is that of its most severe notice.
-SEVERITY = ("broken", "still_failing", "stuck", "queued", "recovered", "test")
-ELAPSED_LABEL = {"recovered": "Red for", "stuck": "Running for", "queued": "Queued for"}
+SEVERITY = (
+    "broken",
+    "unhealthy",
+    "still_failing",
+    "stuck",
+    "queued",
+    "recovered",
+    "healthy",
+    "test",
+)
+ELAPSED_LABEL = {
+    "recovered": "Red for",
+    "stuck": "Running for",
+    "queued": "Queued for",
+    "unhealthy": "Unhealthy for",
+    "healthy": "Was unhealthy for",
+}
 
 MAX_VALUE = 200
+MAX_DETAIL = 500  # an error text (the CI server's answer)
 MAX_JOB_NAME = 100
 MAX_JOBS = 10
 SLACK_HEADER_MAX = 150
@@ -190,7 +212,21 @@ def headline(notice: Notice) -> list[Part]:
     emoji = EMOJI[notice.kind]
     if notice.kind == "test":
         return [f"{emoji} Test message from ciwatch"]
+    if notice.kind in HEALTH_KINDS:
+        return [f"{emoji} {WORD[notice.kind]}: ", *subject(notice)]
     return [f"{emoji} {WORD[notice.kind]}: ", Val(notice.project), " on ", Val(notice.ref)]
+
+
+def subject(notice: Notice) -> list[Part]:
+    """What an `unhealthy` notice is about: `source gl, target group/app`, `source jk
+    (discovery)`, `channel slack`, `the store`."""
+    if notice.source == "ciwatch" and notice.project == "store":
+        return ["the ciwatch store"]
+    if notice.source == "ciwatch" and notice.project.startswith("channel:"):
+        return ["channel ", Val(notice.project.removeprefix("channel:"))]
+    if not notice.project:
+        return ["source ", Val(notice.source), " (discovery)"]
+    return ["source ", Val(notice.source), ", target ", Val(notice.project)]
 
 
 def group_title(message: Message) -> list[Part]:
@@ -273,6 +309,8 @@ def facts(notice: Notice) -> list[Fact]:
     if notice.kind == "test":
         return [Fact("Message", (TEST_TEXT,))]
     out: list[Fact] = []
+    if notice.detail:
+        out.append(Fact("Error", (Val(notice.detail, limit=MAX_DETAIL),)))
     run = notice.run
     if run is not None:
         run_parts: list[Part] = [Val(run.workflow), " "] if run.workflow else []
@@ -310,6 +348,8 @@ def links(notice: Notice) -> list[Link]:
 
 def summary_line(notice: Notice, *, with_kind: bool) -> list[Part]:
     """One line of a grouped message: `🔴 group/app · main · #17 failed · failing: test`."""
+    if notice.kind in HEALTH_KINDS:
+        return _health_line(notice, with_kind=with_kind)
     parts: list[Part] = [f"{EMOJI[notice.kind]} ", Val(notice.project), " · ", Val(notice.ref)]
     if with_kind:
         parts.append(f" · {WORD[notice.kind].lower()}")
@@ -325,6 +365,20 @@ def summary_line(notice: Notice, *, with_kind: bool) -> list[Part]:
         parts.append(" · likely flaky")
     if safe_url(notice.dashboard_url):
         parts += [" · ", Link("dashboard", notice.dashboard_url)]
+    return parts
+
+
+def _health_line(notice: Notice, *, with_kind: bool) -> list[Part]:
+    """One line of a grouped message about ciwatch's own health: `⚠️ source jk (discovery) ·
+    folder team: GET …: HTTP 401 · unhealthy for 12m`."""
+    parts: list[Part] = [f"{EMOJI[notice.kind]} ", *subject(notice)]
+    if with_kind:
+        parts.append(f" · {WORD[notice.kind].lower()}")
+    if notice.detail:
+        parts += [" · ", Val(notice.detail, limit=MAX_DETAIL)]
+    if notice.red_for is not None:
+        label = ELAPSED_LABEL[notice.kind].lower()
+        parts.append(f" · {label} {human_duration(notice.red_for)}")
     return parts
 
 

@@ -41,6 +41,7 @@ def event(notice: Notice) -> dict[str, Any]:
         "red_for_seconds": notice.red_for.total_seconds() if notice.red_for is not None else None,
         "flaky": notice.flaky,
         "at_start": notice.at_start,
+        "detail": notice.detail,
         "links": {
             "run": safe_url(run.url) if run is not None else None,
             "dashboard": safe_url(notice.dashboard_url),

@@ -142,7 +142,10 @@ async def run_alerting(runtime: Runtime, stop: asyncio.Event) -> None:
     delivery worker per configured channel, each supervised, until `stop`. Queuing a
     notification wakes the channel's worker."""
     from ciwatch.alerting import AlertEngine, DeliveryWorkers
+    from ciwatch.alerting.engine import route_channels
+    from ciwatch.alerting.health import SELF, STORE, StoreAlarm
     from ciwatch.channels import build_channel
+    from ciwatch.health import PROBE_INTERVAL
     from ciwatch.store import SqlStore
 
     store = runtime.store
@@ -168,7 +171,28 @@ async def run_alerting(runtime: Runtime, stop: asyncio.Event) -> None:
         on_queued=workers.wake,
         supervisor=supervisor,
     )
+    alarm = StoreAlarm(
+        channels,
+        route_channels(settings.alerts.routes, "unhealthy", SELF, STORE, ""),
+        instance=runtime.instance,
+        unhealthy_after=settings.alerts.unhealthy_after,
+    )
+
+    async def watch_store(stopped: asyncio.Event) -> None:
+        """The store's own unhealthy alert, straight to the channels (alerting/health.py)."""
+        health = runtime.store_health
+        while not stopped.is_set():
+            await alarm.check(
+                runtime.clock.now(),
+                writable=health.writable,
+                error=health.error,
+                since=health.unwritable_since,
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopped.wait(), timeout=PROBE_INTERVAL)
+
     tasks = [supervisor.start("alert-engine", engine.run, stop)]
+    tasks.append(supervisor.start("store-alarm", watch_store, stop))
     for name in channels:
         loop = partial(workers.channel_loop, name)
         tasks.append(supervisor.start(f"delivery:{name}", loop, stop))

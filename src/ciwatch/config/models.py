@@ -334,6 +334,9 @@ class AlertSettings(ConfigModel):
     # Refs already red when this ciwatch first sees them (docs/alerting.md, "First start"):
     # one summary message per channel, a `broken` message each, or nothing.
     on_start: Literal["summary", "each", "none"] = "summary"
+    # ciwatch's own ill health (a target, a source's discovery, a channel, the store) lasting
+    # this long raises an `unhealthy` alert (docs/alerting.md, "ciwatch's own health").
+    unhealthy_after: Duration = timedelta(minutes=10)
     channels: list[ChannelSettings] = []
     routes: list[RouteSettings] = []
 

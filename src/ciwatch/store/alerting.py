@@ -595,3 +595,51 @@ async def prune_alerting(store: SqlStore, older_than: datetime) -> Pruned:
         return Pruned(done.rowcount, resolved.rowcount, ended.rowcount)
 
     return await store.write("alerting prune", work)
+
+
+@dataclass(frozen=True)
+class ChannelTrouble:
+    """A channel whose newest deliveries fail: the rows since its last sent one that failed for
+    good or are being retried."""
+
+    channel: str
+    since: datetime  # when the oldest of those rows was queued
+    error: str | None  # the newest one's error
+
+
+async def channel_troubles(store: SqlStore) -> list[ChannelTrouble]:
+    """Every channel that has failed or retried rows newer than its newest sent row."""
+    sent = (
+        select(outbox.c.channel, func.max(outbox.c.id).label("sent_id"))
+        .where(outbox.c.sent_at.is_not(None))
+        .group_by(outbox.c.channel)
+        .subquery()
+    )
+    troubled = or_(outbox.c.failed_at.is_not(None), and_(PENDING, outbox.c.attempts > 0))
+    query = (
+        select(
+            outbox.c.channel,
+            func.min(outbox.c.created_at).label("since"),
+            func.max(outbox.c.id).label("newest"),
+        )
+        .select_from(outbox.outerjoin(sent, sent.c.channel == outbox.c.channel))
+        .where(troubled & (outbox.c.id > func.coalesce(sent.c.sent_id, 0)))
+        .group_by(outbox.c.channel)
+        .order_by(outbox.c.channel)
+    )
+
+    async def work(conn: AsyncConnection) -> list[ChannelTrouble]:
+        found = (await conn.execute(query)).all()
+        if not found:
+            return []
+        newest = [row.newest for row in found]
+        errors = dict(
+            (
+                await conn.execute(
+                    select(outbox.c.id, outbox.c.last_error).where(outbox.c.id.in_(newest))
+                )
+            ).all()
+        )
+        return [ChannelTrouble(row.channel, row.since, errors.get(row.newest)) for row in found]
+
+    return await store.read("channel health", work)

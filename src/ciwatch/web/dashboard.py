@@ -71,6 +71,8 @@ ALERT_ICON = {
     "recovered": "✔",
     "stuck": "⏱",
     "queued": "…",
+    "unhealthy": "⚠",
+    "healthy": "✔",
 }
 HEADERS = {
     # Scripts and styles only from our own /static; charts are inline SVG, not scripts.

@@ -125,7 +125,9 @@ class ChannelOutcome(BaseModel):
     """The newest notice of an alert on one channel and what became of it."""
 
     channel: str = Field(description="Channel name from the configuration.")
-    event: str | None = Field(description="broken, still_failing, recovered, stuck or queued.")
+    event: str | None = Field(
+        description="broken, still_failing, recovered, stuck, queued, unhealthy or healthy."
+    )
     outcome: Literal["sent", "failed", "pending"] = Field(
         description="sent; failed for good (see `error`); pending: not sent yet, being retried "
         "when `error` is set."
