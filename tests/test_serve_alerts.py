@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -133,3 +134,72 @@ def _serve(config: Path, port: int, *, until: Callable[[], bool]) -> None:
             serve.send_signal(signal.SIGTERM)
             _, serve_err = serve.communicate(timeout=60)
         assert serve.returncode == 0, serve_err
+
+
+def _get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def test_serve_alerts_on_its_own_ill_health(
+    tmp_path: Path, receiver: tuple[str, type[Receiver]]
+) -> None:
+    """A Jenkins source with a wrong token whose folder cannot be listed (issue 10, defect 3):
+    the real process shows it on /metrics and /api/v1/targets and sends an `unhealthy` alert
+    naming the source and Jenkins' answer, once, while the other source polls on."""
+    url, handler = receiver
+    sim_port, port = _free_port(), _free_port()
+    config = tmp_path / "ciwatch.yaml"
+    config.write_text(
+        f"""\
+database: sqlite:///{tmp_path / "ci.db"}
+server: {{listen: "127.0.0.1:{port}"}}
+sources:
+  - {{name: jk, type: jenkins, url: "http://127.0.0.1:{sim_port}/jenkins",
+     username: ci-bot, token: wrong-token, folders: [team]}}
+  - {{name: gl, type: gitlab, url: "http://127.0.0.1:{sim_port}/gitlab",
+     token: glpat-basic-example, projects: [platform/backend/api]}}
+alerts:
+  group_wait: 0s
+  unhealthy_after: 1s
+  channels:
+    - {{name: hook, type: webhook, url: "{url}"}}
+  routes:
+    - {{channels: [hook], events: [unhealthy]}}
+"""
+    )
+    seen: dict[str, str] = {}
+
+    def unhealthy() -> bool:
+        if "metrics" not in seen:
+            _status, text = _get(port, "/metrics")
+            if 'ciwatch_source_up{source="jk"} 0.0' in text:
+                seen["metrics"] = text
+                seen["targets"] = _get(port, "/api/v1/targets?healthy=false")[1]
+                seen["readyz"] = str(_get(port, "/readyz")[0])
+        return "metrics" in seen and any(e["event"] == "unhealthy" for e in _events(handler.events))
+
+    with subprocess.Popen(
+        [sys.executable, "-m", "ciwatch", "simulate", "--listen", f"127.0.0.1:{sim_port}",
+         "--scenario", str(BASIC)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    ) as sim:  # fmt: skip
+        try:
+            assert sim.stdout is not None
+            assert "listening" in sim.stdout.readline()
+            _serve(config, port, until=unhealthy)
+        finally:
+            sim.send_signal(signal.SIGTERM)
+            sim.communicate(timeout=30)
+    events = _events(handler.events)
+    assert [(e["event"], e["source"], e["project"]) for e in events] == [("unhealthy", "jk", "")]
+    assert "folder team" in events[0]["detail"] and "HTTP 401" in events[0]["detail"]
+    assert 'ciwatch_last_successful_poll_timestamp_seconds{source="jk"} 0.0' in seen["metrics"]
+    assert 'ciwatch_source_up{source="gl"} 1.0' in seen["metrics"]
+    targets = json.loads(seen["targets"])["targets"]
+    assert [(t["source"], t["kind"]) for t in targets] == [("jk", "discovery")]
+    # The process itself is fine: a source it cannot poll is an alert, not unreadiness.
+    assert seen["readyz"] == "200"
