@@ -523,7 +523,7 @@ def test_fields_of_the_chosen_type_only() -> None:
         ("alerts: {on_start: true}", 1, "alerts.on_start: True is not one of summary, each, none"),
         ("alerts: {routes: [{channels: [x], events: [broke]}]}", 1,
          "alerts.routes[0].events[0]: 'broke' is not one of broken, still_failing, recovered, "
-         "stuck, queued"),
+         "stuck, queued, unhealthy, healthy"),
         ("database: 2024-01-01", 1, "database: expected a string, got a date"),
         ("database: [a]", 1, "database: expected a string, got a list"),
         ("database: ci.db", 1, "database: not a database URL (use sqlite:///PATH or "
