@@ -239,7 +239,8 @@ class AlertEngine:
     ) -> list[Decision]:
         """The `unhealthy` alerts of every target, discovery and channel (full evaluations)."""
         conditions = health.target_conditions(await self.store.target_states())
-        troubles = await channel_troubles(self.store)
+        channels = [channel.name for channel in self.settings.channels]
+        troubles = await channel_troubles(self.store, channels)
         conditions += health.channel_conditions(
             health.ChannelFailure(t.channel, t.since, t.error or "deliveries fail")
             for t in troubles

@@ -607,39 +607,39 @@ class ChannelTrouble:
     error: str | None  # the newest one's error
 
 
-async def channel_troubles(store: SqlStore) -> list[ChannelTrouble]:
-    """Every channel that has failed or retried rows newer than its newest sent row."""
-    sent = (
-        select(outbox.c.channel, func.max(outbox.c.id).label("sent_id"))
-        .where(outbox.c.sent_at.is_not(None))
-        .group_by(outbox.c.channel)
-        .subquery()
-    )
+async def channel_troubles(store: SqlStore, channels: Sequence[str]) -> list[ChannelTrouble]:
+    """Each of `channels` that has failed or retried rows newer than its newest sent row.
+
+    Two index range reads per channel (`ix_outbox_channel_id`): its newest sent row, walking
+    back from its newest row (usually the first one looked at), then the rows after it. The
+    cost follows the rows since the last success, not the size of the outbox."""
     troubled = or_(outbox.c.failed_at.is_not(None), and_(PENDING, outbox.c.attempts > 0))
-    query = (
-        select(
-            outbox.c.channel,
-            func.min(outbox.c.created_at).label("since"),
-            func.max(outbox.c.id).label("newest"),
-        )
-        .select_from(outbox.outerjoin(sent, sent.c.channel == outbox.c.channel))
-        .where(troubled & (outbox.c.id > func.coalesce(sent.c.sent_id, 0)))
-        .group_by(outbox.c.channel)
-        .order_by(outbox.c.channel)
-    )
 
     async def work(conn: AsyncConnection) -> list[ChannelTrouble]:
-        found = (await conn.execute(query)).all()
-        if not found:
-            return []
-        newest = [row.newest for row in found]
-        errors = dict(
-            (
+        found: list[ChannelTrouble] = []
+        for channel in sorted(set(channels)):
+            mine = outbox.c.channel == channel
+            sent = (
                 await conn.execute(
-                    select(outbox.c.id, outbox.c.last_error).where(outbox.c.id.in_(newest))
+                    select(outbox.c.id)
+                    .where(mine & outbox.c.sent_at.is_not(None))
+                    .order_by(outbox.c.id.desc())
+                    .limit(1)
                 )
-            ).all()
-        )
-        return [ChannelTrouble(row.channel, row.since, errors.get(row.newest)) for row in found]
+            ).scalar()
+            after = mine & troubled & (outbox.c.id > (sent or 0))
+            row = (
+                await conn.execute(
+                    select(func.min(outbox.c.created_at), func.max(outbox.c.id)).where(after)
+                )
+            ).one()
+            since, newest = row
+            if newest is None:
+                continue
+            error = (
+                await conn.execute(select(outbox.c.last_error).where(outbox.c.id == newest))
+            ).scalar()
+            found.append(ChannelTrouble(channel, since, error))
+        return found
 
     return await store.read("channel health", work)

@@ -222,6 +222,8 @@ outbox = Table(
     # The route label the row is grouped under (None: rows from before revision 0002).
     Column("group_key", Text),
     UniqueConstraint("dedup_key", "channel"),
+    # Each channel's newest rows, for its health (the unhealthy alert; revision 0003).
+    Index("ix_outbox_channel_id", "channel", "id"),
     # The notifications of an alert, for the alert list, its API and the dashboard (0002).
     Index(None, "fingerprint", "id"),
     Index(

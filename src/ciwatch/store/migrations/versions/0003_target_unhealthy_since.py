@@ -1,4 +1,5 @@
-"""Targets remember since when they are unhealthy (for `alerts.unhealthy_after`).
+"""Targets remember since when they are unhealthy, and the outbox is indexed by channel (both
+for the unhealthy alert, `alerts.unhealthy_after`).
 
 Revision ID: 0003
 Revises: 0002
@@ -25,8 +26,10 @@ def upgrade() -> None:
     # failure after it.
     with op.batch_alter_table("targets") as batch:
         batch.add_column(sa.Column("unhealthy_since", UTCDateTime()))
+    op.create_index("ix_outbox_channel_id", "outbox", ["channel", "id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_outbox_channel_id", table_name="outbox")
     with op.batch_alter_table("targets") as batch:
         batch.drop_column("unhealthy_since")
