@@ -459,3 +459,23 @@ async def test_readyz_names_a_supervised_loop_that_is_down(store: SqlStore) -> N
     finally:
         stop.set()
         await asyncio.wait_for(task, 5)
+
+
+async def test_targets_and_sources_no_longer_watched_are_forgotten(
+    simulator: RunningSimulator, tmp_path: Path
+) -> None:
+    """A removed source or target must not stay unhealthy (and alerted on) for ever."""
+    database = f"sqlite:///{tmp_path / 'ciwatch.db'}"
+    settings = _wrong_token_settings(simulator, database)
+    runtime = await Runtime.open(settings)
+    try:
+        store = runtime.store
+        await store.save_target_state(TargetState("removed", "x/y", healthy=False, reason="401"))
+        await store.save_target_state(TargetState("removed", DISCOVERY, healthy=False))
+        await store.save_target_state(TargetState("gl", "old/project", healthy=False))
+        assert runtime.scheduler is not None
+        await runtime.scheduler.run_once()
+        keys = {state.key for state in await store.target_states()}
+    finally:
+        await runtime.close()
+    assert keys == {("gl", DISCOVERY), ("gl", "platform/backend/api"), ("jk", DISCOVERY)}

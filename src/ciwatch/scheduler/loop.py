@@ -150,6 +150,7 @@ class Scheduler:
             *(self._discover_one(source, provider) for source, provider in self.providers.items()),
         )
         now = self.clock.now()
+        listed: dict[str, set[str]] = {}
         for source, result in zip(self.providers, results, strict=True):
             if isinstance(result, ProviderError):
                 # Name what could not be listed (`folder team`, `group platform`).
@@ -165,6 +166,7 @@ class Scheduler:
             self.discovery_errors.pop(source, None)
             await self._record_discovery(source, now, found=len(result))
             fresh = {target.key for target in result}
+            listed[source] = {target.project for target in result}
             for key in [k for k in self.entries if k[0] == source and k not in fresh]:
                 log.info("target %s/%s is no longer watched", *key)
                 del self.entries[key]
@@ -173,7 +175,30 @@ class Scheduler:
                     spread = self._interval(target.source, False) * self.jitter
                     due = now + timedelta(seconds=self.rng.uniform(0, spread))
                     self.entries[target.key] = _Entry(target, due)
+        await self._forget_unwatched(listed)
         return [entry.target for entry in self.entries.values()]
+
+    async def _forget_unwatched(self, listed: Mapping[str, set[str]]) -> None:
+        """Drop the stored health of targets no longer watched: of a source whose discovery
+        just listed them no more, and of sources no longer configured (discovery included), so
+        that a removed target or source is not shown, exported or alerted on as unhealthy for
+        ever. Their runs stay. One read of the target states per discovery."""
+        try:
+            stale = [
+                state.key
+                for state in await self.store.target_states()
+                if state.source not in self.providers
+                or (
+                    not state.is_discovery
+                    and state.source in listed
+                    and state.project not in listed[state.source]
+                )
+            ]
+            if stale:
+                forgotten = await self.store.forget_targets(stale)
+                log.info("forgot the health of %d targets no longer watched", forgotten)
+        except StoreError as exc:
+            log.warning("could not forget the targets no longer watched: %s", exc)
 
     async def _discover_one(self, source: str, provider: Provider) -> list[Target] | ProviderError:
         try:

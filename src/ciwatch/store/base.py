@@ -113,3 +113,8 @@ class Store(Protocol):
     async def target_states(self) -> list[TargetState]:
         """Every stored target state, sorted by source and project."""
         ...
+
+    async def forget_targets(self, keys: Sequence[tuple[str, str]]) -> int:
+        """Delete the target states of these (source, project) keys (targets no longer
+        watched); returns how many were deleted. Their runs stay."""
+        ...

@@ -11,7 +11,7 @@ from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, TypeVar
 
-from sqlalchemy import text
+from sqlalchemy import delete, text, tuple_
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -31,6 +31,7 @@ from ciwatch.store.engine import (
 )
 from ciwatch.store.group import GroupCommit, Pending
 from ciwatch.store.rows import target_values
+from ciwatch.store.tables import targets
 from ciwatch.store.upserts import target_upsert
 
 log = logging.getLogger(__name__)
@@ -295,6 +296,24 @@ class SqlStore:
     async def target_states(self) -> list[TargetState]:
         """Every stored target state."""
         return await self._read("target states", reads.target_states)
+
+    async def forget_targets(self, keys: Sequence[tuple[str, str]]) -> int:
+        """Delete the target states of these (source, project) keys; how many went."""
+        if not keys:
+            return 0
+        wanted = list(dict.fromkeys(keys))
+
+        async def work(conn: AsyncConnection) -> int:
+            deleted = 0
+            for start in range(0, len(wanted), 500):
+                part = wanted[start : start + 500]
+                statement = delete(targets).where(
+                    tuple_(targets.c.source, targets.c.project).in_(part)
+                )
+                deleted += (await conn.execute(statement)).rowcount
+            return deleted
+
+        return await self._write("target forget", work)
 
 
 def _require_aware(value: datetime | None, name: str) -> None:
