@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -92,8 +93,9 @@ def test_config_check_names_every_bad_key(tmp_path: Path) -> None:
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
     assert lines == [
-        f"{path}:2 server.lstn: unknown key",
-        f"{path}:4 sources[0].type: 'gitlub' is not one of gitlab, github, jenkins",
+        f"{path}:2 server.lstn: unknown key; did you mean 'listen'?",
+        f"{path}:4 sources[0].type: 'gitlub' is not one of gitlab, github, jenkins; "
+        "did you mean 'gitlab'?",
         f"{path}:7 sources[1].interval: '5 minutes' is not a duration (use e.g. 30s, 5m, 4h, 1d)",
     ]
     assert result.stdout == ""
@@ -228,6 +230,22 @@ def test_history_json_newest_first_with_filters(database: str) -> None:
     assert [r["run_id"] for r in json.loads(only_ok.stdout)] == ["1", "6"]
 
 
+def test_unknown_source_or_project_exits_2_with_a_hint(database: str) -> None:
+    """A mistyped filter must not print an empty, successful answer (issue 12)."""
+    status = runner.invoke(app, ["status", "--source", "gI", "--database", database])
+    assert status.exit_code == 2
+    assert "--source: no source named 'gI' (known: gl)" in status.stderr
+    history = runner.invoke(app, ["history", "group/ap", "--database", database])
+    assert history.exit_code == 2
+    assert "project: no project named 'group/ap'; did you mean 'group/app'" in history.stderr
+    other = runner.invoke(
+        app, ["history", "group/app", "--source", "nosuch", "--database", database]
+    )
+    assert other.exit_code == 2 and "no source named 'nosuch'" in other.stderr
+    known = runner.invoke(app, ["status", "--source", "gl", "--database", database])
+    assert known.exit_code == 0, known.output
+
+
 def test_history_rejects_unknown_status(database: str) -> None:
     result = runner.invoke(app, ["history", "group/app", "--status", "red", "--database", database])
     assert result.exit_code == 2
@@ -259,3 +277,32 @@ def test_unreachable_database_exits_3_naming_host_and_masking_password() -> None
     assert "127.0.0.1:1" in result.stderr
     assert "hunter2" not in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_help_shows_defaults_and_readable_types() -> None:
+    """Issue 12: help lost its defaults to markup ("Configuration file ."), flags showed as
+    `<bool>`, and `--once` was marked "(required)"."""
+    for command in (["poll"], ["status"], ["serve"], ["alerts", "list"], ["config", "check"]):
+        result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "120"})
+        assert result.exit_code == 0, result.output
+        assert "Configuration file [default: ciwatch.yaml]" in result.stdout
+        assert "<bool>" not in result.stdout
+    poll = runner.invoke(app, ["poll", "--help"], env={"COLUMNS": "120"}).stdout
+    assert "(required)" not in poll and "--fail-on STATUS" in poll
+    assert "--listen HOST:PORT" in runner.invoke(app, ["serve", "--help"]).stdout
+
+
+def test_a_busy_port_exits_2_with_one_line(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "ciwatch", "serve", "--listen", f"127.0.0.1:{port}",
+             "--database", f"sqlite:///{tmp_path / 's.db'}"],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        f"server.listen: cannot listen on 127.0.0.1:{port}: Address already in use"
+    ]

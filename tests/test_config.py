@@ -420,8 +420,9 @@ def test_every_problem_at_once_sorted_by_line() -> None:
     assert problems(BROKEN) == [
         "ciwatch.yaml:1 database: database scheme 'mysql' is not supported "
         "(use sqlite:///PATH or postgresql://USER@HOST/DB)",
-        "ciwatch.yaml:3 server.lstn: unknown key",
-        "ciwatch.yaml:6 sources[0].type: 'gitlub' is not one of gitlab, github, jenkins",
+        "ciwatch.yaml:3 server.lstn: unknown key; did you mean 'listen'?",
+        "ciwatch.yaml:6 sources[0].type: 'gitlub' is not one of gitlab, github, jenkins; "
+        "did you mean 'gitlab'?",
         "ciwatch.yaml:10 sources[1].token: environment variable GH_TOKEN is not set",
         "ciwatch.yaml:11 sources[1].interval: '5 minutes' is not a duration "
         "(use e.g. 30s, 5m, 4h, 1d)",
@@ -441,13 +442,15 @@ def test_the_filename_is_the_one_given(tmp_path: Path) -> None:
     path.write_text("server:\n  lstn: x\n")
     with pytest.raises(ConfigError) as caught:
         load_settings(path)
-    assert caught.value.problems == [f"{path}:2 server.lstn: unknown key"]
-    assert str(caught.value) == f"{path}:2 server.lstn: unknown key"
+    assert caught.value.problems == [f"{path}:2 server.lstn: unknown key; did you mean 'listen'?"]
+    assert str(caught.value) == f"{path}:2 server.lstn: unknown key; did you mean 'listen'?"
 
 
 def test_unknown_key_points_at_the_key_line() -> None:
     text = "collection:\n  concurrency: 4\n  timout:\n    30s\n"
-    assert problems(text) == ["ciwatch.yaml:3 collection.timout: unknown key"]
+    assert problems(text) == [
+        "ciwatch.yaml:3 collection.timout: unknown key; did you mean 'timeout'?"
+    ]
 
 
 def test_missing_key_uses_the_nearest_parent_line() -> None:
@@ -463,7 +466,10 @@ def test_missing_key_uses_the_nearest_parent_line() -> None:
     [
         (
             "sources:\n  - {name: x, type: gitlub}\n",
-            ["ciwatch.yaml:2 sources[0].type: 'gitlub' is not one of gitlab, github, jenkins"],
+            [
+                "ciwatch.yaml:2 sources[0].type: 'gitlub' is not one of gitlab, github, "
+                "jenkins; did you mean 'gitlab'?"
+            ],
         ),
         (
             "sources:\n  - name: x\n    projects: [a/b]\n",
@@ -846,3 +852,99 @@ def test_masked_dump_is_normalised_json() -> None:
     assert channels["other"]["url"] == "tgram://***"
     assert dump["alerts"]["routes"][0]["events"] == ["broken", "recovered", "stuck"]
     assert masked_dump(default_settings())["database"] == "sqlite:///ciwatch.db"
+
+
+# -- anchors, defaults, hints (issue 12) ---------------------------------------------------------
+
+ANCHORED = """\
+x-gitlab: &gitlab
+  type: gitlab
+  url: https://gitlab.example.com
+  token: glpat-x
+defaults:
+  interval: 2m
+  requests_per_second: 5
+  x-note: ignored too
+sources:
+  - {<<: *gitlab, name: a, projects: [g/a]}
+  - {<<: *gitlab, name: b, projects: [g/b], interval: 30s, active_interval: 10s, x-team: web}
+alerts:
+  x-shared: &hook {type: webhook, url: "https://hooks.example.com/ci"}
+  channels:
+    - {<<: *hook, name: hook, headers: {x-api-key: kept}}
+"""
+
+
+def test_x_keys_are_the_users_and_defaults_apply_to_every_source() -> None:
+    settings = parse(ANCHORED)
+    a, b = settings.sources
+    assert (a.url, a.interval, a.requests_per_second) == (
+        "https://gitlab.example.com",
+        timedelta(minutes=2),
+        5.0,
+    )
+    assert (b.interval, b.active_interval, b.requests_per_second) == (
+        timedelta(seconds=30),
+        timedelta(seconds=10),
+        5.0,
+    )
+    (hook,) = settings.alerts.channels
+    assert isinstance(hook, WebhookChannel)
+    assert dict(hook.headers) == {"x-api-key": "kept"}  # only keys of settings are the user's
+
+
+def test_a_bad_default_is_reported_once_where_it_was_written() -> None:
+    text = (
+        "defaults: {interval: '5 minutes', colur: red, name: x}\n"
+        "sources:\n"
+        "  - {name: a, type: gitlab, projects: [g/a]}\n"
+        "  - {name: b, type: gitlab, projects: [g/b]}\n"
+    )
+    assert problems(text) == [
+        "ciwatch.yaml:1 defaults.colur: unknown source default",
+        "ciwatch.yaml:1 defaults.name: unknown source default",
+        "ciwatch.yaml:1 defaults.interval: '5 minutes' is not a duration (use e.g. 30s, 5m, 4h, "
+        "1d)",
+    ]
+    assert problems("defaults: [interval]\n") == [
+        "ciwatch.yaml:1 defaults: expected a mapping, got a list"
+    ]
+
+
+def test_every_problem_in_one_pass_with_hints() -> None:
+    """The keys of a source whose type is wrong are checked too (they came only once the type
+    was fixed), and unknown keys get the closest known one."""
+    text = (
+        "databse: sqlite:///x.db\n"
+        "sources:\n"
+        "  - {name: gl, type: gitlub, url: 'https://g', projects: [a/b], intervall: 5m}\n"
+    )
+    assert problems(text) == [
+        "ciwatch.yaml:1 databse: unknown key; did you mean 'database'?",
+        "ciwatch.yaml:3 sources[0].intervall: unknown key; did you mean 'interval'?",
+        "ciwatch.yaml:3 sources[0].type: 'gitlub' is not one of gitlab, github, jenkins; did you "
+        "mean 'gitlab'?",
+    ]
+
+
+def test_config_check_json_always_prints_json(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from ciwatch.cli import app
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("server: {lstn: x}\n")
+    result = CliRunner().invoke(app, ["config", "check", "--config", str(bad), "--json"])
+    assert result.exit_code == 2
+    assert json.loads(result.stdout) == {
+        "ok": False,
+        "problems": [
+            {
+                "file": str(bad),
+                "line": 1,
+                "key": "server.lstn",
+                "message": "unknown key; did you mean 'listen'?",
+            }
+        ],
+    }
+    assert "server.lstn: unknown key" in result.stderr

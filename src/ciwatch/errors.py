@@ -25,8 +25,13 @@ class CiwatchError(Exception):
 class ConfigError(CiwatchError):
     """The configuration is missing or invalid. `problems` holds one line per problem."""
 
-    def __init__(self, problems: list[str] | str) -> None:
+    def __init__(
+        self, problems: list[str] | str, *, details: list[dict[str, object]] | None = None
+    ) -> None:
         self.problems = [problems] if isinstance(problems, str) else list(problems)
+        # The same problems as objects (`file`, `line`, `key`, `message`), when known: what
+        # `ciwatch config check --json` prints.
+        self.details = details
         super().__init__("\n".join(self.problems))
 
 

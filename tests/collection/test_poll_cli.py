@@ -65,10 +65,13 @@ sources:
 GOOD_TOKEN = "glpat-simulator"
 
 
-def _poll(config: Path, *extra: str, token: str = GOOD_TOKEN) -> subprocess.CompletedProcess[str]:
+def _poll(
+    config: Path, *extra: str, token: str = GOOD_TOKEN, once: bool = True
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "GL_TOKEN": token, "COLUMNS": "200"}
+    flags = ["--once"] if once else []
     return subprocess.run(
-        _ciwatch("poll", "--once", "--config", str(config), *extra),
+        _ciwatch("poll", *flags, "--config", str(config), *extra),
         capture_output=True,
         text=True,
         check=False,
@@ -90,8 +93,8 @@ def test_poll_once_json_and_fail_on(simulator: str, tmp_path: Path) -> None:
     assert red  # the demo has failing refs
     failing = _poll(config, "--json", "--fail-on", "failed")
     assert failing.returncode == 1
-    # A table for people, and `status` shows the same store.
-    table = _poll(config)
+    # A table for people (`--once` is what poll always does), and `status` shows the same store.
+    table = _poll(config, once=False)
     assert table.returncode == 0
     assert "platform/backend/api" in table.stdout
     status = subprocess.run(

@@ -14,6 +14,7 @@ app = typer.Typer(
     help="Watch every CI pipeline across GitLab CI, GitHub Actions and Jenkins.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )

@@ -5,9 +5,10 @@ error, 3 runtime error)."""
 from __future__ import annotations
 
 import asyncio
+import difflib
 import json
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -30,7 +31,8 @@ ConfigOption = Annotated[
         "--config",
         "-c",
         envvar="CIWATCH_CONFIG",
-        help="Configuration file [default: ciwatch.yaml, or $CIWATCH_CONFIG].",
+        metavar="FILE",
+        help="Configuration file [default: ciwatch.yaml].",
         show_default=False,
     ),
 ]
@@ -39,6 +41,7 @@ DatabaseOption = Annotated[
     typer.Option(
         "--database",
         envvar="CIWATCH_DATABASE",
+        metavar="URL",
         help="Database URL, overriding the configuration (sqlite:///f.db, postgresql://...).",
         show_default=False,
     ),
@@ -107,6 +110,23 @@ def run_async(factory: Callable[[], Awaitable[T]]) -> T:
         return asyncio.run(wrapper())
     except CiwatchError as exc:
         fail(exc)
+
+
+def require_known(option: str, value: str | None, known: Iterable[str], what: str) -> None:
+    """Exit 2 when `value` (given with `option`) is none of `known`, naming the closest ones:
+    a mistyped filter must not print an empty, successful answer."""
+    if value is None:
+        return
+    names = sorted(set(known))
+    if value in names:
+        return
+    close = difflib.get_close_matches(value, names, n=3)
+    hint = f"; did you mean {', '.join(repr(n) for n in close)}?" if close else ""
+    listed = (
+        f" (known: {', '.join(names[:10])}{', ...' if len(names) > 10 else ''})" if names else ""
+    )
+    err.print(f"{option}: no {what} named {value!r}{hint}{listed}", markup=False)
+    raise typer.Exit(EXIT_USAGE)
 
 
 def fail(exc: CiwatchError) -> NoReturn:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Annotated
 
 import typer
@@ -20,11 +21,13 @@ from ciwatch.cli.common import (
     opened_store,
     out,
     print_json,
+    require_known,
     run_async,
     status_cell,
 )
 from ciwatch.cli.tables import ref_states_table
 from ciwatch.clock import SystemClock
+from ciwatch.config import Settings
 from ciwatch.domain import RefState, Run, Status, TargetState
 from ciwatch.serialize import ref_state_to_dict, run_to_dict
 from ciwatch.state import order_time
@@ -33,6 +36,31 @@ from ciwatch.state import order_time
 def _failing_first(state: RefState) -> tuple[int, str, str, str]:
     order = {Status.FAILED: 0, Status.RUNNING: 1, Status.QUEUED: 1, Status.MANUAL: 1}
     return (order.get(state.status, 2), state.source, state.project, state.ref)
+
+
+def _sources(
+    settings: Settings, states: Iterable[RefState], targets: Iterable[TargetState]
+) -> set[str]:
+    """The sources the configuration names or the store has something of."""
+    names = {source.name for source in settings.sources}
+    names.update(state.source for state in states)
+    names.update(target.source for target in targets)
+    return names
+
+
+def _configured_projects(settings: Settings, source: str | None) -> set[str]:
+    """The projects, repositories and jobs the configuration names explicitly."""
+    found: set[str] = set()
+    for configured in settings.sources:
+        if source in (None, configured.name):
+            for field in ("projects", "repos", "jobs"):
+                found.update(str(name) for name in getattr(configured, field, ()))
+    return found
+
+
+async def _ref_states(settings: Settings) -> list[RefState]:
+    async with opened_store(settings) as store:
+        return await store.ref_states()
 
 
 def status(
@@ -46,11 +74,13 @@ def status(
 
     async def go() -> tuple[list[RefState], list[TargetState]]:
         async with opened_store(settings) as store:
-            return await store.ref_states(source=source), await store.target_states()
+            return await store.ref_states(), await store.target_states()
 
     states, targets = run_async(go)
+    require_known("--source", source, _sources(settings, states, targets), "source")
     states.sort(key=_failing_first)
     if source:
+        states = [s for s in states if s.source == source]
         targets = [t for t in targets if t.source == source]
     if json_out:
         print_json([ref_state_to_dict(state) for state in states])
@@ -116,6 +146,13 @@ def history(
         return runs
 
     runs = run_async(go)
+    if not runs:
+        states = run_async(lambda: _ref_states(settings))
+        known = _sources(settings, states, [])
+        require_known("--source", source, known, "source")
+        projects = {s.project for s in states if source in (None, s.source)}
+        projects.update(_configured_projects(settings, source))
+        require_known("project", project, projects, "project")
     if json_out:
         print_json([run_to_dict(run) for run in runs])
         return

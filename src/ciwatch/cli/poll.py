@@ -32,13 +32,20 @@ def poll(
     config: ConfigOption = None,
     database: DatabaseOption = None,
     once: Annotated[
-        bool, typer.Option("--once", help="Run one collection cycle and exit (required).")
-    ] = False,
+        bool,
+        typer.Option(
+            "--once",
+            help="Run one collection cycle and exit: what poll always does (`ciwatch serve` "
+            "polls continuously); accepted so that cron lines may say so.",
+            show_default=False,
+        ),
+    ] = True,
     json_out: JsonOption = False,
     fail_on: Annotated[
         list[str] | None,
         typer.Option(
             "--fail-on",
+            metavar="STATUS",
             help="Exit 1 when any watched ref has this status (e.g. failed). Repeatable.",
         ),
     ] = None,
@@ -48,9 +55,6 @@ def poll(
 
     Exit codes: 1 when --fail-on matched; else 3 when a target or source could not be polled;
     else 0."""
-    if not once:
-        err.print("ciwatch poll runs one cycle: pass --once (ciwatch serve polls continuously).")
-        raise typer.Exit(EXIT_USAGE)
     wanted: set[Status] = set()
     for word in fail_on or []:
         try:

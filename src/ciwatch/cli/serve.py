@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -30,7 +31,7 @@ from ciwatch.cli.common import (
     run_async,
 )
 from ciwatch.config import Settings, split_listen
-from ciwatch.errors import CiwatchError
+from ciwatch.errors import CiwatchError, ConfigError
 from ciwatch.runtime import Runtime
 
 log = logging.getLogger("ciwatch.serve")
@@ -38,7 +39,10 @@ log = logging.getLogger("ciwatch.serve")
 ListenOption = Annotated[
     str | None,
     typer.Option(
-        "--listen", help="HOST:PORT to listen on [default: server.listen].", show_default=False
+        "--listen",
+        metavar="HOST:PORT",
+        help="Address to listen on [default: server.listen].",
+        show_default=False,
     ),
 ]
 DEMO_LISTEN = "127.0.0.1:8080"
@@ -81,7 +85,13 @@ async def serve_settings(
     from ciwatch.web.app import create_app
 
     host, port = split_listen(settings.server.listen)
-    runtime = await Runtime.open(settings)
+    # Bound before anything else starts: a busy or forbidden address is one clear error.
+    sock = bind_listen(settings.server.listen, host, port)
+    try:
+        runtime = await Runtime.open(settings)
+    except BaseException:
+        sock.close()
+        raise
     try:
         app = create_app(runtime)
         config = uvicorn.Config(
@@ -97,7 +107,7 @@ async def serve_settings(
         server = _Server(config, stop)
         polling = asyncio.create_task(run_collection(runtime, stop), name="collection")
         alerting = asyncio.create_task(run_alerting(runtime, stop), name="alerting")
-        serving = asyncio.create_task(server.serve(), name="web")
+        serving = asyncio.create_task(server.serve(sockets=[sock]), name="web")
         # uvicorn exposes `started` as a flag, not an event.
         while not server.started and not serving.done():  # noqa: ASYNC110
             await asyncio.sleep(0.05)
@@ -113,7 +123,33 @@ async def serve_settings(
         stop.set()
         await asyncio.gather(polling, alerting)
     finally:
+        sock.close()
         await runtime.close()
+
+
+def bind_listen(listen: str, host: str, port: int) -> socket.socket:
+    """A listening socket on `host:port` (IPv4 or IPv6, as the host resolves); ConfigError
+    naming the address when it is in use, not permitted or not local (exit 2, one line)."""
+    try:
+        family, kind, proto, _name, address = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise ConfigError(f"server.listen: cannot listen on {listen}: {_reason(exc)}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+        sock.set_inheritable(True)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"server.listen: cannot listen on {listen}: {_reason(exc)}") from None
+    return sock
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc) or type(exc).__name__
 
 
 async def run_collection(runtime: Runtime, stop: asyncio.Event) -> None:
@@ -225,13 +261,7 @@ def _run(settings: Settings, banner: Callable[[str], None]) -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    try:
-        run_async(lambda: serve_settings(settings, on_ready=banner))
-    except OSError as exc:
-        err.print(
-            f"error: cannot listen on {settings.server.listen}: {exc.strerror or exc}", markup=False
-        )
-        raise typer.Exit(3) from None
+    run_async(lambda: serve_settings(settings, on_ready=banner))
 
 
 def serve(

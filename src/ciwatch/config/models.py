@@ -6,6 +6,7 @@ in step. Checks that span several fields raise errors located at the field to fi
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import timedelta
 from typing import Annotated, Any, ClassVar, Literal, NamedTuple, Self
@@ -299,6 +300,14 @@ ChannelSettings = Annotated[
     EmailChannel | DingTalkChannel | WeComChannel | SlackChannel | WebhookChannel | AppriseChannel,
     Field(discriminator="type"),
 ]
+
+
+def channel_model(kind: str) -> type[BaseChannel] | None:
+    """The model of the channel type `kind` (for "did you mean" on its keys), or None."""
+    for model in typing.get_args(typing.get_args(ChannelSettings)[0]):
+        if model.model_fields["type"].default == kind:
+            return model  # type: ignore[no-any-return]
+    return None
 
 
 class RouteSettings(ConfigModel):
