@@ -176,7 +176,8 @@ alerts:
     def unhealthy() -> bool:
         if "metrics" not in seen:
             _status, text = _get(port, "/metrics")
-            if 'ciwatch_source_up{source="jk"} 0.0' in text:
+            down, up = 'ciwatch_source_up{source="jk"} 0.0', 'ciwatch_source_up{source="gl"} 1.0'
+            if down in text and up in text:
                 seen["metrics"] = text
                 seen["targets"] = _get(port, "/api/v1/targets?healthy=false")[1]
                 seen["readyz"] = str(_get(port, "/readyz")[0])
