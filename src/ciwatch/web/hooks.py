@@ -180,7 +180,7 @@ async def gitlab_hook(source: str, request: Request) -> JSONResponse:
         if event == "Pipeline Hook":
             run, jobs = gitlab.parse_pipeline_hook(settings.name, body)
             return await _store_once(request, settings.name, delivery, run, jobs)
-        job = gitlab.parse_job_hook(settings.name, body)
+        job = gitlab.parse_job_hook(settings.name, body, str(settings.url))
         return await _store_once(request, settings.name, delivery, None, [job])
 
     return await _handle(request, source, "gitlab", work)
