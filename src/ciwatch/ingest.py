@@ -23,6 +23,13 @@ before it is answered:
   notification already stored (a read racing the build's end), the read keeps the stored status:
   status never goes backwards. The read and the notifications of one build are serialized in
   this process (`_exclusive`) so that this check and the write see the same stored run.
+
+A FINALIZED notification is dated "now" by the plugin and carries no time of the build
+(`providers.jenkins.untimed_end`). It never moves a stored build's start and finish: for a build
+stored as finished it is not written at all (it brings nothing), for one stored as queued or
+running it ends it, finishing at the stored start plus its `duration`. A timed end (COMPLETED,
+or the API) of a build known only from a FINALIZED is written one microsecond after the stored
+`updated_at`, so that its times win the merge rather than a tie of equal ranks.
 """
 
 from __future__ import annotations
@@ -33,11 +40,12 @@ import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Coroutine, Sequence
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 from ciwatch.domain import Job, Run, RunKey
 from ciwatch.errors import CiwatchError
-from ciwatch.providers.jenkins import UNDATED
+from ciwatch.providers.jenkins import UNDATED, untimed_end
 from ciwatch.providers.jenkins_poll import JenkinsProvider
 from ciwatch.runtime import Runtime
 
@@ -163,10 +171,14 @@ class Ingest:
         reader = provider if isinstance(provider, JenkinsProvider) else None
         async with self._exclusive(run.key):
             stored = await self.runtime.store.get_run(run.key)
+            write: Run | None = run
             if stored is not None:
-                run = align(run, stored)
+                write = keep_stored_times(run, stored)
             elif reader is not None and not dated:
-                run = replace(run, updated_at=UNDATED)
+                write = replace(run, updated_at=UNDATED)
+            if write is None:
+                return False
+            run = write
             changed = await self.store(run)
         if reader is not None and (stored is None or stored.updated_at == UNDATED):
             what = f"reading {run.source}/{run.project} #{run.run_id} from Jenkins"
@@ -226,6 +238,28 @@ class Ingest:
     @property
     def pending(self) -> int:
         return len(self._tasks)
+
+
+def keep_stored_times(run: Run, stored: Run) -> Run | None:
+    """A notification of a stored build, aligned to it (`align`), such that a FINALIZED never
+    moves the stored start and finish (see the module's doc). None: nothing to write."""
+    untimed = untimed_end(run)
+    run = align(run, stored)
+    if stored.attempt != run.attempt:
+        return run
+    if untimed:
+        if stored.status.terminal:
+            return None
+        started = stored.started_at
+        finished = (
+            started + timedelta(seconds=run.duration_seconds)
+            if started is not None and run.duration_seconds is not None
+            else None
+        )
+        return replace(run, started_at=started, finished_at=finished)
+    if stored.status.terminal and untimed_end(stored) and run.status.terminal:
+        return replace(run, updated_at=stored.updated_at + timedelta(microseconds=1))
+    return run
 
 
 def align(run: Run, stored: Run) -> Run:
