@@ -45,6 +45,7 @@ from typing import Any
 
 from ciwatch.domain import Job, Run, RunKey
 from ciwatch.errors import CiwatchError
+from ciwatch.providers.github_poll import GitHubProvider
 from ciwatch.providers.jenkins import UNDATED, untimed_end
 from ciwatch.providers.jenkins_poll import JenkinsProvider
 from ciwatch.runtime import Runtime
@@ -108,20 +109,22 @@ class Ingest:
         self.dropped = 0
         self.cut_off = 0  # background tasks cancelled by `drain` at shutdown
         self._locks: dict[RunKey, tuple[asyncio.Lock, list[int]]] = {}
+        self._runs_fetched: set[RunKey] = set()  # runs of orphan jobs being fetched
 
     async def store(self, run: Run | None, jobs: Sequence[Job] = ()) -> bool:
         """Upsert a run and its jobs, in one transaction; True when the run changed."""
         runs = [run] if run is not None else []
         return await self.runtime.store.upsert_runs(runs, list(jobs)) > 0
 
-    def later(self, what: str, coro: Coroutine[Any, Any, None]) -> None:
+    def later(self, what: str, coro: Coroutine[Any, Any, None]) -> bool:
         """Run `coro` in the background; its failure is logged, never raised to the sender.
-        When `limit` pieces are already running or waiting, it is dropped with a warning."""
+        When `limit` pieces are already running or waiting, it is dropped with a warning (and
+        False is returned)."""
         if len(self._tasks) >= self.limit:
             coro.close()
             self.dropped += 1
             log.warning("%s: dropped, %d background tasks are already queued", what, self.limit)
-            return
+            return False
 
         async def guarded() -> None:
             try:
@@ -137,6 +140,7 @@ class Ingest:
         task = asyncio.create_task(guarded(), name=what)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return True
 
     def fetch_details_later(self, run: Run) -> None:
         """Fetch a run's details and jobs through its source's provider, when one is polling."""
@@ -149,6 +153,31 @@ class Ingest:
             await self.store(full, jobs)
 
         self.later(f"fetching the jobs of {run.source}/{run.project} run {run.run_id}", fetch())
+
+    def fetch_run_of_job_later(self, job: Job) -> None:
+        """A GitHub `workflow_job` can arrive before its run is stored (its `workflow_run` lost,
+        late, or filtered out): when the source is polled, read the run and its jobs from the API
+        in the background, unless the store has the run by then. Otherwise the job waits for the
+        run's webhook or the next poll. One read per run at a time."""
+        provider = self.runtime.providers.get(job.source)
+        if not isinstance(provider, GitHubProvider) or job.run_key in self._runs_fetched:
+            return
+        key = job.run_key
+        self._runs_fetched.add(key)
+
+        async def fetch() -> None:
+            try:
+                if await self.runtime.store.get_run(key) is not None:
+                    return
+                run = await provider.run(job.project, job.run_id)
+                full, jobs = await provider.details(run)
+                await self.store(full, jobs)
+            finally:
+                self._runs_fetched.discard(key)
+
+        what = f"fetching run {job.run_id} of {job.source}/{job.project} for job {job.job_id}"
+        if not self.later(what, fetch()):
+            self._runs_fetched.discard(key)
 
     @contextlib.asynccontextmanager
     async def _exclusive(self, key: RunKey) -> AsyncIterator[None]:

@@ -232,7 +232,10 @@ async def github_hook(source: str, request: Request) -> JSONResponse:
                 ingest_of(request).fetch_details_later(run)
             return result
         job = github.parse_workflow_job_event(settings.name, payload)
-        return await _store_once(request, settings.name, delivery, None, [job])
+        result = await _store_once(request, settings.name, delivery, None, [job])
+        if result["status"] == "accepted":
+            ingest_of(request).fetch_run_of_job_later(job)
+        return result
 
     return await _handle(request, source, "github", work)
 
