@@ -21,12 +21,15 @@ TABLE = [
     ("gitlab", "success", None, Status.SUCCESS),
     ("gitlab", "failed", None, Status.FAILED),
     ("gitlab", "canceled", None, Status.CANCELED),
-    ("gitlab", "canceling", None, Status.CANCELED),
+    ("gitlab", "waiting_for_callback", None, Status.QUEUED),
+    # Cancel requested, `after_script` still running: not final yet.
+    ("gitlab", "canceling", None, Status.RUNNING),
     ("gitlab", "skipped", None, Status.SKIPPED),
     ("gitlab", "manual", None, Status.MANUAL),
     ("github", "queued", None, Status.QUEUED),
     ("github", "requested", None, Status.QUEUED),
-    ("github", "waiting", None, Status.QUEUED),
+    # An environment waiting for a reviewer: manual, never queued (no queued-too-long alert).
+    ("github", "waiting", None, Status.MANUAL),
     ("github", "pending", None, Status.QUEUED),
     ("github", "in_progress", None, Status.RUNNING),
     ("github", "completed", "success", Status.SUCCESS),

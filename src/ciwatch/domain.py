@@ -56,40 +56,62 @@ _RANK = {
     Status.SKIPPED: 3,
 }
 
-# DESIGN §3 mapping table. Keys are the provider's own words, lower-cased; GitHub completed runs
-# are looked up by their conclusion. Jenkins "building" and "in queue" are states, not results.
+# DESIGN §3 mapping tables, one per vendor. Keys are the vendor's own words, lower-cased; GitHub
+# completed runs are looked up by their conclusion. Jenkins "building" and "in queue" are states,
+# not results (see `map_status_checked`). Every word a vendor documents is listed; anything else
+# is an unknown word and degrades safely (`UnknownStatus`).
+#
+# GitLab: the statuses of `Ci::HasStatus` / the jobs API `scope` enum (`created`,
+# `waiting_for_resource`, `preparing`, `waiting_for_callback`, `pending`, `running`, `success`,
+# `failed`, `canceling`, `canceled`, `skipped`, `manual`, `scheduled`), the same words in the
+# pipelines API, Pipeline Hooks and Job Hooks (doc/api/pipelines.md, doc/api/jobs.md,
+# webhook_events.md).
 GITLAB_STATUS: dict[str, Status] = {
-    "created": Status.QUEUED,
-    "waiting_for_resource": Status.QUEUED,
-    "preparing": Status.QUEUED,
-    "pending": Status.QUEUED,
-    "scheduled": Status.QUEUED,
+    "created": Status.QUEUED,  # created, not yet pending (waiting for earlier stages)
+    "waiting_for_resource": Status.QUEUED,  # waiting for a `resource_group`
+    "preparing": Status.QUEUED,  # the runner is preparing the environment
+    "waiting_for_callback": Status.QUEUED,  # ordered before `pending` by GitLab (17.x+)
+    "pending": Status.QUEUED,  # waiting for a runner
+    "scheduled": Status.QUEUED,  # a delayed job (`when: delayed`) waiting for its time
     "running": Status.RUNNING,
+    # `canceling`: cancel requested, the runner is still running `after_script` (GitLab 16.x+
+    # state machine: `canceling` → `canceled` when the runner reports). Still running, not final.
+    "canceling": Status.RUNNING,
     "success": Status.SUCCESS,
     "failed": Status.FAILED,
     "canceled": Status.CANCELED,
-    "canceling": Status.CANCELED,
     "skipped": Status.SKIPPED,
-    "manual": Status.MANUAL,
+    "manual": Status.MANUAL,  # waiting for someone to start a `when: manual` job
 }
+# GitHub `status`: the REST `status` of workflow runs and jobs and the `workflow_run` /
+# `workflow_job` webhook schemas (octokit/webhooks payload-schemas common/workflow-run and
+# workflow-job: `requested`, `in_progress`, `completed`, `queued`, `waiting`; the REST "List
+# workflow runs" `status` filter adds `pending`).
 GITHUB_STATUS: dict[str, Status] = {
+    "requested": Status.QUEUED,  # the run was created, its jobs not yet queued
     "queued": Status.QUEUED,
-    "requested": Status.QUEUED,
-    "waiting": Status.QUEUED,
-    "pending": Status.QUEUED,
+    "pending": Status.QUEUED,  # held by a concurrency group until another run finishes
+    # `waiting`: a deployment environment awaits a reviewer's approval (or a wait timer). It is
+    # waiting for a person, not for a runner, so it is manual: queued would fire queued-too-long.
+    "waiting": Status.MANUAL,
     "in_progress": Status.RUNNING,
 }
+# GitHub `conclusion` of a completed run or job: the webhook schemas (`success`, `failure`,
+# `neutral`, `cancelled`, `timed_out`, `action_required`, `stale`, `skipped`) and the REST status
+# filter (`startup_failure`).
 GITHUB_CONCLUSION: dict[str, Status] = {
     "success": Status.SUCCESS,
-    "neutral": Status.SUCCESS,
+    "neutral": Status.SUCCESS,  # ended without a verdict: GitHub shows it as not failing
     "failure": Status.FAILED,
     "timed_out": Status.FAILED,
-    "startup_failure": Status.FAILED,
+    "startup_failure": Status.FAILED,  # the workflow could not start (invalid file, ...)
     "cancelled": Status.CANCELED,
-    "stale": Status.CANCELED,
+    "stale": Status.CANCELED,  # superseded, marked stale by GitHub after being incomplete
     "skipped": Status.SKIPPED,
-    "action_required": Status.MANUAL,
+    "action_required": Status.MANUAL,  # needs a person (e.g. approve a fork's first run)
 }
+# Jenkins build `result` (hudson.model.Result: SUCCESS, UNSTABLE, FAILURE, NOT_BUILT, ABORTED),
+# the same words in the Notification plugin's `build.status`.
 JENKINS_RESULT: dict[str, Status] = {
     "success": Status.SUCCESS,
     "failure": Status.FAILED,

@@ -23,6 +23,13 @@ before it is answered:
   notification already stored (a read racing the build's end), the read keeps the stored status:
   status never goes backwards. The read and the notifications of one build are serialized in
   this process (`_exclusive`) so that this check and the write see the same stored run.
+
+A FINALIZED notification is dated "now" by the plugin and carries no time of the build
+(`providers.jenkins.untimed_end`). It never moves a stored build's start and finish: for a build
+stored as finished it is not written at all (it brings nothing), for one stored as queued or
+running it ends it, finishing at the stored start plus its `duration`. A timed end (COMPLETED,
+or the API) of a build known only from a FINALIZED is written one microsecond after the stored
+`updated_at`, so that its times win the merge rather than a tie of equal ranks.
 """
 
 from __future__ import annotations
@@ -33,11 +40,13 @@ import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Coroutine, Sequence
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 from ciwatch.domain import Job, Run, RunKey
 from ciwatch.errors import CiwatchError
-from ciwatch.providers.jenkins import UNDATED
+from ciwatch.providers.github_poll import GitHubProvider
+from ciwatch.providers.jenkins import UNDATED, untimed_end
 from ciwatch.providers.jenkins_poll import JenkinsProvider
 from ciwatch.runtime import Runtime
 
@@ -100,20 +109,22 @@ class Ingest:
         self.dropped = 0
         self.cut_off = 0  # background tasks cancelled by `drain` at shutdown
         self._locks: dict[RunKey, tuple[asyncio.Lock, list[int]]] = {}
+        self._runs_fetched: set[RunKey] = set()  # runs of orphan jobs being fetched
 
     async def store(self, run: Run | None, jobs: Sequence[Job] = ()) -> bool:
         """Upsert a run and its jobs, in one transaction; True when the run changed."""
         runs = [run] if run is not None else []
         return await self.runtime.store.upsert_runs(runs, list(jobs)) > 0
 
-    def later(self, what: str, coro: Coroutine[Any, Any, None]) -> None:
+    def later(self, what: str, coro: Coroutine[Any, Any, None]) -> bool:
         """Run `coro` in the background; its failure is logged, never raised to the sender.
-        When `limit` pieces are already running or waiting, it is dropped with a warning."""
+        When `limit` pieces are already running or waiting, it is dropped with a warning (and
+        False is returned)."""
         if len(self._tasks) >= self.limit:
             coro.close()
             self.dropped += 1
             log.warning("%s: dropped, %d background tasks are already queued", what, self.limit)
-            return
+            return False
 
         async def guarded() -> None:
             try:
@@ -129,6 +140,7 @@ class Ingest:
         task = asyncio.create_task(guarded(), name=what)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return True
 
     def fetch_details_later(self, run: Run) -> None:
         """Fetch a run's details and jobs through its source's provider, when one is polling."""
@@ -141,6 +153,31 @@ class Ingest:
             await self.store(full, jobs)
 
         self.later(f"fetching the jobs of {run.source}/{run.project} run {run.run_id}", fetch())
+
+    def fetch_run_of_job_later(self, job: Job) -> None:
+        """A GitHub `workflow_job` can arrive before its run is stored (its `workflow_run` lost,
+        late, or filtered out): when the source is polled, read the run and its jobs from the API
+        in the background, unless the store has the run by then. Otherwise the job waits for the
+        run's webhook or the next poll. One read per run at a time."""
+        provider = self.runtime.providers.get(job.source)
+        if not isinstance(provider, GitHubProvider) or job.run_key in self._runs_fetched:
+            return
+        key = job.run_key
+        self._runs_fetched.add(key)
+
+        async def fetch() -> None:
+            try:
+                if await self.runtime.store.get_run(key) is not None:
+                    return
+                run = await provider.run(job.project, job.run_id)
+                full, jobs = await provider.details(run)
+                await self.store(full, jobs)
+            finally:
+                self._runs_fetched.discard(key)
+
+        what = f"fetching run {job.run_id} of {job.source}/{job.project} for job {job.job_id}"
+        if not self.later(what, fetch()):
+            self._runs_fetched.discard(key)
 
     @contextlib.asynccontextmanager
     async def _exclusive(self, key: RunKey) -> AsyncIterator[None]:
@@ -163,10 +200,14 @@ class Ingest:
         reader = provider if isinstance(provider, JenkinsProvider) else None
         async with self._exclusive(run.key):
             stored = await self.runtime.store.get_run(run.key)
+            write: Run | None = run
             if stored is not None:
-                run = align(run, stored)
+                write = keep_stored_times(run, stored)
             elif reader is not None and not dated:
-                run = replace(run, updated_at=UNDATED)
+                write = replace(run, updated_at=UNDATED)
+            if write is None:
+                return False
+            run = write
             changed = await self.store(run)
         if reader is not None and (stored is None or stored.updated_at == UNDATED):
             what = f"reading {run.source}/{run.project} #{run.run_id} from Jenkins"
@@ -226,6 +267,28 @@ class Ingest:
     @property
     def pending(self) -> int:
         return len(self._tasks)
+
+
+def keep_stored_times(run: Run, stored: Run) -> Run | None:
+    """A notification of a stored build, aligned to it (`align`), such that a FINALIZED never
+    moves the stored start and finish (see the module's doc). None: nothing to write."""
+    untimed = untimed_end(run)
+    run = align(run, stored)
+    if stored.attempt != run.attempt:
+        return run
+    if untimed:
+        if stored.status.terminal:
+            return None
+        started = stored.started_at
+        finished = (
+            started + timedelta(seconds=run.duration_seconds)
+            if started is not None and run.duration_seconds is not None
+            else None
+        )
+        return replace(run, started_at=started, finished_at=finished)
+    if stored.status.terminal and untimed_end(stored) and run.status.terminal:
+        return replace(run, updated_at=stored.updated_at + timedelta(microseconds=1))
+    return run
 
 
 def align(run: Run, stored: Run) -> Run:

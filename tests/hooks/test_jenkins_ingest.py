@@ -236,3 +236,82 @@ async def test_a_store_failure_is_503_and_the_retry_is_stored(
     assert answer.get("status") in ("accepted", item.status.value)
     run = await store.get_run(item.key)
     assert run is not None and run.status is item.status
+
+
+# -- FINALIZED: the plugin dates it "now" (JobListener.onFinalized), not a time of the build ----
+
+FINISHED = datetime.fromtimestamp((STARTED_MS + 90_000) / 1000, tz=UTC)
+# Sent half an hour after the build ended (a slow post-build step, a retried delivery...).
+FINALIZED_AT = STARTED_MS + 90_000 + 1_800_000
+
+
+def finalized(n: int = 18) -> bytes:
+    return jenkins_notification(n, "FINALIZED", timestamp=FINALIZED_AT, duration=90_000)
+
+
+async def test_finalized_never_moves_the_start_and_finish_of_a_finished_build(
+    polled: Server, jenkins_api: tuple[str, JenkinsApi]
+) -> None:
+    _, api = jenkins_api
+    api.builds["18"] = api_build(building=False)
+    api.release.set()
+    await notify(polled, jenkins_notification(18, "STARTED", None, timestamp=STARTED_MS), "n1")
+    await polled.settle()
+    done = jenkins_notification(18, timestamp=STARTED_MS + 90_000, duration=90_000)
+    await notify(polled, done, "n2")
+    await polled.settle()
+    before = await stored(polled)
+    assert (before.status, before.started_at, before.finished_at) == (
+        Status.SUCCESS,
+        STARTED,
+        FINISHED,
+    )
+    answer = await notify(polled, finalized(), "n3")
+    assert answer["changed"] is False
+    after = await stored(polled)
+    assert after == before
+
+
+async def test_finalized_after_a_lost_completed_ends_the_build_at_its_start_plus_duration(
+    polled: Server, jenkins_api: tuple[str, JenkinsApi]
+) -> None:
+    _, api = jenkins_api
+    api.builds["18"] = api_build(building=True)
+    api.release.set()
+    await notify(polled, jenkins_notification(18, "STARTED", None, timestamp=STARTED_MS), "n1")
+    await polled.settle()
+    answer = await notify(polled, finalized(), "n2")
+    assert answer["changed"] is True
+    run = await stored(polled)
+    assert (run.status, run.started_at, run.finished_at, run.duration_seconds) == (
+        Status.SUCCESS,
+        STARTED,
+        FINISHED,
+        90.0,
+    )
+    assert run.updated_at == STARTED
+
+
+async def test_finalized_first_gives_no_times_and_a_late_completed_brings_them(
+    server: Server,
+) -> None:
+    # Source `jk` is not polled here: nothing reads the build from the API.
+    await notify(server, finalized(), "n1")
+    run = await stored(server)
+    assert (run.status, run.started_at, run.finished_at, run.duration_seconds) == (
+        Status.SUCCESS,
+        None,
+        None,
+        90.0,
+    )
+    done = jenkins_notification(18, timestamp=STARTED_MS + 90_000, duration=90_000)
+    answer = await notify(server, done, "n2")
+    assert answer["changed"] is True
+    run = await stored(server)
+    assert (run.started_at, run.finished_at) == (STARTED, FINISHED)
+    # A FINALIZED replayed now changes nothing.
+    assert (await notify(server, finalized(), "n3"))["changed"] is False
+    assert ((await stored(server)).started_at, (await stored(server)).finished_at) == (
+        STARTED,
+        FINISHED,
+    )

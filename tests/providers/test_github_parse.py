@@ -64,8 +64,17 @@ def _fresh_warnings() -> Iterator[None]:
     forget_unknown_statuses()
 
 
+# Every published example of the events the receiver takes: tests/hooks/test_vendor_examples.py
+# posts each one to `POST /hooks/github/{source}` and checks what is stored.
+VENDOR_EXAMPLES = "webhooks/octokit/"
+
+
 def test_every_fixture_is_covered_or_skipped() -> None:
-    on_disk = {str(p.relative_to(FIXTURES)) for p in FIXTURES.rglob("*") if p.is_file()}
+    on_disk = {
+        str(p.relative_to(FIXTURES))
+        for p in FIXTURES.rglob("*")
+        if p.is_file() and not str(p.relative_to(FIXTURES)).startswith(VENDOR_EXAMPLES)
+    }
     assert not set(COVERED) & set(SKIPPED)
     assert on_disk == set(COVERED) | set(SKIPPED)
 

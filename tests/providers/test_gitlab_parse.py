@@ -29,6 +29,9 @@ COVERED = {
     "api/jobs-list.json": "parse_jobs",
     "webhooks/pipeline-hook.json": "parse_pipeline_hook (+ parse_projects on its project)",
     "webhooks/job-hook.json": "parse_job_hook (+ parse_project on its project)",
+    "webhooks/go-gitlab/job.json": "parse_job_hook (no `project` object)",
+    "webhooks/go-gitlab/build.json": "parse_job_hook (no `project` object)",
+    "webhooks/go-gitlab/pipeline.json": "parse_pipeline_hook",
 }
 SKIPPED = {
     "webhooks/pipeline-hook.headers.json": "request headers: read by the webhook endpoint",
@@ -312,6 +315,55 @@ def test_job_hook_with_the_older_utc_time_format() -> None:
     assert job.finished_at == utc(2021, 2, 23, 2, 42, 10)
     assert job.updated_at == utc(2021, 2, 23, 2, 42, 10)
     assert job.duration_seconds == 30.5
+
+
+def test_job_hook_without_a_project_object_is_named_by_its_homepage() -> None:
+    # gitlab.com, 2023 (go-gitlab's capture): `project_name` is the display name, not the path.
+    job = gitlab.parse_job_hook(SRC, raw("webhooks/go-gitlab/job.json"))
+    assert job.project == "jsmithy2/release-tools-fake"
+    assert job.run_id == "743121198"
+    assert job.job_id == "3580121225"
+    assert job.status is Status.SUCCESS
+    assert job.stage == "coordinated:tag"
+    assert job.started_at == utc(2023, 1, 10, 13, 50, 5)
+    assert job.finished_at == utc(2023, 1, 10, 13, 50, 54)
+    assert job.url == "https://gitlab.com/jsmithy2/release-tools-fake/-/jobs/3580121225"
+
+    created = gitlab.parse_job_hook(SRC, raw("webhooks/go-gitlab/build.json"))
+    assert created.project == "gitlab-org/gitlab-test"
+    assert created.status is Status.QUEUED
+    assert created.url == "http://192.168.64.1:3005/gitlab-org/gitlab-test/-/jobs/1977"
+
+
+def test_job_hook_homepage_below_a_relative_url_root() -> None:
+    data = loaded("webhooks/go-gitlab/job.json")
+    data["repository"]["homepage"] = "https://git.example.com/gitlab/team/sub/app"
+    job = gitlab.parse_job_hook(SRC, json.dumps(data), "https://git.example.com/gitlab/")
+    assert job.project == "team/sub/app"
+    assert job.url == "https://git.example.com/gitlab/team/sub/app/-/jobs/3580121225"
+    # Without the instance root the whole path is the project.
+    assert gitlab.parse_job_hook(SRC, json.dumps(data)).project == "gitlab/team/sub/app"
+
+
+def test_job_hook_without_project_or_homepage_is_refused() -> None:
+    data = loaded("webhooks/go-gitlab/job.json")
+    del data["repository"]
+    with pytest.raises(BadPayload, match=r"no `project` object and no `repository.homepage`"):
+        gitlab.parse_job_hook(SRC, json.dumps(data))
+
+
+def test_pipeline_hook_captured_by_go_gitlab() -> None:
+    run, jobs = gitlab.parse_pipeline_hook(SRC, raw("webhooks/go-gitlab/pipeline.json"))
+    assert run.project == "gitlab-org/gitlab-test"
+    assert run.status is Status.SUCCESS
+    assert run.event == "merge_request_event"
+    assert [j.status for j in jobs] == [
+        Status.SKIPPED,
+        Status.SUCCESS,
+        Status.SUCCESS,
+        Status.SUCCESS,
+        Status.QUEUED,
+    ]
 
 
 def test_hooks_refuse_the_other_hook_kind() -> None:

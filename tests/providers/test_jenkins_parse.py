@@ -485,6 +485,21 @@ def test_notification_finalized_failure() -> None:
     assert run.url == "job/asgard/18/"
 
 
+def test_notification_finalized_carries_no_time_of_the_build() -> None:
+    # JobListener.onFinalized sends System.currentTimeMillis(): "now", not the build's end.
+    data = loaded("webhooks/notification-plugin.completed.json")
+    data["build"].update(phase="FINALIZED", timestamp=1461093692486, duration=60750)
+    run, dated = jenkins.parse_notification_dated(SRC, json.dumps(data), RECEIVED)
+    assert dated is False
+    assert run.status is Status.SUCCESS
+    assert (run.started_at, run.finished_at) == (None, None)
+    assert run.duration_seconds == 60.75
+    assert run.updated_at == run.created_at == RECEIVED
+    assert jenkins.untimed_end(run)
+    completed = data | {"build": data["build"] | {"phase": "COMPLETED"}}
+    assert not jenkins.untimed_end(jenkins.parse_notification(SRC, json.dumps(completed), RECEIVED))
+
+
 def test_notification_received_at_is_moved_to_utc() -> None:
     local = datetime(2024, 5, 1, 12, 0, 42, tzinfo=UTC).astimezone()
     run = jenkins.parse_notification(SRC, raw("webhooks/notification-plugin.completed.json"), local)

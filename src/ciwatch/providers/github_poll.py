@@ -84,6 +84,14 @@ class GitHubProvider:
     def _workflow_wanted(self, workflow: str | None) -> bool:
         return not self.settings.workflows or matches(workflow or "", self.settings.workflows)
 
+    async def run(self, project: str, run_id: str) -> Run:
+        """`GET /repos/{owner}/{repo}/actions/runs/{run_id}`: one run (for a `workflow_job`
+        webhook whose run is not stored yet)."""
+        resp = await self.http.get(
+            f"repos/{self._repo(project)}/actions/runs/{quote(run_id, safe='')}", target=project
+        )
+        return github.parse_run(self.source, project, resp.body)
+
     async def details(self, run: Run) -> tuple[Run, list[Job]]:
         url: str | None = f"repos/{self._repo(run.project)}/actions/runs/{run.run_id}/jobs"
         params: dict[str, str | int] | None = {"per_page": PER_PAGE, "filter": "latest"}

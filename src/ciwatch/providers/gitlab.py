@@ -21,11 +21,18 @@ Mapping choices:
   and moves on with a newer `updated_at`, which is what orders its updates.
 - Pipeline Hook builds and Job Hooks carry no job URL; it is built as
   `<project web_url>/-/jobs/<id>`, the form of the API's `web_url`.
+- Job Hook project: `project.path_with_namespace` when the hook has a `project` object (newer
+  GitLab). Older `data_builder/build.rb` (15.x-16.x, and go-gitlab's captured payloads) sent none:
+  only `project_id`, `project_name` (the display name, "Group / Project", not the path) and
+  `repository.homepage` (the project's `web_url`). The path is then the path of that URL, less
+  the path of the source's `url` when GitLab is served below a relative URL root. `project_id`
+  alone cannot name the project without an API request: such a hook is refused.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from urllib.parse import unquote, urlsplit
 
 import msgspec
 
@@ -133,12 +140,18 @@ class _PipelineHook(Payload):
     builds: list[GitlabJob] = msgspec.field(default_factory=list)
 
 
+class _HookRepository(Payload):
+    homepage: str | None = None
+
+
 class _JobHook(Payload):
     build_id: int
     build_name: str
     build_status: str
     pipeline_id: int
-    project: _HookProject
+    project: _HookProject | None = None
+    project_id: int | None = None
+    repository: _HookRepository | None = None
     object_kind: str | None = None
     build_stage: str | None = None
     build_created_at: str | None = None
@@ -236,10 +249,12 @@ def parse_pipeline_hook(source: str, body: Body) -> tuple[Run, list[Job]]:
     return run, jobs
 
 
-def parse_job_hook(source: str, body: Body) -> Job:
+def parse_job_hook(source: str, body: Body, base_url: str | None = None) -> Job:
     """A Job Hook (`X-Gitlab-Event: Job Hook`) → one job of pipeline `pipeline_id`.
 
-    Its `commit.id` is the pipeline id, not a SHA, and is not read.
+    Its `commit.id` is the pipeline id, not a SHA, and is not read. The project is
+    `project.path_with_namespace`, else the path of `repository.homepage` below `base_url` (the
+    GitLab instance root; see the module's doc).
     """
     what = "GitLab Job Hook"
     hook = decode(body, _JobHook, what)
@@ -258,9 +273,27 @@ def parse_job_hook(source: str, body: Body) -> Job:
         allow_failure=hook.build_allow_failure,
         runner=hook.runner,
     )
-    project = hook.project.path_with_namespace
-    url = _job_url(hook.project, hook.build_id)
-    return _job(source, project, str(hook.pipeline_id), as_job, url, what)
+    where = hook.project or _project_from_homepage(hook, base_url, what)
+    url = _job_url(where, hook.build_id)
+    return _job(source, where.path_with_namespace, str(hook.pipeline_id), as_job, url, what)
+
+
+def _project_from_homepage(hook: _JobHook, base_url: str | None, what: str) -> _HookProject:
+    """The project of a Job Hook without a `project` object, from `repository.homepage`."""
+    homepage = hook.repository.homepage if hook.repository else None
+    if not homepage:
+        raise bad(
+            what,
+            f"no `project` object and no `repository.homepage` to name project "
+            f"{hook.project_id if hook.project_id is not None else '(no project_id)'}",
+        )
+    path = unquote(urlsplit(homepage).path).strip("/")
+    root = unquote(urlsplit(base_url).path).strip("/") if base_url else ""
+    if root and path.startswith(root + "/"):
+        path = path[len(root) + 1 :]
+    if "/" not in path:
+        raise bad(what, f"repository.homepage {homepage!r} does not name a group/project path")
+    return _HookProject(path_with_namespace=path, web_url=homepage)
 
 
 def parse_project(body: Body) -> GitlabProject:

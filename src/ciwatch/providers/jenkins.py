@@ -366,11 +366,16 @@ def parse_notification_dated(source: str, body: Body, received_at: datetime) -> 
     (absolute; present when Jenkins knows its root URL), else the relative `build.url`.
 
     Times: newer plugin versions send `build.timestamp`, the phase's own time (`JobListener`:
-    start for STARTED, start + duration for COMPLETED, "now" for FINALIZED), and `build.duration`.
-    The start is derived from them and, floored to the second, is `updated_at`: the same constant
-    the API gives the build (`timestamp`), never later, so a poll that finds the build finished
-    still wins over a STARTED notification. When the payload has no timestamp (the plugin's own
-    example, older versions) `received_at` stands in for it.
+    queue entry for QUEUED, start for STARTED, start + duration for COMPLETED, "now" for
+    FINALIZED), and `build.duration`. The start is derived from them and, floored to the second,
+    is `updated_at`: the same constant the API gives the build (`timestamp`), never later, so a
+    poll that finds the build finished still wins over a STARTED notification. When the payload
+    has no timestamp (the plugin's own example, older versions) `received_at` stands in for it.
+
+    FINALIZED is sent when Jenkins is done with the build (after post-build steps, log and
+    artifacts), and its `timestamp` is the time it was sent, not a time of the build: it gives
+    no start and no finish (only `duration_seconds`) and counts as undated, so that it never
+    moves a stored build's times (`ciwatch.ingest` keeps them, see `untimed_end`).
 
     Limitation: with `received_at` as `updated_at`, a non-terminal notification is dated later
     than the polled build's constant `timestamp`, so a poll could not move that build on from
@@ -384,13 +389,20 @@ def parse_notification_dated(source: str, body: Body, received_at: datetime) -> 
     project = job_full_name_from_url(note.url) or note.name
     if not project:
         raise bad(what, "neither `url` nor `name` names the job")
-    stamp = None if b.timestamp in (0, "0") else time_of(b.timestamp, what, "build.timestamp")
-    moment = stamp or to_utc(received_at)
     phase = b.phase.upper()
+    # FINALIZED's timestamp is "now" (JobListener.onFinalized): no time of the build.
+    sent_now = phase == "FINALIZED" or b.timestamp in (0, "0")
+    stamp = None if sent_now else time_of(b.timestamp, what, "build.timestamp")
+    moment = stamp or to_utc(received_at)
     started: datetime | None = moment
     finished: datetime | None = None
     duration: float | None = None
-    if phase in ("COMPLETED", "FINALIZED"):
+    if phase == "FINALIZED":
+        word = b.status or phase
+        status = map_status(PROVIDER, b.status)
+        started = None
+        duration = millis(b.duration) if status.terminal else None
+    elif phase == "COMPLETED":
         word = b.status or phase
         status = map_status(PROVIDER, b.status)
         if status.terminal:
@@ -424,6 +436,12 @@ def parse_notification_dated(source: str, body: Body, received_at: datetime) -> 
         url=b.full_url or b.url,
     )
     return run, stamp is not None
+
+
+def untimed_end(run: Run) -> bool:
+    """Whether `run` is a notification of a build's end that carries no end time of its own
+    (FINALIZED): it must not replace the times a stored build has."""
+    return run.status.terminal and run.finished_at is None and run.started_at is None
 
 
 def job_full_name_from_url(url: str | None) -> str | None:

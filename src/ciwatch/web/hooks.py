@@ -12,12 +12,14 @@ retry is stored rather than called a duplicate.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, unquote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -180,7 +182,7 @@ async def gitlab_hook(source: str, request: Request) -> JSONResponse:
         if event == "Pipeline Hook":
             run, jobs = gitlab.parse_pipeline_hook(settings.name, body)
             return await _store_once(request, settings.name, delivery, run, jobs)
-        job = gitlab.parse_job_hook(settings.name, body)
+        job = gitlab.parse_job_hook(settings.name, body, str(settings.url))
         return await _store_once(request, settings.name, delivery, None, [job])
 
     return await _handle(request, source, "gitlab", work)
@@ -230,7 +232,10 @@ async def github_hook(source: str, request: Request) -> JSONResponse:
                 ingest_of(request).fetch_details_later(run)
             return result
         job = github.parse_workflow_job_event(settings.name, payload)
-        return await _store_once(request, settings.name, delivery, None, [job])
+        result = await _store_once(request, settings.name, delivery, None, [job])
+        if result["status"] == "accepted":
+            ingest_of(request).fetch_run_of_job_later(job)
+        return result
 
     return await _handle(request, source, "github", work)
 
@@ -238,15 +243,47 @@ async def github_hook(source: str, request: Request) -> JSONResponse:
 # -- Jenkins ----------------------------------------------------------------------------------
 
 
+JENKINS_XML = "the Notification plugin's XML format is not read: set the endpoint's Format to JSON"
+
+
+def _jenkins_token(request: Request) -> str | None:
+    """The secret a Jenkins notification presents: `X-Ciwatch-Token`, `?token=`,
+    `Authorization: Bearer <secret>`, or HTTP Basic with the secret as the password, which is
+    what the Notification plugin sends for credentials in the endpoint URL
+    (`https://any-user:<secret>@host/hooks/jenkins/<source>`). Any user name is accepted: the
+    secret alone authenticates (the source's `username` is the account ciwatch polls Jenkins
+    with, not something Jenkins sends). A user-info without a colon is taken whole. The plugin
+    sends the URL's user-info as written, so percent-escapes in it are decoded (`%40` is `@`)."""
+    given = request.headers.get("x-ciwatch-token") or request.query_params.get("token")
+    if given is not None:
+        return given
+    scheme, _, value = request.headers.get("authorization", "").strip().partition(" ")
+    if scheme.lower() == "bearer":
+        return value.strip()
+    if scheme.lower() == "basic":
+        try:
+            decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        user, colon, password = decoded.partition(":")
+        return unquote(password if colon else user)
+    return None
+
+
+def _jenkins_content(request: Request, body: bytes) -> None:
+    """415 for the plugin's XML format (`application/xml`), with a hint naming JSON."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    looks_xml = body.lstrip()[:1] == b"<" and not kind.endswith("json")
+    if kind.endswith("/xml") or kind.endswith("+xml") or looks_xml:
+        raise Rejected(415, "bad_payload", JENKINS_XML, {"content_type": kind or None})
+    _json_content(request)
+
+
 @router.post("/jenkins/{source}", status_code=202, summary="Jenkins Notification plugin")
 async def jenkins_hook(source: str, request: Request) -> JSONResponse:
     async def work(settings: SourceSettings, body: bytes) -> dict[str, Any]:
-        given = request.headers.get("x-ciwatch-token") or request.query_params.get("token")
-        auth = request.headers.get("authorization", "")
-        if given is None and auth.lower().startswith("bearer "):
-            given = auth[7:].strip()
-        _check_token(settings, given)
-        _json_content(request)
+        _check_token(settings, _jenkins_token(request))
+        _jenkins_content(request, body)
         received = _runtime(request).clock.now()
         run, dated = jenkins.parse_notification_dated(settings.name, body, received)
         delivery = _delivery(request, "idempotency-key", body=body)
