@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -342,3 +343,18 @@ def test_the_deployment_guide_applies_every_layout() -> None:
     ):
         assert command in text, command
     assert "deploy/kubernetes/components/prometheus-operator" in text
+
+
+def test_the_documented_kustomization_with_the_component_builds(tmp_path: Path) -> None:
+    text = (K8S.parents[1] / "docs" / "deployment.md").read_text()
+    (example,) = [b for b in re.findall(r"```yaml\n(.*?)```", text, re.S) if "components:" in b]
+    # The guide's layout: the repository checked out as ../ciwatch beside your kustomization.
+    checkout = os.path.relpath(K8S.parents[1], tmp_path)
+    (tmp_path / "kustomization.yaml").write_text(example.replace("../ciwatch/", f"{checkout}/"))
+    resources = by_kind(kustomize(tmp_path))
+    assert {"ServiceMonitor", "PrometheusRule", "PodDisruptionBudget"} <= set(resources)
+    (pairs,) = yaml.safe_load(example)["labels"]
+    for kind in ("ServiceMonitor", "PrometheusRule"):
+        assert pairs["pairs"].items() <= resources[kind]["metadata"]["labels"].items()
+    # The label reaches no selector: the Deployment still selects its own pods.
+    assert resources["Deployment"]["spec"]["selector"]["matchLabels"] == SERVER_LABELS
