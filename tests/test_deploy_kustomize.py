@@ -44,7 +44,8 @@ LAYOUTS = {"default": K8S, "ha": HA, "cron": CRON}
 SERVER_LABELS = {"app.kubernetes.io/name": "ciwatch", "app.kubernetes.io/component": "server"}
 
 # The fields of the Prometheus Operator's CRDs (monitoring.coreos.com/v1) that these manifests
-# may use: anything else is a misspelling, which the API server would reject (or drop).
+# may use: anything else is a misspelling, which the API server would reject (or drop). Each is
+# a field of the CRDs' openAPIV3Schema (checked by hand against the operator's v1 CRDs, 2026).
 SERVICE_MONITOR_SPEC = {"selector", "endpoints", "namespaceSelector", "jobLabel", "targetLabels"}
 ENDPOINT_FIELDS = {
     "port",
