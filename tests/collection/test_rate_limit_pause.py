@@ -44,12 +44,20 @@ class GitHubLike:
         body = '{"total_count": 0, "workflow_runs": []}'
         return web.Response(text=body, content_type="application/json")
 
+    async def repos(self, request: web.Request) -> web.Response:
+        self.hits.append(f"orgs/{request.match_info['org']}")
+        if self.limited and request.headers.get("Authorization") == self.token:
+            return web.Response(status=403, text=SECONDARY, content_type="application/json")
+        body = '[{"full_name": "o/d", "archived": false}]'
+        return web.Response(text=body, content_type="application/json")
+
 
 @pytest.fixture
 async def github() -> AsyncIterator[GitHubLike]:
     server = GitHubLike()
     app = web.Application()
     app.router.add_get("/repos/{owner}/{repo}/actions/runs", server.runs)
+    app.router.add_get("/orgs/{org}/repos", server.repos)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -59,10 +67,13 @@ async def github() -> AsyncIterator[GitHubLike]:
     await runner.cleanup()
 
 
-def scheduler(github: GitHubLike, store: Store, clock: FakeClock) -> Scheduler:
+def scheduler(
+    github: GitHubLike, store: Store, clock: FakeClock, orgs: tuple[str, ...] = ()
+) -> Scheduler:
     collection = CollectionSettings(retries=4)
+    repos = ["o/a", "o/b", "o/c"]
     sources = [
-        GitHubSource(name="gh", url=github.url, repos=["o/a", "o/b", "o/c"], token="t1"),
+        GitHubSource(name="gh", url=github.url, repos=repos, orgs=list(orgs), token="t1"),
         GitHubSource(name="other", url=github.url, repos=["p/x"], token="t2"),
     ]
     providers = {s.name: build_provider(s, collection, clock) for s in sources}
@@ -168,3 +179,25 @@ async def test_repeats_pause_longer_and_a_restart_honours_the_pause(
         assert sorted(github.hits) == ["o/a", "o/b", "o/c", "p/x", "p/x"]
     finally:
         await close(again)
+
+
+async def test_a_rate_limited_discovery_pauses_the_source_and_lists_it_when_it_ends(
+    github: GitHubLike, store: Store
+) -> None:
+    clock = FakeClock(START)
+    loop = scheduler(github, store, clock, orgs=("o",))
+    try:
+        github.limited = True
+        report = await loop.run_once()
+        assert "secondary rate limit" in report.discovery_errors["gh"]
+        assert loop.undiscovered == {"gh": START + timedelta(seconds=60)}
+        assert "orgs/o" in github.hits
+        assert not any(hit.startswith("o/") for hit in github.hits)  # no targets yet
+        github.limited = False
+        github.hits.clear()
+        clock.advance(60)
+        report = await loop.run_once()
+        assert (report.discovery_errors, loop.undiscovered, report.failed) == ({}, {}, [])
+        assert sorted(github.hits) == ["o/a", "o/b", "o/c", "o/d", "orgs/o", "p/x"]
+    finally:
+        await close(loop)

@@ -160,7 +160,8 @@ class Scheduler:
             if result is None:
                 continue  # paused by a rate limit: keeps its targets, listed again later
             if isinstance(result, RateLimited) and result.retry_after:
-                await self._pause(source, result.retry_after)
+                # Listed again when the pause ends, not a whole discovery interval later.
+                self.undiscovered[source] = await self._pause(source, result.retry_after)
             if isinstance(result, ProviderError):
                 # Name what could not be listed (`folder team`, `group platform`).
                 error = f"{result.target}: {result}" if result.target else str(result)
@@ -449,21 +450,23 @@ class Scheduler:
         try:
             async with self._semaphore:
                 paused = self.paused(source)  # it may have begun while this poll waited
-                if paused is not None:
-                    return self._deferred(entry, paused)
-                outcome = await poll_target(
-                    self.providers[source],
-                    self.store,
-                    entry.target,
-                    now=self.clock.now(),
-                    metrics=self.metrics,
-                    active_runs=entry.active_runs,
-                    known=entry.known,
-                    supervisor=self.supervisor,
-                )
+                if paused is None:
+                    outcome = await poll_target(
+                        self.providers[source],
+                        self.store,
+                        entry.target,
+                        now=self.clock.now(),
+                        metrics=self.metrics,
+                        active_runs=entry.active_runs,
+                        known=entry.known,
+                        supervisor=self.supervisor,
+                    )
         finally:
             entry.in_flight = False
-            entry.polls += 1
+            if paused is None:
+                entry.polls += 1
+        if paused is not None:
+            return self._deferred(entry, paused)
         now = self.clock.now()
         if outcome.ok:
             entry.failures = 0
