@@ -71,6 +71,7 @@ sources:
     type: gitlab
     url: "{gitlab}"
     webhook_secret: {SECRET}
+    webhooks_accept_unwatched: true
     projects: [{IDLE_PROJECT}]
     interval: 1d
     active_interval: 1d

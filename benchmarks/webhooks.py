@@ -48,6 +48,7 @@ sources:
     type: github
     url: "{github}"
     webhook_secret: {SECRET}
+    webhooks_accept_unwatched: true
     repos: [octo-org/bench]
     interval: 1d
     active_interval: 1d

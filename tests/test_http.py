@@ -266,3 +266,160 @@ async def test_token_bucket_paces_and_slows_down(clock: FakeClock) -> None:
     quota.remaining = 4000
     bucket.slow_down(quota)
     assert bucket.factor == 1.0
+
+
+# -- GitHub's rate limits (http.py `rate_limit_wait`; docs/collection.md "Rate limits") --------
+
+SECONDARY = (
+    '{"message": "You have exceeded a secondary rate limit. Please wait a few minutes before you'
+    ' try again.", "documentation_url": "https://docs.github.com/..."}'
+)
+
+
+async def test_429_without_headers_pauses_the_source_a_minute(
+    server: Server, clock: FakeClock
+) -> None:
+    """Not retried in place (it was retried 4 times in about 6 s): at least 60 s, and no other
+    request of the source is sent before that."""
+    server.script = [answer(429, SECONDARY)]
+    http = client(server, clock, retries=4)
+    start = clock.now()
+    try:
+        with pytest.raises(RateLimited) as caught:
+            await http.get("repos/o/a/actions/runs")
+        assert caught.value.retry_after == 60
+        assert server.hits == 1
+        assert http.paused_until == start + timedelta(seconds=60)
+        clock.advance(10)
+        with pytest.raises(RateLimited, match="not sent: source gl is rate-limited until") as held:
+            await http.get("repos/o/b/actions/runs")  # another target of the same source
+        assert held.value.retry_after == pytest.approx(50)
+        assert server.hits == 1
+        # Once what is left is short, it is waited out in place before the request is sent.
+        clock.advance(35)
+        server.script = [answer(200)]
+        await http.get("repos/o/b/actions/runs")
+        assert server.hits == 2
+    finally:
+        await http.close()
+    assert clock.now() - start == timedelta(seconds=60)
+
+
+async def test_a_secondary_rate_limit_403_is_not_an_auth_failure(
+    server: Server, clock: FakeClock
+) -> None:
+    server.script = [answer(403, SECONDARY, **{"x-ratelimit-remaining": "4000"})]
+    http = client(server, clock)
+    try:
+        with pytest.raises(RateLimited) as caught:
+            await http.get("x")
+    finally:
+        await http.close()
+    assert (caught.value.retry_after, caught.value.status, server.hits) == (60, 403, 1)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"message": "You have triggered an abuse detection mechanism."}',
+        '{"message": "API rate limit exceeded for installation ID 1."}',
+    ],
+)
+async def test_older_rate_limit_messages_are_rate_limits(
+    server: Server, clock: FakeClock, body: str
+) -> None:
+    server.script = [answer(403, body)]
+    http = client(server, clock)
+    try:
+        with pytest.raises(RateLimited):
+            await http.get("x")
+    finally:
+        await http.close()
+
+
+async def test_a_403_that_is_not_a_rate_limit_is_an_auth_failure(
+    server: Server, clock: FakeClock
+) -> None:
+    server.script = [answer(403, '{"message": "Resource not accessible by integration"}')]
+    http = client(server, clock)
+    try:
+        with pytest.raises(AuthFailed):
+            await http.get("x")
+    finally:
+        await http.close()
+    assert http.paused_until is None
+
+
+async def test_repeated_secondary_limits_back_off_exponentially_until_a_success(
+    server: Server, clock: FakeClock
+) -> None:
+    server.script = [
+        answer(403, SECONDARY),
+        answer(403, SECONDARY),
+        answer(403, SECONDARY),
+        answer(200),
+        answer(429, SECONDARY),
+    ]
+    http = client(server, clock)
+    waits = []
+    try:
+        for _ in range(3):
+            with pytest.raises(RateLimited) as caught:
+                await http.get("x")
+            assert caught.value.retry_after is not None
+            waits.append(caught.value.retry_after)
+            clock.advance(caught.value.retry_after)
+        await http.get("x")  # the pause is over and the request succeeds: the repeats end
+        with pytest.raises(RateLimited) as caught:
+            await http.get("x")
+        waits.append(caught.value.retry_after or 0)
+    finally:
+        await http.close()
+    assert waits == [60, 120, 240, 60]
+    assert server.hits == 5
+
+
+async def test_retry_after_comes_first_then_the_reset(server: Server, clock: FakeClock) -> None:
+    reset = str(int((clock.now() + timedelta(minutes=10)).timestamp()))
+    quota = {"x-ratelimit-remaining": "0", "x-ratelimit-reset": reset}
+    server.script = [
+        answer(403, SECONDARY, **{"Retry-After": "120", **quota}),
+        answer(429, "", **quota),
+    ]
+    http = client(server, clock)
+    try:
+        with pytest.raises(RateLimited) as first:
+            await http.get("x")
+        assert first.value.retry_after == 120
+        clock.advance(120)
+        with pytest.raises(RateLimited) as second:
+            await http.get("x")
+        assert second.value.retry_after == pytest.approx(480)
+    finally:
+        await http.close()
+
+
+async def test_a_short_retry_after_holds_every_request_of_the_source(
+    server: Server, clock: FakeClock
+) -> None:
+    """A 7 s `retry-after` is waited out in place; meanwhile no other request is sent."""
+    hits: list[datetime] = []
+
+    def timed(handler: Handler) -> Handler:
+        async def record(request: web.Request) -> web.StreamResponse:
+            hits.append(clock.now())
+            return await handler(request)
+
+        return record
+
+    server.script = [timed(answer(429, SECONDARY, **{"Retry-After": "7"})), timed(answer(200))]
+    http = client(server, clock, retries=0)
+    start = clock.now()
+    try:
+        with pytest.raises(RateLimited):
+            await http.get("repos/o/a/actions/runs")  # no retries left: back to the caller
+        await http.get("repos/o/b/actions/runs")  # waits for the pause first
+    finally:
+        await http.close()
+    assert hits[0] == start
+    assert hits[1] >= start + timedelta(seconds=7)

@@ -355,6 +355,7 @@ async def test_a_source_whose_discovery_fails_shows_on_every_surface(
                     "last_polled_at": jk[0]["last_polled_at"],
                     "last_success_at": None,
                     "last_error_at": jk[0]["last_error_at"],
+                    "paused_until": None,
                 }
             ]
             assert "folder team" in jk[0]["reason"] and "HTTP 401" in jk[0]["reason"]

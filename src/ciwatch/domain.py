@@ -298,6 +298,9 @@ class Target:
 # projects, an organisation's repositories, a folder's jobs): no CI system has a project with
 # an empty name.
 DISCOVERY = ""
+# The key, in the `extra` of a source's discovery state, of the end of the source's last
+# rate-limit pause (ISO 8601 UTC): no target of the source is polled before it.
+PAUSED_UNTIL = "paused_until"
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,6 +332,16 @@ class TargetState:
     def is_discovery(self) -> bool:
         """Whether this records the source's discovery rather than one target's polls."""
         return self.project == DISCOVERY
+
+    @property
+    def paused_until(self) -> datetime | None:
+        """A discovery state's record of the end of the source's last rate-limit pause (past or
+        future), or None."""
+        value = self.extra.get(PAUSED_UNTIL) if self.is_discovery else None
+        try:
+            return datetime.fromisoformat(value) if value else None
+        except ValueError:
+            return None
 
     @property
     def label(self) -> str:

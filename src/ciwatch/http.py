@@ -2,10 +2,15 @@
 and full jitter, rate-limit headers honoured, and every failure mapped into `errors.py`.
 
 - Timeouts, 5xx and connection errors are retried (`retries` times, full jitter, capped).
-- 429, and 403 with no quota left, wait for `Retry-After` or the reset header when that is short,
-  else raise `RateLimited` so the scheduler can park the whole source until the reset.
-- 401 and 403 raise `AuthFailed`, 404 raises `NotFound`: never retried (the scheduler marks the
-  target unhealthy and stops hammering it).
+- Rate limits, as GitHub documents them (`rate_limit_wait`): a 429, or a 403 with
+  `retry-after`, with `x-ratelimit-remaining: 0` or whose body says it is a (secondary) rate
+  limit, pauses the whole client, i.e. the source: `retry-after` seconds if sent, else until
+  `x-ratelimit-reset` when the quota is used up, else at least 60 s, doubling on each repeat
+  until a request succeeds. No request of the source is sent until the pause ends: a short one
+  (≤ `MAX_INLINE_WAIT`) is waited out in place, a longer one raises `RateLimited` with the time
+  left, so that the scheduler parks the source (scheduler/loop.py `paused_until`).
+- 401, and a 403 that is not a rate limit, raise `AuthFailed`, 404 raises `NotFound`: never
+  retried (the scheduler marks the target unhealthy and stops hammering it).
 - 304 is a success: a conditional request whose answer has not changed.
 """
 
@@ -14,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -37,6 +43,19 @@ log = logging.getLogger("ciwatch.http")
 RETRYABLE_STATUS = frozenset({500, 502, 503, 504, 520, 521, 522, 523, 524})
 # Wait in place for a rate limit only this long; longer waits go back to the scheduler.
 MAX_INLINE_WAIT = 30.0
+# GitHub, "Rate limits for the REST API", Exceeding the rate limit
+# (https://docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api#exceeding-the-rate-limit)
+# and "Best practices for using the REST API", Handle rate limit errors appropriately
+# (https://docs.github.com/en/rest/using-the-rest-api/best-practices-for-using-the-rest-api#handle-rate-limit-errors-appropriately):
+# a rate limit is a 403 or 429; with `retry-after`, wait that many seconds; else with
+# `x-ratelimit-remaining: 0`, wait until `x-ratelimit-reset` (UTC epoch seconds); otherwise
+# (a secondary rate limit) wait at least one minute, and exponentially longer while it repeats.
+# Requests made while rate limited may get the integration banned: the whole source waits.
+SECONDARY_WAIT = 60.0
+SECONDARY_MAX_WAIT = 3600.0
+# What GitHub's 403 bodies say for its rate limits: "You have exceeded a secondary rate limit",
+# "API rate limit exceeded for ...", and the older "abuse detection mechanism".
+RATE_LIMIT_WORDS = re.compile(r"rate limit|abuse detection", re.IGNORECASE)
 USER_AGENT = "ciwatch (+https://github.com/ciwatch/ciwatch)"
 
 
@@ -142,6 +161,36 @@ def retry_after_seconds(headers: Mapping[str, str], now: datetime) -> float | No
     return max((when - now).total_seconds(), 0.0)
 
 
+def remaining_is_zero(headers: Mapping[str, str]) -> bool:
+    """Whether this answer says the quota is used up (`x-ratelimit-remaining: 0`)."""
+    return _header_int(headers, "x-ratelimit-remaining", "ratelimit-remaining") == 0
+
+
+def is_rate_limit(answer: Response) -> bool:
+    """A 429; or a 403 that GitHub documents as a rate limit (`retry-after`, no quota left, or
+    a body naming a rate limit or abuse detection). Any other 403 is an auth failure."""
+    if answer.status == 429:
+        return True
+    if answer.status != 403:
+        return False
+    if "retry-after" in answer.headers or remaining_is_zero(answer.headers):
+        return True
+    return RATE_LIMIT_WORDS.search(answer.body[:4096].decode("utf-8", "replace")) is not None
+
+
+def rate_limit_wait(headers: Mapping[str, str], now: datetime, strikes: int) -> float:
+    """Seconds to wait after a rate-limited answer, in GitHub's documented order: `retry-after`;
+    else, with no quota left, until `x-ratelimit-reset`; else `SECONDARY_WAIT` doubled for each
+    repeat (`strikes`: 1 for the first rate limit since a success), capped."""
+    wait = retry_after_seconds(headers, now)
+    if wait is not None:
+        return wait
+    reset = _header_int(headers, "x-ratelimit-reset", "ratelimit-reset")
+    if remaining_is_zero(headers) and reset is not None:
+        return max((_reset_time(reset, now) - now).total_seconds(), 0.0)
+    return min(SECONDARY_WAIT * 2.0 ** max(strikes - 1, 0), SECONDARY_MAX_WAIT)
+
+
 class TokenBucket:
     """Requests per second for one source, slowed down when the provider's quota runs low."""
 
@@ -214,6 +263,10 @@ class HttpClient:
         self._verify_tls = verify_tls
         self._session: aiohttp.ClientSession | None = None
         self.requests = 0
+        # The source's rate-limit pause: nothing is sent before it ends (module docstring).
+        self.paused_until: datetime | None = None
+        # Secondary rate limits without a wait in their headers since the last success.
+        self.strikes = 0
 
     def _session_or_new(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -273,6 +326,7 @@ class HttpClient:
         headers: Mapping[str, str] | None,
         target: str | None,
     ) -> Response:
+        await self._wait_for_pause(url, target)
         await self.bucket.acquire()
         self.requests += 1
         session = self._session_or_new()
@@ -295,16 +349,52 @@ class HttpClient:
             self.bucket.slow_down(self.quota)
         return self._check(answer, url, target, now)
 
+    def pause_left(self, now: datetime) -> float:
+        """Seconds until the source's rate-limit pause ends (0 when it is not paused)."""
+        if self.paused_until is None:
+            return 0.0
+        return max((self.paused_until - now).total_seconds(), 0.0)
+
+    async def _wait_for_pause(self, url: str, target: str | None) -> None:
+        left = self.pause_left(self._clock.now())
+        if left > MAX_INLINE_WAIT:
+            assert self.paused_until is not None
+            until = self.paused_until.isoformat().replace("+00:00", "Z")
+            message = f"GET {url}: not sent: source {self.source} is rate-limited until {until}"
+            raise RateLimited(message, retry_after=left, target=target)
+        if left > 0:
+            await self._clock.sleep(left)
+
+    def _rate_limited(self, answer: Response, now: datetime) -> float:
+        """Pause the source after a rate-limited answer; the seconds to wait."""
+        left = self.pause_left(now)
+        explicit = "retry-after" in answer.headers or remaining_is_zero(answer.headers)
+        if not explicit and left > 0:
+            # An answer to a request sent before the pause began: the same episode, not a repeat.
+            return left
+        if not explicit:
+            self.strikes += 1
+        wait = rate_limit_wait(answer.headers, now, self.strikes)
+        until = now + timedelta(seconds=wait)
+        if self.paused_until is None or until > self.paused_until:
+            self.paused_until = until
+        log.warning(
+            "source %s rate-limited (HTTP %d): no request until %s",
+            self.source,
+            answer.status,
+            self.paused_until.isoformat(),
+        )
+        return max(wait, left)
+
     def _check(self, answer: Response, url: str, target: str | None, now: datetime) -> Response:
         status = answer.status
         if 200 <= status < 300 or status == 304:
+            self.strikes = 0
             return answer
         detail = _short_detail(answer)
         message = f"GET {url}: HTTP {status}{detail}"
-        if status == 429 or (status == 403 and self._quota_exhausted(answer)):
-            wait = retry_after_seconds(answer.headers, now)
-            if wait is None:
-                wait = self.quota.seconds_to_reset(now)
+        if is_rate_limit(answer):
+            wait = self._rate_limited(answer, now)
             raise RateLimited(message, retry_after=wait, target=target, status=status)
         if status in (401, 403):
             raise AuthFailed(message, target=target, status=status)
@@ -313,11 +403,6 @@ class HttpClient:
         if status in RETRYABLE_STATUS or status >= 500:
             raise Unavailable(message, target=target, status=status)
         raise ProviderError(message, target=target, status=status)
-
-    def _quota_exhausted(self, answer: Response) -> bool:
-        if "retry-after" in answer.headers:
-            return True  # GitHub's secondary rate limit: 403 with Retry-After
-        return self.quota.remaining == 0
 
 
 def _plain_headers(headers: Mapping[str, str]) -> dict[str, str]:

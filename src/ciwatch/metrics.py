@@ -167,6 +167,13 @@ METRICS: tuple[MetricSpec, ...] = (
         ("source",),
     ),
     MetricSpec(
+        "ciwatch_source_paused_until_timestamp_seconds",
+        "gauge",
+        "When the source's last rate-limit pause ends or ended (Unix seconds; 0 if it never"
+        " paused): while it is in the future no target of the source is polled.",
+        ("source",),
+    ),
+    MetricSpec(
         "ciwatch_task_errors_total",
         "counter",
         "Unexpected exceptions in background work (one item, or a loop that died), by task.",
@@ -612,6 +619,13 @@ def _add_targets(families: Families, snap: Snapshot) -> None:
             _add(families, "ciwatch_target_up", (target.source, target.project), up)
     for source, up in sorted(source_health(snap.targets).items()):
         _add(families, "ciwatch_source_up", (source,), 1.0 if up else 0.0)
+    for target in snap.targets:
+        if target.is_discovery:
+            until = target.paused_until
+            paused = until.timestamp() if until is not None else 0.0
+            _add(
+                families, "ciwatch_source_paused_until_timestamp_seconds", (target.source,), paused
+            )
 
 
 def source_health(targets: Iterable[TargetState]) -> dict[str, bool]:

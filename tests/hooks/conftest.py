@@ -35,13 +35,24 @@ def settings() -> Settings:
         database="sqlite:///unused.db",
         server={"report_token": REPORT_TOKEN},
         sources=[
-            {"name": "gl", "type": "gitlab", "projects": ["a/b"], "webhook_secret": SECRETS["gl"]},
-            {"name": "gh", "type": "github", "repos": ["o/r"], "webhook_secret": SECRETS["gh"]},
+            # Watching the projects of the recorded deliveries (tests/fixtures/*/webhooks).
+            {
+                "name": "gl",
+                "type": "gitlab",
+                "projects": ["a/b", "gitlab-org/gitlab-test"],
+                "webhook_secret": SECRETS["gl"],
+            },
+            {
+                "name": "gh",
+                "type": "github",
+                "repos": ["o/r", "octo-org/octo-repo", "Codertocat/Hello-World"],
+                "webhook_secret": SECRETS["gh"],
+            },
             {
                 "name": "jk",
                 "type": "jenkins",
                 "url": "http://127.0.0.1:1/jenkins",
-                "jobs": ["x"],
+                "jobs": ["x", "asgard"],
                 "webhook_secret": SECRETS["jk"],
             },
             {"name": "open", "type": "gitlab", "projects": ["a/b"]},

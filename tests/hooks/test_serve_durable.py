@@ -62,11 +62,11 @@ server: {{listen: "127.0.0.1:{free_port()}", report_token: "{REPORT_TOKEN}"}}
 collection: {{timeout: 2s, retries: 0}}
 sources:
   - {{name: gl, type: gitlab, url: "{ci}/gitlab", token: glpat-x, projects: [a/b],
-     webhook_secret: "{SECRETS["gl"]}"}}
+     webhook_secret: "{SECRETS["gl"]}", webhooks_accept_unwatched: true}}
   - {{name: gh, type: github, url: "{ci}/github", token: ghp-x, repos: [o/r],
-     webhook_secret: "{SECRETS["gh"]}"}}
+     webhook_secret: "{SECRETS["gh"]}", webhooks_accept_unwatched: true}}
   - {{name: jk, type: jenkins, url: "{ci}/jenkins", jobs: [asgard],
-     webhook_secret: "{SECRETS["jk"]}"}}
+     webhook_secret: "{SECRETS["jk"]}", webhooks_accept_unwatched: true}}
 """
     )
     return config, database

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
 
-from ciwatch.domain import Job, Run, Status, TargetState
+from ciwatch.domain import DISCOVERY, PAUSED_UNTIL, Job, Run, Status, TargetState
 from ciwatch.serialize import job_to_dict, ref_state_to_dict, run_to_dict
 from ciwatch.store import SqlStore
+from ciwatch.timeutil import iso_z
 from ciwatch.web.schemas import (
     AlertsAnswer,
     JobModel,
@@ -20,7 +22,7 @@ from ciwatch.web.schemas import (
     RunsPage,
     TargetsAnswer,
 )
-from factories import at, make_run
+from factories import T0, at, make_run
 
 from .harness import fill, history
 
@@ -244,6 +246,7 @@ async def test_targets(client: httpx.AsyncClient, store: SqlStore) -> None:
             "last_polled_at": None,
             "last_success_at": None,
             "last_error_at": "2026-01-05T09:00:09Z",
+            "paused_until": None,
         },
         {
             "source": "gitlab-main",
@@ -255,12 +258,36 @@ async def test_targets(client: httpx.AsyncClient, store: SqlStore) -> None:
             "last_polled_at": None,
             "last_success_at": "2026-01-05T09:00:05Z",
             "last_error_at": None,
+            "paused_until": None,
         },
     ]
     unhealthy = (await client.get("/api/v1/targets", params={"healthy": "false"})).json()
     assert [t["project"] for t in unhealthy["targets"]] == ["octo/repo"]
     by_source = (await client.get("/api/v1/targets", params={"source": "gitlab-main"})).json()
     assert [t["project"] for t in by_source["targets"]] == ["group/app"]
+
+
+async def test_targets_show_a_source_paused_by_a_rate_limit(
+    client: httpx.AsyncClient, store: SqlStore
+) -> None:
+    """A pause recorded with the source's discovery (scheduler `_pause`) shows on every row of
+    the source while it lasts (the app's clock is T0 + 1 day); an ended one shows as null."""
+    now = T0 + timedelta(days=1)
+    until = iso_z(now + timedelta(seconds=90))
+    ended = iso_z(now - timedelta(seconds=1))
+    await store.save_target_state(TargetState("gh", DISCOVERY, extra={PAUSED_UNTIL: until or ""}))
+    await store.save_target_state(TargetState("gh", "octo/repo", healthy=False, reason="429"))
+    await store.save_target_state(TargetState("gl", DISCOVERY, extra={PAUSED_UNTIL: ended or ""}))
+    await store.save_target_state(TargetState("gl", "group/app"))
+    body = (await client.get("/api/v1/targets")).json()
+    TargetsAnswer.model_validate(body)
+    paused = {(t["source"], t["project"]): t["paused_until"] for t in body["targets"]}
+    assert paused == {
+        ("gh", ""): until,
+        ("gh", "octo/repo"): until,
+        ("gl", ""): None,
+        ("gl", "group/app"): None,
+    }
 
 
 async def test_alerts_are_empty_without_alerts(client: httpx.AsyncClient) -> None:

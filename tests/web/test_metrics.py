@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from ciwatch.clock import FakeClock
-from ciwatch.domain import Status, TargetState
+from ciwatch.domain import DISCOVERY, PAUSED_UNTIL, Status, TargetState
 from ciwatch.metrics import METRICS, MetricsRenderer, SnapshotCache, render
 from ciwatch.runtime import Runtime
 from ciwatch.store import SqlStore
@@ -268,6 +268,19 @@ async def test_self_metrics(
     assert m.value("ciwatch_webhooks_total", source="gh", result="accepted") == 1.0
     assert m.value("ciwatch_webhooks_total", source="gh", result="rejected_signature") == 1.0
     assert m.value("ciwatch_notifications_total", channel="slack", result="sent") == 1.0
+
+
+async def test_a_paused_source_shows_until_when(client: httpx.AsyncClient, store: SqlStore) -> None:
+    """The end of a source's rate-limit pause, from its discovery state (scheduler `_pause`);
+    0 for a source that never paused."""
+    until = at(600)
+    extra = {PAUSED_UNTIL: until.isoformat().replace("+00:00", "Z")}
+    await store.save_target_state(TargetState("gh", DISCOVERY, extra=extra))
+    await store.save_target_state(TargetState("gl", DISCOVERY, extra={"targets": "3"}))
+    m = await scrape(client)
+    name = "ciwatch_source_paused_until_timestamp_seconds"
+    assert m.value(name, source="gh") == until.timestamp()
+    assert m.value(name, source="gl") == 0.0
 
 
 async def test_no_duplicate_series_and_no_ids_as_labels(

@@ -169,6 +169,9 @@ class BaseSource(ConfigModel):
     refs: list[Glob] = []
     exclude_refs: list[Glob] = []
     exclude_projects: list[Glob] = []
+    # Store webhook deliveries for projects, refs and workflows the source does not watch
+    # (org-wide hooks); by default they are answered "ignored" (providers/watch.py).
+    webhooks_accept_unwatched: bool = False
     verify_tls: bool = True
 
     @model_validator(mode="after")

@@ -19,7 +19,8 @@ from ciwatch.config import GitHubSource
 from ciwatch.domain import Job, Run, Target, TargetState
 from ciwatch.http import HttpClient
 from ciwatch.providers import github
-from ciwatch.providers.base import PollResult, matches, wanted
+from ciwatch.providers.base import PollResult
+from ciwatch.providers.watch import exclude_project, ref_wanted, workflow_wanted
 
 PER_PAGE = 100
 
@@ -52,7 +53,7 @@ class GitHubProvider:
         return [
             Target(self.source, self.kind, name)
             for name in names
-            if wanted(name, [], self.settings.exclude_projects)
+            if not exclude_project(self.settings, name)
         ]
 
     def _repo(self, project: str) -> str:
@@ -73,16 +74,10 @@ class GitHubProvider:
         runs = [
             run
             for run in github.parse_runs(self.source, target.project, resp.body)
-            if wanted(run.ref, self.settings.refs, self.settings.exclude_refs)
-            and (
-                not self.settings.workflows or matches(run.workflow or "", self.settings.workflows)
-            )
+            if ref_wanted(self.settings, run.ref) and workflow_wanted(self.settings, run.workflow)
         ]
         new_state = replace(previous, etag=resp.headers.get("etag"))
         return PollResult(runs, new_state, requests=1)
-
-    def _workflow_wanted(self, workflow: str | None) -> bool:
-        return not self.settings.workflows or matches(workflow or "", self.settings.workflows)
 
     async def run(self, project: str, run_id: str) -> Run:
         """`GET /repos/{owner}/{repo}/actions/runs/{run_id}`: one run (for a `workflow_job`

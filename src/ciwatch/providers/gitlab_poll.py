@@ -17,7 +17,8 @@ from ciwatch.config import GitLabSource
 from ciwatch.domain import Job, Run, Target, TargetState
 from ciwatch.http import HttpClient
 from ciwatch.providers import gitlab
-from ciwatch.providers.base import PollResult, wanted
+from ciwatch.providers.base import PollResult
+from ciwatch.providers.watch import exclude_project, ref_wanted
 from ciwatch.timeutil import iso_z, parse_time
 
 # Re-read pipelines updated this long before the cursor: clocks of GitLab and ciwatch differ,
@@ -66,7 +67,7 @@ class GitLabProvider:
         return [
             Target(self.source, self.kind, name)
             for name in names
-            if wanted(name, [], self.settings.exclude_projects)
+            if not exclude_project(self.settings, name)
         ]
 
     async def poll(self, target: Target, state: TargetState | None) -> PollResult:
@@ -91,9 +92,7 @@ class GitLabProvider:
             page = _next_page(resp.headers)
         runs = runs[: max(limit, 0)]
         newest = max((run.updated_at for run in runs), default=cursor)
-        kept = [
-            run for run in runs if wanted(run.ref, self.settings.refs, self.settings.exclude_refs)
-        ]
+        kept = [run for run in runs if ref_wanted(self.settings, run.ref)]
         new_state = TargetState(
             self.source,
             target.project,

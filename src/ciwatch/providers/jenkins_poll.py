@@ -22,7 +22,8 @@ from ciwatch.domain import Job, Run, Status, Target, TargetState
 from ciwatch.errors import NotFound
 from ciwatch.http import HttpClient
 from ciwatch.providers import jenkins
-from ciwatch.providers.base import PollResult, wanted
+from ciwatch.providers.base import PollResult
+from ciwatch.providers.watch import exclude_project, ref_wanted
 
 BUILD_FIELDS = (
     "number,url,result,building,timestamp,duration,"
@@ -76,7 +77,7 @@ class JenkinsProvider:
         return [
             Target(self.source, self.kind, name)
             for name in names
-            if wanted(name, [], self.settings.exclude_projects)
+            if not exclude_project(self.settings, name)
         ]
 
     async def poll(self, target: Target, state: TargetState | None) -> PollResult:
@@ -98,7 +99,7 @@ class JenkinsProvider:
                     runs.append(replace(run, run_id=f"{branch.name}/{run.run_id}", ref=ref))
         else:
             runs = self._runs_of(target.project, job)
-        kept = [r for r in runs if wanted(r.ref, self.settings.refs, self.settings.exclude_refs)]
+        kept = [r for r in runs if ref_wanted(self.settings, r.ref)]
         new_state = state or TargetState(self.source, target.project)
         return PollResult(kept, new_state, requests=1)
 

@@ -11,12 +11,12 @@ import asyncio
 import heapq
 import logging
 import random
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from ciwatch.clock import Clock, SystemClock
-from ciwatch.domain import DISCOVERY, Target, TargetState
+from ciwatch.domain import DISCOVERY, PAUSED_UNTIL, Target, TargetState
 from ciwatch.errors import (
     AuthFailed,
     InternalError,
@@ -30,6 +30,7 @@ from ciwatch.scheduler.tasks import Cadence, KnownRuns, PollOutcome, poll_target
 from ciwatch.selfmetrics import CollectionMetrics
 from ciwatch.store import SqlStore, Store, leases
 from ciwatch.supervisor import Supervisor
+from ciwatch.timeutil import iso_z
 
 log = logging.getLogger("ciwatch.scheduler")
 
@@ -129,6 +130,8 @@ class Scheduler:
         self.entries: dict[tuple[str, str], _Entry] = {}
         self.discovery_errors: dict[str, str] = {}
         self.paused_until: dict[str, datetime] = {}
+        # Sources whose discovery a rate-limit pause put off, and when it ends.
+        self.undiscovered: dict[str, datetime] = {}
         self._semaphore = asyncio.Semaphore(concurrency)
         # With leases, `run` polls a target only while this replica holds its lease; `run_once`
         # (`ciwatch poll --once`) polls every target regardless.
@@ -142,16 +145,24 @@ class Scheduler:
 
     # -- discovery -------------------------------------------------------------------------
 
-    async def discover(self) -> list[Target]:
-        """Expand every source into targets; a source that fails keeps its previous targets.
-        Each source's discovery health is stored as the target state of project `DISCOVERY`,
-        so that a source that cannot list its projects shows on every surface."""
+    async def discover(self, sources: Iterable[str] | None = None) -> list[Target]:
+        """Expand every source (or those named) into targets; a source that fails keeps its
+        previous targets. Each source's discovery health is stored as the target state of
+        project `DISCOVERY`, so that a source that cannot list its projects shows on every
+        surface. A source paused by a rate limit is not listed; `run` lists it again when the
+        pause ends (`undiscovered`)."""
+        chosen = list(self.providers) if sources is None else list(sources)
         results = await asyncio.gather(
-            *(self._discover_one(source, provider) for source, provider in self.providers.items()),
+            *(self._discover_one(source, self.providers[source]) for source in chosen),
         )
         now = self.clock.now()
         listed: dict[str, set[str]] = {}
-        for source, result in zip(self.providers, results, strict=True):
+        for source, result in zip(chosen, results, strict=True):
+            if result is None:
+                continue  # paused by a rate limit: keeps its targets, listed again later
+            if isinstance(result, RateLimited) and result.retry_after:
+                # Listed again when the pause ends, not a whole discovery interval later.
+                self.undiscovered[source] = await self._pause(source, result.retry_after)
             if isinstance(result, ProviderError):
                 # Name what could not be listed (`folder team`, `group platform`).
                 error = f"{result.target}: {result}" if result.target else str(result)
@@ -200,7 +211,16 @@ class Scheduler:
         except StoreError as exc:
             log.warning("could not forget the targets no longer watched: %s", exc)
 
-    async def _discover_one(self, source: str, provider: Provider) -> list[Target] | ProviderError:
+    async def _discover_one(
+        self, source: str, provider: Provider
+    ) -> list[Target] | ProviderError | None:
+        """The source's targets, its error, or None while it is paused by a rate limit."""
+        await self._load_pause(source)
+        until = self.paused(source)
+        if until is not None:
+            self.undiscovered[source] = until
+            return None
+        self.undiscovered.pop(source, None)
         try:
             return await provider.discover()
         except ProviderError as exc:
@@ -228,7 +248,7 @@ class Scheduler:
                     last_polled_at=now,
                     last_success_at=now,
                     last_error_at=before.last_error_at if before else None,
-                    extra={"targets": str(found)},
+                    extra={"targets": str(found), **_pause_of(before)},
                 )
             else:
                 state = TargetState(
@@ -246,6 +266,68 @@ class Scheduler:
             self._discovery[source] = state
         except StoreError as exc:
             log.warning("could not record the discovery of source %s: %s", source, exc)
+
+    # -- rate-limit pauses ------------------------------------------------------------------
+
+    def paused(self, source: str, now: datetime | None = None) -> datetime | None:
+        """When the source's rate-limit pause ends, while it lasts; else None."""
+        until = self.paused_until.get(source)
+        if until is None or until <= (now or self.clock.now()):
+            return None
+        return until
+
+    async def _pause(self, source: str, seconds: float) -> datetime:
+        """Pause the whole source for `seconds` (a pause already lasting longer stands): none of
+        its targets is polled and it is not discovered until then. Recorded on the source's
+        discovery state (`PAUSED_UNTIL`), so that `/api/v1/targets` and `/metrics` show it."""
+        now = self.clock.now()
+        until = now + timedelta(seconds=seconds)
+        current = self.paused(source, now)
+        if current is not None and current >= until:
+            return current
+        self.paused_until[source] = until
+        log.warning(
+            "source %s is rate-limited: none of its targets is polled until %s",
+            source,
+            iso_z(until),
+        )
+        try:
+            if source not in self._discovery:
+                self._discovery[source] = await self.store.get_target_state(source, DISCOVERY)
+            before = self._discovery[source] or TargetState(source, DISCOVERY)
+            state = replace(before, extra={**before.extra, PAUSED_UNTIL: iso_z(until) or ""})
+            await self.store.save_target_state(state)
+            self._discovery[source] = state
+        except StoreError as exc:
+            log.warning("could not record the pause of source %s: %s", source, exc)
+        return until
+
+    async def _load_pause(self, source: str) -> None:
+        """Honour a pause recorded before this process started (a restart, another replica):
+        read once per process with the source's discovery state."""
+        if source in self._discovery:
+            return
+        try:
+            self._discovery[source] = await self.store.get_target_state(source, DISCOVERY)
+        except StoreError as exc:
+            log.warning("could not read the discovery of source %s: %s", source, exc)
+            return
+        stored = self._discovery[source]
+        until = stored.paused_until if stored is not None else None
+        if until is not None and until > self.clock.now():
+            self.paused_until[source] = max(self.paused_until.get(source, until), until)
+
+    def _deferred(self, entry: _Entry, until: datetime) -> PollOutcome:
+        """A target of a paused source is not polled: it falls due when the pause ends (spread
+        by the jitter, so that the source's targets do not all ask at once)."""
+        spread = self._interval(entry.target.source, False) * self.jitter
+        entry.due = until + timedelta(seconds=self.rng.uniform(0, spread))
+        left = max((until - self.clock.now()).total_seconds(), 0.0)
+        error = RateLimited(
+            f"not polled: source {entry.target.source} is rate-limited until {iso_z(until)}",
+            retry_after=left,
+        )
+        return PollOutcome(entry.target, ok=False, error=error)
 
     # -- one cycle -------------------------------------------------------------------------
 
@@ -268,9 +350,10 @@ class Scheduler:
 
         await asyncio.gather(*(one(entry) for entry in entries))
         outcomes.sort(key=lambda o: o.target.key)
-        return CycleReport(
-            outcomes, dict(self.discovery_errors), self.metrics.requests_total() - before
-        )
+        errors = dict(self.discovery_errors)
+        for source, until in self.undiscovered.items():
+            errors.setdefault(source, f"not listed: rate-limited until {iso_z(until)}")
+        return CycleReport(outcomes, errors, self.metrics.requests_total() - before)
 
     # -- forever ---------------------------------------------------------------------------
 
@@ -295,6 +378,12 @@ class Scheduler:
                 for key in set(self.entries) - known:
                     heapq.heappush(heap, (self.entries[key].due, key))
                 next_discovery = now + timedelta(seconds=self.discovery_interval)
+            retry = [source for source, until in self.undiscovered.items() if until <= now]
+            if retry:
+                known = set(self.entries)
+                await self.discover(retry)
+                for key in set(self.entries) - known:
+                    heapq.heappush(heap, (self.entries[key].due, key))
             while heap and heap[0][0] <= now and len(tasks) < self.concurrency:
                 due, key = heapq.heappop(heap)
                 entry = self.entries.get(key)
@@ -306,6 +395,9 @@ class Scheduler:
             wait = self.discovery_interval
             if heap:
                 wait = min(wait, max((heap[0][0] - now).total_seconds(), 0.0))
+            if self.undiscovered:
+                soonest = min(self.undiscovered.values())
+                wait = min(wait, max((soonest - now).total_seconds(), 0.0))
             if len(tasks) >= self.concurrency:
                 wait = self.discovery_interval
             wake.clear()
@@ -376,25 +468,30 @@ class Scheduler:
 
     async def _poll(self, entry: _Entry) -> PollOutcome:
         source = entry.target.source
+        paused = self.paused(source)
+        if paused is not None:
+            return self._deferred(entry, paused)
         entry.in_flight = True
         try:
             async with self._semaphore:
-                paused = self.paused_until.get(source)
-                if paused is not None and paused > self.clock.now():
-                    await self.clock.sleep((paused - self.clock.now()).total_seconds())
-                outcome = await poll_target(
-                    self.providers[source],
-                    self.store,
-                    entry.target,
-                    now=self.clock.now(),
-                    metrics=self.metrics,
-                    active_runs=entry.active_runs,
-                    known=entry.known,
-                    supervisor=self.supervisor,
-                )
+                paused = self.paused(source)  # it may have begun while this poll waited
+                if paused is None:
+                    outcome = await poll_target(
+                        self.providers[source],
+                        self.store,
+                        entry.target,
+                        now=self.clock.now(),
+                        metrics=self.metrics,
+                        active_runs=entry.active_runs,
+                        known=entry.known,
+                        supervisor=self.supervisor,
+                    )
         finally:
             entry.in_flight = False
-            entry.polls += 1
+            if paused is None:
+                entry.polls += 1
+        if paused is not None:
+            return self._deferred(entry, paused)
         now = self.clock.now()
         if outcome.ok:
             entry.failures = 0
@@ -403,9 +500,7 @@ class Scheduler:
         else:
             entry.failures += 1
             if isinstance(outcome.error, RateLimited) and outcome.error.retry_after:
-                until = now + timedelta(seconds=outcome.error.retry_after)
-                self.paused_until[source] = max(self.paused_until.get(source, until), until)
-                entry.due = until
+                entry.due = await self._pause(source, outcome.error.retry_after)
             else:
                 entry.due = now + self._backoff(entry, outcome.error)
         return outcome
@@ -425,6 +520,13 @@ class Scheduler:
             seconds = min(interval * 2 ** (entry.failures - 1), MAX_BACKOFF.total_seconds())
             seconds = max(seconds, interval / 4)
         return min(timedelta(seconds=seconds * self._jitter_factor()), MAX_BACKOFF)
+
+
+def _pause_of(state: TargetState | None) -> dict[str, str]:
+    """The recorded pause of a discovery state, to keep across its updates."""
+    if state is None or PAUSED_UNTIL not in state.extra:
+        return {}
+    return {PAUSED_UNTIL: state.extra[PAUSED_UNTIL]}
 
 
 async def _wait_any(stop: asyncio.Event, wake: asyncio.Event, seconds: float) -> None:

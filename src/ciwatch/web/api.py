@@ -168,11 +168,19 @@ async def list_targets(
     unhealthy target's `reason` says why (e.g. the token lacks access, the project is gone).
     Each source's discovery (listing a group, organisation or folder) is listed too, as
     `kind: "discovery"` with an empty `project`: a source whose discovery fails shows here with
-    the CI server's answer even when it has no targets at all."""
+    the CI server's answer even when it has no targets at all. `paused_until` is set on every
+    row of a source paused by a rate limit: none of its targets is polled before then."""
     runtime = runtime_of(request)
     kinds = {configured.name: configured.type for configured in runtime.settings.sources}
     targets: list[dict[str, Any]] = []
-    for state in await runtime.store.target_states():
+    states = await runtime.store.target_states()
+    now = runtime.clock.now()
+    paused = {
+        state.source: until
+        for state in states
+        if (until := state.paused_until) is not None and until > now
+    }
+    for state in states:
         if (source is not None and state.source != source) or (
             healthy is not None and state.healthy != healthy
         ):
@@ -188,6 +196,7 @@ async def list_targets(
                 "last_polled_at": iso_z(state.last_polled_at),
                 "last_success_at": iso_z(state.last_success_at),
                 "last_error_at": iso_z(state.last_error_at),
+                "paused_until": iso_z(paused.get(state.source)),
             }
         )
     return JSONResponse({"targets": targets})

@@ -2,8 +2,10 @@
 
 Every request is checked in this order, and nothing is stored from a rejected one:
 unknown source (404) → body over the size limit (413) → secret or signature (401) → content
-type (415) → event (202 "ignored" with the reason) → payload (400 naming the problem) → stored
-(202 "accepted", or "duplicate" for a replayed delivery). Secrets are compared in constant time.
+type (415) → event (202 "ignored" with the reason) → payload (400 naming the problem) → a
+project, ref or workflow the source does not watch (202 "ignored" naming why; `providers.watch`,
+the pollers' own decision) → stored (202 "accepted", or "duplicate" for a replayed delivery).
+Secrets are compared in constant time.
 
 202 "accepted" is sent only after what the delivery carried is committed in the store (see
 `ciwatch.ingest`); a store failure is 503 and the delivery is not recorded, so the sender's
@@ -28,7 +30,7 @@ from ciwatch.config import SourceSettings
 from ciwatch.domain import Job, Run
 from ciwatch.errors import BadPayload, StoreError
 from ciwatch.ingest import Ingest
-from ciwatch.providers import github, gitlab, jenkins
+from ciwatch.providers import github, gitlab, jenkins, watch
 from ciwatch.runtime import Runtime
 
 log = logging.getLogger("ciwatch.hooks")
@@ -135,6 +137,11 @@ async def _handle(
     return answer(202, result)
 
 
+def _ignored(reason: str) -> dict[str, Any]:
+    """The answer to a delivery the source does not watch: nothing is stored."""
+    return {"status": "ignored", "reason": reason}
+
+
 def _delivery(request: Request, *headers: str, body: bytes) -> str:
     for header in headers:
         value = request.headers.get(header)
@@ -181,8 +188,13 @@ async def gitlab_hook(source: str, request: Request) -> JSONResponse:
         delivery = _delivery(request, "idempotency-key", "x-gitlab-event-uuid", body=body)
         if event == "Pipeline Hook":
             run, jobs = gitlab.parse_pipeline_hook(settings.name, body)
+            if (reason := watch.unwatched(settings, run.project, run.ref)) is not None:
+                return _ignored(reason)
             return await _store_once(request, settings.name, delivery, run, jobs)
         job = gitlab.parse_job_hook(settings.name, body, str(settings.url))
+        ref = watch.gitlab_job_scope(body)
+        if (reason := watch.unwatched(settings, job.project, ref)) is not None:
+            return _ignored(reason)
         return await _store_once(request, settings.name, delivery, None, [job])
 
     return await _handle(request, source, "gitlab", work)
@@ -227,11 +239,17 @@ async def github_hook(source: str, request: Request) -> JSONResponse:
         delivery = _delivery(request, "x-github-delivery", body=body)
         if event == "workflow_run":
             run = github.parse_workflow_run_event(settings.name, payload)
+            reason = watch.unwatched(settings, run.project, run.ref, run.workflow)
+            if reason is not None:
+                return _ignored(reason)
             result = await _store_once(request, settings.name, delivery, run, [])
             if result["status"] == "accepted" and result["changed"]:
                 ingest_of(request).fetch_details_later(run)
             return result
         job = github.parse_workflow_job_event(settings.name, payload)
+        ref, workflow = watch.github_job_scope(payload)
+        if (reason := watch.unwatched(settings, job.project, ref, workflow)) is not None:
+            return _ignored(reason)
         result = await _store_once(request, settings.name, delivery, None, [job])
         if result["status"] == "accepted":
             ingest_of(request).fetch_run_of_job_later(job)
@@ -286,6 +304,8 @@ async def jenkins_hook(source: str, request: Request) -> JSONResponse:
         _jenkins_content(request, body)
         received = _runtime(request).clock.now()
         run, dated = jenkins.parse_notification_dated(settings.name, body, received)
+        if (reason := watch.unwatched(settings, run.project, run.ref)) is not None:
+            return _ignored(reason)
         delivery = _delivery(request, "idempotency-key", body=body)
         ingest = ingest_of(request)
         return await _store_once(

@@ -115,6 +115,11 @@ class TargetModel(BaseModel):
     last_polled_at: datetime | None = None
     last_success_at: datetime | None = None
     last_error_at: datetime | None = None
+    paused_until: datetime | None = Field(
+        None,
+        description="While the source is paused by a rate limit (on each of its rows): when "
+        "the pause ends. None of its targets is polled before then.",
+    )
 
 
 class TargetsAnswer(BaseModel):
