@@ -34,6 +34,7 @@ from ciwatch.store import Store, stats
 from ciwatch.store.sql import SqlStore
 from ciwatch.store.stats import DayStats, Filters
 from ciwatch.timeutil import iso_z
+from ciwatch.validation import loggable
 from ciwatch.web.charts import (
     Bar,
     Point,
@@ -414,7 +415,7 @@ def stats_cache(request: Request) -> stats.StatsCache:
 
 
 def _unavailable(request: Request, view: View, exc: StoreError) -> HTMLResponse:
-    log.warning("%s %s: %s", request.method, request.url.path, exc)
+    log.warning("%s %s: %s", request.method, loggable(request.url.path), exc)
     context = _base_context(request, view)
     message = "The database did not answer; the server log has the reason."
     context.update(title="Database unavailable", message=message, code=503)

@@ -2,8 +2,10 @@
 
 Every request is checked in this order, and nothing is stored from a rejected one:
 unknown source (404) → body over the size limit (413) → secret or signature (401) → content
-type (415) → event (202 "ignored" with the reason) → payload (400 naming the problem) → stored
-(202 "accepted", or "duplicate" for a replayed delivery). Secrets are compared in constant time.
+type (415) → event (202 "ignored" with the reason) → payload (400 naming the problem: not JSON,
+nested deeper than `validation.MAX_DEPTH`, the wrong shape) → values (422 naming each field outside
+the limits of `ciwatch.validation`) → stored (202 "accepted", or "duplicate" for a replayed
+delivery). Secrets are compared in constant time.
 
 202 "accepted" is sent only after what the delivery carried is committed in the store (see
 `ciwatch.ingest`); a store failure is 503 and the delivery is not recorded, so the sender's
@@ -28,6 +30,7 @@ from ciwatch.errors import BadPayload, StoreError
 from ciwatch.ingest import Ingest
 from ciwatch.providers import github, gitlab, jenkins
 from ciwatch.runtime import Runtime
+from ciwatch.validation import Invalid, TooDeep, check_delivery, loggable, parsed
 
 log = logging.getLogger("ciwatch.hooks")
 
@@ -119,15 +122,21 @@ async def _handle(
         result: dict[str, Any] = await work(source, body)
     except Rejected as exc:
         runtime.metrics.webhook(name, exc.result)
-        log.info("webhook %s/%s refused (%d): %s", kind, name, exc.status, exc.error)
+        log.info(
+            "webhook %s/%s refused (%d): %s", kind, loggable(name), exc.status, loggable(exc.error)
+        )
         return answer(exc.status, {"error": exc.error, "detail": exc.detail})
-    except BadPayload as exc:
+    except (BadPayload, TooDeep) as exc:
         runtime.metrics.webhook(name, "bad_payload")
         return answer(400, {"error": "bad payload", "detail": str(exc)})
+    except Invalid as exc:
+        runtime.metrics.webhook(name, "bad_payload")
+        log.info("webhook %s/%s refused (422): %s", kind, loggable(name), loggable(exc))
+        return answer(422, {"error": f"invalid payload: {exc.fields}", "detail": exc.detail()})
     except StoreError as exc:
         runtime.metrics.webhook(name, "store_error")
         # The reason names the database: it goes to the log, not to the sender.
-        log.error("webhook %s/%s not stored: %s", kind, name, exc)
+        log.error("webhook %s/%s not stored: %s", kind, loggable(name), exc)
         return answer(503, {"error": "store unavailable", "detail": STORE_DOWN})
     runtime.metrics.webhook(name, result["status"])
     return answer(202, result)
@@ -151,6 +160,7 @@ async def _store_once(
 ) -> dict[str, Any]:
     """Store a delivery unless it was stored before; its answer once it is committed. `store`
     (default: upsert `run` and `jobs`) returns whether the run changed."""
+    check_delivery(run, jobs, _runtime(request).clock.now())
     ingest = ingest_of(request)
     if ingest.deliveries.seen(source, delivery):
         return {"status": "duplicate", "delivery": delivery}
@@ -178,9 +188,9 @@ async def gitlab_hook(source: str, request: Request) -> JSONResponse:
         _json_content(request)
         delivery = _delivery(request, "idempotency-key", "x-gitlab-event-uuid", body=body)
         if event == "Pipeline Hook":
-            run, jobs = gitlab.parse_pipeline_hook(settings.name, body)
+            run, jobs = parsed(gitlab.parse_pipeline_hook, settings.name, body)
             return await _store_once(request, settings.name, delivery, run, jobs)
-        job = gitlab.parse_job_hook(settings.name, body)
+        job = parsed(gitlab.parse_job_hook, settings.name, body)
         return await _store_once(request, settings.name, delivery, None, [job])
 
     return await _handle(request, source, "gitlab", work)
@@ -224,12 +234,12 @@ async def github_hook(source: str, request: Request) -> JSONResponse:
         payload = _github_payload(request, body)
         delivery = _delivery(request, "x-github-delivery", body=body)
         if event == "workflow_run":
-            run = github.parse_workflow_run_event(settings.name, payload)
+            run = parsed(github.parse_workflow_run_event, settings.name, payload)
             result = await _store_once(request, settings.name, delivery, run, [])
             if result["status"] == "accepted" and result["changed"]:
                 ingest_of(request).fetch_details_later(run)
             return result
-        job = github.parse_workflow_job_event(settings.name, payload)
+        job = parsed(github.parse_workflow_job_event, settings.name, payload)
         return await _store_once(request, settings.name, delivery, None, [job])
 
     return await _handle(request, source, "github", work)
@@ -248,7 +258,7 @@ async def jenkins_hook(source: str, request: Request) -> JSONResponse:
         _check_token(settings, given)
         _json_content(request)
         received = _runtime(request).clock.now()
-        run, dated = jenkins.parse_notification_dated(settings.name, body, received)
+        run, dated = parsed(jenkins.parse_notification_dated, settings.name, body, received)
         delivery = _delivery(request, "idempotency-key", body=body)
         ingest = ingest_of(request)
         return await _store_once(
