@@ -31,6 +31,7 @@ from ciwatch.ingest import Ingest
 from ciwatch.providers import github, gitlab, jenkins
 from ciwatch.runtime import Runtime
 from ciwatch.validation import Invalid, TooDeep, check_delivery, loggable, parsed
+from ciwatch.web.errors import error_responses
 
 log = logging.getLogger("ciwatch.hooks")
 
@@ -39,7 +40,18 @@ STORE_DOWN = "the delivery was not stored; retry it later"
 GITLAB_EVENTS = ("Pipeline Hook", "Job Hook")
 GITHUB_EVENTS = ("workflow_run", "workflow_job")
 
-router = APIRouter(prefix="/hooks", tags=["webhooks"])
+router = APIRouter(
+    prefix="/hooks",
+    tags=["webhooks"],
+    responses=error_responses(400, 401, 404, 413, 415, 422, 503),
+)
+# The receivers read the raw body (signatures are over its bytes): documented, not parsed here.
+JSON_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"type": "object"}}},
+    }
+}
 
 
 class Rejected(Exception):
@@ -178,7 +190,12 @@ async def _store_once(
 # -- GitLab -----------------------------------------------------------------------------------
 
 
-@router.post("/gitlab/{source}", status_code=202, summary="GitLab Pipeline and Job Hooks")
+@router.post(
+    "/gitlab/{source}",
+    status_code=202,
+    summary="GitLab Pipeline and Job Hooks",
+    openapi_extra=JSON_BODY,
+)
 async def gitlab_hook(source: str, request: Request) -> JSONResponse:
     async def work(settings: SourceSettings, body: bytes) -> dict[str, Any]:
         _check_token(settings, request.headers.get("x-gitlab-token"))
@@ -220,7 +237,12 @@ def _github_payload(request: Request, body: bytes) -> bytes:
     return body
 
 
-@router.post("/github/{source}", status_code=202, summary="GitHub workflow_run and workflow_job")
+@router.post(
+    "/github/{source}",
+    status_code=202,
+    summary="GitHub workflow_run and workflow_job",
+    openapi_extra=JSON_BODY,
+)
 async def github_hook(source: str, request: Request) -> JSONResponse:
     async def work(settings: SourceSettings, body: bytes) -> dict[str, Any]:
         secret = _require_secret(settings)
@@ -248,7 +270,12 @@ async def github_hook(source: str, request: Request) -> JSONResponse:
 # -- Jenkins ----------------------------------------------------------------------------------
 
 
-@router.post("/jenkins/{source}", status_code=202, summary="Jenkins Notification plugin")
+@router.post(
+    "/jenkins/{source}",
+    status_code=202,
+    summary="Jenkins Notification plugin",
+    openapi_extra=JSON_BODY,
+)
 async def jenkins_hook(source: str, request: Request) -> JSONResponse:
     async def work(settings: SourceSettings, body: bytes) -> dict[str, Any]:
         given = request.headers.get("x-ciwatch-token") or request.query_params.get("token")
