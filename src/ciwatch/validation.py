@@ -260,6 +260,13 @@ def check_delivery(run: Run | None, jobs: Iterable[Job], now: datetime) -> None:
         raise Invalid(found)
 
 
+def storable(value: str) -> str:
+    """A lookup value (a filter, a path parameter) with what no stored text can hold (NUL,
+    lone surrogates) replaced by U+FFFD: it then matches nothing stored, instead of making
+    PostgreSQL refuse the query (which would be a 503 for no outage)."""
+    return UNSTORABLE.sub("\ufffd", value)
+
+
 # -- Logging ----------------------------------------------------------------------------------
 
 _LOG_LIMIT = 300

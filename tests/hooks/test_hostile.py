@@ -11,6 +11,7 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import pytest
@@ -141,3 +142,41 @@ async def test_expiring_any_silence_id_never_5xx(served: Served, silence_id: int
     assert status in (404, 422), answer
     assert set(answer) == {"error", "detail"}
     assert await served.rows() == before
+
+
+GET_TEXT = st.one_of(
+    st.builds(
+        lambda a, c, b: a + c + b,
+        st.text(max_size=5),
+        st.sampled_from(["\x00", "\r\n", "\x1b", "\u2028", "\ud800", "\x85"]),
+        st.text(max_size=5),
+    ),
+    st.integers(1001, 20_000).map(lambda n: "p" * n),
+)
+GET_PATHS = [
+    "/?source={v}",
+    "/?project={v}&ref={v}",
+    "/projects/{v}/{v}",
+    "/projects/gitlab-main/group/app?ref={v}&cursor={v}",
+    "/alerts?state={v}",
+    "/api/v1/runs?source={v}",
+    "/api/v1/runs?project={v}&ref={v}",
+    "/api/v1/runs?cursor={v}",
+    "/api/v1/runs?since={v}",
+    "/api/v1/runs/{v}/{v}/{v}",
+    "/api/v1/projects?source={v}&project={v}&ref={v}",
+    "/api/v1/targets?source={v}",
+    "/api/v1/silences?all={v}",
+    "/cc.xml?source={v}&project={v}",
+]
+
+
+@HOSTILE
+@given(path=st.sampled_from(GET_PATHS), value=GET_TEXT)
+async def test_hostile_filters_and_path_values_never_5xx(
+    served: Served, path: str, value: str
+) -> None:
+    quoted = quote(value.encode("utf-8", "surrogatepass"), safe="")
+    status, answer = await served.send("GET", path.format(v=quoted), None, GOOD)
+    event(f"answer {status}")
+    assert status < 500, answer

@@ -22,7 +22,7 @@ from ciwatch.domain import RefState, RunKey, Status
 from ciwatch.serialize import job_to_dict, run_to_dict
 from ciwatch.store import SqlStore
 from ciwatch.timeutil import iso_z, to_utc
-from ciwatch.validation import MAX_ID, NO_CONTROL_PATTERN
+from ciwatch.validation import MAX_ID, NO_CONTROL_PATTERN, storable
 from ciwatch.web.context import runtime_of
 from ciwatch.web.errors import ApiError, error_responses
 from ciwatch.web.schemas import (
@@ -113,7 +113,7 @@ async def get_run(request: Request, source: str, project: str, run_id: str) -> J
     """One run and its jobs. The project is the full path, slashes included:
     `/api/v1/runs/gitlab-main/group/sub/app/1001`."""
     store = runtime_of(request).store
-    key = RunKey(source, project, run_id)
+    key = RunKey(storable(source), storable(project), storable(run_id))
     run = await store.get_run(key)
     if run is None:
         detail = {"source": source, "project": project, "run_id": run_id}

@@ -34,7 +34,7 @@ from ciwatch.store import Store, stats
 from ciwatch.store.sql import SqlStore
 from ciwatch.store.stats import DayStats, Filters
 from ciwatch.timeutil import iso_z
-from ciwatch.validation import loggable
+from ciwatch.validation import loggable, storable
 from ciwatch.web.charts import (
     Bar,
     Point,
@@ -343,7 +343,7 @@ def _text(request: Request, name: str) -> str | None:
     value = request.query_params.get(name)
     if value is None:
         return None
-    value = value.strip()
+    value = storable(value.strip())
     return value or None
 
 
@@ -501,6 +501,7 @@ async def project_page(request: Request, source: str, project: str) -> HTMLRespo
     cursor = _text(request, "cursor")
     refs_page = _positive(request, "refs")
     runtime = request.app.state.runtime
+    source, project = storable(source), storable(project)
     context.update(source=source, project=project, ref=ref)
     try:
         data = await stats.project_overview(
