@@ -157,3 +157,11 @@ def test_the_domain_refuses_non_finite_durations() -> None:
         make_run(duration_seconds=float("inf"))
     with pytest.raises(ValueError, match="queued_seconds"):
         make_job(queued_seconds=float("nan"))
+
+
+async def test_a_report_over_the_size_limit_is_413(server: Server) -> None:
+    body = json.dumps({"project": "p", "run_id": "1", "status": "success", "url": "x" * 300_000})
+    status, answer = await server.post("/api/v1/report", body, AUTH)
+    assert status == 413
+    assert answer["error"] == "report over 262144 bytes"
+    await _nothing_stored(server)

@@ -41,6 +41,7 @@ from ciwatch.validation import (
     loggable,
 )
 from ciwatch.web.errors import error_responses
+from ciwatch.web.hooks import Rejected, read_body
 
 log = logging.getLogger("ciwatch.report")
 
@@ -178,8 +179,9 @@ async def report(request: Request) -> JSONResponse:
     ):
         runtime.metrics.webhook("push", "rejected_signature")
         return _error(401, "missing or wrong bearer token", None, **{"WWW-Authenticate": "Bearer"})
-    body = await request.body()
-    if len(body) > MAX_REPORT:
+    try:  # refused at the declared length, or once past the limit: never read in whole
+        body = await read_body(request, MAX_REPORT)
+    except Rejected:
         return _error(413, f"report over {MAX_REPORT} bytes")
     if json_depth_over(body):
         runtime.metrics.webhook("push", "bad_payload")
