@@ -7,6 +7,7 @@ constructors reject naive or non-UTC values so a provider can never leak local t
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import NamedTuple
@@ -170,6 +171,12 @@ def map_status_checked(
     return Status.RUNNING, UnknownStatus(provider, word or "")
 
 
+def require_finite(value: float | None, name: str) -> None:
+    """Raise ValueError when `value` is an infinite or NaN number (a duration)."""
+    if value is not None and not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+
+
 def require_utc(value: datetime | None, name: str) -> None:
     """Raise ValueError unless `value` is None or an aware datetime at UTC offset zero."""
     if value is None:
@@ -231,6 +238,8 @@ class Run:
             object.__setattr__(self, "status", Status(self.status))
         for name in ("updated_at", "created_at", "started_at", "finished_at"):
             require_utc(getattr(self, name), name)
+        require_finite(self.duration_seconds, "duration_seconds")
+        require_finite(self.queued_seconds, "queued_seconds")
         if self.attempt < 1:
             raise ValueError(f"attempt must be >= 1, got {self.attempt}")
 
@@ -271,6 +280,8 @@ class Job:
             object.__setattr__(self, "status", Status(self.status))
         for name in ("updated_at", "created_at", "started_at", "finished_at"):
             require_utc(getattr(self, name), name)
+        require_finite(self.duration_seconds, "duration_seconds")
+        require_finite(self.queued_seconds, "queued_seconds")
 
     @property
     def key(self) -> JobKey:

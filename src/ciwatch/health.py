@@ -100,5 +100,8 @@ async def readiness(store: Store, health: StoreHealth, down: dict[str, str]) -> 
         if not health.writable:
             problems.append(Problem("store_writes", "the database refuses writes"))
     for name, why in down.items():
-        problems.append(Problem("task", f"background task {name} is down: {why}"))
+        # The probe is unauthenticated: the error's class only (a StoreError's text names the
+        # database's host, name and user); the server log has the whole reason.
+        kind = why.split(":", 1)[0]
+        problems.append(Problem("task", f"background task {name} is down: {kind}"))
     return problems

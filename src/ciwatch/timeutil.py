@@ -8,7 +8,11 @@ Formats seen in the vendors' payloads (../shared/fixtures):
   (`2020-01-20T09:42:40.000-08:00`);
 - Jenkins: epoch milliseconds (`1413459910289`).
 
-Pure: no I/O, no clock.
+Every function here raises ValueError (never OverflowError or OSError) for a value no datetime
+can hold: `9999-12-31T23:59:59-01:00`, an epoch of `1e20`. `window_problem` is the window the
+edge holds every received timestamp to (1970-01-01 to a day past the server's clock).
+
+Pure: no I/O, no clock (the caller passes `now`).
 """
 
 from __future__ import annotations
@@ -19,6 +23,10 @@ from datetime import UTC, datetime, timedelta
 _UTC_SUFFIX = re.compile(r"\s+(UTC|GMT|Z)$", re.IGNORECASE)
 _SPACE_OFFSET = re.compile(r"\s+([+-]\d{2}:?\d{2})$")
 _FRACTION = re.compile(r"\.(\d+)")
+
+# The window of a timestamp received from outside (see `window_problem`).
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+FUTURE_SLACK = timedelta(days=1)
 
 # Epoch values above this are milliseconds (1e11 s is the year 5138; 1e11 ms is 1973).
 _MS_THRESHOLD = 100_000_000_000
@@ -66,20 +74,50 @@ def _parse_iso(text: str) -> datetime:
 
 def from_epoch(value: int | float) -> datetime:
     """Epoch seconds, or milliseconds when the value is that large, as an aware UTC datetime."""
-    seconds = value / 1000 if abs(value) >= _MS_THRESHOLD else value
-    return datetime.fromtimestamp(seconds, tz=UTC)
+    try:
+        seconds = value / 1000 if abs(value) >= _MS_THRESHOLD else value
+        return _from_seconds(seconds, value)
+    except OverflowError:  # an int too large for a float
+        raise ValueError(f"not a timestamp: {value!r}") from None
 
 
 def from_epoch_ms(value: int | float) -> datetime:
     """Epoch milliseconds (Jenkins `timestamp`, wfapi `startTimeMillis`) as aware UTC."""
-    return datetime.fromtimestamp(value / 1000, tz=UTC)
+    try:
+        return _from_seconds(value / 1000, value)
+    except OverflowError:
+        raise ValueError(f"not a timestamp: {value!r}") from None
+
+
+def _from_seconds(seconds: float, given: int | float) -> datetime:
+    try:
+        return datetime.fromtimestamp(seconds, tz=UTC)
+    except (OverflowError, OSError, ValueError):  # out of range, or NaN
+        raise ValueError(f"timestamp out of range: {given!r}") from None
 
 
 def to_utc(value: datetime) -> datetime:
-    """An aware datetime moved to UTC; a naive one is taken to be UTC already."""
+    """An aware datetime moved to UTC; a naive one is taken to be UTC already. ValueError when
+    the instant is outside what a datetime holds (year 9999 at a negative offset)."""
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"timestamp out of range: {value.isoformat()}") from None
+
+
+def window_problem(value: datetime | None, now: datetime) -> str | None:
+    """Why a received timestamp is outside the window `EARLIEST` .. `now + FUTURE_SLACK`, or
+    None when it is inside (or None)."""
+    if value is None:
+        return None
+    if value < EARLIEST:
+        return f"before {EARLIEST.date().isoformat()}"
+    latest = now + FUTURE_SLACK
+    if value > latest:
+        return f"more than a day past the server's clock ({iso_z(latest)})"
+    return None
 
 
 def iso_z(value: datetime | None) -> str | None:

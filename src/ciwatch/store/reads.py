@@ -20,6 +20,7 @@ from ciwatch.store.rows import (
     JOB_COLUMNS,
     RUN_COLUMNS,
     job_from_row,
+    run_from_fields,
     run_from_row,
     target_from_row,
 )
@@ -126,7 +127,7 @@ async def ref_states_query(
     # Positional rows: this serves dashboards over thousands of refs, and building the domain
     # objects is most of its cost.
     for ref, status, since, *fields in await in_parts(conn, query, key, refs):
-        run = Run(*fields)
+        run = run_from_fields(fields)
         states.append(
             RefState(run.source, run.provider, run.project, ref, Status(status), since, run)
         )
@@ -174,7 +175,7 @@ async def history_page(
 ) -> tuple[list[Run], str | None]:
     """Run `query` (built for `limit + 1` rows) and cut it into a page and the next cursor."""
     rows = (await conn.execute(query)).all()
-    page = [Run(*fields) for _id, _time, *fields in rows[:limit]]
+    page = [run_from_fields(fields) for _id, _time, *fields in rows[:limit]]
     if len(rows) <= limit:
         return page, None
     row_id, sort_time, *_ = rows[limit - 1]

@@ -1,13 +1,24 @@
-"""Conversions between domain objects and table rows."""
+"""Conversions between domain objects and table rows.
+
+Reading never fails on a stored value: a row the domain model would refuse (written before the
+edge validated its input, or by hand: an infinite or NaN duration, an attempt below 1, an
+unknown status word) becomes a Run or Job with that one field repaired (`repaired_run`), so
+that every page listing it still renders.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ciwatch.domain import Job, Run, Status, TargetState
+from ciwatch.domain import PROVIDERS, Job, Run, Status, TargetState
 from ciwatch.state import JOB_FIELDS, RUN_FIELDS, job_version_key, version_key
 from ciwatch.store.tables import jobs, runs
+from ciwatch.validation import loggable
+
+log = logging.getLogger("ciwatch.store")
 
 TARGET_FIELDS = (
     "source",
@@ -47,16 +58,60 @@ def job_values(job: Job) -> dict[str, Any]:
 def run_from_row(row: Mapping[Any, Any]) -> Run:
     """A Run from a row holding (at least) the RUN_FIELDS columns."""
     values = {name: row[name] for name in RUN_FIELDS}
-    values["status"] = Status(values["status"])
-    return Run(**values)
+    try:
+        values["status"] = Status(values["status"])
+        return Run(**values)
+    except (ValueError, TypeError):
+        return repaired_run(values)
+
+
+def run_from_fields(fields: Sequence[Any]) -> Run:
+    """A Run from the RUN_COLUMNS values in order (the fast path of the big reads)."""
+    try:
+        return Run(*fields)
+    except (ValueError, TypeError):
+        return repaired_run(dict(zip(RUN_FIELDS, fields, strict=True)))
 
 
 def job_from_row(row: Mapping[Any, Any]) -> Job:
     """A Job from a row holding the JOB_FIELDS columns."""
     values = {name: row[name] for name in JOB_FIELDS}
-    values["status"] = Status(values["status"])
     values["allow_failure"] = bool(values["allow_failure"])
-    return Job(**values)
+    try:
+        values["status"] = Status(values["status"])
+        return Job(**values)
+    except (ValueError, TypeError):
+        return Job(**_repaired(values, "job"))
+
+
+def repaired_run(values: dict[str, Any]) -> Run:
+    """A Run from stored values the model refuses, with each bad field repaired."""
+    return Run(**_repaired(values, "run"))
+
+
+def _repaired(values: dict[str, Any], what: str) -> dict[str, Any]:
+    fixed = dict(values)
+    for name in ("duration_seconds", "queued_seconds"):
+        value = fixed.get(name)
+        if value is not None and (not isinstance(value, int | float) or not math.isfinite(value)):
+            fixed[name] = None
+    status = fixed.get("status")
+    if not isinstance(status, Status):
+        # An unknown word stored by hand: never shown as green.
+        fixed["status"] = Status(status) if status in set(Status) else Status.FAILED
+    attempt = fixed.get("attempt")
+    if not isinstance(attempt, int) or attempt < 1:
+        fixed["attempt"] = 1
+    if what == "run" and fixed.get("provider") not in PROVIDERS:
+        fixed["provider"] = "push"
+    log.warning(
+        "stored %s %s/%s #%s has values the model refuses; shown repaired",
+        what,
+        loggable(fixed.get("source")),
+        loggable(fixed.get("project")),
+        loggable(fixed.get("run_id")),
+    )
+    return fixed
 
 
 def target_values(state: TargetState) -> dict[str, Any]:

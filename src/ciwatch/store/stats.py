@@ -12,6 +12,7 @@ errors as `StoreError`); `overview` and `project_overview` gather what a page ne
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ from ciwatch.store.rows import RUN_COLUMNS, run_from_row, target_from_row
 from ciwatch.store.tables import ref_states, runs, targets
 
 T = TypeVar("T")
+# The largest duration the daily medians take in (ciwatch.validation.MAX_SECONDS and more).
+FINITE_LIMIT = 1e300
 
 # The board lists failing refs first, then what is moving, then the rest.
 BOARD_ORDER = (
@@ -293,7 +296,7 @@ async def board_page(
             since=row["state_since"],
             last_run=run,
         )
-        rows.append(BoardRow(state, row["decisive_duration"]))
+        rows.append(BoardRow(state, _finite(row["decisive_duration"])))
     counts_query = (
         select(ref_states.c.status, func.count())
         .where(*_state_filters(filters, with_status=False))
@@ -427,7 +430,9 @@ async def _daily_medians(
             .label("position"),
             func.count().over(partition_by=day).label("size"),
         )
-        .where(*where, runs.c.duration_seconds.is_not(None))
+        # Only plausible durations: a NaN or infinite one stored before the edge refused them
+        # would make the day's median one too (NaN sorts above every number on PostgreSQL).
+        .where(*where, runs.c.duration_seconds.between(0.0, FINITE_LIMIT))
         .subquery("ranked")
     )
     middle = (ranked.c.size + 1) // 2, (ranked.c.size + 2) // 2
@@ -437,6 +442,10 @@ async def _daily_medians(
         .group_by(ranked.c.day)
     )
     return {row.day: float(row.median) for row in await conn.execute(query)}
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
 
 
 def median_of(values: Sequence[float]) -> float | None:

@@ -8,11 +8,11 @@ Answers are built by `ciwatch.serialize`; the `response_model`s only document th
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import msgspec
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from ciwatch.alerting.silences import create_silence, list_silences
@@ -22,6 +22,7 @@ from ciwatch.domain import RefState, RunKey, Status
 from ciwatch.serialize import job_to_dict, run_to_dict
 from ciwatch.store import SqlStore
 from ciwatch.timeutil import iso_z, to_utc
+from ciwatch.validation import MAX_ID, NO_CONTROL_PATTERN, storable
 from ciwatch.web.context import runtime_of
 from ciwatch.web.errors import ApiError, error_responses
 from ciwatch.web.schemas import (
@@ -36,6 +37,8 @@ from ciwatch.web.schemas import (
 )
 
 MAX_LIMIT = 500
+# The longest silence: its end stays a date every store and page can handle.
+MAX_SILENCE = timedelta(days=36525)
 DEFAULT_LIMIT = 50
 
 router = APIRouter(
@@ -44,9 +47,14 @@ router = APIRouter(
     responses=error_responses(401, 422, 503),
 )
 
-SourceQ = Annotated[str | None, Query(description="Only this source.")]
-ProjectQ = Annotated[str | None, Query(description="Only this project (full path).")]
-RefQ = Annotated[str | None, Query(description='Only this branch or tag ("" for runs without).')]
+# Filters hold the identifiers' limits (ciwatch.validation): no control character, bounded.
+_FILTER = {"max_length": 1000, "pattern": NO_CONTROL_PATTERN}
+SourceQ = Annotated[str | None, Query(description="Only this source.", **_FILTER)]
+ProjectQ = Annotated[str | None, Query(description="Only this project (full path).", **_FILTER)]
+RefQ = Annotated[
+    str | None,
+    Query(description='Only this branch or tag ("" for runs without).', **_FILTER),
+]
 StatusQ = Annotated[Status | None, Query(description="Only this normalised status.")]
 
 
@@ -83,7 +91,7 @@ async def list_runs(
             project=project,
             ref=ref,
             status=status,
-            since=None if since is None else to_utc(since),
+            since=None if since is None else _since(since),
             limit=limit,
             cursor=cursor,
         )
@@ -105,13 +113,20 @@ async def get_run(request: Request, source: str, project: str, run_id: str) -> J
     """One run and its jobs. The project is the full path, slashes included:
     `/api/v1/runs/gitlab-main/group/sub/app/1001`."""
     store = runtime_of(request).store
-    key = RunKey(source, project, run_id)
+    key = RunKey(storable(source), storable(project), storable(run_id))
     run = await store.get_run(key)
     if run is None:
         detail = {"source": source, "project": project, "run_id": run_id}
         raise ApiError(404, "run not found", detail)
     jobs = await store.jobs_for(key)
     return JSONResponse({"run": run_to_dict(run), "jobs": [job_to_dict(job) for job in jobs]})
+
+
+def _since(value: datetime) -> datetime:
+    try:
+        return to_utc(value)
+    except ValueError as exc:
+        raise ApiError(400, "invalid since", {"field": "since", "message": str(exc)}) from exc
 
 
 def encode_ref_states(states: Iterable[RefState]) -> bytes:
@@ -262,16 +277,22 @@ async def post_silence(request: Request, body: SilenceCreate) -> JSONResponse:
         raise ApiError(400, "invalid silence", _bad("matchers", "give at least one matcher"))
     if (body.ends_at is None) == (body.duration is None):
         raise ApiError(400, "invalid silence", _bad("ends_at", "give ends_at or duration"))
-    if body.duration is not None:
-        try:
-            ends_at = now + parse_duration(body.duration)
-        except ValueError as exc:
-            raise ApiError(400, "invalid silence", _bad("duration", str(exc))) from exc
-    else:
-        assert body.ends_at is not None
-        ends_at = to_utc(body.ends_at)
+    try:
+        if body.duration is not None:
+            length = parse_duration(body.duration)
+            if length > MAX_SILENCE:
+                raise ValueError(f"a silence lasts at most {MAX_SILENCE.days} days")
+            ends_at = now + length
+        else:
+            assert body.ends_at is not None
+            ends_at = to_utc(body.ends_at)
+    except (ValueError, OverflowError) as exc:
+        raise ApiError(400, "invalid silence", _bad(_when(body), str(exc))) from exc
     if ends_at <= now:
         raise ApiError(400, "invalid silence", _bad(_when(body), "the silence must end later"))
+    if ends_at > now + MAX_SILENCE:
+        problem = f"a silence lasts at most {MAX_SILENCE.days} days"
+        raise ApiError(400, "invalid silence", _bad(_when(body), problem))
     silence_id = await create_silence(
         store, matchers, now, ends_at, created_by=body.created_by, comment=body.comment
     )
@@ -294,7 +315,9 @@ def _when(body: SilenceCreate) -> str:
     summary="Expire a silence now",
     responses=error_responses(404),
 )
-async def expire(request: Request, silence_id: int) -> JSONResponse:
+async def expire(
+    request: Request, silence_id: Annotated[int, Path(ge=1, le=MAX_ID)]
+) -> JSONResponse:
     """End a silence now (it stays listed with `?all=1`); 200 with the silence, 404 when there
     is none with that id. A silence already over is answered unchanged."""
     store = _sql_store(request)

@@ -34,6 +34,7 @@ from ciwatch.store import Store, stats
 from ciwatch.store.sql import SqlStore
 from ciwatch.store.stats import DayStats, Filters
 from ciwatch.timeutil import iso_z
+from ciwatch.validation import loggable, storable
 from ciwatch.web.charts import (
     Bar,
     Point,
@@ -342,7 +343,7 @@ def _text(request: Request, name: str) -> str | None:
     value = request.query_params.get(name)
     if value is None:
         return None
-    value = value.strip()
+    value = storable(value.strip())
     return value or None
 
 
@@ -414,7 +415,7 @@ def stats_cache(request: Request) -> stats.StatsCache:
 
 
 def _unavailable(request: Request, view: View, exc: StoreError) -> HTMLResponse:
-    log.warning("%s %s: %s", request.method, request.url.path, exc)
+    log.warning("%s %s: %s", request.method, loggable(request.url.path), exc)
     context = _base_context(request, view)
     message = "The database did not answer; the server log has the reason."
     context.update(title="Database unavailable", message=message, code=503)
@@ -500,6 +501,7 @@ async def project_page(request: Request, source: str, project: str) -> HTMLRespo
     cursor = _text(request, "cursor")
     refs_page = _positive(request, "refs")
     runtime = request.app.state.runtime
+    source, project = storable(source), storable(project)
     context.update(source=source, project=project, ref=ref)
     try:
         data = await stats.project_overview(

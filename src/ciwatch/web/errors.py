@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ciwatch.errors import StoreError
+from ciwatch.validation import loggable
 
 log = logging.getLogger(__name__)
 
@@ -121,12 +122,12 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _store_error(request: Request, exc: Exception) -> JSONResponse:
-    log.warning("%s %s: %s", request.method, request.url.path, exc)
+    log.warning("%s %s: %s", request.method, loggable(request.url.path), exc)
     return error_response(503, STORE_UNAVAILABLE, STORE_DETAIL)
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    log.error("%s %s failed", request.method, loggable(request.url.path), exc_info=exc)
     return error_response(500, "internal error", None)
 
 

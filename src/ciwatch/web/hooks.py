@@ -2,10 +2,11 @@
 
 Every request is checked in this order, and nothing is stored from a rejected one:
 unknown source (404) → body over the size limit (413) → secret or signature (401) → content
-type (415) → event (202 "ignored" with the reason) → payload (400 naming the problem) → a
-project, ref or workflow the source does not watch (202 "ignored" naming why; `providers.watch`,
-the pollers' own decision) → stored (202 "accepted", or "duplicate" for a replayed delivery).
-Secrets are compared in constant time.
+type (415) → event (202 "ignored" with the reason) → payload (400 naming the problem: not JSON,
+nested deeper than `validation.MAX_DEPTH`, the wrong shape) → values (422 naming each field outside
+the limits of `ciwatch.validation`) → a project, ref or workflow the source does not watch (202
+"ignored" naming why; `providers.watch`, the pollers' own decision) → stored (202 "accepted", or
+"duplicate" for a replayed delivery). Secrets are compared in constant time.
 
 202 "accepted" is sent only after what the delivery carried is committed in the store (see
 `ciwatch.ingest`); a store failure is 503 and the delivery is not recorded, so the sender's
@@ -32,6 +33,8 @@ from ciwatch.errors import BadPayload, StoreError
 from ciwatch.ingest import Ingest
 from ciwatch.providers import github, gitlab, jenkins, watch
 from ciwatch.runtime import Runtime
+from ciwatch.validation import Invalid, TooDeep, check_delivery, loggable, parsed
+from ciwatch.web.errors import error_responses
 
 log = logging.getLogger("ciwatch.hooks")
 
@@ -40,7 +43,18 @@ STORE_DOWN = "the delivery was not stored; retry it later"
 GITLAB_EVENTS = ("Pipeline Hook", "Job Hook")
 GITHUB_EVENTS = ("workflow_run", "workflow_job")
 
-router = APIRouter(prefix="/hooks", tags=["webhooks"])
+router = APIRouter(
+    prefix="/hooks",
+    tags=["webhooks"],
+    responses=error_responses(400, 401, 404, 413, 415, 422, 503),
+)
+# The receivers read the raw body (signatures are over its bytes): documented, not parsed here.
+JSON_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"type": "object"}}},
+    }
+}
 
 
 class Rejected(Exception):
@@ -123,15 +137,21 @@ async def _handle(
         result: dict[str, Any] = await work(source, body)
     except Rejected as exc:
         runtime.metrics.webhook(name, exc.result)
-        log.info("webhook %s/%s refused (%d): %s", kind, name, exc.status, exc.error)
+        log.info(
+            "webhook %s/%s refused (%d): %s", kind, loggable(name), exc.status, loggable(exc.error)
+        )
         return answer(exc.status, {"error": exc.error, "detail": exc.detail})
-    except BadPayload as exc:
+    except (BadPayload, TooDeep) as exc:
         runtime.metrics.webhook(name, "bad_payload")
         return answer(400, {"error": "bad payload", "detail": str(exc)})
+    except Invalid as exc:
+        runtime.metrics.webhook(name, "bad_payload")
+        log.info("webhook %s/%s refused (422): %s", kind, loggable(name), loggable(exc))
+        return answer(422, {"error": f"invalid payload: {exc.fields}", "detail": exc.detail()})
     except StoreError as exc:
         runtime.metrics.webhook(name, "store_error")
         # The reason names the database: it goes to the log, not to the sender.
-        log.error("webhook %s/%s not stored: %s", kind, name, exc)
+        log.error("webhook %s/%s not stored: %s", kind, loggable(name), exc)
         return answer(503, {"error": "store unavailable", "detail": STORE_DOWN})
     runtime.metrics.webhook(name, result["status"])
     return answer(202, result)
@@ -160,6 +180,7 @@ async def _store_once(
 ) -> dict[str, Any]:
     """Store a delivery unless it was stored before; its answer once it is committed. `store`
     (default: upsert `run` and `jobs`) returns whether the run changed."""
+    check_delivery(run, jobs, _runtime(request).clock.now())
     ingest = ingest_of(request)
     if ingest.deliveries.seen(source, delivery):
         return {"status": "duplicate", "delivery": delivery}
@@ -177,7 +198,12 @@ async def _store_once(
 # -- GitLab -----------------------------------------------------------------------------------
 
 
-@router.post("/gitlab/{source}", status_code=202, summary="GitLab Pipeline and Job Hooks")
+@router.post(
+    "/gitlab/{source}",
+    status_code=202,
+    summary="GitLab Pipeline and Job Hooks",
+    openapi_extra=JSON_BODY,
+)
 async def gitlab_hook(source: str, request: Request) -> JSONResponse:
     async def work(settings: SourceSettings, body: bytes) -> dict[str, Any]:
         _check_token(settings, request.headers.get("x-gitlab-token"))
@@ -187,11 +213,11 @@ async def gitlab_hook(source: str, request: Request) -> JSONResponse:
         _json_content(request)
         delivery = _delivery(request, "idempotency-key", "x-gitlab-event-uuid", body=body)
         if event == "Pipeline Hook":
-            run, jobs = gitlab.parse_pipeline_hook(settings.name, body)
+            run, jobs = parsed(gitlab.parse_pipeline_hook, settings.name, body)
             if (reason := watch.unwatched(settings, run.project, run.ref)) is not None:
                 return _ignored(reason)
             return await _store_once(request, settings.name, delivery, run, jobs)
-        job = gitlab.parse_job_hook(settings.name, body, str(settings.url))
+        job = parsed(gitlab.parse_job_hook, settings.name, body, str(settings.url))
         ref = watch.gitlab_job_scope(body)
         if (reason := watch.unwatched(settings, job.project, ref)) is not None:
             return _ignored(reason)
@@ -224,7 +250,12 @@ def _github_payload(request: Request, body: bytes) -> bytes:
     return body
 
 
-@router.post("/github/{source}", status_code=202, summary="GitHub workflow_run and workflow_job")
+@router.post(
+    "/github/{source}",
+    status_code=202,
+    summary="GitHub workflow_run and workflow_job",
+    openapi_extra=JSON_BODY,
+)
 async def github_hook(source: str, request: Request) -> JSONResponse:
     async def work(settings: SourceSettings, body: bytes) -> dict[str, Any]:
         secret = _require_secret(settings)
@@ -238,7 +269,7 @@ async def github_hook(source: str, request: Request) -> JSONResponse:
         payload = _github_payload(request, body)
         delivery = _delivery(request, "x-github-delivery", body=body)
         if event == "workflow_run":
-            run = github.parse_workflow_run_event(settings.name, payload)
+            run = parsed(github.parse_workflow_run_event, settings.name, payload)
             reason = watch.unwatched(settings, run.project, run.ref, run.workflow)
             if reason is not None:
                 return _ignored(reason)
@@ -246,7 +277,7 @@ async def github_hook(source: str, request: Request) -> JSONResponse:
             if result["status"] == "accepted" and result["changed"]:
                 ingest_of(request).fetch_details_later(run)
             return result
-        job = github.parse_workflow_job_event(settings.name, payload)
+        job = parsed(github.parse_workflow_job_event, settings.name, payload)
         ref, workflow = watch.github_job_scope(payload)
         if (reason := watch.unwatched(settings, job.project, ref, workflow)) is not None:
             return _ignored(reason)
@@ -297,13 +328,18 @@ def _jenkins_content(request: Request, body: bytes) -> None:
     _json_content(request)
 
 
-@router.post("/jenkins/{source}", status_code=202, summary="Jenkins Notification plugin")
+@router.post(
+    "/jenkins/{source}",
+    status_code=202,
+    summary="Jenkins Notification plugin",
+    openapi_extra=JSON_BODY,
+)
 async def jenkins_hook(source: str, request: Request) -> JSONResponse:
     async def work(settings: SourceSettings, body: bytes) -> dict[str, Any]:
         _check_token(settings, _jenkins_token(request))
         _jenkins_content(request, body)
         received = _runtime(request).clock.now()
-        run, dated = jenkins.parse_notification_dated(settings.name, body, received)
+        run, dated = parsed(jenkins.parse_notification_dated, settings.name, body, received)
         if (reason := watch.unwatched(settings, run.project, run.ref)) is not None:
             return _ignored(reason)
         delivery = _delivery(request, "idempotency-key", body=body)

@@ -5,6 +5,10 @@ the model is optional, `source` defaults to `push`. The answer is 202 with the s
 once the run is committed in the store; a store failure is 503 (the reason goes to the log).
 Reports of the same run are ordered like any other update: a later `updated_at` (default: when
 the report arrived) and a further status win, so `running` then `success` reports converge.
+
+Every field is held to the limits of `ciwatch.validation` (stated in the model below, so the
+OpenAPI document shows them, and checked again on the run): a body nested deeper than
+`validation.MAX_DEPTH` or a value outside them is 422 naming the field, and nothing is stored.
 """
 
 from __future__ import annotations
@@ -23,6 +27,21 @@ from ciwatch.errors import StoreError
 from ciwatch.runtime import Runtime
 from ciwatch.serialize import run_to_dict
 from ciwatch.timeutil import parse_time, seconds_between
+from ciwatch.validation import (
+    INT64_MAX,
+    INT64_MIN,
+    LIMITS,
+    MAX_ATTEMPT,
+    MAX_SECONDS,
+    NO_CONTROL_PATTERN,
+    NO_NUL_PATTERN,
+    Invalid,
+    check_run,
+    json_depth_over,
+    loggable,
+)
+from ciwatch.web.errors import error_responses
+from ciwatch.web.hooks import Rejected, read_body
 
 log = logging.getLogger("ciwatch.report")
 
@@ -31,30 +50,44 @@ router = APIRouter(prefix="/api/v1", tags=["report"])
 MAX_REPORT = 256 * 1024
 
 
+def _identifier(name: str) -> Any:
+    return Field(None, max_length=LIMITS[name], pattern=NO_CONTROL_PATTERN)
+
+
+def _text(name: str) -> Any:
+    return Field(None, max_length=LIMITS[name], pattern=NO_NUL_PATTERN)
+
+
+def _time() -> Any:
+    return Field(None, description="ISO 8601, from 1970-01-01 to a day past the server's clock.")
+
+
 class ReportIn(BaseModel):
     """A run reported by a CI step. Times are ISO 8601 (an offset or `Z`; none means UTC)."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    project: str = Field(min_length=1, max_length=500)
-    run_id: str = Field(min_length=1, max_length=200)
+    project: str = Field(min_length=1, max_length=LIMITS["project"], pattern=NO_CONTROL_PATTERN)
+    run_id: str = Field(min_length=1, max_length=LIMITS["run_id"], pattern=NO_CONTROL_PATTERN)
     status: Status
-    source: str = Field("push", min_length=1, max_length=100, pattern=r"^[a-z0-9][a-z0-9_.-]*$")
-    number: int | None = None
-    workflow: str | None = None
-    ref: str | None = None
-    sha: str | None = None
-    event: str | None = None
-    provider_status: str | None = None
-    created_at: datetime | None = None
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    updated_at: datetime | None = None
-    duration_seconds: float | None = Field(None, ge=0)
-    queued_seconds: float | None = Field(None, ge=0)
-    url: str | None = None
-    author: str | None = None
-    attempt: int = Field(1, ge=1)
+    source: str = Field(
+        "push", min_length=1, max_length=LIMITS["source"], pattern=r"^[a-z0-9][a-z0-9_.-]*$"
+    )
+    number: int | None = Field(None, ge=INT64_MIN, le=INT64_MAX)
+    workflow: str | None = _identifier("workflow")
+    ref: str | None = _identifier("ref")
+    sha: str | None = _identifier("sha")
+    event: str | None = _identifier("event")
+    provider_status: str | None = _text("provider_status")
+    created_at: datetime | None = _time()
+    started_at: datetime | None = _time()
+    finished_at: datetime | None = _time()
+    updated_at: datetime | None = _time()
+    duration_seconds: float | None = Field(None, ge=0, le=MAX_SECONDS, allow_inf_nan=False)
+    queued_seconds: float | None = Field(None, ge=0, le=MAX_SECONDS, allow_inf_nan=False)
+    url: str | None = _identifier("url")
+    author: str | None = _text("author")
+    attempt: int = Field(1, ge=1, le=MAX_ATTEMPT)
 
     @field_validator("created_at", "started_at", "finished_at", "updated_at", mode="before")
     @classmethod
@@ -95,6 +128,25 @@ def _utc(value: datetime | None) -> datetime | None:
     return None if value is None else parse_time(value)
 
 
+def _inline(schema: dict[str, Any]) -> dict[str, Any]:
+    """A JSON schema with its `$defs` put in place of their `$ref`s: the OpenAPI document holds
+    it inline, where `#/$defs/...` would not resolve."""
+    defs = schema.pop("$defs", {})
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return walk(defs[ref.removeprefix("#/$defs/")])
+            return {key: walk(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [walk(item) for item in node]
+        return node
+
+    inlined: dict[str, Any] = walk(schema)
+    return inlined
+
+
 def _error(status: int, error: str, detail: Any = None, **headers: str) -> JSONResponse:
     return JSONResponse(
         status_code=status, content={"error": error, "detail": detail}, headers=headers
@@ -105,10 +157,14 @@ def _error(status: int, error: str, detail: Any = None, **headers: str) -> JSONR
     "/report",
     status_code=202,
     summary="Report a run from any CI step",
+    responses={
+        202: {"description": "Stored: the run as the store now holds it."},
+        **error_responses(401, 413, 422, 503),
+    },
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": ReportIn.model_json_schema()}},
+            "content": {"application/json": {"schema": _inline(ReportIn.model_json_schema())}},
         }
     },
 )
@@ -123,9 +179,14 @@ async def report(request: Request) -> JSONResponse:
     ):
         runtime.metrics.webhook("push", "rejected_signature")
         return _error(401, "missing or wrong bearer token", None, **{"WWW-Authenticate": "Bearer"})
-    body = await request.body()
-    if len(body) > MAX_REPORT:
+    try:  # refused at the declared length, or once past the limit: never read in whole
+        body = await read_body(request, MAX_REPORT)
+    except Rejected:
         return _error(413, f"report over {MAX_REPORT} bytes")
+    if json_depth_over(body):
+        runtime.metrics.webhook("push", "bad_payload")
+        problem = {"field": "body", "problem": "JSON nested too deep"}
+        return _error(422, "invalid report: body", [problem])
     try:
         report_in = ReportIn.model_validate_json(body)
     except ValidationError as exc:
@@ -136,21 +197,35 @@ async def report(request: Request) -> JSONResponse:
         ]
         fields = ", ".join(p["field"] for p in problems)
         return _error(422, f"invalid report: {fields}", problems)
+    now = runtime.clock.now()
     try:
-        run = report_in.to_run(runtime.clock.now())
+        run = report_in.to_run(now)
+        check_run(run, now)
+    except Invalid as exc:
+        runtime.metrics.webhook("push", "bad_payload")
+        return _error(422, f"invalid report: {exc.fields}", exc.detail())
     except ValueError as exc:
+        runtime.metrics.webhook("push", "bad_payload")
         return _error(422, "invalid report", str(exc))
     try:
         await runtime.store.upsert_run(run)
     except StoreError as exc:
         runtime.metrics.webhook("push", "store_error")
         # The reason names the database: it goes to the log, not to the reporter.
-        log.error("report of %s/%s #%s not stored: %s", run.source, run.project, run.run_id, exc)
+        log.error(
+            "report of %s/%s #%s not stored: %s",
+            *(loggable(part) for part in run.key),
+            exc,
+        )
         return _error(503, "store unavailable", "the report was not stored; retry it later")
     runtime.metrics.webhook("push", "accepted")
     try:
         stored = await runtime.store.get_run(run.key)
     except StoreError as exc:  # committed already: the answer is still 202, with the report
-        log.warning("report of %s/%s #%s stored, not read back: %s", *run.key, exc)
+        log.warning(
+            "report of %s/%s #%s stored, not read back: %s",
+            *(loggable(part) for part in run.key),
+            exc,
+        )
         stored = None
     return JSONResponse(status_code=202, content=run_to_dict(stored or run))

@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ciwatch.domain import Status
+from ciwatch.validation import NO_CONTROL_PATTERN, NO_NUL_PATTERN
 
 Provider = Literal["gitlab", "github", "jenkins", "push"]
 
@@ -168,10 +169,10 @@ class SilenceMatchers(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    source: str | None = Field(None, min_length=1)
-    project: str | None = Field(None, min_length=1)
-    ref: str | None = Field(None, min_length=1)
-    event: str | None = Field(None, min_length=1)
+    source: str | None = Field(None, min_length=1, max_length=500, pattern=NO_CONTROL_PATTERN)
+    project: str | None = Field(None, min_length=1, max_length=500, pattern=NO_CONTROL_PATTERN)
+    ref: str | None = Field(None, min_length=1, max_length=500, pattern=NO_CONTROL_PATTERN)
+    event: str | None = Field(None, min_length=1, max_length=500, pattern=NO_CONTROL_PATTERN)
 
 
 class SilenceCreate(BaseModel):
@@ -181,9 +182,11 @@ class SilenceCreate(BaseModel):
 
     matchers: SilenceMatchers
     ends_at: datetime | None = Field(None, description="When it ends (ISO 8601; UTC if no offset).")
-    duration: str | None = Field(None, description="How long from now, e.g. 30m, 2h, 1d.")
-    comment: str | None = Field(None, max_length=1000)
-    created_by: str | None = Field(None, max_length=200)
+    duration: str | None = Field(
+        None, max_length=100, description="How long from now, e.g. 30m, 2h, 1d."
+    )
+    comment: str | None = Field(None, max_length=1000, pattern=NO_NUL_PATTERN)
+    created_by: str | None = Field(None, max_length=200, pattern=NO_CONTROL_PATTERN)
 
 
 class SilenceModel(BaseModel):
