@@ -1,13 +1,13 @@
 """`POST /api/v1/report`: any CI step reports a run (DESIGN §9), with the server's bearer token.
 
+The body is JSON, or a form (`application/x-www-form-urlencoded`, what `curl --data-urlencode`
+sends) with the same fields: `form_report` turns it into the dict the JSON body gives.
+
 The body is one run object: `project`, `run_id` and `status` are required, every other field of
 the model is optional, `source` defaults to `push`. The answer is 202 with the stored run, sent
 once the run is committed in the store; a store failure is 503 (the reason goes to the log).
 Reports of the same run are ordered like any other update: a later `updated_at` (default: when
 the report arrived) and a further status win, so `running` then `success` reports converge.
-
-The body can also be a form (`application/x-www-form-urlencoded`, what `curl --data-urlencode`
-sends), with the same fields: `form_report` turns it into the dict the JSON body gives.
 """
 
 from __future__ import annotations
