@@ -1,5 +1,8 @@
 """`POST /api/v1/report`: any CI step reports a run (DESIGN §9), with the server's bearer token.
 
+The body is JSON, or a form (`application/x-www-form-urlencoded`, what `curl --data-urlencode`
+sends) with the same fields: `form_report` turns it into the dict the JSON body gives.
+
 The body is one run object: `project`, `run_id` and `status` are required, every other field of
 the model is optional, `source` defaults to `push`. The answer is 202 with the stored run, sent
 once the run is committed in the store; a store failure is 503 (the reason goes to the log).
@@ -14,13 +17,17 @@ OpenAPI document shows them, and checked again on the run): a body nested deeper
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 from datetime import datetime
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import InitErrorDetails
 
 from ciwatch.domain import Run, Status
 from ciwatch.errors import StoreError
@@ -188,7 +195,7 @@ async def report(request: Request) -> JSONResponse:
         problem = {"field": "body", "problem": "JSON nested too deep"}
         return _error(422, "invalid report: body", [problem])
     try:
-        report_in = ReportIn.model_validate_json(body)
+        report_in = _parse(request.headers.get("content-type"), body)
     except ValidationError as exc:
         runtime.metrics.webhook("push", "bad_payload")
         problems = [
@@ -229,3 +236,97 @@ async def report(request: Request) -> JSONResponse:
         )
         stored = None
     return JSONResponse(status_code=202, content=run_to_dict(stored or run))
+
+
+FORM = "application/x-www-form-urlencoded"
+
+
+def _parse(content_type: str | None, body: bytes) -> ReportIn:
+    """The report in a JSON body or in a form. A body that starts with `{` is JSON whatever its
+    content type: `curl -d '{...}'` without `-H 'Content-Type: ...'` labels JSON as a form."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    if media == FORM and not body.lstrip().startswith(b"{"):
+        return ReportIn.model_validate(form_report(body))
+    return ReportIn.model_validate_json(body)
+
+
+def form_report(body: bytes) -> dict[str, Any]:
+    """A form body as the dict the same report in JSON gives: names and values decoded as UTF-8,
+    an empty value left out (an absent field), and a field that is a number or a boolean in the
+    JSON schema converted from its text when the text is one (else left for the validation to
+    name). Undecodable text or a field given twice: ValidationError naming the field."""
+    values: dict[str, list[str]] = {}
+    errors: list[InitErrorDetails] = []
+    for pair in body.split(b"&"):
+        if not pair.strip():
+            continue
+        raw_name, _, raw_value = pair.partition(b"=")
+        try:
+            name = _form_text(raw_name)
+        except UnicodeDecodeError:
+            errors.append({"type": "string_unicode", "loc": ("body",), "input": raw_name})
+            continue
+        try:
+            value = _form_text(raw_value)
+        except UnicodeDecodeError:
+            errors.append({"type": "string_unicode", "loc": (name,), "input": raw_value})
+            continue
+        values.setdefault(name, []).append(value)
+    fields: dict[str, Any] = {}
+    for name, given in values.items():
+        present = [value for value in given if value != ""]
+        if len(present) > 1:
+            errors.append(
+                {"type": "value_error", "loc": (name,), "input": present, "ctx": {"error": _TWICE}}
+            )
+        elif present:
+            fields[name] = _typed(name, present[0])
+    if errors:
+        raise ValidationError.from_exception_data(ReportIn.__name__, errors)
+    return fields
+
+
+_TWICE = ValueError("given more than once")
+
+
+def _form_text(raw: bytes) -> str:
+    """One form name or value: `+` is a space, `%XX` a byte, the bytes UTF-8."""
+    return unquote_to_bytes(raw.replace(b"+", b" ")).decode("utf-8")
+
+
+def _json_types() -> dict[str, set[str]]:
+    """Each field's JSON types in the report's schema (`integer`, `number`, `boolean`, ...)."""
+    types: dict[str, set[str]] = {}
+    for name, schema in ReportIn.model_json_schema().get("properties", {}).items():
+        options = schema.get("anyOf", [schema])
+        types[name] = {option["type"] for option in options if "type" in option}
+    return types
+
+
+_TYPES = _json_types()
+
+
+def _typed(name: str, text: str) -> Any:
+    """The form text as JSON would have it where the schema says number or boolean."""
+    types = _TYPES.get(name, set())
+    if "boolean" in types and text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    if types & {"integer", "number"}:
+        try:
+            number = json.loads(text)
+        except ValueError:
+            return text
+        if isinstance(number, int | float) and not isinstance(number, bool):
+            return number
+    return text
+
+
+def _form_in_openapi() -> None:
+    """The OpenAPI document gives the form body beside the JSON one, with the same schema."""
+    for route in router.routes:
+        if isinstance(route, APIRoute) and route.endpoint is report and route.openapi_extra:
+            content = route.openapi_extra["requestBody"]["content"]
+            content[FORM] = {"schema": content["application/json"]["schema"]}
+
+
+_form_in_openapi()
