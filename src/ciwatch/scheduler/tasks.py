@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from ciwatch.domain import Run, Target, TargetState
+from ciwatch.domain import Job, Run, RunKey, Target, TargetState
 from ciwatch.errors import (
     AuthFailed,
     BadPayload,
@@ -35,6 +35,7 @@ from ciwatch.selfmetrics import CollectionMetrics
 from ciwatch.state import progress_key
 from ciwatch.store import Store
 from ciwatch.supervisor import Supervisor
+from ciwatch.validation import Invalid, job_problems, loggable, run_problems
 
 log = logging.getLogger("ciwatch.scheduler")
 
@@ -96,7 +97,7 @@ async def poll_target(
     state = await store.get_target_state(target.source, target.project)
     try:
         result = await provider.poll(target, state)
-        changed = await _store_runs(provider, store, result.runs, known)
+        changed = await _store_runs(provider, store, result.runs, known, now)
         for run in result.runs:
             if active_runs is not None:
                 if run.status.active:
@@ -169,9 +170,15 @@ def _seen(run: Run, progress: tuple[int, datetime, int]) -> int:
 
 
 async def _store_runs(
-    provider: Provider, store: Store, runs: Sequence[Run], known: KnownRuns | None
+    provider: Provider,
+    store: Store,
+    runs: Sequence[Run],
+    known: KnownRuns | None,
+    now: datetime,
 ) -> int:
-    """Store the runs that progressed, with their jobs; how many changed a stored run."""
+    """Store the runs that progressed, with their jobs; how many changed a stored run. A run
+    (with its jobs) outside the limits of `ciwatch.validation` is not stored: the same limits
+    as a webhook's, so a far-future `updated_at` from an API cannot pin a run's status either."""
     if not runs:
         return 0  # a 304 or an empty list: the runs known from before are still the ones shown
     seen: set[int] = set()
@@ -189,6 +196,12 @@ async def _store_runs(
     # Fetch every detail before writing anything: if a fetch fails nothing is stored, the cursor
     # is not advanced, and the next poll sees the runs as changed again.
     details = [await provider.details(run) for run in fresh]
+    refused = _refused(details, now)
+    if refused:
+        # Remembered as seen at this progress: refused again only once it changes.
+        seen.update(_seen(run, progress_key(run)) for run in fresh if run.key in refused)
+        fresh = [run for run in fresh if run.key not in refused]
+        details = [item for item in details if item[0].key not in refused]
     jobs = [job for _, found in details for job in found]
     # Runs and their jobs in one transaction: a run is never stored without the jobs it came
     # with, so the alert engine, woken by the run's change, sees its failing jobs.
@@ -203,6 +216,25 @@ async def _store_runs(
         )
         known.replace(seen)
     return changed
+
+
+def _refused(details: Sequence[tuple[Run, Sequence[Job]]], now: datetime) -> set[RunKey]:
+    """The runs (with their jobs) outside the limits, each logged once with its bad fields."""
+    refused: set[RunKey] = set()
+    for run, found in details:
+        problems = run_problems(run, now, "run.")
+        for job in found:
+            problems.extend(job_problems(job, now, "job."))
+        if problems:
+            refused.add(run.key)
+            log.warning(
+                "run %s of %s/%s not stored: %s",
+                loggable(run.run_id),
+                loggable(run.source),
+                loggable(run.project),
+                loggable(Invalid(problems)),
+            )
+    return refused
 
 
 async def _record_failure(
