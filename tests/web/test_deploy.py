@@ -218,3 +218,38 @@ def test_the_failing_panels_count_red_refs(dashboard: dict[str, Any], tmp_path: 
     path.write_text(yaml.safe_dump(tests))
     done = promtool("test", "rules", str(path))
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_success_rate_panels_show_no_nan(dashboard: dict[str, Any], tmp_path: Path) -> None:
+    """A project with no success or failed run in the window (only canceled ones) has no success
+    rate: no sample, where `0 / 0` drew NaN (issue 12); the others get theirs."""
+    labels = 'source="gl",provider="gitlab",ref="main",job="ciwatch",instance="a"'
+    total = "ci_pipeline_runs_total"
+    series = [
+        (f'{total}{{{labels},project="g/app",status="success"}}', "0+3x20"),
+        (f'{total}{{{labels},project="g/app",status="failed"}}', "0+1x20"),
+        (f'{total}{{{labels},project="g/idle",status="canceled"}}', "0+1x20"),
+        (f'{total}{{{labels},project="g/idle",status="success"}}', "5x20"),
+        (f'{total}{{{labels},project="g/idle",status="failed"}}', "2x20"),
+    ]
+    tests = {
+        "rule_files": [],
+        "evaluation_interval": "5m",
+        "tests": [
+            {
+                "interval": "5m",
+                "input_series": [{"series": name, "values": values} for name, values in series],
+                "promql_expr_test": [
+                    {
+                        "expr": _panel_expr(dashboard, "Success rate by project (1h window)"),
+                        "eval_time": "90m",
+                        "exp_samples": [{"labels": '{project="g/app",source="gl"}', "value": 0.75}],
+                    }
+                ],
+            }
+        ],
+    }
+    path = tmp_path / "success_rate_test.yml"
+    path.write_text(yaml.safe_dump(tests))
+    done = promtool("test", "rules", str(path))
+    assert done.returncode == 0, done.stdout + done.stderr
