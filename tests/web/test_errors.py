@@ -70,6 +70,28 @@ async def test_unknown_path_is_404(client: httpx.AsyncClient, path: str) -> None
     assert_error(await client.get(path), 404, "not found")
 
 
+BROWSER = {"accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+
+
+@pytest.mark.parametrize("path", ["/nope", "/projects", "/static/x.css", "/no/<script>"])
+async def test_a_browser_gets_an_html_404_with_a_way_back(
+    client: httpx.AsyncClient, path: str
+) -> None:
+    """Issue 12: a browser's 404 was raw JSON."""
+    reply = await client.get(path, headers=BROWSER)
+    assert reply.status_code == 404
+    assert reply.headers["content-type"].startswith("text/html")
+    assert '<a class="button primary" href="/">Back to the dashboard</a>' in reply.text
+    assert "<script>" not in reply.text  # the path is escaped
+
+
+@pytest.mark.parametrize("path", ["/api/v1/nope", "/hooks/gitlab", "/metrics/x"])
+async def test_programs_paths_keep_the_json_404_even_for_a_browser(
+    client: httpx.AsyncClient, path: str
+) -> None:
+    assert_error(await client.get(path, headers=BROWSER), 404, "not found")
+
+
 async def test_wrong_method_is_405(client: httpx.AsyncClient) -> None:
     reply = await client.post("/api/v1/runs")
     detail = assert_error(reply, 405, "method not allowed")

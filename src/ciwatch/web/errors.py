@@ -7,6 +7,7 @@ unavailable (`StoreError`, 503) and anything unexpected (500, logged, no traceba
 
 from __future__ import annotations
 
+import html
 import logging
 from collections.abc import Mapping, Sequence
 from http import HTTPStatus
@@ -14,7 +15,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -101,8 +102,44 @@ async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status, exc.error, exc.detail, exc.headers)
 
 
-async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+# Paths whose clients are programs: their 404 stays the JSON error object whatever they accept.
+MACHINE_PATHS = ("/api/", "/hooks/", "/metrics", "/cc.xml", "/openapi.json", "/healthz", "/readyz")
+
+
+def _root(request: Request) -> str:
+    """Where the app is mounted (inside a mount, such as /static, `root_path` includes it)."""
+    root: str = request.scope.get("app_root_path", request.scope.get("root_path", ""))
+    return root
+
+
+def _wants_html(request: Request) -> bool:
+    """A browser asking for a page (its Accept names text/html), not a program."""
+    path = request.url.path.removeprefix(_root(request))
+    return "text/html" in request.headers.get("accept", "") and not path.startswith(MACHINE_PATHS)
+
+
+def not_found_page(request: Request) -> HTMLResponse:
+    """The 404 a browser gets for an unknown page: HTML with a way back, not raw JSON."""
+    root = html.escape(_root(request), quote=True)
+    path = html.escape(request.url.path)
+    body = (
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        "<title>Not found · ciwatch</title>"
+        f'<link rel="stylesheet" href="{root}/static/dashboard.css">'
+        '</head><body><main class="page"><section class="card empty-state">'
+        f'<p class="big-code">404</p><h1>Nothing at <code>{path}</code></h1>'
+        "<p>This address is not a page of ciwatch.</p>"
+        f'<p><a class="button primary" href="{root}/">Back to the dashboard</a></p>'
+        "</section></main></body></html>\n"
+    )
+    return HTMLResponse(body, status_code=404)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 404 and exc.detail in (None, "Not Found") and _wants_html(request):
+        return not_found_page(request)
     error = _phrase(exc.status_code)
     detail: Any = exc.detail
     if isinstance(detail, str) and detail.lower() == error:
