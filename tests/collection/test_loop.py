@@ -91,21 +91,25 @@ async def test_a_slow_target_delays_nobody_and_stop_drains(
     running: tuple[Simulator, RunningSimulator], store: Store
 ) -> None:
     sim, server = running
-    sim.add_fault(Fault(kind="slow", provider="github", path="*/octo-org/web/*", delay=1.5))
+    sim.add_fault(Fault(kind="slow", provider="github", path="*/octo-org/web/*", delay=4.0))
     runtime = await _runtime(server, store, Cadence(interval=0.2, active_interval=0.2))
+    stop = asyncio.Event()
+    assert runtime.scheduler is not None
+    loop_task = asyncio.create_task(runtime.scheduler.run(stop))
     try:
-        assert runtime.scheduler is not None
-        stop = asyncio.Event()
-        loop_task = asyncio.create_task(runtime.scheduler.run(stop))
-        await asyncio.sleep(1.0)
-        # The slow poll is in flight now; the others have been polled several times.
-        polls = _polls(runtime)
+        # While the slow poll is in flight (4 s), the others are polled several times: waited
+        # for by count (at most 3.5 s), not for a fixed time, so a slow start does not matter.
+        for _ in range(350):
+            polls = _polls(runtime)
+            if polls.get("octo-org/api", 0) >= 3 and polls.get("platform/frontend/web", 0) >= 3:
+                break
+            await asyncio.sleep(0.01)
         assert polls["octo-org/web"] == 0
         assert polls["octo-org/api"] >= 3
         assert polls["platform/frontend/web"] >= 3
+    finally:
         stop.set()
         await asyncio.wait_for(loop_task, timeout=30)
-    finally:
         for provider in runtime.providers.values():
             await provider.close()
     # Stopping let the in-flight slow poll finish and store its result.
