@@ -233,7 +233,8 @@ class DeliveryWorkers:
             if event is not None:
                 event.set()
 
-    async def _channel_loop(self, name: str, stop: asyncio.Event) -> None:
+    async def channel_loop(self, name: str, stop: asyncio.Event) -> None:
+        """Deliver channel `name`'s notices until `stop` is set (one supervised task each)."""
         wakeup = self._wakeups[name]
         while not stop.is_set():
             wakeup.clear()
@@ -257,11 +258,7 @@ class DeliveryWorkers:
             stopping.cancel()
             woken.cancel()
 
-    async def channel_loop(self, name: str, stop: asyncio.Event) -> None:
-        """Deliver channel `name`'s notices until `stop` is set (one supervised task each)."""
-        await self._channel_loop(name, stop)
-
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until `stop` is set: one task per channel, so a slow or rate-limited channel
         never holds up the others. Does not close the channels (their owner does)."""
-        await asyncio.gather(*(self._channel_loop(name, stop) for name in self.channels))
+        await asyncio.gather(*(self.channel_loop(name, stop) for name in self.channels))

@@ -198,12 +198,23 @@ class AlertEngine:
             dashboard_url=self.dashboard_url(source, project, ref) if self.dashboard_url else None,
             at_start=on_start == "summary",
         )
+        return self._queued(decision, notice, now, channels, settle=on_start == "summary")
+
+    def _queued(
+        self,
+        decision: Decision,
+        notice: Notice,
+        now: datetime,
+        channels: Mapping[str, str],
+        *,
+        settle: bool = False,
+    ) -> Change:
+        """The change with `notice` queued for each of `channels` (name → group)."""
         payload = notice_to_payload(notice)
         # The compare-and-set token (the time of this notification) makes the key unique per
         # notification: a replica that lost the race would compute the same key.
-        dedup = f"{':'.join(decision.fingerprint)}:{event}:{now.isoformat()}"
+        dedup = f"{':'.join(decision.fingerprint)}:{notice.kind}:{now.isoformat()}"
         due = now + self.settings.group_wait
-        settle = on_start == "summary"
         return Change(
             decision,
             [
@@ -226,13 +237,7 @@ class AlertEngine:
             fingerprint=":".join(decision.fingerprint),
             detail=decision.payload.get("error"),
         )
-        payload = notice_to_payload(notice)
-        dedup = f"{':'.join(decision.fingerprint)}:{event}:{now.isoformat()}"
-        due = now + self.settings.group_wait
-        return Change(
-            decision,
-            [NewNotice(dedup, name, payload, due, group) for name, group in channels.items()],
-        )
+        return self._queued(decision, notice, now, channels)
 
     async def _health_decisions(
         self, now: datetime, stored: Mapping[Fingerprint, AlertRow]

@@ -237,9 +237,7 @@ class Scheduler:
         """Store the source's discovery health (written when it changes, and at least once
         per process so that `last_polled_at` says discovery runs)."""
         try:
-            if source not in self._discovery:
-                self._discovery[source] = await self.store.get_target_state(source, DISCOVERY)
-            before = self._discovery[source]
+            before = await self._discovery_state(source)
             if error is None:
                 state = TargetState(
                     source,
@@ -292,9 +290,7 @@ class Scheduler:
             iso_z(until),
         )
         try:
-            if source not in self._discovery:
-                self._discovery[source] = await self.store.get_target_state(source, DISCOVERY)
-            before = self._discovery[source] or TargetState(source, DISCOVERY)
+            before = await self._discovery_state(source) or TargetState(source, DISCOVERY)
             state = replace(before, extra={**before.extra, PAUSED_UNTIL: iso_z(until) or ""})
             await self.store.save_target_state(state)
             self._discovery[source] = state
@@ -302,17 +298,22 @@ class Scheduler:
             log.warning("could not record the pause of source %s: %s", source, exc)
         return until
 
+    async def _discovery_state(self, source: str) -> TargetState | None:
+        """The source's stored discovery state, read from the store once per process."""
+        if source not in self._discovery:
+            self._discovery[source] = await self.store.get_target_state(source, DISCOVERY)
+        return self._discovery[source]
+
     async def _load_pause(self, source: str) -> None:
         """Honour a pause recorded before this process started (a restart, another replica):
         read once per process with the source's discovery state."""
         if source in self._discovery:
             return
         try:
-            self._discovery[source] = await self.store.get_target_state(source, DISCOVERY)
+            stored = await self._discovery_state(source)
         except StoreError as exc:
             log.warning("could not read the discovery of source %s: %s", source, exc)
             return
-        stored = self._discovery[source]
         until = stored.paused_until if stored is not None else None
         if until is not None and until > self.clock.now():
             self.paused_until[source] = max(self.paused_until.get(source, until), until)
