@@ -531,7 +531,9 @@ class Tile:
 
     @property
     def overdue(self) -> bool:
-        return self.elapsed is not None and bool(self.typical) and self.elapsed > self.typical
+        if self.elapsed is None or not self.typical:
+            return False
+        return self.elapsed > self.typical
 
 
 def wall_tiles(rows: Sequence[stats.BoardRow], now: datetime) -> list[Tile]:
