@@ -92,7 +92,7 @@ async def test_an_overdue_run_says_so(client: httpx.AsyncClient, store: SqlStore
         )
     )
     html = (await client.get("/?tv=1")).text
-    assert "● running 25m 00s over ~10m 00s" in texts(html, "span", "tile-run")
+    assert "● running 25m 00s > ~10m 00s" in texts(html, "span", "tile-run")
     assert 'class="tile-meta tile-run overdue"' in html
 
 
