@@ -246,6 +246,15 @@ def font_px(page: Any, selector: str) -> float:
     return float(value.removesuffix("px"))
 
 
+def grid_figures(page: Any) -> str:
+    """The wall's chosen grid and text sizes, for the record (pytest -s shows them)."""
+    cols, rows, unit = page.eval_on_selector(
+        "ul.tiles",
+        "e => ['--cols', '--rows', '--u'].map(n => getComputedStyle(e).getPropertyValue(n))",
+    )
+    return f"{cols} columns × {rows} rows, unit {unit}, project {font_px(page, '.tile-project')}px"
+
+
 PAGES = [
     ("board", "/?refresh=0"),
     ("wall", "/?tv=1&refresh=0"),
@@ -285,12 +294,14 @@ def test_wall_fits_61_and_101_refs_at_1920x1080(server: Server, browser: Any) ->
     assert ranks == sorted(ranks) and ranks.count(0) >= 4 and ranks.count(1) >= 3
     expect(page.locator("progress.tile-progress").first).to_be_visible()
     page.screenshot(path=server.shots / "wall-61-1920x1080.png")
+    print("61 refs at 1920x1080:", grid_figures(page))
 
     page.goto(f"{server.url}/?tv=1&refresh=0")
     expect(page.locator("li.tile")).to_have_count(101)
     assert len(tiles_inside(page)) == 101
     assert font_px(page, ".tile-project") >= 14
     page.screenshot(path=server.shots / "wall-101-1920x1080.png")
+    print("101 refs at 1920x1080:", grid_figures(page))
 
     # The layout follows the window.
     page.set_viewport_size({"width": 1280, "height": 720})
