@@ -279,7 +279,7 @@ def test_dashboard_pages_in_chromium(served: Served, browser: Any) -> None:
     expect(page.locator("table")).to_have_count(0)
     for index in range(3):
         expect(tiles.nth(index)).to_have_class("tile s-failed failing")
-    expect(tiles.nth(3)).to_have_class("tile s-running")
+    expect(tiles.nth(3)).to_have_class("tile s-running moving m-running")
     size = page.locator(".tile-project").first.evaluate("e => getComputedStyle(e).fontSize")
     assert float(size.removesuffix("px")) >= 24
     page.screenshot(path=served.shots / "wall.png", full_page=True)

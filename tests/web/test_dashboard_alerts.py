@@ -425,7 +425,10 @@ async def test_every_page_links_to_alerts_with_the_firing_count(
     client: httpx.AsyncClient, store: SqlStore
 ) -> None:
     await seed_firing(store)
-    for path in ("/", "/?tv=1", "/projects/gitlab-main/group/app", "/alerts"):
+    # The wall has no navigation bar; its summary links the firing count instead.
+    wall = (await client.get("/?tv=1")).text
+    assert texts(wall, "a", "wall-alerts") == ["⚠ 2 alerts firing"]
+    for path in ("/", "/projects/gitlab-main/group/app", "/alerts"):
         html = (await client.get(path)).text
         nav = [(a, text) for _, a, text in elements(html) if "nav-alerts" in a.get("class", "")]
         assert len(nav) == 1, path

@@ -55,6 +55,8 @@ def _pages(source: str, project: str, run_id: str) -> list[str]:
         "/",
         "/?status=failed",
         f"/projects/{source}/{project}",
+        f"/runs/{source}/{project}/{run_id}",
+        "/?tv=1",
         "/alerts",
         "/api/v1/runs",
         "/api/v1/runs?limit=1",

@@ -28,7 +28,7 @@ from markupsafe import Markup, escape
 
 from ciwatch.alerting import views as alert_views
 from ciwatch.alerting.silences import list_silences
-from ciwatch.domain import Run, Status
+from ciwatch.domain import Job, Run, RunKey, Status
 from ciwatch.errors import StoreError
 from ciwatch.store import Store, stats
 from ciwatch.store.sql import SqlStore
@@ -49,7 +49,8 @@ log = logging.getLogger(__name__)
 TEMPLATES = Path(__file__).parent / "templates"
 REFRESH_SECONDS = 30
 BOARD_PAGE = 50
-WALL_TILES = 60
+# Tiles shrink to fit the screen (static/wall.js); past this many a last tile pages on.
+WALL_TILES = 150
 RECENT_RUNS = 20
 HISTORY_PAGE = 25
 ALERTS_FIRING = 200
@@ -100,6 +101,7 @@ _CI_LINK = Markup(
 _NOT_A_LINK = Markup('<span class="muted unsafe-url" title="Not an http(s) link: %s">%s</span>')
 _RUNNING_FOR = Markup('<span class="muted" title="still running">%s…</span>')
 _NOTHING = Markup('<span class="muted">—</span>')
+_PAGE_LINK = Markup('<a class="run-link" href="%s">%s</a>')
 
 
 # -- formatting -----------------------------------------------------------------------------
@@ -235,6 +237,19 @@ class View:
 
     def static(self, name: str) -> str:
         return f"{self.root}/static/{name}"
+
+    def run_href(self, run: Run, **params: Any) -> str:
+        """The dashboard's page of one run (the same identifiers as `/api/v1/runs/...`)."""
+        path = (
+            f"/runs/{quote(run.source, safe='')}/{quote(run.project, safe='/')}"
+            f"/{quote(run.run_id, safe='')}"
+        )
+        return self.url(path, **params)
+
+    def run_link(self, run: Run) -> Markup:
+        """`#number` (else the run id), linked to the run's page on this dashboard."""
+        label = f"#{run.number}" if run.number is not None else _shorten(run.run_id, 12)
+        return _PAGE_LINK % (self.run_href(run), label)
 
 
 def _shorten(text: str, width: int) -> str:
@@ -482,7 +497,91 @@ async def index(request: Request) -> HTMLResponse:
         days=len(data.days),
         recent_bounded=stats.recent_bound(filters, view.now) is not None,
     )
+    if tv:
+        context.update(wall_context(request, data.board, filters, view.now))
     return render("wall.html" if tv else "index.html", context)
+
+
+# -- wall ---------------------------------------------------------------------------------------
+
+# On the wall, what needs a person comes first: red refs, then refs with a run going now
+# (whatever their colour), then the rest in board order.
+WALL_RANK = {Status.RUNNING: 1, Status.QUEUED: 2}
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One ref on the wall; for a ref with a run going, how far it is against the ref's
+    typical duration (that of the run which set its colour, when known)."""
+
+    row: stats.BoardRow
+    elapsed: float | None = None
+    typical: float | None = None
+
+    @property
+    def moving(self) -> bool:
+        return self.row.state.last_run.status in WALL_RANK
+
+    @property
+    def progress(self) -> float | None:
+        """elapsed ÷ typical, capped at 1; None without both."""
+        if self.elapsed is None or not self.typical:
+            return None
+        return min(self.elapsed / self.typical, 1.0)
+
+    @property
+    def overdue(self) -> bool:
+        if self.elapsed is None or not self.typical:
+            return False
+        return self.elapsed > self.typical
+
+
+def wall_tiles(rows: Sequence[stats.BoardRow], now: datetime) -> list[Tile]:
+    """`rows` as tiles: failing first, then running, then queued, then the board order."""
+
+    def rank(row: stats.BoardRow) -> int:
+        if row.state.failing:
+            return 0
+        return WALL_RANK.get(row.state.last_run.status, 3)
+
+    tiles = []
+    for row in sorted(rows, key=rank):
+        run = row.state.last_run
+        elapsed = None
+        if run.status is Status.RUNNING and run.started_at is not None:
+            elapsed = max((now - run.started_at).total_seconds(), 0.0)
+        elif run.status is Status.QUEUED and run.created_at is not None:
+            elapsed = max((now - run.created_at).total_seconds(), 0.0)
+        typical = row.decisive_duration if run.status is Status.RUNNING else None
+        tiles.append(Tile(row, elapsed, typical if typical and typical > 0 else None))
+    return tiles
+
+
+def wall_context(
+    request: Request, board: stats.Board, filters: Filters, now: datetime
+) -> dict[str, Any]:
+    """The wall's tiles and headline. `wall_state`: `empty` (nothing stored), `nothing` (the
+    filter matches no ref: grey, never green, so a mistyped wall URL does not look fine),
+    `failing`, `green` (refs exist and every one is green) or `quiet` (no red ref, but not all
+    green: running, canceled, … only)."""
+    counts = board.counts if filters.status is None else {filters.status: board.total}
+    failing = counts.get(Status.FAILED, 0)
+    if board.total == 0:
+        state = "nothing" if filters.active else "empty"
+    elif failing:
+        state = "failing"
+    elif counts.get(Status.SUCCESS, 0) == board.total:
+        state = "green"
+    else:
+        state = "quiet"
+    shown = [(name, value) for name in FILTER_PARAMS if (value := _text(request, name))]
+    return {
+        "tiles": wall_tiles(board.rows, now),
+        "wall_state": state,
+        "wall_counts": counts,
+        "wall_failing": failing,
+        "wall_filter": shown,
+    }
 
 
 def _scope(filters: Filters) -> str:
@@ -546,6 +645,84 @@ async def project_page(request: Request, source: str, project: str) -> HTMLRespo
         days=len(data.days),
     )
     return render("project.html", context)
+
+
+# -- one run ------------------------------------------------------------------------------------
+
+# A stage takes the colour of its worst job: failed over anything still going, over success;
+# skipped only when every job was skipped.
+STAGE_ORDER = (
+    Status.FAILED,
+    Status.RUNNING,
+    Status.QUEUED,
+    Status.MANUAL,
+    Status.CANCELED,
+    Status.SUCCESS,
+    Status.SKIPPED,
+)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """The jobs of one stage of a run, in the run's job order, and the stage's worst status (a
+    job allowed to fail counts as success there, and marks the stage `warned`)."""
+
+    name: str
+    jobs: list[Job]
+    status: Status
+    warned: bool
+    duration: float | None
+
+
+def _stage_span(jobs: Sequence[Job]) -> float | None:
+    """From the first job's start to the last job's finish, when every job has both."""
+    starts = [job.started_at for job in jobs if job.started_at is not None]
+    ends = [job.finished_at for job in jobs if job.finished_at is not None]
+    if not starts or len(ends) != len(jobs):
+        return None
+    seconds = (max(ends) - min(starts)).total_seconds()
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+def stages(jobs: Sequence[Job]) -> list[Stage]:
+    """`jobs` grouped by stage, stages in the order their first job appears (`jobs_for` order);
+    jobs without a stage (GitHub jobs) form one unnamed stage."""
+    grouped: dict[str, list[Job]] = {}
+    for job in jobs:
+        grouped.setdefault(job.stage or "", []).append(job)
+    found = []
+    for name, members in grouped.items():
+        effective = [
+            Status.SUCCESS if job.allow_failure and job.status is Status.FAILED else job.status
+            for job in members
+        ]
+        worst = min(effective, key=STAGE_ORDER.index)
+        warned = any(job.allow_failure and job.status is Status.FAILED for job in members)
+        found.append(Stage(name, members, worst, warned, _stage_span(members)))
+    return found
+
+
+@router.get("/runs/{source}/{project:path}/{run_id}", response_class=HTMLResponse, summary="Run")
+async def run_page(request: Request, source: str, project: str, run_id: str) -> HTMLResponse:
+    """One run: status, ref, sha, times, link to the CI system, a bar of its stages and its
+    jobs grouped by stage (the HTML of `/api/v1/runs/{source}/{project}/{run_id}`). 404 for
+    a run not stored."""
+    view = _view(request, ("refresh",))
+    context = _base_context(request, view)
+    key = RunKey(storable(source), storable(project), storable(run_id))
+    runtime = request.app.state.runtime
+    context.update(source=key.source, project=key.project, run_id=key.run_id)
+    try:
+        run = await runtime.store.get_run(key)
+        jobs = [] if run is None else await runtime.store.jobs_for(key)
+        context["alerts_firing"] = await firing_badge(runtime.store)
+    except StoreError as exc:
+        return _unavailable(request, view, exc)
+    if run is None:
+        context.update(title="Unknown run", code=404)
+        return render("not_found.html", context, status_code=404)
+    context.update(run=run, jobs=jobs, stages=stages(jobs))
+    return render("run.html", context)
 
 
 @router.get("/alerts", response_class=HTMLResponse, summary="Alerts")
