@@ -26,6 +26,7 @@ from ciwatch.errors import (
     StoreError,
 )
 from ciwatch.providers.base import Provider
+from ciwatch.scheduler.book import TargetBook
 from ciwatch.scheduler.tasks import Cadence, KnownRuns, PollOutcome, poll_target
 from ciwatch.selfmetrics import CollectionMetrics
 from ciwatch.store import SqlStore, Store, leases
@@ -49,6 +50,10 @@ class _Entry:
     known: KnownRuns = field(default_factory=KnownRuns)
     in_flight: bool = False
     polls: int = 0
+    # Whether `known` was filled from the stored digest (once, before the first poll).
+    digest_read: bool = False
+    # Until when this replica's lease on the target is known to hold (partition mode).
+    held_until: datetime | None = None
 
 
 # A replica holds a target's poll lease for this many of the target's polling intervals after
@@ -142,6 +147,8 @@ class Scheduler:
         # Each source's discovery health as last stored (the target state of project
         # `DISCOVERY`), so that it is read from the store once per process.
         self._discovery: dict[str, TargetState | None] = {}
+        # Every target's state in memory while `run` or `run_once` runs (`book.py`).
+        self.book: TargetBook | None = None
 
     # -- discovery -------------------------------------------------------------------------
 
@@ -338,6 +345,15 @@ class Scheduler:
         """Discover, then poll every target once, concurrently. `on_done(outcome, done, total)`
         is called as each target finishes (the CLI's progress bar)."""
         before = self.metrics.requests_total()
+        await self._open_book()
+        try:
+            return await self._run_once(before, on_done)
+        finally:
+            await self._close_book()
+
+    async def _run_once(
+        self, before: int, on_done: Callable[[PollOutcome, int, int], None] | None
+    ) -> CycleReport:
         await self.discover()
         entries = list(self.entries.values())
         total = len(entries)
@@ -359,7 +375,39 @@ class Scheduler:
     # -- forever ---------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Poll targets as they fall due until `stop` is set; in-flight polls then finish."""
+        """Poll targets as they fall due until `stop` is set; in-flight polls then finish, and
+        the target states not yet written are written."""
+        book = await self._open_book()
+        flushing = asyncio.create_task(book.run(stop))
+        try:
+            await self._run(stop)
+        finally:
+            stop.set()
+            await asyncio.gather(flushing, return_exceptions=True)
+            await self._close_book()
+
+    async def _open_book(self) -> TargetBook:
+        """Read every target state in one query and let the store's readers see this view."""
+        book = self.book = TargetBook(self.store)
+        await book.load()
+        if isinstance(self.store, SqlStore):
+            self.store.overlay = book
+        return book
+
+    async def _close_book(self) -> None:
+        """Write what is not written yet (on every way out: a clean stop loses nothing)."""
+        book, self.book = self.book, None
+        if book is None:
+            return
+        try:
+            await book.flush()
+        except StoreError as exc:
+            log.warning("stopping: could not write %d target states: %s", book.dirty, exc)
+        finally:
+            if isinstance(self.store, SqlStore) and self.store.overlay is book:
+                self.store.overlay = None
+
+    async def _run(self, stop: asyncio.Event) -> None:
         await self.discover()
         next_discovery = self.clock.now() + timedelta(seconds=self.discovery_interval)
         tasks: set[asyncio.Task[None]] = set()
@@ -477,6 +525,11 @@ class Scheduler:
             async with self._semaphore:
                 paused = self.paused(source)  # it may have begun while this poll waited
                 if paused is None:
+                    if not entry.digest_read and self.book is not None:
+                        state = self.book.get(entry.target.key)
+                        if state is not None:
+                            entry.known = KnownRuns.decode(state.digest)
+                        entry.digest_read = True
                     outcome = await poll_target(
                         self.providers[source],
                         self.store,
@@ -486,6 +539,7 @@ class Scheduler:
                         active_runs=entry.active_runs,
                         known=entry.known,
                         supervisor=self.supervisor,
+                        book=self.book,
                     )
         finally:
             entry.in_flight = False
