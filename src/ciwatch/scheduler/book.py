@@ -6,7 +6,7 @@ timestamps, and those alone are written at most once per `HEARTBEAT`: so an unch
 touches no database at all. Every other change (a new cursor, ETag or digest, a health change)
 marks the target dirty; dirty targets are written together, one transaction per batch, every
 `flush_interval` seconds, at once when a target's health changed or `batch` targets are dirty,
-and on stop.
+and on stop (then with every timestamp too, in one transaction).
 
 What a crash loses: the changes of at most one flush window (about a second). Runs are stored
 before the poll that found them updates the state here, so what is lost is only cursors, ETags
@@ -145,13 +145,21 @@ class TargetBook:
 
     # -- writing -----------------------------------------------------------------------------
 
-    async def flush(self) -> int:
-        """Write every dirty target, `batch` per transaction; how many. On a store error the
-        unwritten targets stay dirty (tried again at the next flush) and the error propagates."""
+    async def flush(self, *, final: bool = False) -> int:
+        """Write every dirty target, `batch` per transaction; how many. `final` (on stop, at
+        the end of `poll --once`) also writes the targets whose timestamps alone moved, all in
+        one transaction, so that a clean stop leaves the store exactly this view. On a store
+        error the unwritten targets stay dirty (tried again at the next flush) and the error
+        propagates."""
+        if final:
+            for key, state in self.states.items():
+                if key not in self._dirty and self._stored.get(key) != state:
+                    self._dirty[key] = None
+        size = max(len(self._dirty), 1) if final else self.batch
         written = 0
         self.urgent.clear()
         while self._dirty:
-            keys = list(self._dirty)[: self.batch]
+            keys = list(self._dirty)[:size]
             states = [self.states[key] for key in keys if key in self.states]
             for key in keys:
                 del self._dirty[key]

@@ -8,6 +8,7 @@ by the global semaphore, and a failure only moves that target's next due time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import logging
 import random
@@ -52,8 +53,10 @@ class _Entry:
     polls: int = 0
     # Whether `known` was filled from the stored digest (once, before the first poll).
     digest_read: bool = False
-    # Until when this replica's lease on the target is known to hold (partition mode).
+    # Until when this replica's lease on the target is known to hold (partition mode), and
+    # whether another replica held it since this process last read the target's state.
     held_until: datetime | None = None
+    lost: bool = False
 
 
 # A replica holds a target's poll lease for this many of the target's polling intervals after
@@ -149,6 +152,9 @@ class Scheduler:
         self._discovery: dict[str, TargetState | None] = {}
         # Every target's state in memory while `run` or `run_once` runs (`book.py`).
         self.book: TargetBook | None = None
+        # Leases to renew in the next batch (partition mode, while `run` renews in batches).
+        self._renew: dict[tuple[str, str], None] = {}
+        self._renewing = False
 
     # -- discovery -------------------------------------------------------------------------
 
@@ -378,13 +384,52 @@ class Scheduler:
         """Poll targets as they fall due until `stop` is set; in-flight polls then finish, and
         the target states not yet written are written."""
         book = await self._open_book()
-        flushing = asyncio.create_task(book.run(stop))
+        background = [asyncio.create_task(book.run(stop))]
+        if self.leases is not None:
+            self._renewing = True
+            background.append(asyncio.create_task(self._lease_loop(stop, book.flush_interval)))
         try:
             await self._run(stop)
         finally:
             stop.set()
-            await asyncio.gather(flushing, return_exceptions=True)
+            await asyncio.gather(*background, return_exceptions=True)
+            self._renewing = False
+            self._renew.clear()
             await self._close_book()
+            if self.leases is not None:
+                try:
+                    await self.leases.release()
+                except StoreError as exc:
+                    log.warning("stopping: could not release the poll leases: %s", exc)
+
+    async def _lease_loop(self, stop: asyncio.Event, seconds: float) -> None:
+        """Renew the leases of the targets polled meanwhile, one transaction per batch."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=seconds)
+            try:
+                await self._renew_leases()
+            except StoreError as exc:
+                log.warning("could not renew %d poll leases: %s", len(self._renew), exc)
+
+    async def _renew_leases(self) -> None:
+        if self.leases is None or not self._renew:
+            return
+        keys = [key for key in self._renew if key in self.entries]
+        self._renew.clear()
+        now = self.clock.now()
+        by_ttl: dict[timedelta, list[_Entry]] = {}
+        for key in keys:
+            entry = self.entries[key]
+            by_ttl.setdefault(self.leases.ttl(entry.target), []).append(entry)
+        for ttl, entries in by_ttl.items():
+            names = [self.leases.name(entry.target) for entry in entries]
+            renewed = await leases.renew(self.leases.store, names, self.leases.holder, now + ttl)
+            for entry, name in zip(entries, names, strict=True):
+                if name in renewed:
+                    entry.held_until = max(entry.held_until or now, now + ttl)
+                else:
+                    entry.held_until = None  # taken by another replica: the next poll asks
 
     async def _open_book(self) -> TargetBook:
         """Read every target state in one query and let the store's readers see this view."""
@@ -400,7 +445,7 @@ class Scheduler:
         if book is None:
             return
         try:
-            await book.flush()
+            await book.flush(final=True)
         except StoreError as exc:
             log.warning("stopping: could not write %d target states: %s", book.dirty, exc)
         finally:
@@ -454,11 +499,6 @@ class Scheduler:
         if tasks:
             log.info("stopping: letting %d in-flight polls finish", len(tasks))
             await asyncio.gather(*tasks, return_exceptions=True)
-        if self.leases is not None:
-            try:
-                await self.leases.release()
-            except StoreError as exc:
-                log.warning("stopping: could not release the poll leases: %s", exc)
 
     async def _held(self, entry: _Entry) -> bool:
         """Whether this replica may poll the target now (always, without leases). When not,
@@ -466,8 +506,16 @@ class Scheduler:
         if self.leases is None:
             return True
         now = self.clock.now()
+        interval = timedelta(seconds=self._interval(entry.target.source, False))
+        if self._renewing and entry.held_until is not None and entry.held_until > now + interval:
+            # Held for more than an interval yet: renewed with the next batch, not now.
+            self._renew[entry.target.key] = None
+            return True
         try:
             if await self.leases.hold(entry.target, now):
+                entry.held_until = now + self.leases.ttl(entry.target)
+                if entry.lost:
+                    await self._reload(entry)
                 return True
         except StoreError as exc:
             log.warning("poll lease of %s/%s: %s", *entry.target.key, exc)
@@ -475,9 +523,20 @@ class Scheduler:
             entry.due = now + self._backoff(entry)
             return False
         self.skipped += 1
-        interval = self._interval(entry.target.source, False)
-        entry.due = now + timedelta(seconds=interval * self._jitter_factor())
+        entry.held_until = None
+        entry.lost = True
+        entry.due = now + interval * self._jitter_factor()
         return False
+
+    async def _reload(self, entry: _Entry) -> None:
+        """The lease came back from another replica, which polled the target meanwhile: its
+        cursor, ETag and digest are read again (its runs, seen by the other, then need no
+        reads either)."""
+        entry.lost = False
+        entry.digest_read = False
+        entry.known = KnownRuns()
+        if self.book is not None:
+            await self.book.reload(entry.target.key)
 
     async def _poll_and_reschedule(
         self, entry: _Entry, heap: list[tuple[datetime, tuple[str, str]]]
@@ -509,7 +568,8 @@ class Scheduler:
         if entry.due + timedelta(seconds=self._interval(entry.target.source, False)) <= now + ttl:
             return  # the usual case: the lease taken before this poll outlasts the next one
         try:
-            await self.leases.hold(entry.target, now, next_poll=entry.due)
+            if await self.leases.hold(entry.target, now, next_poll=entry.due):
+                entry.held_until = now + ttl + (entry.due - now)
         except StoreError as exc:
             log.warning("poll lease of %s/%s: %s", *entry.target.key, exc)
 
