@@ -77,13 +77,16 @@ class TargetBook:
 
     # -- loading -----------------------------------------------------------------------------
 
-    async def load(self) -> int:
-        """Read every target state in one query (discovery states stay with the scheduler's
-        own record); how many."""
+    async def load(self) -> list[TargetState]:
+        """Read every target state in one query; the sources' discovery states, which stay
+        with the scheduler's own record, are returned."""
+        discovery = []
         for state in await self.store.target_states():
-            if not state.is_discovery:
+            if state.is_discovery:
+                discovery.append(state)
+            else:
                 self.states[state.key] = self._stored[state.key] = state
-        return len(self.states)
+        return discovery
 
     async def reload(self, key: Key) -> TargetState | None:
         """Read one target's state again (its lease came back from another replica, which may

@@ -327,6 +327,9 @@ class Scheduler:
         except StoreError as exc:
             log.warning("could not read the discovery of source %s: %s", source, exc)
             return
+        self._honour_pause(source, stored)
+
+    def _honour_pause(self, source: str, stored: TargetState | None) -> None:
         until = stored.paused_until if stored is not None else None
         if until is not None and until > self.clock.now():
             self.paused_until[source] = max(self.paused_until.get(source, until), until)
@@ -434,7 +437,12 @@ class Scheduler:
     async def _open_book(self) -> TargetBook:
         """Read every target state in one query and let the store's readers see this view."""
         book = self.book = TargetBook(self.store)
-        await book.load()
+        discovery = {state.source: state for state in await book.load()}
+        for source in self.providers:
+            if source not in self._discovery:
+                # Read with the rest, so that discovery needs no read of its own.
+                self._discovery[source] = discovery.get(source)
+                self._honour_pause(source, discovery.get(source))
         if isinstance(self.store, SqlStore):
             self.store.overlay = book
         return book
