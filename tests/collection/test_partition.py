@@ -240,6 +240,6 @@ def _ttl() -> timedelta:
 async def _expiries(store: SqlStore) -> dict[str, datetime]:
     async def work(conn: AsyncConnection) -> dict[str, datetime]:
         rows = await conn.execute(select(leases_table.c.name, leases_table.c.expires_at))
-        return {name: expires for name, expires in rows}
+        return {str(name): expires for name, expires in rows}
 
     return await store.read("leases", work)
