@@ -241,8 +241,10 @@ class Figures:
 class CountingStore:
     """A store that counts its reads and its write transactions."""
 
-    READS = frozenset({"get_run", "get_target_state"})
-    WRITES = frozenset({"upsert_run", "upsert_runs", "upsert_jobs", "save_target_state"})
+    READS = frozenset({"get_run", "get_target_state", "target_states"})
+    WRITES = frozenset(
+        {"upsert_run", "upsert_runs", "upsert_jobs", "save_target_state", "save_target_states"}
+    )
 
     def __init__(self, inner: Store) -> None:
         self.inner = inner

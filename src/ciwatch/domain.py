@@ -330,6 +330,9 @@ class TargetState:
     extra: dict[str, str] = field(default_factory=dict)
     # When the current unhealthy period began (None while healthy).
     unhealthy_since: datetime | None = None
+    # The scheduler's compact record of what its last poll saw (`scheduler/digest.py`): opaque
+    # to everything else, never shown.
+    digest: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("last_polled_at", "last_success_at", "last_error_at", "unhealthy_since"):

@@ -8,12 +8,16 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime, timedelta
 
+from sqlalchemy import event, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from ciwatch.clock import FakeClock
 from ciwatch.config import Settings
 from ciwatch.runtime import Runtime
 from ciwatch.scheduler.loop import LEASE_INTERVALS
 from ciwatch.simulator import RunningSimulator, Simulator
 from ciwatch.store import SqlStore, leases, open_store
+from ciwatch.store.tables import leases as leases_table
 from collection.basic import basic_sources
 from factories import at
 
@@ -169,3 +173,73 @@ async def test_a_backing_off_target_stays_with_its_replica(
         await _close(one)
         await _close(two)
         await other.close()
+
+
+async def test_the_run_loop_renews_the_leases_in_batches(
+    store_url: str, store: SqlStore, sim: tuple[Simulator, RunningSimulator, FakeClock]
+) -> None:
+    """While `run` polls, a lease that lasts more than an interval yet is not asked for before
+    the poll: the leases of the targets polled are renewed together, one UPDATE per batch, and
+    a lease another replica holds is still left alone."""
+    _, running, clock = sim
+    other = open_store(store_url)
+    taken = "poll:gh:octo-org/web"
+    assert await leases.acquire(other, taken, "someone else", clock.now(), timedelta(hours=1))
+    replica = await _replica(running, clock, store)
+    sent: list[str] = []
+
+    def count(*args: object) -> None:
+        sent.append(str(args[2]).lstrip().upper())
+
+    scheduler = replica.scheduler
+    stop = asyncio.Event()
+    task = asyncio.create_task(scheduler.run(stop))
+    mine = set(scheduler.entries) - {("gh", "octo-org/web")}
+    try:
+        for _ in range(400):
+            await asyncio.sleep(0.05)
+            if all(scheduler.entries[key].polls >= 1 for key in mine):
+                break
+        assert all(scheduler.entries[key].polls == 1 for key in mine)
+        assert scheduler.entries[("gh", "octo-org/web")].polls == 0
+        await asyncio.sleep(1.5)  # the first polls' renewals (none due yet) are behind us
+        engine = store._engine.sync_engine
+        event.listen(engine, "before_cursor_execute", count)
+        try:
+            clock.advance(INTERVAL)
+            for _ in range(400):
+                await asyncio.sleep(0.05)
+                expiry = await _expiries(other)
+                if all(scheduler.entries[key].polls >= 2 for key in mine) and all(
+                    expiry[f"poll:{key[0]}:{key[1]}"] == clock.now() + LEASE_INTERVALS * _ttl()
+                    for key in mine
+                ):
+                    break
+        finally:
+            event.remove(engine, "before_cursor_execute", count)
+        assert all(scheduler.entries[key].polls == 2 for key in mine)
+        expiry = await _expiries(other)
+        for key in mine:
+            assert expiry[f"poll:{key[0]}:{key[1]}"] == clock.now() + LEASE_INTERVALS * _ttl()
+        assert expiry[taken] > clock.now() + timedelta(minutes=50)  # still someone else's
+        # Only the target another replica holds is asked for again (once per interval).
+        assert len([s for s in sent if s.startswith("INSERT INTO LEASES")]) <= 1
+        renewals = [s for s in sent if s.startswith("UPDATE LEASES")]
+        assert 1 <= len(renewals) < len(mine)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        await _close(replica)
+        await other.close()
+
+
+def _ttl() -> timedelta:
+    return timedelta(seconds=INTERVAL)
+
+
+async def _expiries(store: SqlStore) -> dict[str, datetime]:
+    async def work(conn: AsyncConnection) -> dict[str, datetime]:
+        rows = await conn.execute(select(leases_table.c.name, leases_table.c.expires_at))
+        return {str(name): expires for name, expires in rows}
+
+    return await store.read("leases", work)

@@ -8,6 +8,7 @@ by the global semaphore, and a failure only moves that target's next due time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import logging
 import random
@@ -26,6 +27,7 @@ from ciwatch.errors import (
     StoreError,
 )
 from ciwatch.providers.base import Provider
+from ciwatch.scheduler.book import TargetBook
 from ciwatch.scheduler.tasks import Cadence, KnownRuns, PollOutcome, poll_target
 from ciwatch.selfmetrics import CollectionMetrics
 from ciwatch.store import SqlStore, Store, leases
@@ -49,6 +51,12 @@ class _Entry:
     known: KnownRuns = field(default_factory=KnownRuns)
     in_flight: bool = False
     polls: int = 0
+    # Whether `known` was filled from the stored digest (once, before the first poll).
+    digest_read: bool = False
+    # Until when this replica's lease on the target is known to hold (partition mode), and
+    # whether another replica held it since this process last read the target's state.
+    held_until: datetime | None = None
+    lost: bool = False
 
 
 # A replica holds a target's poll lease for this many of the target's polling intervals after
@@ -142,6 +150,11 @@ class Scheduler:
         # Each source's discovery health as last stored (the target state of project
         # `DISCOVERY`), so that it is read from the store once per process.
         self._discovery: dict[str, TargetState | None] = {}
+        # Every target's state in memory while `run` or `run_once` runs (`book.py`).
+        self.book: TargetBook | None = None
+        # Leases to renew in the next batch (partition mode, while `run` renews in batches).
+        self._renew: dict[tuple[str, str], None] = {}
+        self._renewing = False
 
     # -- discovery -------------------------------------------------------------------------
 
@@ -314,6 +327,9 @@ class Scheduler:
         except StoreError as exc:
             log.warning("could not read the discovery of source %s: %s", source, exc)
             return
+        self._honour_pause(source, stored)
+
+    def _honour_pause(self, source: str, stored: TargetState | None) -> None:
         until = stored.paused_until if stored is not None else None
         if until is not None and until > self.clock.now():
             self.paused_until[source] = max(self.paused_until.get(source, until), until)
@@ -338,6 +354,15 @@ class Scheduler:
         """Discover, then poll every target once, concurrently. `on_done(outcome, done, total)`
         is called as each target finishes (the CLI's progress bar)."""
         before = self.metrics.requests_total()
+        await self._open_book()
+        try:
+            return await self._run_once(before, on_done)
+        finally:
+            await self._close_book()
+
+    async def _run_once(
+        self, before: int, on_done: Callable[[PollOutcome, int, int], None] | None
+    ) -> CycleReport:
         await self.discover()
         entries = list(self.entries.values())
         total = len(entries)
@@ -359,7 +384,83 @@ class Scheduler:
     # -- forever ---------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Poll targets as they fall due until `stop` is set; in-flight polls then finish."""
+        """Poll targets as they fall due until `stop` is set; in-flight polls then finish, and
+        the target states not yet written are written."""
+        book = await self._open_book()
+        background = [asyncio.create_task(book.run(stop))]
+        if self.leases is not None:
+            self._renewing = True
+            background.append(asyncio.create_task(self._lease_loop(stop, book.flush_interval)))
+        try:
+            await self._run(stop)
+        finally:
+            stop.set()
+            await asyncio.gather(*background, return_exceptions=True)
+            self._renewing = False
+            self._renew.clear()
+            await self._close_book()
+            if self.leases is not None:
+                try:
+                    await self.leases.release()
+                except StoreError as exc:
+                    log.warning("stopping: could not release the poll leases: %s", exc)
+
+    async def _lease_loop(self, stop: asyncio.Event, seconds: float) -> None:
+        """Renew the leases of the targets polled meanwhile, one transaction per batch."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=seconds)
+            try:
+                await self._renew_leases()
+            except StoreError as exc:
+                log.warning("could not renew %d poll leases: %s", len(self._renew), exc)
+
+    async def _renew_leases(self) -> None:
+        if self.leases is None or not self._renew:
+            return
+        keys = [key for key in self._renew if key in self.entries]
+        self._renew.clear()
+        now = self.clock.now()
+        by_ttl: dict[timedelta, list[_Entry]] = {}
+        for key in keys:
+            entry = self.entries[key]
+            by_ttl.setdefault(self.leases.ttl(entry.target), []).append(entry)
+        for ttl, entries in by_ttl.items():
+            names = [self.leases.name(entry.target) for entry in entries]
+            renewed = await leases.renew(self.leases.store, names, self.leases.holder, now + ttl)
+            for entry, name in zip(entries, names, strict=True):
+                if name in renewed:
+                    entry.held_until = max(entry.held_until or now, now + ttl)
+                else:
+                    entry.held_until = None  # taken by another replica: the next poll asks
+
+    async def _open_book(self) -> TargetBook:
+        """Read every target state in one query and let the store's readers see this view."""
+        book = self.book = TargetBook(self.store)
+        discovery = {state.source: state for state in await book.load()}
+        for source in self.providers:
+            if source not in self._discovery:
+                # Read with the rest, so that discovery needs no read of its own.
+                self._discovery[source] = discovery.get(source)
+                self._honour_pause(source, discovery.get(source))
+        if isinstance(self.store, SqlStore):
+            self.store.overlay = book
+        return book
+
+    async def _close_book(self) -> None:
+        """Write what is not written yet (on every way out: a clean stop loses nothing)."""
+        book, self.book = self.book, None
+        if book is None:
+            return
+        try:
+            await book.flush(final=True)
+        except StoreError as exc:
+            log.warning("stopping: could not write %d target states: %s", book.dirty, exc)
+        finally:
+            if isinstance(self.store, SqlStore) and self.store.overlay is book:
+                self.store.overlay = None
+
+    async def _run(self, stop: asyncio.Event) -> None:
         await self.discover()
         next_discovery = self.clock.now() + timedelta(seconds=self.discovery_interval)
         tasks: set[asyncio.Task[None]] = set()
@@ -406,11 +507,6 @@ class Scheduler:
         if tasks:
             log.info("stopping: letting %d in-flight polls finish", len(tasks))
             await asyncio.gather(*tasks, return_exceptions=True)
-        if self.leases is not None:
-            try:
-                await self.leases.release()
-            except StoreError as exc:
-                log.warning("stopping: could not release the poll leases: %s", exc)
 
     async def _held(self, entry: _Entry) -> bool:
         """Whether this replica may poll the target now (always, without leases). When not,
@@ -418,8 +514,16 @@ class Scheduler:
         if self.leases is None:
             return True
         now = self.clock.now()
+        interval = timedelta(seconds=self._interval(entry.target.source, False))
+        if self._renewing and entry.held_until is not None and entry.held_until > now + interval:
+            # Held for more than an interval yet: renewed with the next batch, not now.
+            self._renew[entry.target.key] = None
+            return True
         try:
             if await self.leases.hold(entry.target, now):
+                entry.held_until = now + self.leases.ttl(entry.target)
+                if entry.lost:
+                    await self._reload(entry)
                 return True
         except StoreError as exc:
             log.warning("poll lease of %s/%s: %s", *entry.target.key, exc)
@@ -427,9 +531,20 @@ class Scheduler:
             entry.due = now + self._backoff(entry)
             return False
         self.skipped += 1
-        interval = self._interval(entry.target.source, False)
-        entry.due = now + timedelta(seconds=interval * self._jitter_factor())
+        entry.held_until = None
+        entry.lost = True
+        entry.due = now + interval * self._jitter_factor()
         return False
+
+    async def _reload(self, entry: _Entry) -> None:
+        """The lease came back from another replica, which polled the target meanwhile: its
+        cursor, ETag and digest are read again (its runs, seen by the other, then need no
+        reads either)."""
+        entry.lost = False
+        entry.digest_read = False
+        entry.known = KnownRuns()
+        if self.book is not None:
+            await self.book.reload(entry.target.key)
 
     async def _poll_and_reschedule(
         self, entry: _Entry, heap: list[tuple[datetime, tuple[str, str]]]
@@ -461,7 +576,8 @@ class Scheduler:
         if entry.due + timedelta(seconds=self._interval(entry.target.source, False)) <= now + ttl:
             return  # the usual case: the lease taken before this poll outlasts the next one
         try:
-            await self.leases.hold(entry.target, now, next_poll=entry.due)
+            if await self.leases.hold(entry.target, now, next_poll=entry.due):
+                entry.held_until = now + ttl + (entry.due - now)
         except StoreError as exc:
             log.warning("poll lease of %s/%s: %s", *entry.target.key, exc)
 
@@ -477,6 +593,11 @@ class Scheduler:
             async with self._semaphore:
                 paused = self.paused(source)  # it may have begun while this poll waited
                 if paused is None:
+                    if not entry.digest_read and self.book is not None:
+                        state = self.book.get(entry.target.key)
+                        if state is not None:
+                            entry.known = KnownRuns.decode(state.digest)
+                        entry.digest_read = True
                     outcome = await poll_target(
                         self.providers[source],
                         self.store,
@@ -486,6 +607,7 @@ class Scheduler:
                         active_runs=entry.active_runs,
                         known=entry.known,
                         supervisor=self.supervisor,
+                        book=self.book,
                     )
         finally:
             entry.in_flight = False

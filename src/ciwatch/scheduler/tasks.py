@@ -9,16 +9,26 @@ A run whose progress this process already saw stored costs no store read on the 
 each target remembers (as hashes) the runs of its previous poll. The store is forward-only, so
 what was stored stays at least that far; the remembered set is the previous poll's runs only,
 so it stays as small as the list window (Jenkins `builds`, GitHub `per_page`, GitLab overlap).
+The set is saved with the target state as its `digest`, so that a new process (`poll --once`,
+a restart) knows it too without reading the runs.
+
+With a `TargetBook` the target state is read from and written to memory (`book.py`): an
+unchanged poll (a 304, an empty GitLab page, an unchanged Jenkins body, runs all known) then
+costs no store statement at all.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
+import sys
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from hashlib import blake2b
 
 from ciwatch.domain import Job, Run, RunKey, Target, TargetState
 from ciwatch.errors import (
@@ -31,6 +41,7 @@ from ciwatch.errors import (
     StoreError,
 )
 from ciwatch.providers.base import Provider
+from ciwatch.scheduler.book import TargetBook
 from ciwatch.selfmetrics import CollectionMetrics
 from ciwatch.state import progress_key
 from ciwatch.store import Store
@@ -88,13 +99,19 @@ async def poll_target(
     active_runs: set[str] | None = None,
     known: KnownRuns | None = None,
     supervisor: Supervisor | None = None,
+    book: TargetBook | None = None,
 ) -> PollOutcome:
     """Poll one target and store what changed. Provider errors are recorded on the target (its
     health and reason) and returned, never raised; store errors propagate.
 
     `known` (kept by the caller per target, updated in place) remembers which runs this process
-    saw stored at which progress, so unchanged runs cost no store read on the next poll."""
-    state = await store.get_target_state(target.source, target.project)
+    saw stored at which progress, so unchanged runs cost no store read on the next poll.
+    `book` (the scheduler's in-memory target states) replaces the store's target-state read and
+    write."""
+    if book is not None:
+        state = book.get(target.key)
+    else:
+        state = await store.get_target_state(target.source, target.project)
     try:
         result = await provider.poll(target, state)
         changed = await _store_runs(provider, store, result.runs, known, now)
@@ -115,7 +132,7 @@ async def poll_target(
             else:
                 log.exception("poll of %s/%s crashed", target.source, target.project)
             exc = InternalError(f"internal error: {type(exc).__name__}: {exc}"[:500])
-        await _record_failure(store, target, state, exc, now)
+        await _record_failure(store, target, state, exc, now, book)
         if metrics is not None:
             metrics.poll_error(target.source, error_kind(exc))
         return PollOutcome(target, ok=False, error=exc, first=state is None)
@@ -127,10 +144,14 @@ async def poll_target(
         last_success_at=now,
         last_error_at=state.last_error_at if state else None,
         unhealthy_since=None,
+        digest=known.encode() if known is not None else result.state.digest,
     )
     if state is not None and not state.healthy:
         log.info("target %s/%s healthy again", target.source, target.project)
-    await store.save_target_state(healthy)
+    if book is not None:
+        book.put(healthy)
+    else:
+        await store.save_target_state(healthy)
     if metrics is not None:
         metrics.poll_ok(target.source, now)
     return PollOutcome(
@@ -145,14 +166,38 @@ async def poll_target(
 
 
 class KnownRuns:
-    """The runs of a target's previous poll, each as the hash of its id and progress, in a
-    sorted array of 8-byte integers: a set of ints would take about ten times the memory
-    (3 KB instead of 240 bytes for 20 runs; 30 MB instead of 3 MB at 10,000 targets)."""
+    """The runs of a target's previous poll, each as a stable 8-byte hash of its id and
+    progress, in a sorted array: a set of ints would take about ten times the memory (3 KB
+    instead of 240 bytes for 20 runs; 30 MB instead of 3 MB at 10,000 targets). `encode` is
+    the target state's `digest`; the hash is the same in every process (not `hash()`, which
+    Python salts per process)."""
 
     __slots__ = ("_hashes",)
 
     def __init__(self) -> None:
         self._hashes = array("q")
+
+    @classmethod
+    def decode(cls, digest: str | None) -> KnownRuns:
+        """The runs recorded in a stored digest (none for a missing or unreadable one: the next
+        poll then reads its runs from the store, as a first poll would)."""
+        known = cls()
+        if digest and digest.startswith(_DIGEST_PREFIX):
+            try:
+                raw = base64.b64decode(digest[len(_DIGEST_PREFIX) :], validate=True)
+                hashes = array("q", raw)
+            except (ValueError, binascii.Error):
+                return known
+            if sys.byteorder != "little":
+                hashes.byteswap()
+            known._hashes = array("q", sorted(hashes))
+        return known
+
+    def encode(self) -> str:
+        hashes = array("q", self._hashes)
+        if sys.byteorder != "little":
+            hashes.byteswap()
+        return _DIGEST_PREFIX + base64.b64encode(hashes.tobytes()).decode("ascii")
 
     def __contains__(self, key: int) -> bool:
         i = bisect_left(self._hashes, key)
@@ -165,8 +210,13 @@ class KnownRuns:
         self._hashes = array("q", sorted(set(keys)))
 
 
+_DIGEST_PREFIX = "r1:"
+
+
 def _seen(run: Run, progress: tuple[int, datetime, int]) -> int:
-    return hash((run.run_id, progress))
+    attempt, updated, rank = progress
+    text = f"{run.run_id}\x1f{attempt}\x1f{updated.isoformat()}\x1f{rank}"
+    return int.from_bytes(blake2b(text.encode(), digest_size=8).digest(), "little", signed=True)
 
 
 async def _store_runs(
@@ -238,25 +288,32 @@ def _refused(details: Sequence[tuple[Run, Sequence[Job]]], now: datetime) -> set
 
 
 async def _record_failure(
-    store: Store, target: Target, state: TargetState | None, exc: ProviderError, now: datetime
+    store: Store,
+    target: Target,
+    state: TargetState | None,
+    exc: ProviderError,
+    now: datetime,
+    book: TargetBook | None = None,
 ) -> None:
     reason = str(exc)
     previous = state or TargetState(target.source, target.project)
     if previous.reason != reason:
         # Logged once per change of reason, not once per poll.
         log.warning("target %s/%s: %s", target.source, target.project, reason)
+    since = previous.unhealthy_since if not previous.healthy else None
+    failed = replace(
+        previous,
+        healthy=False,
+        reason=reason,
+        last_polled_at=now,
+        last_error_at=now,
+        unhealthy_since=since or now,
+    )
+    if book is not None:
+        book.put(failed)
+        return
     try:
-        since = previous.unhealthy_since if not previous.healthy else None
-        await store.save_target_state(
-            replace(
-                previous,
-                healthy=False,
-                reason=reason,
-                last_polled_at=now,
-                last_error_at=now,
-                unhealthy_since=since or now,
-            )
-        )
+        await store.save_target_state(failed)
     except StoreError:
         log.exception("could not record the failure of %s/%s", target.source, target.project)
         raise

@@ -110,6 +110,9 @@ class Store(Protocol):
     async def save_target_state(self, state: TargetState) -> None:
         """Insert or replace the sync state of a target."""
 
+    async def save_target_states(self, states: Sequence[TargetState]) -> None:
+        """Insert or replace the sync states of targets, in one transaction."""
+
     async def target_states(self) -> list[TargetState]:
         """Every stored target state, sorted by source and project."""
         ...

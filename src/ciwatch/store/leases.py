@@ -13,9 +13,10 @@ once impossible.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete
+from sqlalchemy import case, delete, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -38,6 +39,37 @@ async def acquire(store: SqlStore, name: str, holder: str, now: datetime, ttl: t
         return (await conn.execute(statement)).first() is not None
 
     return await store.write("lease", work)
+
+
+async def renew(
+    store: SqlStore, names: Sequence[str], holder: str, expires_at: datetime
+) -> set[str]:
+    """Renew, in one transaction, the leases `names` that `holder` still holds, until
+    `expires_at` (a lease already held longer keeps its end); the names renewed. A lease that
+    another holder took meanwhile is not among them: the caller has lost it."""
+    if not names:
+        return set()
+    wanted = list(dict.fromkeys(names))
+
+    async def work(conn: AsyncConnection) -> set[str]:
+        renewed: set[str] = set()
+        for start in range(0, len(wanted), 500):
+            part = wanted[start : start + 500]
+            statement = (
+                update(leases)
+                .where((leases.c.holder == holder) & leases.c.name.in_(part))
+                .values(
+                    expires_at=case(
+                        (leases.c.expires_at > expires_at, leases.c.expires_at),
+                        else_=expires_at,
+                    )
+                )
+                .returning(leases.c.name)
+            )
+            renewed.update(name for (name,) in await conn.execute(statement))
+        return renewed
+
+    return await store.write("lease renewal", work)
 
 
 async def release(store: SqlStore, holder: str, *, prefix: str = "") -> int:

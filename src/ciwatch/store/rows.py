@@ -32,6 +32,7 @@ TARGET_FIELDS = (
     "last_error_at",
     "extra",
     "unhealthy_since",
+    "digest",
 )
 
 # The columns that make up a Run / Job, in the dataclass's field order: `Run(*row)` works.

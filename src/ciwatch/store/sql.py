@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import partial
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from sqlalchemy import delete, text, tuple_
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
@@ -75,6 +75,9 @@ class SqlStore:
         self.changes = RefChanges()
         # Concurrent run writes share a transaction (see `group.py`).
         self.group_commit = GroupCommit(self._write_batch, isolates=_item_caused)
+        # The scheduler's in-memory target states (`scheduler/book.py`), newer than the rows
+        # until its next flush: target reads in this process see them at once.
+        self.overlay: TargetOverlay | None = None
 
     def __repr__(self) -> str:
         return f"SqlStore({self.endpoint.display!r})"
@@ -279,29 +282,48 @@ class SqlStore:
     # -- targets -----------------------------------------------------------------------------
 
     async def get_target_state(self, source: str, project: str) -> TargetState | None:
-        """The stored sync state of a target, or None."""
-        return await self._read(
+        """The stored sync state of a target (or this process's newer view of it), or None."""
+        stored = await self._read(
             "target lookup", lambda conn: reads.get_target_state(conn, source, project)
         )
+        if self.overlay is None:
+            return stored
+        return _newer(stored, self.overlay.live().get((source, project)))
 
     async def save_target_state(self, state: TargetState) -> None:
         """Insert or replace the sync state of a target."""
-        statement = target_upsert(self.dialect, target_values(state))
+        await self.save_target_states([state])
+
+    async def save_target_states(self, states: Sequence[TargetState]) -> None:
+        """Insert or replace the sync states of targets, in one transaction (no key twice)."""
+        if not states:
+            return
+        statement = target_upsert(self.dialect)
+        rows = [target_values(state) for state in states]
 
         async def work(conn: AsyncConnection) -> None:
-            await conn.execute(statement)
+            await conn.execute(statement, rows)
 
         await self._write("target save", work)
 
     async def target_states(self) -> list[TargetState]:
-        """Every stored target state."""
-        return await self._read("target states", reads.target_states)
+        """Every stored target state (each overlaid by this process's newer view of it)."""
+        stored = await self._read("target states", reads.target_states)
+        if self.overlay is None:
+            return stored
+        live = self.overlay.live()
+        merged = {state.key: _newer(state, live.get(state.key)) or state for state in stored}
+        for key, state in live.items():
+            merged.setdefault(key, state)
+        return [merged[key] for key in sorted(merged)]
 
     async def forget_targets(self, keys: Sequence[tuple[str, str]]) -> int:
         """Delete the target states of these (source, project) keys; how many went."""
         if not keys:
             return 0
         wanted = list(dict.fromkeys(keys))
+        if self.overlay is not None:
+            self.overlay.forget(wanted)
 
         async def work(conn: AsyncConnection) -> int:
             deleted = 0
@@ -314,6 +336,29 @@ class SqlStore:
             return deleted
 
         return await self._write("target forget", work)
+
+
+class TargetOverlay(Protocol):
+    """A view of target states newer than the stored rows (the scheduler's `TargetBook`)."""
+
+    def live(self) -> Mapping[tuple[str, str], TargetState]: ...
+
+    def forget(self, keys: Iterable[tuple[str, str]]) -> None: ...
+
+
+def _newer(stored: TargetState | None, live: TargetState | None) -> TargetState | None:
+    """The more recently polled of a stored row and this process's view (the row on a tie:
+    another replica or the discovery wrote it last)."""
+    if live is None:
+        return stored
+    if stored is None:
+        return live
+    if (live.last_polled_at or _EPOCH) > (stored.last_polled_at or _EPOCH):
+        return live
+    return stored
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _require_aware(value: datetime | None, name: str) -> None:

@@ -181,6 +181,9 @@ targets = Table(
     Column("extra", json_type(), nullable=False),
     # When the current unhealthy period began; null while healthy (revision 0003).
     Column("unhealthy_since", UTCDateTime()),
+    # What the scheduler saw at its last poll (`scheduler/digest.py`), so that a new process
+    # knows without reading runs that nothing changed (revision 0004).
+    Column("digest", Text),
     UniqueConstraint("source", "project"),
 )
 

@@ -26,6 +26,7 @@ from ciwatch.state import (
     JOB_IDENTITY_FIELDS,
     RUN_FIELDS,
 )
+from ciwatch.store.rows import TARGET_FIELDS
 from ciwatch.store.tables import jobs, ref_states, runs, targets
 
 RUN_KEY = ("source", "project", "run_id")
@@ -122,12 +123,15 @@ def job_upsert(dialect: str) -> ReturningInsert[Any]:
     return upsert.returning(jobs.c.id)
 
 
-def target_upsert(dialect: str, values: dict[str, Any]) -> Insert:
-    """Insert or replace one target state."""
-    stmt = insert_for(dialect, targets).values(**values)
+@cache
+def target_upsert(dialect: str) -> Insert:
+    """Insert or replace target states; execute it with `rows.target_values(state)` for each
+    (a list of them is one executemany). Built and compiled once per dialect: the scheduler's
+    batched flushes write thousands of rows with it."""
+    stmt = insert_for(dialect, targets)
     return stmt.on_conflict_do_update(  # type: ignore[no-any-return]
         index_elements=[targets.c[name] for name in TARGET_KEY],
-        set_={name: stmt.excluded[name] for name in values if name not in TARGET_KEY},
+        set_={name: stmt.excluded[name] for name in TARGET_FIELDS if name not in TARGET_KEY},
     )
 
 
