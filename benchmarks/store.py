@@ -6,7 +6,8 @@ For each engine, on a fresh database: upserts per second for fresh inserts, upda
 a run and no-op duplicates, each one at a time (`upsert_run`, as webhooks arrive) and in batches
 of one project's runs (`upsert_runs`, as a poll cycle stores them); then p50/p95 latency of
 `ref_states()` and `history()` over the resulting store (N runs spread over N/200 refs, at most
-5,000, five refs per project). PostgreSQL runs in a throw-away database
+5,000, five refs per project; one run in a thousand canceled, the runs of the "changing update"
+rows left running, none skipped). PostgreSQL runs in a throw-away database
 `ciwatch_bench_<random>` on the server of `--pg` (user with CREATEDB), dropped afterwards.
 """
 
@@ -42,6 +43,8 @@ def make_runs(count: int, refs: int, seed: int = 1) -> list[Run]:
         ref_index = n % refs
         created = T0 + timedelta(seconds=30 * n)
         status = Status.FAILED if rng.random() < 0.15 else Status.SUCCESS
+        if n % 1000 == 7:
+            status = Status.CANCELED  # a rare status: one run in a thousand
         runs.append(
             Run(
                 source="gitlab-main",
@@ -139,6 +142,18 @@ async def bench_store(store: SqlStore, runs: list[Run], single: int, batch: int)
         (
             "history(status=failed, limit=50)",
             lambda: store.history(status=Status.FAILED, limit=50),
+        ),
+        (
+            "history(status=canceled, limit=50)",
+            lambda: store.history(status=Status.CANCELED, limit=50),
+        ),
+        (
+            "history(status=running, limit=50)",
+            lambda: store.history(status=Status.RUNNING, limit=50),
+        ),
+        (
+            "history(status=skipped, limit=50)",
+            lambda: store.history(status=Status.SKIPPED, limit=50),
         ),
     ]
     for label, call in queries:

@@ -50,7 +50,55 @@ def test_poll_benchmark_json() -> None:
     backfill, steady = result["ciwatch"]
     assert steady["targets"] == 6
     assert steady["failed"] == 0
-    assert steady["requests"] >= 6
+    assert steady["requests"] >= 9
     assert set(steady["providers"]) == {"gitlab", "github", "jenkins"}
     assert backfill["peak_rss_mb"] > 0
     assert result["naive"] == []
+
+
+STATIC = Path(__file__).parents[1] / "benchmarks" / "static_poll.py"
+
+
+def test_static_poll_benchmark_prints_its_figures() -> None:
+    """The static-server benchmark measures the serve, cron and baseline paths, with a changed
+    fraction, and every target is answered (no unknown URL, no failed poll)."""
+    done = subprocess.run(
+        [sys.executable, str(STATIC), "--targets", "9", "--changed", "0.3", "--cycles", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    for label in ("serve backfill", "serve steady 1", "cron 1", "baseline 1"):
+        assert label in done.stdout
+    for figure in ("CPU s", "CPU ms/tgt", "requests", "MB recv", "RSS MB", "fail"):
+        assert figure in done.stdout
+
+
+def test_static_poll_benchmark_json() -> None:
+    done = subprocess.run(
+        [sys.executable, str(STATIC), "--targets", "9", "--changed", "0.2", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = {row["path"]: row for row in json.loads(done.stdout)}
+    assert set(rows) == {
+        "serve backfill",
+        "serve steady 1",
+        "serve steady 2",
+        "cron 1",
+        "cron 2",
+        "baseline 1",
+        "baseline 2",
+    }
+    assert all(row["failed"] == 0 and row["targets"] == 9 for row in rows.values())
+    # The backfill reads every run's details; a steady cycle only the changed ones (2 of 9
+    # targets), and GitHub answers 304 for a repository that did not change.
+    assert rows["serve backfill"]["details"] > rows["serve steady 1"]["details"]
+    assert rows["serve steady 1"]["requests"] >= 9
+    assert rows["serve steady 1"]["not_modified"] >= 1
+    assert rows["baseline 1"]["requests"] == 9 and rows["baseline 1"]["details"] == 0

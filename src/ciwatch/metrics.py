@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import logging
 import threading
 import time
@@ -703,6 +704,9 @@ def render(registry: CollectorRegistry) -> bytes:
     ).encode("utf-8")
 
 
+# Fast: a /metrics body is megabytes at thousands of refs, compressed once per body.
+GZIP_LEVEL = 1
+
 # The families whose samples come one block per project/ref (`_add_ref`).
 REF_FAMILIES = (
     "ci_pipeline_status",
@@ -728,10 +732,63 @@ class MetricsRenderer:
         self._lock = threading.Lock()
         self._refs: dict[RefKey, tuple[tuple[object, ...], tuple[str, ...]]] = {}
         self.rendered_refs = 0  # how many ref blocks were (re)rendered, for tests
+        # Per snapshot (by identity: the cache swaps in a new object on every refresh), each
+        # family's header and snapshot-derived samples as bytes; per scrape only the in-memory
+        # counters are written. The whole body, and its gzip, are kept while neither changed.
+        self._snap: Snapshot | None = None
+        self._parts: tuple[bytes, ...] = ()
+        self._body: tuple[Snapshot | None, tuple[bytes, ...], bytes] | None = None
+        self._gzipped: tuple[bytes, bytes] | None = None
+        self.snapshot_renders = 0  # snapshots rendered, for tests
+        self.body_renders = 0  # bodies assembled (a counter moved or a new snapshot), for tests
 
     def render(self) -> bytes:
         with self._lock:
-            return self._render()
+            return self._render_cached()
+
+    def render_gzip(self) -> bytes:
+        """`render()` compressed with gzip, compressed once per distinct body."""
+        with self._lock:
+            body = self._render_cached()
+            if self._gzipped is None or self._gzipped[0] is not body:
+                self._gzipped = (body, gzip.compress(body, compresslevel=GZIP_LEVEL))
+            return self._gzipped[1]
+
+    def _render_cached(self) -> bytes:
+        collector = self.collector
+        snap = collector.cache.current
+        if snap is None or snap is not self._snap:
+            self._parts = self._snapshot_parts(snap)
+            self._snap = snap
+            self.snapshot_renders += 1
+        own = _families()
+        collector._add_self(own, snap)
+        own["ciwatch_store_up"].add_metric([], 1.0 if collector.store_up else 0.0)
+        counters = tuple(_samples(own[spec.name]).encode("utf-8") for spec in METRICS)
+        if self._body is not None and self._body[0] is snap and self._body[1] == counters:
+            return self._body[2]
+        body = b"".join(part + mine for part, mine in zip(self._parts, counters, strict=True))
+        self._body = (snap, counters, body)
+        self.body_renders += 1
+        return body
+
+    def _snapshot_parts(self, snap: Snapshot | None) -> tuple[bytes, ...]:
+        families = _families()
+        blocks: list[tuple[str, ...]] = []
+        if snap is not None:
+            blocks = self._ref_blocks(snap)
+            _add_counts(families, snap)
+            _add_targets(families, snap)
+        parts: list[bytes] = []
+        for spec in METRICS:
+            family = families[spec.name]
+            if spec.name in REF_FAMILIES:
+                index = REF_FAMILIES.index(spec.name)
+                text = "".join(block[index] for block in blocks)
+            else:
+                text = _samples(family)
+            parts.append((_header(family) + text).encode("utf-8"))
+        return tuple(parts)
 
     def _render(self) -> bytes:
         collector = self.collector

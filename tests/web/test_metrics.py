@@ -21,6 +21,7 @@ from ciwatch.metrics import METRICS, MetricsRenderer, SnapshotCache, render
 from ciwatch.runtime import Runtime
 from ciwatch.store import SqlStore
 from ciwatch.store import snapshot as queries
+from ciwatch.web.app import create_app
 from factories import T0, at, make_run
 
 from .harness import fill, history, require_tool
@@ -539,3 +540,37 @@ async def test_jobs_of_a_finished_unchanged_run_are_reused(
     await cache.get()
     assert asked == [1, 1]
     await cache.aclose()
+
+
+async def test_a_scrape_with_an_unchanged_snapshot_renders_nothing_again(
+    store: SqlStore, runtime: Runtime
+) -> None:
+    """The body (and its gzip) is kept per snapshot: scrapes within the snapshot's age reuse it;
+    a moved counter rebuilds only the counters' lines; a new snapshot renders again."""
+    await fill(store)
+    app = create_app(runtime, metrics_max_age=3600.0)
+    cache: SnapshotCache = app.state.metrics_cache
+    renderer: MetricsRenderer = app.state.metrics_renderer
+    transport = httpx.ASGITransport(app=app)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://ciwatch.test") as client:
+            gzipped = {"Accept-Encoding": "gzip"}
+            first = await client.get("/metrics", headers=gzipped)
+            assert first.status_code == 200
+            assert first.headers["content-encoding"] == "gzip"
+            assert (renderer.snapshot_renders, renderer.body_renders) == (1, 1)
+            second = await client.get("/metrics", headers=gzipped)
+            assert second.content == first.content  # httpx decoded the gzip both times
+            plain = await client.get("/metrics", headers={"Accept-Encoding": "identity"})
+            assert "content-encoding" not in plain.headers
+            assert plain.content == first.content
+            assert (renderer.snapshot_renders, renderer.body_renders) == (1, 1)
+        assert renderer.render() == render(app.state.metrics_registry)
+        runtime.metrics.api_request("gh", "200")
+        assert renderer.render() == render(app.state.metrics_registry)
+        assert (renderer.snapshot_renders, renderer.body_renders) == (1, 2)
+        await cache.refresh()
+        assert renderer.render() == render(app.state.metrics_registry)
+        assert (renderer.snapshot_renders, renderer.body_renders) == (2, 3)
+    finally:
+        await cache.aclose()

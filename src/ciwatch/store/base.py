@@ -79,6 +79,18 @@ class Store(Protocol):
         source, project and ref. Runs without a ref belong to ref ""."""
         ...
 
+    async def ref_states_page(
+        self,
+        *,
+        source: str | None = None,
+        project: str | None = None,
+        limit: int,
+        cursor: str | None = None,
+    ) -> tuple[list[RefState], str | None]:
+        """`limit` of `ref_states()`, after `cursor` (the previous page's), and the next
+        cursor, None on the last page; ValueError for a bad cursor or limit."""
+        ...
+
     async def history(
         self,
         *,

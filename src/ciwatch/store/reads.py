@@ -55,6 +55,24 @@ class Position:
         return cls(to_utc(moment), run_id, row_id)
 
 
+def encode_ref_cursor(source: str, project: str, ref: str) -> str:
+    """Where a page of ref states ends: its last (source, project, ref)."""
+    raw = json.dumps([source, project, ref], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_ref_cursor(cursor: str) -> tuple[str, str, str]:
+    """Parse a cursor made by `encode_ref_cursor`; ValueError for anything else."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        source, project, ref = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        if not all(isinstance(part, str) for part in (source, project, ref)):
+            raise ValueError("wrong types")
+    except (ValueError, TypeError, binascii.Error, UnicodeError) as exc:
+        raise ValueError(f"bad projects cursor {cursor[:40]!r}") from exc
+    return source, project, ref
+
+
 def key_of(key: RunKey) -> ColumnElement[bool]:
     """The WHERE clause selecting one run by its natural key."""
     return (
@@ -105,9 +123,13 @@ async def ref_states_query(
     source: str | None,
     project: str | None,
     refs: Sequence[RefKey] | None = None,
+    *,
+    after: tuple[str, str, str] | None = None,
+    limit: int | None = None,
 ) -> list[RefState]:
     """Every ref state (or those of `refs`), joined to its newest run; sorted by source,
-    project, ref."""
+    project, ref. With `after` and `limit`: at most `limit` of them, those sorting after
+    `after` (a range scan of the unique index on (source, project, ref))."""
     query = (
         select(
             ref_states.c.ref.label("state_ref"),
@@ -123,6 +145,10 @@ async def ref_states_query(
     if project is not None:
         query = query.where(ref_states.c.project == project)
     key = tuple_(ref_states.c.source, ref_states.c.project, ref_states.c.ref)
+    if after is not None:
+        query = query.where(key > tuple_(*(literal(part, ref_states.c.ref.type) for part in after)))
+    if limit is not None:
+        query = query.limit(limit)
     states = []
     # Positional rows: this serves dashboards over thousands of refs, and building the domain
     # objects is most of its cost.

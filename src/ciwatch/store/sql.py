@@ -229,6 +229,30 @@ class SqlStore:
             "ref states", lambda conn: reads.ref_states_query(conn, source, project)
         )
 
+    async def ref_states_page(
+        self,
+        *,
+        source: str | None = None,
+        project: str | None = None,
+        limit: int,
+        cursor: str | None = None,
+    ) -> tuple[list[RefState], str | None]:
+        """At most `limit` ref states in `ref_states()` order, after `cursor`, and the cursor of
+        the next page (None on the last); ValueError for a bad cursor or limit."""
+        if limit < 1:
+            raise ValueError(f"projects limit must be at least 1, got {limit}")
+        after = reads.decode_ref_cursor(cursor) if cursor is not None else None
+        found = await self._read(
+            "ref states",
+            lambda conn: reads.ref_states_query(
+                conn, source, project, after=after, limit=limit + 1
+            ),
+        )
+        if len(found) <= limit:
+            return found, None
+        last = found[limit - 1]
+        return found[:limit], reads.encode_ref_cursor(last.source, last.project, last.ref)
+
     async def history(
         self,
         *,

@@ -88,6 +88,10 @@ runs = Table(
     # filter on it without a source.
     Index(None, "project", "order_time", "run_id", "id"),
     Index(None, "source", "project", "ref_key", "order_time", "run_id", "id"),
+    # `history(status=...)` with no project: a range scan in page order for every status, rare
+    # ones included. Not partial, so that PostgreSQL's generic plan for `status = $1` (asyncpg
+    # prepares every statement) uses it too (revision 0004).
+    Index(None, "status", "order_time", "run_id", "id"),
     Index(
         "ix_runs_ref_success",
         "source",

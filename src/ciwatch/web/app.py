@@ -192,8 +192,18 @@ def _metrics() -> APIRouter:
         await snapshot_cache_of(request).get()
         # Over thousands of refs this is CPU work (less when few refs changed since the last
         # scrape, see MetricsRenderer): off the event loop.
-        body = await asyncio.to_thread(request.app.state.metrics_renderer.render)
-        return Response(body, headers={"Content-Type": CONTENT_TYPE})
+        renderer = request.app.state.metrics_renderer
+        # Prometheus asks with `Accept-Encoding: gzip`; the compressed body is kept per body.
+        if "gzip" in request.headers.get("accept-encoding", "").lower():
+            body = await asyncio.to_thread(renderer.render_gzip)
+            headers = {
+                "Content-Type": CONTENT_TYPE,
+                "Content-Encoding": "gzip",
+                "Vary": "Accept-Encoding",
+            }
+            return Response(body, headers=headers)
+        body = await asyncio.to_thread(renderer.render)
+        return Response(body, headers={"Content-Type": CONTENT_TYPE, "Vary": "Accept-Encoding"})
 
     return router
 

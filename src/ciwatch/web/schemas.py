@@ -100,6 +100,9 @@ class RefStateModel(BaseModel):
 
 class ProjectsAnswer(BaseModel):
     projects: list[RefStateModel]
+    next: str | None = Field(
+        None, description="With `limit`: the cursor of the next page, null on the last one."
+    )
 
 
 class TargetModel(BaseModel):
