@@ -90,7 +90,7 @@ runs = Table(
     Index(None, "source", "project", "ref_key", "order_time", "run_id", "id"),
     # `history(status=...)` with no project: a range scan in page order for every status, rare
     # ones included. Not partial, so that PostgreSQL's generic plan for `status = $1` (asyncpg
-    # prepares every statement) uses it too (revision 0004).
+    # prepares every statement) uses it too (revision 0005).
     Index(None, "status", "order_time", "run_id", "id"),
     Index(
         "ix_runs_ref_success",
