@@ -35,7 +35,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
-from ciwatch.domain import Job, RefKey, RefState, Run, RunKey, Status, TargetState
+from ciwatch.domain import GITLAB_STATUS, Job, RefKey, RefState, Run, RunKey, Status, TargetState
 from ciwatch.errors import StoreError
 from ciwatch.health import StoreHealth
 from ciwatch.selfmetrics import CollectionMetrics
@@ -1107,7 +1107,11 @@ def _newer(one: RefState, other: RefState) -> bool:
 
 
 def _gitlab_word(provider_status: str | None, status: Status) -> str:
-    return provider_status.lower() if provider_status else _GITLAB_WORD[status]
+    """GitLab's own status word, when it is one that gives the stored status."""
+    word = provider_status.lower() if provider_status else None
+    if word is not None and GITLAB_STATUS.get(word) is status:
+        return word
+    return _GITLAB_WORD[status]
 
 
 def _gcpe_status(
