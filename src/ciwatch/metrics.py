@@ -871,10 +871,12 @@ class MetricsRenderer:
                 families = _families()
                 _add_ref(families, snap, state)
                 block = tuple(_samples(families[name]) for name in REF_FAMILIES)
-                gcpe_families = _families(GCPE_METRICS)
                 if owner:
+                    gcpe_families = _families(GCPE_REF_SPECS)
                     _add_gcpe_ref(gcpe_families, snap, state, sparse)
-                block += tuple(_samples(gcpe_families[name]) for name in GCPE_REF_FAMILIES)
+                    block += tuple(_samples(gcpe_families[name]) for name in GCPE_REF_FAMILIES)
+                else:
+                    block += _NO_GCPE_BLOCK
                 self.rendered_refs += 1
             kept[key] = (inputs, block)
             blocks.append(block)
@@ -1006,6 +1008,8 @@ GCPE_REF_FAMILIES = (
     "gitlab_ci_pipeline_job_status",
     "gitlab_ci_pipeline_job_timestamp",
 )
+GCPE_REF_SPECS = tuple(spec for spec in GCPE_METRICS if spec.name in GCPE_REF_FAMILIES)
+_NO_GCPE_BLOCK = ("",) * len(GCPE_REF_FAMILIES)
 # What gcpe_metrics_count counts: GCPE's metrics store holds its gitlab_ci_* samples.
 GCPE_EXPORTED = tuple(spec.name for spec in GCPE_METRICS if spec.name.startswith("gitlab_ci_"))
 

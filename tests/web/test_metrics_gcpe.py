@@ -405,3 +405,29 @@ def test_every_gcpe_metric_is_in_metrics_md(spec: Any) -> None:
     cells = [cell.strip() for cell in rows[0].strip("|").split("|")]
     assert cells[1] == spec.type
     assert cells[2].strip("`").split() == list(spec.labels)
+
+
+async def test_two_gitlab_sources_with_one_project_path_give_one_series(
+    gcpe_app: FastAPI, store: SqlStore
+) -> None:
+    """GCPE's labels cannot tell two GitLab instances apart: the ref with the newest run has
+    the series, and no series appears twice (Prometheus would reject the scrape)."""
+    await fill(store)
+    await store.upsert_run(
+        make_run(source="gitlab-idle", run_id="900", created_at=at(9000), updated_at=at(9100))
+    )
+    m = await gcpe_scrape(gcpe_app)
+    assert value(m, "gitlab_ci_pipeline_id", **MAIN) == 900.0
+    seen: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
+    for family in m.families.values():
+        for sample in family.samples:
+            key = (sample.name, tuple(sorted(sample.labels.items())))
+            assert key not in seen, key
+            seen.add(key)
+    # ... while the native families keep both refs apart by their source.
+    natives = {
+        s.labels["source"]
+        for s in m.samples("ci_ref_failing")
+        if s.labels["project"] == "group/app" and s.labels["ref"] == "main"
+    }
+    assert natives == {"gitlab-main", "gitlab-idle"}
