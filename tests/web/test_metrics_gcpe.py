@@ -9,8 +9,10 @@ import asyncio
 import json
 import re
 import subprocess
+import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -35,7 +37,8 @@ from ciwatch.store import SqlStore
 from ciwatch.web.app import create_app
 from factories import T0, at, make_job, make_run
 
-from .harness import ROOT, fill, require_tool
+from .harness import ROOT, fill, free_port, require_tool, serve
+from .test_e2e import PROMETHEUS_WAIT, _prometheus_config, _query
 from .test_metrics import Exposition, scrape
 
 GCPE_JSON = json.loads((ROOT / "tests" / "fixtures" / "gcpe" / "metrics.json").read_text())
@@ -431,3 +434,75 @@ async def test_two_gitlab_sources_with_one_project_path_give_one_series(
         if s.labels["project"] == "group/app" and s.labels["ref"] == "main"
     }
     assert natives == {"gitlab-main", "gitlab-idle"}
+
+
+async def test_a_real_prometheus_answers_gcpe_dashboard_queries(
+    store: SqlStore, tmp_path: Path
+) -> None:
+    """A real Prometheus scrapes ciwatch with the family on: the scrape is accepted (no
+    duplicate series), and queries of the kind GCPE dashboards run answer as they would."""
+    prometheus = require_tool("prometheus")
+    await fill(store)
+    app = create_app(gcpe_runtime(store), metrics_max_age=1.0)
+    async with serve(app) as url:
+        target = url.removeprefix("http://")
+        port = free_port()
+        log = (tmp_path / "prometheus.log").open("w")
+        proc = await asyncio.create_subprocess_exec(
+            prometheus,
+            f"--config.file={_prometheus_config(tmp_path, target)}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--log.level=warn",
+            stdout=log,
+            stderr=log,
+        )
+        try:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+                running: list[dict[str, Any]] = []
+                deadline = time.monotonic() + PROMETHEUS_WAIT
+                while time.monotonic() < deadline and proc.returncode is None:
+                    try:
+                        running = await _query(
+                            client, 'gitlab_ci_pipeline_status{status="running"} == 1'
+                        )
+                    except httpx.TransportError:
+                        running = []
+                    if running:
+                        break
+                    await asyncio.sleep(0.25)
+                log.flush()
+                assert running, (tmp_path / "prometheus.log").read_text()[-2000:]
+                (metric,) = [r["metric"] for r in running]
+                # Prometheus drops the empty topics and variables labels, as for GCPE's.
+                assert {k: v for k, v in metric.items() if k not in ("job", "instance")} == {
+                    "__name__": "gitlab_ci_pipeline_status",
+                    "project": "group/app",
+                    "kind": "branch",
+                    "ref": "main",
+                    "source": "push",
+                    "status": "running",
+                }
+                up = await _query(client, 'up{job="ciwatch"}')
+                assert [r["value"][1] for r in up] == ["1"]
+                runs = await _query(
+                    client,
+                    'sum by (project, ref) (gitlab_ci_pipeline_run_count{project="group/app"})',
+                )
+                assert {r["metric"]["ref"]: r["value"][1] for r in runs} == {
+                    "main": "3",
+                    "feature/x": "1",
+                }
+                slowest = await _query(client, "topk(1, gitlab_ci_pipeline_job_duration_seconds)")
+                assert [r["metric"]["job_name"] for r in slowest] == ["build"]
+                github = await _query(client, '{__name__=~"gitlab_ci_.+", project="octo/repo"}')
+                assert github == []
+        finally:
+            if proc.returncode is None:
+                proc.terminate()
+                try:
+                    await asyncio.wait_for(proc.wait(), 15)
+                except TimeoutError:
+                    proc.kill()
+                    await proc.wait()
+            log.close()
