@@ -507,10 +507,11 @@ class CiwatchCollector(Collector):
             gcpe = _families(GCPE_METRICS)
             owners = gcpe_owners(snap) if snap is not None else frozenset()
             if snap is not None:
+                ended = gcpe_ended(snap)
                 for state in snap.refs:
                     if state.key in owners:
-                        _add_gcpe_ref(gcpe, snap, state, self.gcpe_sparse)
-                _add_gcpe_counts(gcpe, snap, owners)
+                        n = None if ended is None else ended.get(state.key, 0)
+                        _add_gcpe_ref(gcpe, snap, state, self.gcpe_sparse, n)
             exported = sum(len(gcpe[name].samples) for name in GCPE_EXPORTED)
             self._add_gcpe_self(gcpe, snap, owners, exported)
             collected.extend(gcpe.values())
@@ -786,6 +787,7 @@ class MetricsRenderer:
         self._lock = threading.Lock()
         self._refs: dict[RefKey, tuple[tuple[object, ...], tuple[str, ...]]] = {}
         self._owners: frozenset[RefKey] = frozenset()
+        self._gcpe_lines: dict[RefKey, int] = {}  # GCPE samples per ref block
         self.rendered_refs = 0  # how many ref blocks were (re)rendered, for tests
 
     def render(self) -> bytes:
@@ -821,15 +823,8 @@ class MetricsRenderer:
         collector = self.collector
         gcpe = _families(GCPE_METRICS)
         owners = self._owners if snap is not None else frozenset()
-        if snap is not None:
-            _add_gcpe_counts(gcpe, snap, owners)
+        exported = sum(self._gcpe_lines.values()) if snap is not None else 0
         start = len(REF_FAMILIES)
-        exported = sum(
-            block[start + i].count("\n") for block in blocks for i in range(len(GCPE_REF_FAMILIES))
-        )
-        exported += sum(
-            len(gcpe[name].samples) for name in GCPE_EXPORTED if name not in GCPE_REF_FAMILIES
-        )
         collector._add_gcpe_self(gcpe, snap, owners, exported)
         out: list[str] = []
         for spec in GCPE_METRICS:
@@ -849,22 +844,28 @@ class MetricsRenderer:
         # Which GitLab refs carry the GCPE series depends on the other refs (two refs may map
         # to one GCPE ref): decided for the whole snapshot, then an input of each block.
         self._owners = owners = gcpe_owners(snap) if gcpe else frozenset()
+        ended = gcpe_ended(snap) if gcpe else None
+        lines: dict[RefKey, int] = {}
         for state in snap.refs:
             key = state.key
             newest = state.last_run
             # Every sample of `_add_ref` comes from these: the state (its status and since give
             # ci_ref_failing and its since, its newest run ci_pipeline_status and the times),
             # the newest finished run and the newest run's jobs. Those of `_add_gcpe_ref` come
-            # from the state's newest run and its jobs, and the GCPE options.
+            # from the state's newest run and its jobs, its count of runs that ended (None
+            # until counted), and the GCPE options.
             owner = key in owners
+            count = None if ended is None or not owner else ended.get(key, 0)
             inputs = (
                 state,
                 snap.finished.get(key),
                 snap.jobs.get(newest.key, ()),
                 owner,
                 sparse,
+                count,
             )
             cached = self._refs.get(key)
+            cached_block = cached[1] if cached is not None else None
             if cached is not None and cached[0] == inputs:
                 block = cached[1]
             else:
@@ -873,14 +874,20 @@ class MetricsRenderer:
                 block = tuple(_samples(families[name]) for name in REF_FAMILIES)
                 if owner:
                     gcpe_families = _families(GCPE_REF_SPECS)
-                    _add_gcpe_ref(gcpe_families, snap, state, sparse)
+                    _add_gcpe_ref(gcpe_families, snap, state, sparse, count)
                     block += tuple(_samples(gcpe_families[name]) for name in GCPE_REF_FAMILIES)
                 else:
                     block += _NO_GCPE_BLOCK
                 self.rendered_refs += 1
+            if owner:
+                counted = self._gcpe_lines.get(key) if block is cached_block else None
+                if counted is None:
+                    counted = sum(part.count("\n") for part in block[len(REF_FAMILIES) :])
+                lines[key] = counted
             kept[key] = (inputs, block)
             blocks.append(block)
         self._refs = kept
+        self._gcpe_lines = lines
         return blocks
 
 
@@ -1007,6 +1014,7 @@ GCPE_REF_FAMILIES = (
     "gitlab_ci_pipeline_job_queued_duration_seconds",
     "gitlab_ci_pipeline_job_status",
     "gitlab_ci_pipeline_job_timestamp",
+    "gitlab_ci_pipeline_run_count",
 )
 GCPE_REF_SPECS = tuple(spec for spec in GCPE_METRICS if spec.name in GCPE_REF_FAMILIES)
 _NO_GCPE_BLOCK = ("",) * len(GCPE_REF_FAMILIES)
@@ -1066,7 +1074,7 @@ _GITLAB_WORD = {
 def gcpe_kind_ref(ref: str) -> tuple[str, str]:
     """GCPE's `kind` and `ref` labels for a GitLab ref. ciwatch does not record whether a ref
     is a tag: every ref that is not a merge request's is a `branch`."""
-    found = _MERGE_REQUEST_REF.fullmatch(ref)
+    found = _MERGE_REQUEST_REF.fullmatch(ref) if ref.startswith("refs/") else None
     if found is not None:
         return "merge-request", found.group(1)
     return "branch", ref
@@ -1137,9 +1145,12 @@ def _numeric_id(value: str) -> float | None:
     return float(value) if value.isascii() and value.isdigit() else None
 
 
-def _add_gcpe_ref(families: Families, snap: Snapshot, state: RefState, sparse: bool) -> None:
+def _add_gcpe_ref(
+    families: Families, snap: Snapshot, state: RefState, sparse: bool, ended: int | None
+) -> None:
     """The GCPE samples of one GitLab ref (the families of `GCPE_REF_FAMILIES`), from its newest
-    run (GCPE's "most recent pipeline") and that run's jobs."""
+    run (GCPE's "most recent pipeline"), that run's jobs and `ended`, its count of runs that
+    ended (None until the first count)."""
     newest = state.last_run
     labels = _gcpe_labels(state)
     jobs = list(_one_per_name(snap.jobs.get(newest.key, ())))
@@ -1157,6 +1168,8 @@ def _add_gcpe_ref(families: Families, snap: Snapshot, state: RefState, sparse: b
         word = "success_with_warnings"
     _gcpe_status(families["gitlab_ci_pipeline_status"], labels, word, sparse)
     _sample(families["gitlab_ci_pipeline_timestamp"], labels, newest.updated_at.timestamp())
+    if ended is not None:
+        _sample(families["gitlab_ci_pipeline_run_count"], labels, float(ended))
     for job in jobs:
         job_labels = {
             **labels,
@@ -1189,16 +1202,12 @@ def _warns(job: Job) -> bool:
     return job.allow_failure and job.status is Status.FAILED
 
 
-def _add_gcpe_counts(families: Families, snap: Snapshot, owners: frozenset[RefKey]) -> None:
-    """gitlab_ci_pipeline_run_count of each GCPE ref: its runs that ended (the monotonic counts
-    of ci_pipeline_runs_total); absent until the first count, like that family."""
+def gcpe_ended(snap: Snapshot) -> dict[RefKey, int] | None:
+    """Per ref, its runs that ended (the monotonic counts of ci_pipeline_runs_total, summed over
+    the statuses): gitlab_ci_pipeline_run_count. None until the first count, like that family."""
     if snap.counts is None:
-        return
-    ended: Counter[tuple[str, str, str]] = Counter()
+        return None
+    ended: Counter[RefKey] = Counter()
     for key, n in snap.counts.items():
-        ended[(key.source, key.project, key.ref)] += n
-    family = families["gitlab_ci_pipeline_run_count"]
-    for state in snap.refs:
-        if state.key in owners:
-            n = ended.get((state.source, state.project, state.ref), 0)
-            _sample(family, _gcpe_labels(state), float(n))
+        ended[RefKey(key.source, key.project, key.ref)] += n
+    return dict(ended)
