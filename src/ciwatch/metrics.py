@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import gzip
 import logging
+import re
 import threading
 import time
 from collections import Counter
@@ -35,7 +36,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
-from ciwatch.domain import Job, RefKey, RefState, Run, RunKey, Status, TargetState
+from ciwatch.domain import GITLAB_STATUS, Job, RefKey, RefState, Run, RunKey, Status, TargetState
 from ciwatch.errors import StoreError
 from ciwatch.health import StoreHealth
 from ciwatch.selfmetrics import CollectionMetrics
@@ -471,17 +472,28 @@ class CiwatchCollector(Collector):
         collection: CollectionMetrics,
         *,
         store_health: StoreHealth | None = None,
+        gcpe: bool = False,
+        gcpe_sparse: bool = True,
+        gitlab_sources: Iterable[str] = (),
     ) -> None:
         self.cache = cache
         self.collection = collection
         self.store_health = store_health or StoreHealth()
+        # The GCPE-compatible family (`metrics.gcpe_compatible`): GCPE_METRICS, GitLab refs only.
+        self.gcpe = gcpe
+        self.gcpe_sparse = gcpe_sparse
+        # The configured GitLab sources, for the gcpe_* totals of a source with no runs yet.
+        self.gitlab_sources = frozenset(gitlab_sources)
 
     @property
     def store_up(self) -> bool:
         return self.cache.store_up and self.store_health.writable
 
     def describe(self) -> Iterable[Metric]:
-        return list(_families().values())
+        described = list(_families().values())
+        if self.gcpe:
+            described.extend(_families(GCPE_METRICS).values())
+        return described
 
     def collect(self) -> Iterable[Metric]:
         families = _families()
@@ -491,7 +503,20 @@ class CiwatchCollector(Collector):
             _add_targets(families, snap)
         self._add_self(families, snap)
         families["ciwatch_store_up"].add_metric([], 1.0 if self.store_up else 0.0)
-        return list(families.values())
+        collected: list[Metric] = list(families.values())
+        if self.gcpe:
+            gcpe = _families(GCPE_METRICS)
+            owners = gcpe_owners(snap) if snap is not None else frozenset()
+            if snap is not None:
+                ended = gcpe_ended(snap)
+                for state in snap.refs:
+                    if state.key in owners:
+                        n = None if ended is None else ended.get(state.key, 0)
+                        _add_gcpe_ref(gcpe, snap, state, self.gcpe_sparse, n)
+            exported = sum(len(gcpe[name].samples) for name in GCPE_EXPORTED)
+            self._add_gcpe_self(gcpe, snap, owners, exported)
+            collected.extend(gcpe.values())
+        return collected
 
     def _add_self(self, families: Families, snap: Snapshot | None) -> None:
         # Each dict(...) copy is one C call under the GIL, so this may run in a worker thread
@@ -531,10 +556,42 @@ class CiwatchCollector(Collector):
         for (channel, result), n in sorted(dict(notifications).items()):
             _add(families, "ciwatch_notifications_total", (channel, result), n)
 
+    def _add_gcpe_self(
+        self, families: Families, snap: Snapshot | None, owners: frozenset[RefKey], exported: int
+    ) -> None:
+        """GCPE's own gcpe_* gauges that ciwatch has figures for, over its GitLab sources."""
+        collection = self.collection
+        gitlab = set(self.gitlab_sources)
+        projects: set[tuple[str, str]] = set()
+        if snap is not None:
+            for state in snap.refs:
+                if state.provider == GITLAB:
+                    gitlab.add(state.source)
+                    projects.add((state.source, state.project))
+            for target in snap.targets:
+                if target.source in gitlab and not target.is_discovery:
+                    projects.add((target.source, target.project))
+        requests = sum(
+            n for (source, _), n in dict(collection.api_requests).items() if source in gitlab
+        )
+        _add(families, "gcpe_gitlab_api_requests_count", (), requests)
+        # Summed over the GitLab sources: with one source (GCPE watches one GitLab), its own.
+        remaining = dict(collection.rate_limit_remaining)
+        limit = dict(collection.rate_limit_limit)
+        if gitlab & remaining.keys():
+            left = sum(n for source, n in remaining.items() if source in gitlab)
+            _add(families, "gcpe_gitlab_api_requests_remaining", (), left)
+        if gitlab & limit.keys():
+            size = sum(n for source, n in limit.items() if source in gitlab)
+            _add(families, "gcpe_gitlab_api_requests_limit", (), size)
+        _add(families, "gcpe_metrics_count", (), exported)
+        _add(families, "gcpe_projects_count", (), len(projects))
+        _add(families, "gcpe_refs_count", (), len(owners))
 
-def _families() -> Families:
+
+def _families(specs: Iterable[MetricSpec] = METRICS) -> Families:
     families: Families = {}
-    for spec in METRICS:
+    for spec in specs:
         family: CounterMetricFamily | GaugeMetricFamily
         if spec.type == "counter":
             family = CounterMetricFamily(spec.name, spec.help, labels=spec.labels)
@@ -665,7 +722,9 @@ def _escape(value: str) -> str:
 def _header(family: Metric) -> str:
     if family.type not in ("gauge", "counter"):
         raise ValueError(f"cannot render a {family.type} ({family.name})")
-    name = family.name + "_total" if family.type == "counter" else family.name
+    # GCPE's counters have no `_total` (its dashboards query the bare names).
+    bare = family.name in GCPE_BARE_COUNTERS
+    name = family.name + "_total" if family.type == "counter" and not bare else family.name
     doc = family.documentation.replace("\\", "\\\\").replace("\n", "\\n")
     return f"# HELP {name} {doc}\n# TYPE {name} {family.type}\n"
 
@@ -731,6 +790,8 @@ class MetricsRenderer:
         self.collector = collector
         self._lock = threading.Lock()
         self._refs: dict[RefKey, tuple[tuple[object, ...], tuple[str, ...]]] = {}
+        self._owners: frozenset[RefKey] = frozenset()
+        self._gcpe_lines: dict[RefKey, int] = {}  # GCPE samples per ref block
         self.rendered_refs = 0  # how many ref blocks were (re)rendered, for tests
         # Per snapshot (by identity: the cache swaps in a new object on every refresh), each
         # family's header and snapshot-derived samples as bytes; per scrape only the in-memory
@@ -810,27 +871,400 @@ class MetricsRenderer:
                 out.extend(block[index] for block in blocks)
             else:
                 out.append(_samples(family))
+        if collector.gcpe:
+            out.extend(self._gcpe(snap, blocks))
         return "".join(out).encode("utf-8")
+
+    def _gcpe(self, snap: Snapshot | None, blocks: list[tuple[str, ...]]) -> list[str]:
+        """The text of GCPE_METRICS: the per-ref parts of `blocks`, then the others."""
+        collector = self.collector
+        gcpe = _families(GCPE_METRICS)
+        owners = self._owners if snap is not None else frozenset()
+        exported = sum(self._gcpe_lines.values()) if snap is not None else 0
+        start = len(REF_FAMILIES)
+        collector._add_gcpe_self(gcpe, snap, owners, exported)
+        out: list[str] = []
+        for spec in GCPE_METRICS:
+            family = gcpe[spec.name]
+            out.append(_header(family))
+            if spec.name in GCPE_REF_FAMILIES:
+                index = start + GCPE_REF_FAMILIES.index(spec.name)
+                out.extend(block[index] for block in blocks)
+            else:
+                out.append(_samples(family))
+        return out
 
     def _ref_blocks(self, snap: Snapshot) -> list[tuple[str, ...]]:
         kept: dict[RefKey, tuple[tuple[object, ...], tuple[str, ...]]] = {}
         blocks: list[tuple[str, ...]] = []
+        gcpe, sparse = self.collector.gcpe, self.collector.gcpe_sparse
+        # Which GitLab refs carry the GCPE series depends on the other refs (two refs may map
+        # to one GCPE ref): decided for the whole snapshot, then an input of each block.
+        self._owners = owners = gcpe_owners(snap) if gcpe else frozenset()
+        ended = gcpe_ended(snap) if gcpe else None
+        lines: dict[RefKey, int] = {}
         for state in snap.refs:
             key = state.key
             newest = state.last_run
             # Every sample of `_add_ref` comes from these: the state (its status and since give
             # ci_ref_failing and its since, its newest run ci_pipeline_status and the times),
-            # the newest finished run and the newest run's jobs.
-            inputs = (state, snap.finished.get(key), snap.jobs.get(newest.key, ()))
+            # the newest finished run and the newest run's jobs. Those of `_add_gcpe_ref` come
+            # from the state's newest run and its jobs, its count of runs that ended (None
+            # until counted), and the GCPE options.
+            owner = key in owners
+            count = None if ended is None or not owner else ended.get(key, 0)
+            inputs = (
+                state,
+                snap.finished.get(key),
+                snap.jobs.get(newest.key, ()),
+                owner,
+                sparse,
+                count,
+            )
             cached = self._refs.get(key)
+            cached_block = cached[1] if cached is not None else None
             if cached is not None and cached[0] == inputs:
                 block = cached[1]
             else:
                 families = _families()
                 _add_ref(families, snap, state)
                 block = tuple(_samples(families[name]) for name in REF_FAMILIES)
+                if owner:
+                    gcpe_families = _families(GCPE_REF_SPECS)
+                    _add_gcpe_ref(gcpe_families, snap, state, sparse, count)
+                    block += tuple(_samples(gcpe_families[name]) for name in GCPE_REF_FAMILIES)
+                else:
+                    block += _NO_GCPE_BLOCK
                 self.rendered_refs += 1
+            if owner:
+                counted = self._gcpe_lines.get(key) if block is cached_block else None
+                if counted is None:
+                    counted = sum(part.count("\n") for part in block[len(REF_FAMILIES) :])
+                lines[key] = counted
             kept[key] = (inputs, block)
             blocks.append(block)
         self._refs = kept
+        self._gcpe_lines = lines
         return blocks
+
+
+# -- The GCPE-compatible family (`metrics.gcpe_compatible`, docs/migrating-from-gcpe.md) --------
+#
+# The names, help texts, label names and status words of mvisonneau/gitlab-ci-pipelines-exporter
+# (its pkg/controller/collectors.go; tests/fixtures/gcpe/, origin in tests/fixtures/SOURCES.md),
+# for the metrics ciwatch has the data of. Only refs of GitLab sources have these series.
+
+GITLAB = "gitlab"
+GCPE_LABELS = ("project", "topics", "kind", "ref", "source", "variables")
+GCPE_JOB_LABELS = (
+    *GCPE_LABELS,
+    "stage",
+    "job_name",
+    "runner_description",
+    "tag_list",
+    "failure_reason",
+)
+# GCPE's `statusesList`: the `status` label values of its *_status metrics.
+GCPE_STATUSES = (
+    "created",
+    "waiting_for_resource",
+    "preparing",
+    "pending",
+    "running",
+    "success",
+    "failed",
+    "canceled",
+    "skipped",
+    "manual",
+    "scheduled",
+    "error",
+    "success_with_warnings",
+)
+
+GCPE_METRICS: tuple[MetricSpec, ...] = (
+    MetricSpec(
+        "gitlab_ci_pipeline_duration_seconds",
+        "gauge",
+        "Duration in seconds of the most recent pipeline",
+        GCPE_LABELS,
+    ),
+    MetricSpec("gitlab_ci_pipeline_id", "gauge", "ID of the most recent pipeline", GCPE_LABELS),
+    MetricSpec(
+        "gitlab_ci_pipeline_queued_duration_seconds",
+        "gauge",
+        "Duration in seconds the most recent pipeline has been queued before starting",
+        GCPE_LABELS,
+    ),
+    MetricSpec(
+        "gitlab_ci_pipeline_status",
+        "gauge",
+        "Status of the most recent pipeline",
+        (*GCPE_LABELS, "status"),
+    ),
+    MetricSpec(
+        "gitlab_ci_pipeline_timestamp",
+        "gauge",
+        "Timestamp of the last update of the most recent pipeline",
+        GCPE_LABELS,
+    ),
+    MetricSpec(
+        "gitlab_ci_pipeline_job_duration_seconds",
+        "gauge",
+        "Duration in seconds of the most recent job",
+        GCPE_JOB_LABELS,
+    ),
+    MetricSpec("gitlab_ci_pipeline_job_id", "gauge", "ID of the most recent job", GCPE_JOB_LABELS),
+    MetricSpec(
+        "gitlab_ci_pipeline_job_queued_duration_seconds",
+        "gauge",
+        "Duration in seconds the most recent job has been queued before starting",
+        GCPE_JOB_LABELS,
+    ),
+    MetricSpec(
+        "gitlab_ci_pipeline_job_status",
+        "gauge",
+        "Status of the most recent job",
+        (*GCPE_JOB_LABELS, "status"),
+    ),
+    MetricSpec(
+        "gitlab_ci_pipeline_job_timestamp",
+        "gauge",
+        "Creation date timestamp of the most recent job",
+        GCPE_JOB_LABELS,
+    ),
+    MetricSpec(
+        "gitlab_ci_pipeline_run_count",
+        "counter",
+        "Number of executions of a pipeline",
+        GCPE_LABELS,
+    ),
+    MetricSpec("gcpe_gitlab_api_requests_count", "gauge", "GitLab API requests count", ()),
+    MetricSpec(
+        "gcpe_gitlab_api_requests_remaining",
+        "gauge",
+        "GitLab API requests remaining in the api limit",
+        (),
+    ),
+    MetricSpec(
+        "gcpe_gitlab_api_requests_limit",
+        "gauge",
+        "GitLab API requests available in the api limit",
+        (),
+    ),
+    MetricSpec(
+        "gcpe_metrics_count", "gauge", "Number of GitLab pipelines metrics being exported", ()
+    ),
+    MetricSpec("gcpe_projects_count", "gauge", "Number of GitLab projects being exported", ()),
+    MetricSpec("gcpe_refs_count", "gauge", "Number of GitLab refs being exported", ()),
+)
+GCPE_METRIC_NAMES = frozenset(spec.name for spec in GCPE_METRICS)
+GCPE_BARE_COUNTERS = frozenset(spec.name for spec in GCPE_METRICS if spec.type == "counter")
+# The families with one block per GitLab ref (`_add_gcpe_ref`, cached by MetricsRenderer).
+GCPE_REF_FAMILIES = (
+    "gitlab_ci_pipeline_duration_seconds",
+    "gitlab_ci_pipeline_id",
+    "gitlab_ci_pipeline_queued_duration_seconds",
+    "gitlab_ci_pipeline_status",
+    "gitlab_ci_pipeline_timestamp",
+    "gitlab_ci_pipeline_job_duration_seconds",
+    "gitlab_ci_pipeline_job_id",
+    "gitlab_ci_pipeline_job_queued_duration_seconds",
+    "gitlab_ci_pipeline_job_status",
+    "gitlab_ci_pipeline_job_timestamp",
+    "gitlab_ci_pipeline_run_count",
+)
+GCPE_REF_SPECS = tuple(spec for spec in GCPE_METRICS if spec.name in GCPE_REF_FAMILIES)
+_NO_GCPE_BLOCK = ("",) * len(GCPE_REF_FAMILIES)
+# What gcpe_metrics_count counts: GCPE's metrics store holds its gitlab_ci_* samples.
+GCPE_EXPORTED = tuple(spec.name for spec in GCPE_METRICS if spec.name.startswith("gitlab_ci_"))
+
+# GCPE's metrics that ciwatch does not expose, and why (docs/migrating-from-gcpe.md lists them).
+GCPE_NOT_PROVIDED: Mapping[str, str] = {
+    "gitlab_ci_pipeline_coverage": "ciwatch does not read the pipelines' coverage",
+    "gitlab_ci_pipeline_job_artifact_size_bytes": "ciwatch does not read job artifacts",
+    "gitlab_ci_pipeline_job_run_count": "ciwatch keeps only the jobs of a ref's newest runs"
+    " in its snapshot, not a count of a job's executions across pipelines",
+    "gitlab_ci_environment_behind_commits_count": "ciwatch does not read environments",
+    "gitlab_ci_environment_behind_duration_seconds": "ciwatch does not read environments",
+    "gitlab_ci_environment_deployment_count": "ciwatch does not read deployments",
+    "gitlab_ci_environment_deployment_duration_seconds": "ciwatch does not read deployments",
+    "gitlab_ci_environment_deployment_job_id": "ciwatch does not read deployments",
+    "gitlab_ci_environment_deployment_status": "ciwatch does not read deployments",
+    "gitlab_ci_environment_deployment_timestamp": "ciwatch does not read deployments",
+    "gitlab_ci_environment_information": "ciwatch does not read environments",
+    "gitlab_ci_pipeline_test_report_total_time": "ciwatch does not read test reports",
+    "gitlab_ci_pipeline_test_report_total_count": "ciwatch does not read test reports",
+    "gitlab_ci_pipeline_test_report_success_count": "ciwatch does not read test reports",
+    "gitlab_ci_pipeline_test_report_failed_count": "ciwatch does not read test reports",
+    "gitlab_ci_pipeline_test_report_skipped_count": "ciwatch does not read test reports",
+    "gitlab_ci_pipeline_test_report_error_count": "ciwatch does not read test reports",
+    "gitlab_ci_pipeline_test_suite_total_time": "ciwatch does not read test reports",
+    "gitlab_ci_pipeline_test_suite_total_count": "ciwatch does not read test reports",
+    "gitlab_ci_pipeline_test_suite_success_count": "ciwatch does not read test reports",
+    "gitlab_ci_pipeline_test_suite_failed_count": "ciwatch does not read test reports",
+    "gitlab_ci_pipeline_test_suite_skipped_count": "ciwatch does not read test reports",
+    "gitlab_ci_pipeline_test_suite_error_count": "ciwatch does not read test reports",
+    "gitlab_ci_pipeline_test_case_execution_time": "ciwatch does not read test reports",
+    "gitlab_ci_pipeline_test_case_status": "ciwatch does not read test reports",
+    "gcpe_currently_queued_tasks_count": "GCPE's task queue; ciwatch schedules polls per target"
+    " instead",
+    "gcpe_executed_tasks_count": "GCPE's task queue; ciwatch counts polls (ciwatch_polls_total)",
+    "gcpe_environments_count": "ciwatch does not read environments",
+}
+
+# GitLab's merge request refs (`refs/merge-requests/:iid/head`, `/merge` for merged results,
+# `/train` for merge trains): GCPE names such a ref by the merge request's iid, kind
+# `merge-request` (its RefKindMergeRequest).
+_MERGE_REQUEST_REF = re.compile(r"refs/merge-requests/([0-9]+)/(?:head|merge|train)")
+# A run stored without GitLab's own word (e.g. by an older ciwatch): the nearest GitLab word.
+_GITLAB_WORD = {
+    Status.QUEUED: "pending",
+    Status.RUNNING: "running",
+    Status.MANUAL: "manual",
+    Status.SUCCESS: "success",
+    Status.FAILED: "failed",
+    Status.CANCELED: "canceled",
+    Status.SKIPPED: "skipped",
+}
+
+
+def gcpe_kind_ref(ref: str) -> tuple[str, str]:
+    """GCPE's `kind` and `ref` labels for a GitLab ref. ciwatch does not record whether a ref
+    is a tag: every ref that is not a merge request's is a `branch`."""
+    found = _MERGE_REQUEST_REF.fullmatch(ref) if ref.startswith("refs/") else None
+    if found is not None:
+        return "merge-request", found.group(1)
+    return "branch", ref
+
+
+def _gcpe_labels(state: RefState) -> dict[str, str]:
+    kind, ref = gcpe_kind_ref(state.ref)
+    return {
+        "project": state.project,
+        "topics": "",
+        "kind": kind,
+        "ref": ref,
+        "source": state.last_run.event or "",
+        "variables": "",
+    }
+
+
+def gcpe_owners(snap: Snapshot) -> frozenset[RefKey]:
+    """The GitLab refs that carry the GCPE series: GCPE's labels have no ciwatch source, and a
+    merge request's `head` and `merge` refs are one GCPE ref, so of the refs with the same
+    (project, kind, ref) labels only the one with the newest run does (a duplicate series would
+    make Prometheus reject the scrape)."""
+    best: dict[tuple[str, str, str], RefState] = {}
+    for state in snap.refs:
+        if state.provider != GITLAB:
+            continue
+        kind, ref = gcpe_kind_ref(state.ref)
+        key = (state.project, kind, ref)
+        other = best.get(key)
+        if other is None or _newer(state, other):
+            best[key] = state
+    return frozenset(state.key for state in best.values())
+
+
+def _newer(one: RefState, other: RefState) -> bool:
+    def order(state: RefState) -> tuple[datetime, datetime, str, str]:
+        run = state.last_run
+        created = run.created_at or run.updated_at
+        return (created, run.updated_at, state.source, state.ref)
+
+    return order(one) > order(other)
+
+
+def _gitlab_word(provider_status: str | None, status: Status) -> str:
+    """GitLab's own status word, when it is one that gives the stored status."""
+    word = provider_status.lower() if provider_status else None
+    if word is not None and GITLAB_STATUS.get(word) is status:
+        return word
+    return _GITLAB_WORD[status]
+
+
+def _gcpe_status(
+    family: CounterMetricFamily | GaugeMetricFamily,
+    labels: dict[str, str],
+    current: str,
+    sparse: bool,
+) -> None:
+    # GCPE's emitStatusMetric: its status words in order, 1 for the current one; sparse keeps
+    # only that one. A word GCPE does not list gets no 1 (as in GCPE).
+    for word in GCPE_STATUSES:
+        if word == current:
+            _sample(family, {**labels, "status": word}, 1.0)
+        elif not sparse:
+            _sample(family, {**labels, "status": word}, 0.0)
+
+
+def _numeric_id(value: str) -> float | None:
+    return float(value) if value.isascii() and value.isdigit() else None
+
+
+def _add_gcpe_ref(
+    families: Families, snap: Snapshot, state: RefState, sparse: bool, ended: int | None
+) -> None:
+    """The GCPE samples of one GitLab ref (the families of `GCPE_REF_FAMILIES`), from its newest
+    run (GCPE's "most recent pipeline"), that run's jobs and `ended`, its count of runs that
+    ended (None until the first count)."""
+    newest = state.last_run
+    labels = _gcpe_labels(state)
+    jobs = list(_one_per_name(snap.jobs.get(newest.key, ())))
+    # GCPE reads GitLab's null duration (a pipeline not finished) as 0.
+    _sample(families["gitlab_ci_pipeline_duration_seconds"], labels, newest.duration_seconds or 0.0)
+    pipeline_id = _numeric_id(newest.run_id)
+    if pipeline_id is not None:
+        _sample(families["gitlab_ci_pipeline_id"], labels, pipeline_id)
+    queued = newest.queued_seconds or 0.0
+    _sample(families["gitlab_ci_pipeline_queued_duration_seconds"], labels, queued)
+    word = _gitlab_word(newest.provider_status, newest.status)
+    # GCPE reads GitLab's detailed_status group, `success_with_warnings` for a pipeline that
+    # passed with failed allow_failure jobs; ciwatch sees those jobs.
+    if word == "success" and any(_warns(job) for job in jobs):
+        word = "success_with_warnings"
+    _gcpe_status(families["gitlab_ci_pipeline_status"], labels, word, sparse)
+    _sample(families["gitlab_ci_pipeline_timestamp"], labels, newest.updated_at.timestamp())
+    if ended is not None:
+        _sample(families["gitlab_ci_pipeline_run_count"], labels, float(ended))
+    for job in jobs:
+        job_labels = {
+            **labels,
+            "stage": job.stage or "",
+            "job_name": job.name,
+            "runner_description": job.runner or "",
+            "tag_list": "",
+            "failure_reason": "",
+        }
+        duration = job.duration_seconds or 0.0
+        _sample(families["gitlab_ci_pipeline_job_duration_seconds"], job_labels, duration)
+        job_id = _numeric_id(job.job_id)
+        if job_id is not None:
+            _sample(families["gitlab_ci_pipeline_job_id"], job_labels, job_id)
+        job_queued = job.queued_seconds or 0.0
+        _sample(families["gitlab_ci_pipeline_job_queued_duration_seconds"], job_labels, job_queued)
+        job_word = (
+            "success_with_warnings"
+            if _warns(job)
+            else _gitlab_word(job.provider_status, job.status)
+        )
+        _gcpe_status(families["gitlab_ci_pipeline_job_status"], job_labels, job_word, sparse)
+        if job.created_at is not None:
+            created = job.created_at.timestamp()
+            _sample(families["gitlab_ci_pipeline_job_timestamp"], job_labels, created)
+
+
+def _warns(job: Job) -> bool:
+    """A failed job allowed to fail: GCPE's `success_with_warnings`."""
+    return job.allow_failure and job.status is Status.FAILED
+
+
+def gcpe_ended(snap: Snapshot) -> dict[RefKey, int] | None:
+    """Per ref, its runs that ended (the monotonic counts of ci_pipeline_runs_total, summed over
+    the statuses): gitlab_ci_pipeline_run_count. None until the first count, like that family."""
+    if snap.counts is None:
+        return None
+    ended: Counter[RefKey] = Counter()
+    for key, n in snap.counts.items():
+        ended[RefKey(key.source, key.project, key.ref)] += n
+    return dict(ended)

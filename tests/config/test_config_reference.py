@@ -23,6 +23,7 @@ from ciwatch.config import (
     GitHubSource,
     GitLabSource,
     JenkinsSource,
+    MetricsSettings,
     RouteSettings,
     ServerSettings,
     Settings,
@@ -81,6 +82,7 @@ MODELS: list[type[BaseModel]] = [
     WebhookChannel,
     AppriseChannel,
     RouteSettings,
+    MetricsSettings,
 ]
 
 
@@ -112,6 +114,7 @@ DOC_SECTIONS: dict[str, tuple[type[BaseModel], type[BaseModel] | None]] = {
     "`alerts.channels[]` with `type: webhook`": (WebhookChannel, BaseChannel),
     "`alerts.channels[]` with `type: apprise`": (AppriseChannel, BaseChannel),
     "`alerts.routes[]`": (RouteSettings, None),
+    "`metrics`": (MetricsSettings, None),
 }
 BASE_HEADINGS = {
     BaseSource: "`sources[]`: every type",

@@ -253,3 +253,25 @@ def test_the_success_rate_panels_show_no_nan(dashboard: dict[str, Any], tmp_path
     path.write_text(yaml.safe_dump(tests))
     done = promtool("test", "rules", str(path))
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_no_panel_puts_fractions_and_counts_on_one_axis(dashboard: dict[str, Any]) -> None:
+    """Issue 12: the API budget panel drew a 0-1 fraction and raw request counts on one
+    percent axis. A 0-1 panel draws only ratios, and no panel hides a query of another unit."""
+    for panel in panels(dashboard):
+        targets = panel.get("targets", [])
+        assert not any(t.get("hide") for t in targets), panel["title"]
+        if panel.get("fieldConfig", {}).get("defaults", {}).get("unit") == "percentunit":
+            for target in targets:
+                assert " / " in target["expr"], (panel["title"], target["expr"])
+    titles = {panel["title"]: panel for panel in panels(dashboard)}
+    fraction = titles["API budget left (fraction)"]
+    counts = titles["API requests left (rate-limit window)"]
+    assert [metric_names(t["expr"]) for t in fraction["targets"]] == [
+        {"ciwatch_rate_limit_remaining", "ciwatch_rate_limit_limit"}
+    ]
+    assert counts["fieldConfig"]["defaults"]["unit"] == "short"
+    assert {n for t in counts["targets"] for n in metric_names(t["expr"])} == {
+        "ciwatch_rate_limit_remaining",
+        "ciwatch_rate_limit_limit",
+    }

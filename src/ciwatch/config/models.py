@@ -357,6 +357,17 @@ class AlertSettings(ConfigModel):
         return next((c for c in self.channels if c.name == name), None)
 
 
+class MetricsSettings(ConfigModel):
+    """Optional families of `/metrics` (docs/metrics.md, docs/migrating-from-gcpe.md)."""
+
+    # The gitlab_ci_pipeline_* / gcpe_* names of gitlab-ci-pipelines-exporter, for GitLab refs,
+    # so that dashboards built on that exporter keep working.
+    gcpe_compatible: bool = False
+    # Like GCPE's `output_sparse_status_metrics` (its default is true): only the current
+    # status's series (value 1) instead of one series per status word.
+    gcpe_sparse_status_metrics: bool = True
+
+
 class Settings(ConfigModel):
     """The whole configuration. Build it with `load_settings`, `parse_settings` or
     `default_settings`; it is frozen (derive a changed copy with `model_copy(update=...)`)."""
@@ -366,6 +377,7 @@ class Settings(ConfigModel):
     collection: CollectionSettings = Field(default_factory=CollectionSettings)
     sources: list[SourceSettings] = []
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
 
     def source(self, name: str) -> SourceSettings | None:
         """The source called `name`, or None."""

@@ -79,7 +79,15 @@ def create_app(
         slow_max_age=metrics_slow_max_age,
         on_error=partial(runtime.supervisor.item_failed, "metrics-snapshot"),
     )
-    collector = CiwatchCollector(cache, runtime.metrics, store_health=runtime.store_health)
+    settings = runtime.settings
+    collector = CiwatchCollector(
+        cache,
+        runtime.metrics,
+        store_health=runtime.store_health,
+        gcpe=settings.metrics.gcpe_compatible,
+        gcpe_sparse=settings.metrics.gcpe_sparse_status_metrics,
+        gitlab_sources=(source.name for source in settings.sources if source.type == "gitlab"),
+    )
     registry = build_registry(collector)
 
     @asynccontextmanager
