@@ -792,6 +792,7 @@ class MetricsRenderer:
         self._refs: dict[RefKey, tuple[tuple[object, ...], tuple[str, ...]]] = {}
         self._owners: frozenset[RefKey] = frozenset()
         self._gcpe_lines: dict[RefKey, int] = {}  # GCPE samples per ref block
+        self._gcpe_parts: dict[str, bytes] = {}  # per snapshot: each per-ref GCPE family's text
         self.rendered_refs = 0  # how many ref blocks were (re)rendered, for tests
         # Per snapshot (by identity: the cache swaps in a new object on every refresh), each
         # family's header and snapshot-derived samples as bytes; per scrape only the in-memory
@@ -826,9 +827,14 @@ class MetricsRenderer:
         collector._add_self(own, snap)
         own["ciwatch_store_up"].add_metric([], 1.0 if collector.store_up else 0.0)
         counters = tuple(_samples(own[spec.name]).encode("utf-8") for spec in METRICS)
+        if collector.gcpe:
+            counters += (self._gcpe(snap),)
         if self._body is not None and self._body[0] is snap and self._body[1] == counters:
             return self._body[2]
-        body = b"".join(part + mine for part, mine in zip(self._parts, counters, strict=True))
+        body = b"".join(
+            part + mine for part, mine in zip(self._parts, counters[: len(METRICS)], strict=True)
+        )
+        body += b"".join(counters[len(METRICS) :])
         self._body = (snap, counters, body)
         self.body_renders += 1
         return body
@@ -840,6 +846,7 @@ class MetricsRenderer:
             blocks = self._ref_blocks(snap)
             _add_counts(families, snap)
             _add_targets(families, snap)
+        self._gcpe_parts = self._gcpe_ref_parts(blocks) if self.collector.gcpe else {}
         parts: list[bytes] = []
         for spec in METRICS:
             family = families[spec.name]
@@ -851,48 +858,34 @@ class MetricsRenderer:
             parts.append((_header(family) + text).encode("utf-8"))
         return tuple(parts)
 
-    def _render(self) -> bytes:
-        collector = self.collector
-        snap = collector.cache.current
-        families = _families()
-        blocks: list[tuple[str, ...]] = []
-        if snap is not None:
-            blocks = self._ref_blocks(snap)
-            _add_counts(families, snap)
-            _add_targets(families, snap)
-        collector._add_self(families, snap)
-        families["ciwatch_store_up"].add_metric([], 1.0 if collector.store_up else 0.0)
-        out: list[str] = []
-        for spec in METRICS:
-            family = families[spec.name]
-            out.append(_header(family))
-            if spec.name in REF_FAMILIES:
-                index = REF_FAMILIES.index(spec.name)
-                out.extend(block[index] for block in blocks)
-            else:
-                out.append(_samples(family))
-        if collector.gcpe:
-            out.extend(self._gcpe(snap, blocks))
-        return "".join(out).encode("utf-8")
+    def _gcpe_ref_parts(self, blocks: list[tuple[str, ...]]) -> dict[str, bytes]:
+        """Per snapshot: the text of each per-ref GCPE family (its header and every ref's part)."""
+        start = len(REF_FAMILIES)
+        gcpe = _families(GCPE_METRICS)
+        return {
+            name: (_header(gcpe[name]) + "".join(block[start + index] for block in blocks)).encode(
+                "utf-8"
+            )
+            for index, name in enumerate(GCPE_REF_FAMILIES)
+        }
 
-    def _gcpe(self, snap: Snapshot | None, blocks: list[tuple[str, ...]]) -> list[str]:
-        """The text of GCPE_METRICS: the per-ref parts of `blocks`, then the others."""
+    def _gcpe(self, snap: Snapshot | None) -> bytes:
+        """Per scrape: the text of GCPE_METRICS, the per-ref families kept per snapshot and the
+        gcpe_* gauges (API requests and budget move between snapshots) written anew."""
         collector = self.collector
         gcpe = _families(GCPE_METRICS)
         owners = self._owners if snap is not None else frozenset()
         exported = sum(self._gcpe_lines.values()) if snap is not None else 0
-        start = len(REF_FAMILIES)
         collector._add_gcpe_self(gcpe, snap, owners, exported)
-        out: list[str] = []
+        out: list[bytes] = []
         for spec in GCPE_METRICS:
-            family = gcpe[spec.name]
-            out.append(_header(family))
-            if spec.name in GCPE_REF_FAMILIES:
-                index = start + GCPE_REF_FAMILIES.index(spec.name)
-                out.extend(block[index] for block in blocks)
+            cached = self._gcpe_parts.get(spec.name)
+            if cached is not None:
+                out.append(cached)
             else:
-                out.append(_samples(family))
-        return out
+                family = gcpe[spec.name]
+                out.append((_header(family) + _samples(family)).encode("utf-8"))
+        return b"".join(out)
 
     def _ref_blocks(self, snap: Snapshot) -> list[tuple[str, ...]]:
         kept: dict[RefKey, tuple[tuple[object, ...], tuple[str, ...]]] = {}
