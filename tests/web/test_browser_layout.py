@@ -314,6 +314,12 @@ def test_wall_fits_61_and_101_refs_at_1920x1080(server: Server, browser: Any) ->
     page.screenshot(path=server.shots / "wall-101-1280x720.png")
     assert problems == []
 
+    dark = browser.new_page(viewport=WALL, color_scheme="dark")
+    dark.goto(f"{server.url}/?tv=1&source=gitlab-main&refresh=0")
+    expect(dark.locator("ul.tiles.fitted")).to_have_count(1)
+    assert len(tiles_inside(dark)) == 61
+    dark.screenshot(path=server.shots / "wall-61-dark-1920x1080.png")
+
 
 def test_wall_says_when_its_filter_matches_nothing(server: Server, browser: Any) -> None:
     expect = playwright_api.expect

@@ -1,12 +1,14 @@
 """The HTML dashboard (DESIGN §9): `/` (every project/ref, recent runs, trends; `?tv=1` wall
-mode), `/projects/{source}/{project...}` (one project) and `/alerts` (firing alerts with their
-deliveries, history, silences). Every page's navigation counts the firing alerts.
+mode), `/projects/{source}/{project...}` (one project), `/runs/{source}/{project...}/{run_id}`
+(one run, its jobs by stage) and `/alerts` (firing alerts with their deliveries, history,
+silences). Every page's navigation (the wall's summary) counts the firing alerts.
 
 `router` is included by `create_app` behind the auth dependency; handlers read the runtime from
 `request.app.state.runtime` (store, clock). Pages are server-rendered with Jinja2 (autoescape on:
 every value from a CI system is escaped) and SVG charts from `charts.py`; a few lines of JS in
 `static/refresh.js` reload the page every 30 s unless the user is busy with it (`?refresh=0`
-turns that off). Links to a CI system are made only for http(s) URLs.
+turns that off), and `static/wall.js` sizes the wall's tiles to the screen. Links to a CI
+system are made only for http(s) URLs.
 """
 
 from __future__ import annotations
