@@ -24,6 +24,7 @@ from sqlalchemy import ColumnElement, String, case, func, literal, literal_colum
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ciwatch.domain import Job, RefKey, RefState, Run, RunKey, Status, TargetState
+from ciwatch.filters import Match, as_match, clause
 from ciwatch.store import reads
 from ciwatch.store.rows import RUN_COLUMNS, run_from_row, target_from_row
 from ciwatch.store.tables import ref_states, runs, targets
@@ -59,20 +60,32 @@ class Readable(Protocol):
     async def read(self, what: str, work: Callable[[AsyncConnection], Awaitable[T]]) -> T: ...
 
 
+Wanted = str | Match | None  # a filter: one exact value (str), patterns (Match) or any (None)
+
+
 @dataclass(frozen=True)
 class Filters:
-    """What the dashboard narrows down to; None means any. `ref=""` is runs without a ref."""
+    """What the dashboard narrows down to; None means any. A string is one exact value, a
+    `Match` exact values and globs (`ciwatch.filters`); `ref=""` is runs without a ref.
+    `status` is one status or several."""
 
-    source: str | None = None
-    project: str | None = None
-    ref: str | None = None
-    status: Status | None = None
+    source: Wanted = None
+    project: Wanted = None
+    ref: Wanted = None
+    status: Status | tuple[Status, ...] | None = None
 
     @property
     def active(self) -> bool:
         return any(
             value is not None for value in (self.source, self.project, self.ref, self.status)
         )
+
+    @property
+    def statuses(self) -> tuple[Status, ...] | None:
+        """The wanted statuses, None for any."""
+        if self.status is None:
+            return None
+        return (self.status,) if isinstance(self.status, Status) else self.status
 
 
 class StatsCache:
@@ -242,13 +255,14 @@ def _rank() -> ColumnElement[int]:
 def _state_filters(filters: Filters, *, with_status: bool) -> list[ColumnElement[bool]]:
     where: list[ColumnElement[bool]] = [ref_states.c.status.is_not(None)]
     if filters.source is not None:
-        where.append(ref_states.c.source == filters.source)
+        where.append(clause(ref_states.c.source, filters.source))
     if filters.project is not None:
-        where.append(ref_states.c.project == filters.project)
+        where.append(clause(ref_states.c.project, filters.project))
     if filters.ref is not None:
-        where.append(ref_states.c.ref == filters.ref)
-    if with_status and filters.status is not None:
-        where.append(ref_states.c.status == filters.status.value)
+        where.append(clause(ref_states.c.ref, filters.ref))
+    statuses = filters.statuses
+    if with_status and statuses is not None:
+        where.append(ref_states.c.status.in_([status.value for status in statuses]))
     return where
 
 
@@ -303,7 +317,8 @@ async def board_page(
         .group_by(ref_states.c.status)
     )
     counts = {Status(status): n for status, n in await conn.execute(counts_query)}
-    total = sum(counts.values()) if filters.status is None else counts.get(filters.status, 0)
+    statuses = filters.statuses
+    total = sum(n for status, n in counts.items() if statuses is None or status in statuses)
     return Board(rows, total, counts, offset, limit)
 
 
@@ -327,25 +342,30 @@ def _day_column(dialect: str) -> ColumnElement[str]:
 
 
 def _run_filters(
-    source: str | None, project: str | None, ref: str | None, *, dialect: str = ""
+    source: Wanted, project: Wanted, ref: Wanted, *, dialect: str = ""
 ) -> list[ColumnElement[bool]]:
     where = []
     if source is not None:
         where.append(_source_is(source, project, dialect))
     if project is not None:
-        where.append(runs.c.project == project)
+        where.append(clause(runs.c.project, project))
     if ref is not None:
-        where.append(runs.c.ref_key == ref)
+        where.append(clause(runs.c.ref_key, ref))
     return where
 
 
-def _source_is(source: str, project: str | None, dialect: str) -> ColumnElement[bool]:
+def _exact(wanted: Wanted) -> bool:
+    return wanted is not None and as_match(wanted).is_exact
+
+
+def _source_is(source: str | Match, project: Wanted, dialect: str) -> ColumnElement[bool]:
     # Without ANALYZE statistics SQLite takes `source = ?` for selective and walks every run of
-    # the source through the unique index, then sorts them. Without a project, keep the source
-    # test out of index selection (`source || ''`) so the bounded `order_time` range is used.
-    if dialect == "sqlite" and project is None:
-        return runs.c.source.concat("") == source
-    return runs.c.source == source
+    # the source through the unique index, then sorts them. Without an exact project, keep the
+    # source test out of index selection (`source || ''`) so the bounded `order_time` range is
+    # used.
+    if dialect == "sqlite" and not _exact(project):
+        return clause(runs.c.source.concat(""), source)
+    return clause(runs.c.source, source)
 
 
 async def daily_stats(
@@ -353,9 +373,9 @@ async def daily_stats(
     *,
     now: datetime,
     days: int = DEFAULT_DAYS,
-    source: str | None = None,
-    project: str | None = None,
-    ref: str | None = None,
+    source: Wanted = None,
+    project: Wanted = None,
+    ref: Wanted = None,
     cache: StatsCache | None = None,
 ) -> list[DayStats]:
     """Per UTC day of the last `days` (today included, oldest first): the success and failed
@@ -383,7 +403,7 @@ async def _aggregate(
     conn: AsyncConnection,
     first: date,
     stop: date,
-    scope: tuple[str | None, str | None, str | None],
+    scope: tuple[Wanted, Wanted, Wanted],
 ) -> dict[date, DayStats]:
     """DayStats of the days from `first` up to (not including) `stop` that had any run."""
     if stop <= first:
@@ -536,7 +556,7 @@ async def recovery(conn: AsyncConnection, ref: RefKey) -> Recovery | None:
 
 
 async def newest_failed_run(
-    conn: AsyncConnection, source: str, project: str, ref: str | None = None
+    conn: AsyncConnection, source: str, project: str, ref: Wanted = None
 ) -> Run | None:
     """The newest failed run of a project (of one ref when given)."""
     query = (
@@ -606,11 +626,14 @@ async def recent_runs(
 
 def recent_bound(filters: Filters, now: datetime, days: int = DEFAULT_DAYS) -> datetime | None:
     """How far back the main page looks for recent runs: without bound unless a filter no
-    index leads with (a status, or a source or ref without a project) would make the newest-first
-    scan walk the whole `order_time` index when it matches little; then the charted days."""
-    unindexed = filters.status is not None or (
-        filters.project is None and (filters.source is not None or filters.ref is not None)
-    )
+    index leads with (a status, a project glob, or a source or ref without a project) would
+    make the newest-first scan walk the whole `order_time` index when it matches little; then
+    the charted days."""
+    if filters.project is None:
+        unindexed = filters.source is not None or filters.ref is not None
+    else:
+        unindexed = not _exact(filters.project)  # a glob leads no index either
+    unindexed = unindexed or filters.status is not None
     return day_window(now, days)[0] if unindexed else None
 
 
@@ -690,7 +713,7 @@ async def project_overview(
     project: str,
     *,
     now: datetime,
-    ref: str | None = None,
+    ref: Wanted = None,
     focus: str | None = None,
     board_limit: int = 50,
     board_offset: int = 0,
@@ -699,9 +722,10 @@ async def project_overview(
     days: int = DEFAULT_DAYS,
     cache: StatsCache | None = None,
 ) -> ProjectOverview:
-    """One project's page data in one read transaction. `ref` narrows the history, charts and
-    failing run; `focus` is the ref whose time to green is shown (default: `ref`, else a
-    conventional default branch, else the ref of the newest run). ValueError for a bad cursor."""
+    """One project's page data in one read transaction. `ref` (a name, or a `Match` of names
+    and globs) narrows the history, charts and failing run; `focus` is the ref whose time to
+    green is shown (default: `ref` when it names one ref, else a conventional default branch,
+    else the ref of the newest run). ValueError for a bad cursor."""
     filters = Filters(source=source, project=project)
 
     async def work(conn: AsyncConnection) -> ProjectOverview:
@@ -712,7 +736,7 @@ async def project_overview(
         stats = await daily_stats(
             conn, now=now, days=days, source=source, project=project, ref=ref, cache=cache
         )
-        chosen = focus if focus is not None else ref
+        chosen = focus if focus is not None else _one(ref)
         if chosen is None:
             chosen = await _default_ref(conn, source, project, board)
         found = None if chosen is None else await recovery(conn, RefKey(source, project, chosen))
@@ -732,6 +756,10 @@ async def project_overview(
 
 
 DEFAULT_BRANCHES = ("main", "master", "trunk", "develop")
+
+
+def _one(wanted: Wanted) -> str | None:
+    return wanted.single if isinstance(wanted, Match) else wanted
 
 
 async def _default_ref(

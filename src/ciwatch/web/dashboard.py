@@ -30,11 +30,12 @@ from ciwatch.alerting import views as alert_views
 from ciwatch.alerting.silences import list_silences
 from ciwatch.domain import Run, Status
 from ciwatch.errors import StoreError
+from ciwatch.filters import Match, parse_filter, query_filters
 from ciwatch.store import Store, stats
 from ciwatch.store.sql import SqlStore
 from ciwatch.store.stats import DayStats, Filters
 from ciwatch.timeutil import iso_z
-from ciwatch.validation import loggable, storable
+from ciwatch.validation import Invalid, loggable, storable
 from ciwatch.web.charts import (
     Bar,
     Point,
@@ -354,11 +355,8 @@ def _positive(request: Request, name: str, default: int = 1) -> int:
     return max(int(value), 1) if len(value) < 7 else default
 
 
-def _status(word: str | None) -> Status | None:
-    try:
-        return None if word is None else Status(word.lower())
-    except ValueError:
-        return None
+def _joined(match: Match | None) -> str | None:
+    return None if match is None else ",".join((*match.values, *match.globs))
 
 
 def _flag(request: Request, name: str) -> bool:
@@ -372,9 +370,14 @@ def _refresh(request: Request) -> int:
     )
 
 
-def _view(request: Request, keep: Sequence[str]) -> View:
+def _view(
+    request: Request, keep: Sequence[str], filters: Mapping[str, str | None] | None = None
+) -> View:
+    """The page's view; its links keep the `keep` parameters and the parsed `filters` (each
+    as one comma-separated value)."""
     runtime = request.app.state.runtime
     params = {name: v for name in keep if (v := _text(request, name)) is not None}
+    params.update({name: v for name, v in (filters or {}).items() if v is not None})
     params["__path__"] = request.url.path.removeprefix(request.scope.get("root_path", ""))
     return View(
         now=runtime.clock.now(),
@@ -433,15 +436,15 @@ async def index(request: Request) -> HTMLResponse:
     """Every project/ref (failing first), recent runs, 14-day success rate and duration trend;
     `?tv=1` shows the wall mode. Filters: `source`, `project`, `ref`, `status`; `page` pages the
     refs; `refresh=0` stops the automatic reload."""
-    view = _view(request, (*FILTER_PARAMS, "tv", "refresh"))
+    try:
+        wanted = query_filters(request.query_params.getlist)
+    except Invalid as exc:
+        return _bad_filter(request, exc)
+    filter_text = {name: wanted.text(name) for name in FILTER_PARAMS}
+    view = _view(request, ("tv", "refresh"), filter_text)
     context = _base_context(request, view)
-    status_word = _text(request, "status")
-    status = _status(status_word)
     filters = Filters(
-        source=_text(request, "source"),
-        project=_text(request, "project"),
-        ref=_text(request, "ref"),
-        status=status,
+        source=wanted.source, project=wanted.project, ref=wanted.ref, status=wanted.status
     )
     tv = _flag(request, "tv")
     per_page = WALL_TILES if tv else BOARD_PAGE
@@ -466,7 +469,8 @@ async def index(request: Request) -> HTMLResponse:
     known_sources = sorted({*data.sources, *(s.name for s in runtime.settings.sources)})
     context.update(
         filters=filters,
-        bad_status=status_word if status_word and status is None else None,
+        filter_text=filter_text,
+        bad_status=", ".join(wanted.unknown_status) or None,
         data=data,
         board=data.board,
         page=page,
@@ -486,8 +490,18 @@ async def index(request: Request) -> HTMLResponse:
 
 
 def _scope(filters: Filters) -> str:
-    parts = [value for value in (filters.source, filters.project, filters.ref) if value]
+    parts = [str(value) for value in (filters.source, filters.project, filters.ref) if value]
     return " · ".join(parts) if parts else "all projects"
+
+
+def _bad_filter(request: Request, exc: Invalid) -> HTMLResponse:
+    """400: a filter past its limits (ciwatch.filters); nothing was read."""
+    view = _view(request, ("refresh",))
+    context = _base_context(request, view)
+    problem = exc.problems[0]
+    message = f"The `{problem.field}` filter {problem.problem}."
+    context.update(title="Bad filter", message=message, code=400)
+    return render("error.html", context, status_code=400)
 
 
 @router.get("/projects/{source}/{project:path}", response_class=HTMLResponse, summary="Project")
@@ -495,14 +509,17 @@ async def project_page(request: Request, source: str, project: str) -> HTMLRespo
     """One project: status per ref, time to green, the failing jobs of its newest failed run,
     trends and its run history (keyset pages: `cursor`; `ref` narrows history and trends;
     `refs` pages the refs). 404 for a project without runs."""
-    view = _view(request, ("ref", "refresh"))
+    try:
+        ref = parse_filter("ref", request.query_params.getlist("ref"))
+    except Invalid as exc:
+        return _bad_filter(request, exc)
+    view = _view(request, ("refresh",), {"ref": _joined(ref)})
     context = _base_context(request, view)
-    ref = _text(request, "ref")
     cursor = _text(request, "cursor")
     refs_page = _positive(request, "refs")
     runtime = request.app.state.runtime
     source, project = storable(source), storable(project)
-    context.update(source=source, project=project, ref=ref)
+    context.update(source=source, project=project, ref=_joined(ref))
     try:
         data = await stats.project_overview(
             runtime.store,
@@ -529,7 +546,7 @@ async def project_page(request: Request, source: str, project: str) -> HTMLRespo
     if data.board.total == 0:
         context.update(title="Unknown project", code=404)
         return render("not_found.html", context, status_code=404)
-    scope = f"{project} · {ref}" if ref else project
+    scope = f"{project} · {ref}" if ref is not None else project
     rate_chart, duration_chart = charts(data.days, scope)
     context.update(
         data=data,
