@@ -16,7 +16,7 @@ import math
 import statistics
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from time import monotonic
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
@@ -28,6 +28,7 @@ from ciwatch.filters import Match, as_match, clause
 from ciwatch.store import reads
 from ciwatch.store.rows import RUN_COLUMNS, run_from_row, target_from_row
 from ciwatch.store.tables import ref_states, runs, targets
+from ciwatch.timeutil import is_utc
 
 T = TypeVar("T")
 # The largest duration the daily medians take in (ciwatch.validation.MAX_SECONDS and more).
@@ -162,7 +163,8 @@ class Board:
 
 @dataclass(frozen=True)
 class DayStats:
-    """Decisive runs created on one UTC day, and the median duration of its successful runs."""
+    """Decisive runs created on one day (of the configured `timezone`), and the median
+    duration of its successful runs."""
 
     day: date
     success: int
@@ -322,14 +324,38 @@ async def board_page(
     return Board(rows, total, counts, offset, limit)
 
 
-def day_window(now: datetime, days: int) -> tuple[datetime, datetime, list[date]]:
-    """The UTC days ending with today's: their start, the end of today, and the dates."""
+def local_midnight(day: date, zone: tzinfo = UTC) -> datetime:
+    """When `day` starts in `zone`, as a UTC time. DST-safe: zoneinfo gives each local
+    midnight its own offset (a midnight skipped by a DST change maps to the day's first
+    instant, a repeated one to its first occurrence)."""
+    return datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
+
+
+def day_window(
+    now: datetime, days: int, zone: tzinfo = UTC
+) -> tuple[datetime, datetime, list[date]]:
+    """The days of `zone` ending with today's: their start, the end of today (UTC times),
+    and the dates."""
     days = _bounded(days, 1, MAX_DAYS)
-    today = now.astimezone(UTC).date()
+    today = now.astimezone(zone).date()
     first = today - timedelta(days=days - 1)
-    start = datetime.combine(first, time(0), tzinfo=UTC)
-    end = datetime.combine(today + timedelta(days=1), time(0), tzinfo=UTC)
+    start = local_midnight(first, zone)
+    end = local_midnight(today + timedelta(days=1), zone)
     return start, end, [first + timedelta(days=n) for n in range(days)]
+
+
+def _local_day(first: date, stop: date, zone: tzinfo) -> ColumnElement[str]:
+    """The local day (`YYYY-MM-DD`) of `order_time`, for times from `first` up to `stop`: a
+    CASE over the UTC instants of the local midnights, computed here by zoneinfo, so that
+    both engines bucket alike without a time zone database of their own."""
+    whens = []
+    day = first
+    while day < stop:
+        day += timedelta(days=1)
+        bound = literal(local_midnight(day, zone), runs.c.order_time.type)
+        name = (day - timedelta(days=1)).isoformat()  # digits and dashes only
+        whens.append((runs.c.order_time < bound, literal_column(f"'{name}'", String())))
+    return case(*whens, else_=None)
 
 
 def _day_column(dialect: str) -> ColumnElement[str]:
@@ -377,25 +403,27 @@ async def daily_stats(
     project: Wanted = None,
     ref: Wanted = None,
     cache: StatsCache | None = None,
+    zone: tzinfo = UTC,
 ) -> list[DayStats]:
-    """Per UTC day of the last `days` (today included, oldest first): the success and failed
-    runs created that day and the median duration of its successful runs.
+    """Per day of `zone` of the last `days` (today included, oldest first): the success and
+    failed runs created that day and the median duration of its successful runs.
 
     Reads only runs with `order_time` in the window (the index range of `order_time`, or of
     `source, project[, ref_key], order_time` when filtered). With a `cache`, the days before
     today come from it while fresh: then only today's runs are read."""
-    _, _, dates = day_window(now, days)
+    _, _, dates = day_window(now, days, zone)
     today = dates[-1]
     scope = (source, project, ref)
     if cache is None:
-        found = await _aggregate(conn, dates[0], today + timedelta(days=1), scope)
+        found = await _aggregate(conn, dates[0], today + timedelta(days=1), scope, zone)
     else:
-        key = ("days", *scope, dates[0], today)
+        key = ("days", *scope, dates[0], today, str(zone))
         past: dict[date, DayStats] | None = cache.get(key)
         if past is None:
-            past = await _aggregate(conn, dates[0], today, scope)
+            past = await _aggregate(conn, dates[0], today, scope, zone)
             cache.put(key, past)
-        found = {**past, **await _aggregate(conn, today, today + timedelta(days=1), scope)}
+        now_day = await _aggregate(conn, today, today + timedelta(days=1), scope, zone)
+        found = {**past, **now_day}
     return [found.get(when) or DayStats(when, 0, 0, None) for when in dates]
 
 
@@ -404,20 +432,26 @@ async def _aggregate(
     first: date,
     stop: date,
     scope: tuple[Wanted, Wanted, Wanted],
+    zone: tzinfo = UTC,
 ) -> dict[date, DayStats]:
-    """DayStats of the days from `first` up to (not including) `stop` that had any run."""
+    """DayStats of the days (of `zone`) from `first` up to (not including) `stop` that had
+    any run."""
     if stop <= first:
         return {}
-    day = _day_column(conn.dialect.name).label("day")
+    if is_utc(zone):
+        day = _day_column(conn.dialect.name).label("day")
+    else:
+        day = _local_day(first, stop, zone).label("day")
     where = [
-        runs.c.order_time >= datetime.combine(first, time(0), tzinfo=UTC),
-        runs.c.order_time < datetime.combine(stop, time(0), tzinfo=UTC),
+        runs.c.order_time >= local_midnight(first, zone),
+        runs.c.order_time < local_midnight(stop, zone),
         *_run_filters(*scope, dialect=conn.dialect.name),
     ]
-    counts_query = (
-        select(day, runs.c.status, func.count().label("n"))
-        .where(*where, IS_DECISIVE)
-        .group_by(day, runs.c.status)
+    # Grouped over a subquery: a GROUP BY repeating the CASE would bind its times anew, which
+    # PostgreSQL does not take for the same expression.
+    decisive = select(day, runs.c.status).where(*where, IS_DECISIVE).subquery("decisive")
+    counts_query = select(decisive.c.day, decisive.c.status, func.count().label("n")).group_by(
+        decisive.c.day, decisive.c.status
     )
     success: dict[str, int] = {}
     failed: dict[str, int] = {}
@@ -624,7 +658,9 @@ async def recent_runs(
     return await reads.history_page(conn, query, limit)
 
 
-def recent_bound(filters: Filters, now: datetime, days: int = DEFAULT_DAYS) -> datetime | None:
+def recent_bound(
+    filters: Filters, now: datetime, days: int = DEFAULT_DAYS, zone: tzinfo = UTC
+) -> datetime | None:
     """How far back the main page looks for recent runs: without bound unless a filter no
     index leads with (a status, a project glob, or a source or ref without a project) would
     make the newest-first scan walk the whole `order_time` index when it matches little; then
@@ -634,7 +670,7 @@ def recent_bound(filters: Filters, now: datetime, days: int = DEFAULT_DAYS) -> d
     else:
         unindexed = not _exact(filters.project)  # a glob leads no index either
     unindexed = unindexed or filters.status is not None
-    return day_window(now, days)[0] if unindexed else None
+    return day_window(now, days, zone)[0] if unindexed else None
 
 
 def _bounded(value: int, low: int, high: int) -> int:
@@ -676,6 +712,7 @@ async def overview(
     days: int = DEFAULT_DAYS,
     with_recent: bool = True,
     cache: StatsCache | None = None,
+    zone: tzinfo = UTC,
 ) -> Overview:
     """The main dashboard's data in one read transaction (past days' aggregates and the lists
     of sources and projects from `cache` while fresh)."""
@@ -684,7 +721,7 @@ async def overview(
         board = await board_page(conn, filters, limit=board_limit, offset=board_offset)
         recent: list[Run] = []
         if with_recent:
-            since = recent_bound(filters, now, days)
+            since = recent_bound(filters, now, days, zone)
             recent, _ = await recent_runs(conn, filters, limit=recent_limit, since=since)
         stats = await daily_stats(
             conn,
@@ -694,6 +731,7 @@ async def overview(
             project=filters.project,
             ref=filters.ref,
             cache=cache,
+            zone=zone,
         )
         return Overview(
             board=board,
@@ -721,6 +759,7 @@ async def project_overview(
     cursor: str | None = None,
     days: int = DEFAULT_DAYS,
     cache: StatsCache | None = None,
+    zone: tzinfo = UTC,
 ) -> ProjectOverview:
     """One project's page data in one read transaction. `ref` (a name, or a `Match` of names
     and globs) narrows the history, charts and failing run; `focus` is the ref whose time to
@@ -734,7 +773,14 @@ async def project_overview(
             conn, Filters(source, project, ref), limit=history_limit, cursor=cursor
         )
         stats = await daily_stats(
-            conn, now=now, days=days, source=source, project=project, ref=ref, cache=cache
+            conn,
+            now=now,
+            days=days,
+            source=source,
+            project=project,
+            ref=ref,
+            cache=cache,
+            zone=zone,
         )
         chosen = focus if focus is not None else _one(ref)
         if chosen is None:

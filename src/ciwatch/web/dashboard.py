@@ -15,7 +15,7 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ from ciwatch.filters import Match, parse_filter, query_filters
 from ciwatch.store import Store, stats
 from ciwatch.store.sql import SqlStore
 from ciwatch.store.stats import DayStats, Filters
-from ciwatch.timeutil import iso_z
+from ciwatch.timeutil import iso_z, local_time, zone_label, zone_name
 from ciwatch.validation import Invalid, loggable, storable
 from ciwatch.web.charts import (
     Bar,
@@ -144,6 +144,8 @@ class View:
     root: str
     params: Mapping[str, str]
     refresh_off: bool = False
+    # The configured `timezone`: times are shown in it (they are stored in UTC).
+    zone: tzinfo = UTC
 
     def icon(self, status: Status) -> str:
         return STATUS_ICON[status]
@@ -171,11 +173,28 @@ class View:
         return "—" if when is None else human_duration((self.now - when).total_seconds())
 
     def time(self, when: datetime | None, text: str | None = None) -> Markup:
-        """A `<time>` element: relative text, the exact UTC time in its title."""
+        """A `<time>` element: relative text, the exact time in the configured zone in its
+        title, ISO 8601 UTC in `datetime`."""
         if when is None:
             return Markup("—")
         label = text if text is not None else self.ago(when)
-        return _TIME % (iso_z(when), self.utc(when), label)
+        return _TIME % (iso_z(when), self.local(when), label)
+
+    def local(self, when: datetime | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+        """`when` in the configured zone: `2026-01-05 22:10:00 CST (UTC+08:00)`; in UTC
+        `2026-01-05 14:10:00 UTC`."""
+        if when is None:
+            return "—"
+        return local_time(when, self.zone, fmt)
+
+    @property
+    def zone_label(self) -> str:
+        """The zone times are shown in, with its offset now: `Asia/Shanghai (UTC+08:00)`."""
+        return zone_label(self.zone, self.now)
+
+    @property
+    def zone_name(self) -> str:
+        return zone_name(self.zone)
 
     # The snippets below appear on every row: built here (`Markup % args` escapes the args),
     # because a Jinja macro call costs several times more.
@@ -209,7 +228,7 @@ class View:
         return _NOTHING
 
     def utc(self, when: datetime | None) -> str:
-        return "—" if when is None else f"{when:%Y-%m-%d %H:%M:%S} UTC"
+        return "—" if when is None else f"{when.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
 
     def href(self, url: str | None) -> str | None:
         return safe_href(url)
@@ -384,6 +403,7 @@ def _view(
         root=request.scope.get("root_path", ""),
         params=params,
         refresh_off=_refresh(request) == 0,
+        zone=runtime.settings.zone,
     )
 
 
@@ -460,6 +480,7 @@ async def index(request: Request) -> HTMLResponse:
             recent_limit=RECENT_RUNS,
             with_recent=not tv,
             cache=stats_cache(request),
+            zone=view.zone,
         )
         context["alerts_firing"] = await firing_badge(runtime.store)
     except StoreError as exc:
@@ -484,7 +505,7 @@ async def index(request: Request) -> HTMLResponse:
         scope=scope,
         tv=tv,
         days=len(data.days),
-        recent_bounded=stats.recent_bound(filters, view.now) is not None,
+        recent_bounded=stats.recent_bound(filters, view.now, zone=view.zone) is not None,
     )
     return render("wall.html" if tv else "index.html", context)
 
@@ -532,6 +553,7 @@ async def project_page(request: Request, source: str, project: str) -> HTMLRespo
             history_limit=HISTORY_PAGE,
             cursor=cursor,
             cache=stats_cache(request),
+            zone=view.zone,
         )
         context["alerts_firing"] = await firing_badge(runtime.store)
     except ValueError:
