@@ -783,6 +783,10 @@ async def project_overview(
             zone=zone,
         )
         chosen = focus if focus is not None else _one(ref)
+        if chosen is None and isinstance(ref, Match):  # a glob: its newest matching ref
+            rows = [row for row in board.rows if ref.matches(row.state.ref)]
+            if rows:
+                chosen = max(rows, key=lambda row: _position(row.state.last_run)).state.ref
         if chosen is None:
             chosen = await _default_ref(conn, source, project, board)
         found = None if chosen is None else await recovery(conn, RefKey(source, project, chosen))
