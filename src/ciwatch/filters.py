@@ -167,13 +167,14 @@ class Match:
 
     @classmethod
     def of(cls, patterns: Iterable[str]) -> Match:
-        """The patterns sorted into exact values (no wildcard) and globs."""
+        """The patterns sorted into exact values (no wildcard; `[*]` is a literal `*`) and
+        globs."""
         values: list[str] = []
         globs: list[str] = []
         for pattern in dict.fromkeys(patterns):
-            found = tokens(pattern)
-            if all(isinstance(token, _Char) for token in found):
-                values.append("".join(token.char for token in found if isinstance(token, _Char)))
+            chars = [_literal(token) for token in tokens(pattern)]
+            if all(char is not None for char in chars):
+                values.append("".join(char for char in chars if char is not None))
             else:
                 globs.append(pattern)
         return cls(tuple(dict.fromkeys(values)), tuple(globs))
@@ -193,6 +194,23 @@ class Match:
 
     def __str__(self) -> str:
         return ", ".join((*self.values, *self.globs))
+
+    @property
+    def text(self) -> str:
+        """The filter as one query parameter value that parses back to it: the patterns
+        joined by commas, a value's `[`, `*`, `?` and `,` written as one-character sets."""
+        written = ("".join(f"[{c}]" if c in "[*?," else c for c in v) for v in self.values)
+        return ",".join((*written, *self.globs))
+
+
+def _literal(token: _Token) -> str | None:
+    """The one character a token matches, None when it matches more (or nothing)."""
+    if isinstance(token, _Char):
+        return token.char
+    if isinstance(token, _Class) and not token.negate and len(set(token.ranges)) == 1:
+        low, high = token.ranges[0]
+        return low if low == high else None
+    return None
 
 
 def as_match(value: str | Match) -> Match:
@@ -253,7 +271,7 @@ class QueryFilters:
         if name == "status":
             return None if self.status is None else ",".join(s.value for s in self.status)
         match: Match | None = getattr(self, name)
-        return None if match is None else ",".join((*match.values, *match.globs))
+        return None if match is None else match.text
 
     def keep(self, state: RefState) -> bool:
         """Whether a ref state passes every filter (`status`: the ref's colour)."""

@@ -116,4 +116,8 @@ def test_parse_filter_limits() -> None:
 def test_literal_brackets_are_exact_values() -> None:
     # An unclosed bracket is a literal: no wildcard, so an equality in SQL.
     assert Match.of(["a["]) == Match(values=("a[",))
+    # Written back as one parameter value, it parses to the same filter.
+    for patterns in (["a[", "x]"], ["a/*", "b", "c[,]d"], ["[!a]*", "z["]):
+        match = Match.of(patterns)
+        assert parse_filter("ref", [match.text]) == match
     assert len(tokens("a**b")) == 3

@@ -375,7 +375,7 @@ def _positive(request: Request, name: str, default: int = 1) -> int:
 
 
 def _joined(match: Match | None) -> str | None:
-    return None if match is None else ",".join((*match.values, *match.globs))
+    return None if match is None else match.text
 
 
 def _flag(request: Request, name: str) -> bool:
