@@ -339,6 +339,13 @@ async def measure_with(
             GOAL_PAGE_P95_MS,
         ),
         ("GET /api/v1/projects", "/api/v1/projects", GOAL_PAGE_P95_MS),
+        # Glob filters (ciwatch.filters): GLOB on SQLite, `~` on PostgreSQL.
+        ("GET /?project=group/project-00*", "/?project=group/project-00*&refresh=0", None),
+        (
+            "GET /api/v1/runs?project=group/project-00*,*-0999&ref=main",
+            "/api/v1/runs?limit=50&project=group/project-00*,*-0999&ref=main",
+            None,
+        ),
     ]
     print("  sequential (after 3 warm-up requests):", flush=True)
     for label, path, goal in pages:

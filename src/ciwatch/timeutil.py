@@ -18,7 +18,7 @@ Pure: no I/O, no clock (the caller passes `now`).
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 
 _UTC_SUFFIX = re.compile(r"\s+(UTC|GMT|Z)$", re.IGNORECASE)
 _SPACE_OFFSET = re.compile(r"\s+([+-]\d{2}:?\d{2})$")
@@ -133,3 +133,45 @@ def seconds_between(start: datetime | None, end: datetime | None) -> float | Non
     if start is None or end is None:
         return None
     return max((end - start) / timedelta(seconds=1), 0.0)
+
+
+# -- showing times in the configured zone -----------------------------------------------------
+# Stored times stay UTC; pages and notifications show them in `Settings.zone` (the `timezone`
+# key), converted by zoneinfo, never by the process's local time (`TZ`).
+
+
+def zone_name(zone: tzinfo) -> str:
+    """The zone's IANA name (`Asia/Shanghai`), `UTC` for UTC."""
+    return str(getattr(zone, "key", None) or zone.tzname(None) or "UTC")
+
+
+def utc_offset(when: datetime, zone: tzinfo) -> str:
+    """The zone's offset at `when`: `UTC+08:00`, `UTC-03:30`, `UTC`."""
+    offset = when.astimezone(zone).utcoffset() or timedelta(0)
+    if not offset:
+        return "UTC"
+    minutes = int(offset.total_seconds()) // 60
+    sign = "+" if minutes >= 0 else "-"
+    hours, rest = divmod(abs(minutes), 60)
+    return f"UTC{sign}{hours:02d}:{rest:02d}"
+
+
+def is_utc(zone: tzinfo) -> bool:
+    return zone is UTC or getattr(zone, "key", None) == "UTC"
+
+
+def local_time(when: datetime, zone: tzinfo, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+    """`when` in `zone` with its abbreviation and offset (`2026-01-05 22:10:00 CST
+    (UTC+08:00)`); in UTC just `2026-01-05 14:10:00 UTC`."""
+    if is_utc(zone):
+        return f"{when.astimezone(UTC):{fmt}} UTC"
+    local = when.astimezone(zone)
+    name = local.tzname() or ""
+    offset = utc_offset(when, zone)
+    suffix = f"{name} ({offset})" if name and not name.startswith(("+", "-")) else offset
+    return f"{local:{fmt}} {suffix}"
+
+
+def zone_label(zone: tzinfo, now: datetime) -> str:
+    """What a page says its times are in: `Asia/Shanghai (UTC+08:00)`, or `UTC`."""
+    return "UTC" if is_utc(zone) else f"{zone_name(zone)} ({utc_offset(now, zone)})"

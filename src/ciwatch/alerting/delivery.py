@@ -23,7 +23,7 @@ import logging
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import fields, replace
-from datetime import timedelta
+from datetime import UTC, timedelta, tzinfo
 from typing import Any
 
 from ciwatch.channels.base import Channel, Message, Notice, Throttle
@@ -109,6 +109,7 @@ class DeliveryWorkers:
         batch: int = 50,
         max_attempts: int = 12,
         supervisor: Supervisor | None = None,
+        zone: tzinfo = UTC,
     ) -> None:
         self.store = store
         self.channels = dict(channels)
@@ -121,6 +122,7 @@ class DeliveryWorkers:
         self.batch = batch
         self.max_attempts = max_attempts
         self.supervisor = supervisor
+        self.zone = zone
         self._throttles = {
             name: Throttle(channel.min_interval, clock=self.clock)
             for name, channel in self.channels.items()
@@ -146,7 +148,7 @@ class DeliveryWorkers:
         channel = self.channels[name]
         try:
             notices = await self._with_jobs([notice_from_payload(row.payload) for row in rows])
-            message = Message(notices, group=label if len(notices) > 1 else None)
+            message = Message(notices, group=label if len(notices) > 1 else None, zone=self.zone)
             await self._throttles[name].wait()
             await channel.send(message)
         except ChannelError as exc:

@@ -8,7 +8,7 @@ when the alert engine grouped them. Channels render a message with `render.py` a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, timedelta, tzinfo
 from typing import Protocol
 
 from ciwatch.clock import Clock, SystemClock
@@ -59,6 +59,8 @@ class Message:
 
     notices: tuple[Notice, ...]
     group: str | None = None
+    # The configured `timezone`: the zone the message's times are written in.
+    zone: tzinfo = UTC
 
     def __post_init__(self) -> None:
         if not self.notices:

@@ -26,11 +26,12 @@ import html
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
 from ciwatch.channels.base import HEALTH_KINDS, Message, Notice
+from ciwatch.timeutil import local_time
 
 EMOJI = {
     "broken": "🔴",
@@ -304,8 +305,8 @@ def _jobs(jobs: Sequence[str]) -> Val:
     return Val(", ".join(shown) + more, limit=MAX_JOBS * (MAX_JOB_NAME + 2) + 20)
 
 
-def facts(notice: Notice) -> list[Fact]:
-    """The label/value lines describing one notice."""
+def facts(notice: Notice, zone: tzinfo = UTC) -> list[Fact]:
+    """The label/value lines describing one notice; times are written in `zone`."""
     if notice.kind == "test":
         return [Fact("Message", (TEST_TEXT,))]
     out: list[Fact] = []
@@ -319,6 +320,8 @@ def facts(notice: Notice) -> list[Fact]:
         if run.provider_status and run.provider_status.lower() != run.status.value:
             status += [" (", Val(run.provider_status), ")"]
         out.append(Fact("Status", tuple(status)))
+        label, when = _run_moment(notice)
+        out.append(Fact(label, (local_time(when, zone, "%Y-%m-%d %H:%M"),)))
     if notice.failing_jobs:
         out.append(Fact("Failing jobs", (_jobs(notice.failing_jobs),)))
     if notice.red_for is not None and notice.kind in ELAPSED_LABEL:
@@ -337,6 +340,17 @@ def facts(notice: Notice) -> list[Fact]:
             out.append(Fact("Duration", (human_duration(run.duration_seconds),)))
     out.append(Fact("Source", (Val(notice.source),)))
     return out
+
+
+def _run_moment(notice: Notice) -> tuple[str, datetime]:
+    """The latest known moment of the notice's run, and what it was."""
+    run = notice.run
+    assert run is not None
+    if run.finished_at is not None:
+        return "Finished", run.finished_at
+    if run.started_at is not None:
+        return "Started", run.started_at
+    return "Created", run.created_at or run.updated_at
 
 
 def links(notice: Notice) -> list[Link]:
@@ -455,7 +469,7 @@ def _text(message: Message, fmt: Format) -> str:
             lines.append(start_more(message))
         return "\n".join(lines)
     notice = message.notices[0]
-    lines += [f"{fact.label}: {fmt.parts(fact.parts)}" for fact in facts(notice)]
+    lines += [f"{fact.label}: {fmt.parts(fact.parts)}" for fact in facts(notice, message.zone)]
     found = links(notice)
     if found:
         lines.append("")
@@ -485,7 +499,7 @@ def render_markdown(message: Message, dialect: Literal["dingtalk", "wecom"]) -> 
         more = "\n\n" + start_more(message) if message.at_start and start_rest(message) else ""
         return head + "\n\n" + "\n".join(items) + more
     notice = message.notices[0]
-    lines = [f"**{fact.label}:** {fmt.parts(fact.parts)}" for fact in facts(notice)]
+    lines = [f"**{fact.label}:** {fmt.parts(fact.parts)}" for fact in facts(notice, message.zone)]
     found = links(notice)
     if found:
         lines.append(" · ".join(fmt.parts([link]) for link in found))
@@ -535,7 +549,7 @@ def render_slack_blocks(message: Message) -> list[dict[str, Any]]:
     notice = message.notices[0]
     fields = [
         _mrkdwn(f"*{fact.label}*\n{SLACK.parts(fact.parts)}", SLACK_FIELD_MAX)
-        for fact in facts(notice)
+        for fact in facts(notice, message.zone)
     ]
     blocks.append({"type": "section", "fields": fields[:SLACK_MAX_FIELDS]})
     found = links(notice)
@@ -568,7 +582,7 @@ def render_html(message: Message) -> str:
         rows = "".join(
             f'<tr><th align="left" style="padding:2px 12px 2px 0">{fmt.own(fact.label)}</th>'
             f"<td>{fmt.parts(fact.parts)}</td></tr>"
-            for fact in facts(notice)
+            for fact in facts(notice, message.zone)
         )
         body.append(f'<table style="border-collapse:collapse">{rows}</table>')
         found = links(notice)

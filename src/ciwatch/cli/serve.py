@@ -196,7 +196,12 @@ async def run_alerting(runtime: Runtime, stop: asyncio.Event) -> None:
     channels = {c.name: build_channel(c) for c in settings.alerts.channels}
     supervisor = runtime.supervisor
     workers = DeliveryWorkers(
-        store, channels, runtime.clock, metrics=runtime.metrics, supervisor=supervisor
+        store,
+        channels,
+        runtime.clock,
+        metrics=runtime.metrics,
+        supervisor=supervisor,
+        zone=settings.zone,
     )
     engine = AlertEngine(
         store,

@@ -10,6 +10,7 @@ import typing
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import timedelta
 from typing import Annotated, Any, ClassVar, Literal, NamedTuple, Self
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
@@ -43,6 +44,7 @@ from ciwatch.config.types import (
     Secret,
     SmtpUrl,
     SourceName,
+    TimeZoneName,
     split_listen,
 )
 from ciwatch.domain import AlertEventKind
@@ -378,10 +380,18 @@ class Settings(ConfigModel):
     sources: list[SourceSettings] = []
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    # Where the dashboard's days start and in which zone pages and notifications show times;
+    # storage stays UTC (docs/configuration.md).
+    timezone: TimeZoneName = "UTC"
 
     def source(self, name: str) -> SourceSettings | None:
         """The source called `name`, or None."""
         return next((s for s in self.sources if s.name == name), None)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The `timezone` (checked when the settings were built)."""
+        return ZoneInfo(self.timezone)
 
     @model_validator(mode="after")
     def _check(self) -> Self:

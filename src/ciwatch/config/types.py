@@ -7,8 +7,10 @@ shown through `mask_url`.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import re
+import zoneinfo
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Annotated, Any
@@ -84,6 +86,25 @@ def _not_reserved(value: str) -> str:
 Name = Annotated[str, _matching(_NAME, _NAME_HINT)]
 SourceName = Annotated[Name, AfterValidator(_not_reserved)]
 Glob = Annotated[str, Field(min_length=1)]
+
+
+def _time_zone(value: str) -> str:
+    if not value or value.startswith(("/", ".")) or ".." in value:
+        raise problem(f"{value!r} is not an IANA time zone name (e.g. Asia/Shanghai)")
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        known = sorted(zoneinfo.available_timezones())
+        close = difflib.get_close_matches(value, known, n=1, cutoff=0.75)
+        if not close:  # "asia/shanghai": the names are case-sensitive
+            close = [name for name in known if name.lower() == value.lower()][:1]
+        hint = f"; did you mean {close[0]!r}?" if close else " (e.g. Asia/Shanghai, UTC)"
+        raise problem(f"unknown time zone {value!r}{hint}") from None
+    return value
+
+
+TimeZoneName = Annotated[str, AfterValidator(_time_zone)]
+"""An IANA time zone name (`Asia/Shanghai`, `Europe/Berlin`, `UTC`), checked with zoneinfo."""
 
 _SEGMENT = r"[A-Za-z0-9_][A-Za-z0-9_.-]*"
 GitLabGroup = Annotated[

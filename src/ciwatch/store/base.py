@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Protocol
 
 from ciwatch.domain import Job, RefState, Run, RunKey, Status, TargetState
+from ciwatch.filters import Match
 
 
 @dataclass(frozen=True)
@@ -73,17 +74,23 @@ class Store(Protocol):
         ...
 
     async def ref_states(
-        self, *, source: str | None = None, project: str | None = None
+        self,
+        *,
+        source: str | Match | None = None,
+        project: str | Match | None = None,
+        ref: str | Match | None = None,
     ) -> list[RefState]:
         """The state of every project/ref (equal to `state.ref_state` over its runs), sorted by
-        source, project and ref. Runs without a ref belong to ref ""."""
+        source, project and ref. Runs without a ref belong to ref "". A string filter is one
+        exact value, a `Match` exact values and globs (`ciwatch.filters`)."""
         ...
 
     async def ref_states_page(
         self,
         *,
-        source: str | None = None,
-        project: str | None = None,
+        source: str | Match | None = None,
+        project: str | Match | None = None,
+        ref: str | Match | None = None,
         limit: int,
         cursor: str | None = None,
     ) -> tuple[list[RefState], str | None]:
@@ -94,10 +101,10 @@ class Store(Protocol):
     async def history(
         self,
         *,
-        source: str | None = None,
-        project: str | None = None,
-        ref: str | None = None,
-        status: Status | None = None,
+        source: str | Match | None = None,
+        project: str | Match | None = None,
+        ref: str | Match | None = None,
+        status: Status | Sequence[Status] | None = None,
         since: datetime | None = None,
         limit: int = 50,
         cursor: str | None = None,

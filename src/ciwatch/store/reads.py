@@ -14,6 +14,7 @@ from sqlalchemy import ColumnElement, Select, literal, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ciwatch.domain import Job, RefKey, RefState, Run, RunKey, Status, TargetState
+from ciwatch.filters import Match, clause
 from ciwatch.store.coltypes import UTCDateTime
 from ciwatch.store.refs import chunks
 from ciwatch.store.rows import (
@@ -120,9 +121,10 @@ async def in_parts(
 
 async def ref_states_query(
     conn: AsyncConnection,
-    source: str | None,
-    project: str | None,
+    source: str | Match | None,
+    project: str | Match | None,
     refs: Sequence[RefKey] | None = None,
+    ref: str | Match | None = None,
     *,
     after: tuple[str, str, str] | None = None,
     limit: int | None = None,
@@ -141,9 +143,11 @@ async def ref_states_query(
         .order_by(ref_states.c.source, ref_states.c.project, ref_states.c.ref)
     )
     if source is not None:
-        query = query.where(ref_states.c.source == source)
+        query = query.where(clause(ref_states.c.source, source))
     if project is not None:
-        query = query.where(ref_states.c.project == project)
+        query = query.where(clause(ref_states.c.project, project))
+    if ref is not None:
+        query = query.where(clause(ref_states.c.ref, ref))
     key = tuple_(ref_states.c.source, ref_states.c.project, ref_states.c.ref)
     if after is not None:
         query = query.where(key > tuple_(*(literal(part, ref_states.c.ref.type) for part in after)))
@@ -152,10 +156,10 @@ async def ref_states_query(
     states = []
     # Positional rows: this serves dashboards over thousands of refs, and building the domain
     # objects is most of its cost.
-    for ref, status, since, *fields in await in_parts(conn, query, key, refs):
+    for name, status, since, *fields in await in_parts(conn, query, key, refs):
         run = run_from_fields(fields)
         states.append(
-            RefState(run.source, run.provider, run.project, ref, Status(status), since, run)
+            RefState(run.source, run.provider, run.project, name, Status(status), since, run)
         )
     if refs is None:
         return states
@@ -164,24 +168,27 @@ async def ref_states_query(
 
 def history_query(
     *,
-    source: str | None,
-    project: str | None,
-    ref: str | None,
-    status: Status | None,
+    source: str | Match | None,
+    project: str | Match | None,
+    ref: str | Match | None,
+    status: Status | Sequence[Status] | None,
     since: datetime | None,
     limit: int,
     after: Position | None,
 ) -> Select[Any]:
-    """Runs newest first (order_time, run_id, id descending), `limit` of them after `after`."""
+    """Runs newest first (order_time, run_id, id descending), `limit` of them after `after`.
+    A string filter is one exact value, a `Match` exact values and globs."""
     query = select(runs.c.id, runs.c.order_time.label("sort_time"), *RUN_COLUMNS)
     if source is not None:
-        query = query.where(runs.c.source == source)
+        query = query.where(clause(runs.c.source, source))
     if project is not None:
-        query = query.where(runs.c.project == project)
+        query = query.where(clause(runs.c.project, project))
     if ref is not None:
-        query = query.where(runs.c.ref_key == ref)
-    if status is not None:
+        query = query.where(clause(runs.c.ref_key, ref))
+    if isinstance(status, Status | str):
         query = query.where(runs.c.status == Status(status).value)
+    elif status is not None:
+        query = query.where(runs.c.status.in_([Status(one).value for one in status]))
     if since is not None:
         query = query.where(runs.c.order_time >= since)
     if after is not None:

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ciwatch.domain import Job, RefKey, RefState, Run, RunKey, Status, TargetState
 from ciwatch.errors import StoreError
+from ciwatch.filters import Match
 from ciwatch.store import migrate, reads, writes
 from ciwatch.store.base import RunPage, Store
 from ciwatch.store.changes import RefChanges
@@ -222,18 +223,23 @@ class SqlStore:
         return await self._read("job lookup", lambda conn: reads.jobs_for(conn, RunKey(*key)))
 
     async def ref_states(
-        self, *, source: str | None = None, project: str | None = None
+        self,
+        *,
+        source: str | Match | None = None,
+        project: str | Match | None = None,
+        ref: str | Match | None = None,
     ) -> list[RefState]:
         """The state of every project/ref, with its newest run."""
         return await self._read(
-            "ref states", lambda conn: reads.ref_states_query(conn, source, project)
+            "ref states", lambda conn: reads.ref_states_query(conn, source, project, ref=ref)
         )
 
     async def ref_states_page(
         self,
         *,
-        source: str | None = None,
-        project: str | None = None,
+        source: str | Match | None = None,
+        project: str | Match | None = None,
+        ref: str | Match | None = None,
         limit: int,
         cursor: str | None = None,
     ) -> tuple[list[RefState], str | None]:
@@ -245,7 +251,7 @@ class SqlStore:
         found = await self._read(
             "ref states",
             lambda conn: reads.ref_states_query(
-                conn, source, project, after=after, limit=limit + 1
+                conn, source, project, ref=ref, after=after, limit=limit + 1
             ),
         )
         if len(found) <= limit:
@@ -256,10 +262,10 @@ class SqlStore:
     async def history(
         self,
         *,
-        source: str | None = None,
-        project: str | None = None,
-        ref: str | None = None,
-        status: Status | None = None,
+        source: str | Match | None = None,
+        project: str | Match | None = None,
+        ref: str | Match | None = None,
+        status: Status | Sequence[Status] | None = None,
         since: datetime | None = None,
         limit: int = 50,
         cursor: str | None = None,

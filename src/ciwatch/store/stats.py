@@ -16,7 +16,7 @@ import math
 import statistics
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from time import monotonic
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
@@ -24,9 +24,11 @@ from sqlalchemy import ColumnElement, String, case, func, literal, literal_colum
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ciwatch.domain import Job, RefKey, RefState, Run, RunKey, Status, TargetState
+from ciwatch.filters import Match, as_match, clause
 from ciwatch.store import reads
 from ciwatch.store.rows import RUN_COLUMNS, run_from_row, target_from_row
 from ciwatch.store.tables import ref_states, runs, targets
+from ciwatch.timeutil import is_utc
 
 T = TypeVar("T")
 # The largest duration the daily medians take in (ciwatch.validation.MAX_SECONDS and more).
@@ -59,20 +61,32 @@ class Readable(Protocol):
     async def read(self, what: str, work: Callable[[AsyncConnection], Awaitable[T]]) -> T: ...
 
 
+Wanted = str | Match | None  # a filter: one exact value (str), patterns (Match) or any (None)
+
+
 @dataclass(frozen=True)
 class Filters:
-    """What the dashboard narrows down to; None means any. `ref=""` is runs without a ref."""
+    """What the dashboard narrows down to; None means any. A string is one exact value, a
+    `Match` exact values and globs (`ciwatch.filters`); `ref=""` is runs without a ref.
+    `status` is one status or several."""
 
-    source: str | None = None
-    project: str | None = None
-    ref: str | None = None
-    status: Status | None = None
+    source: Wanted = None
+    project: Wanted = None
+    ref: Wanted = None
+    status: Status | tuple[Status, ...] | None = None
 
     @property
     def active(self) -> bool:
         return any(
             value is not None for value in (self.source, self.project, self.ref, self.status)
         )
+
+    @property
+    def statuses(self) -> tuple[Status, ...] | None:
+        """The wanted statuses, None for any."""
+        if self.status is None:
+            return None
+        return (self.status,) if isinstance(self.status, Status) else self.status
 
 
 class StatsCache:
@@ -149,7 +163,8 @@ class Board:
 
 @dataclass(frozen=True)
 class DayStats:
-    """Decisive runs created on one UTC day, and the median duration of its successful runs."""
+    """Decisive runs created on one day (of the configured `timezone`), and the median
+    duration of its successful runs."""
 
     day: date
     success: int
@@ -242,13 +257,14 @@ def _rank() -> ColumnElement[int]:
 def _state_filters(filters: Filters, *, with_status: bool) -> list[ColumnElement[bool]]:
     where: list[ColumnElement[bool]] = [ref_states.c.status.is_not(None)]
     if filters.source is not None:
-        where.append(ref_states.c.source == filters.source)
+        where.append(clause(ref_states.c.source, filters.source))
     if filters.project is not None:
-        where.append(ref_states.c.project == filters.project)
+        where.append(clause(ref_states.c.project, filters.project))
     if filters.ref is not None:
-        where.append(ref_states.c.ref == filters.ref)
-    if with_status and filters.status is not None:
-        where.append(ref_states.c.status == filters.status.value)
+        where.append(clause(ref_states.c.ref, filters.ref))
+    statuses = filters.statuses
+    if with_status and statuses is not None:
+        where.append(ref_states.c.status.in_([status.value for status in statuses]))
     return where
 
 
@@ -303,18 +319,43 @@ async def board_page(
         .group_by(ref_states.c.status)
     )
     counts = {Status(status): n for status, n in await conn.execute(counts_query)}
-    total = sum(counts.values()) if filters.status is None else counts.get(filters.status, 0)
+    statuses = filters.statuses
+    total = sum(n for status, n in counts.items() if statuses is None or status in statuses)
     return Board(rows, total, counts, offset, limit)
 
 
-def day_window(now: datetime, days: int) -> tuple[datetime, datetime, list[date]]:
-    """The UTC days ending with today's: their start, the end of today, and the dates."""
+def local_midnight(day: date, zone: tzinfo = UTC) -> datetime:
+    """When `day` starts in `zone`, as a UTC time. DST-safe: zoneinfo gives each local
+    midnight its own offset (a midnight skipped by a DST change maps to the day's first
+    instant, a repeated one to its first occurrence)."""
+    return datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
+
+
+def day_window(
+    now: datetime, days: int, zone: tzinfo = UTC
+) -> tuple[datetime, datetime, list[date]]:
+    """The days of `zone` ending with today's: their start, the end of today (UTC times),
+    and the dates."""
     days = _bounded(days, 1, MAX_DAYS)
-    today = now.astimezone(UTC).date()
+    today = now.astimezone(zone).date()
     first = today - timedelta(days=days - 1)
-    start = datetime.combine(first, time(0), tzinfo=UTC)
-    end = datetime.combine(today + timedelta(days=1), time(0), tzinfo=UTC)
+    start = local_midnight(first, zone)
+    end = local_midnight(today + timedelta(days=1), zone)
     return start, end, [first + timedelta(days=n) for n in range(days)]
+
+
+def _local_day(first: date, stop: date, zone: tzinfo) -> ColumnElement[str]:
+    """The local day (`YYYY-MM-DD`) of `order_time`, for times from `first` up to `stop`: a
+    CASE over the UTC instants of the local midnights, computed here by zoneinfo, so that
+    both engines bucket alike without a time zone database of their own."""
+    whens = []
+    day = first
+    while day < stop:
+        day += timedelta(days=1)
+        bound = literal(local_midnight(day, zone), runs.c.order_time.type)
+        name = (day - timedelta(days=1)).isoformat()  # digits and dashes only
+        whens.append((runs.c.order_time < bound, literal_column(f"'{name}'", String())))
+    return case(*whens, else_=None)
 
 
 def _day_column(dialect: str) -> ColumnElement[str]:
@@ -327,25 +368,30 @@ def _day_column(dialect: str) -> ColumnElement[str]:
 
 
 def _run_filters(
-    source: str | None, project: str | None, ref: str | None, *, dialect: str = ""
+    source: Wanted, project: Wanted, ref: Wanted, *, dialect: str = ""
 ) -> list[ColumnElement[bool]]:
     where = []
     if source is not None:
         where.append(_source_is(source, project, dialect))
     if project is not None:
-        where.append(runs.c.project == project)
+        where.append(clause(runs.c.project, project))
     if ref is not None:
-        where.append(runs.c.ref_key == ref)
+        where.append(clause(runs.c.ref_key, ref))
     return where
 
 
-def _source_is(source: str, project: str | None, dialect: str) -> ColumnElement[bool]:
+def _exact(wanted: Wanted) -> bool:
+    return wanted is not None and as_match(wanted).is_exact
+
+
+def _source_is(source: str | Match, project: Wanted, dialect: str) -> ColumnElement[bool]:
     # Without ANALYZE statistics SQLite takes `source = ?` for selective and walks every run of
-    # the source through the unique index, then sorts them. Without a project, keep the source
-    # test out of index selection (`source || ''`) so the bounded `order_time` range is used.
-    if dialect == "sqlite" and project is None:
-        return runs.c.source.concat("") == source
-    return runs.c.source == source
+    # the source through the unique index, then sorts them. Without an exact project, keep the
+    # source test out of index selection (`source || ''`) so the bounded `order_time` range is
+    # used.
+    if dialect == "sqlite" and not _exact(project):
+        return clause(runs.c.source.concat(""), source)
+    return clause(runs.c.source, source)
 
 
 async def daily_stats(
@@ -353,29 +399,31 @@ async def daily_stats(
     *,
     now: datetime,
     days: int = DEFAULT_DAYS,
-    source: str | None = None,
-    project: str | None = None,
-    ref: str | None = None,
+    source: Wanted = None,
+    project: Wanted = None,
+    ref: Wanted = None,
     cache: StatsCache | None = None,
+    zone: tzinfo = UTC,
 ) -> list[DayStats]:
-    """Per UTC day of the last `days` (today included, oldest first): the success and failed
-    runs created that day and the median duration of its successful runs.
+    """Per day of `zone` of the last `days` (today included, oldest first): the success and
+    failed runs created that day and the median duration of its successful runs.
 
     Reads only runs with `order_time` in the window (the index range of `order_time`, or of
     `source, project[, ref_key], order_time` when filtered). With a `cache`, the days before
     today come from it while fresh: then only today's runs are read."""
-    _, _, dates = day_window(now, days)
+    _, _, dates = day_window(now, days, zone)
     today = dates[-1]
     scope = (source, project, ref)
     if cache is None:
-        found = await _aggregate(conn, dates[0], today + timedelta(days=1), scope)
+        found = await _aggregate(conn, dates[0], today + timedelta(days=1), scope, zone)
     else:
-        key = ("days", *scope, dates[0], today)
+        key = ("days", *scope, dates[0], today, str(zone))
         past: dict[date, DayStats] | None = cache.get(key)
         if past is None:
-            past = await _aggregate(conn, dates[0], today, scope)
+            past = await _aggregate(conn, dates[0], today, scope, zone)
             cache.put(key, past)
-        found = {**past, **await _aggregate(conn, today, today + timedelta(days=1), scope)}
+        now_day = await _aggregate(conn, today, today + timedelta(days=1), scope, zone)
+        found = {**past, **now_day}
     return [found.get(when) or DayStats(when, 0, 0, None) for when in dates]
 
 
@@ -383,21 +431,27 @@ async def _aggregate(
     conn: AsyncConnection,
     first: date,
     stop: date,
-    scope: tuple[str | None, str | None, str | None],
+    scope: tuple[Wanted, Wanted, Wanted],
+    zone: tzinfo = UTC,
 ) -> dict[date, DayStats]:
-    """DayStats of the days from `first` up to (not including) `stop` that had any run."""
+    """DayStats of the days (of `zone`) from `first` up to (not including) `stop` that had
+    any run."""
     if stop <= first:
         return {}
-    day = _day_column(conn.dialect.name).label("day")
+    if is_utc(zone):
+        day = _day_column(conn.dialect.name).label("day")
+    else:
+        day = _local_day(first, stop, zone).label("day")
     where = [
-        runs.c.order_time >= datetime.combine(first, time(0), tzinfo=UTC),
-        runs.c.order_time < datetime.combine(stop, time(0), tzinfo=UTC),
+        runs.c.order_time >= local_midnight(first, zone),
+        runs.c.order_time < local_midnight(stop, zone),
         *_run_filters(*scope, dialect=conn.dialect.name),
     ]
-    counts_query = (
-        select(day, runs.c.status, func.count().label("n"))
-        .where(*where, IS_DECISIVE)
-        .group_by(day, runs.c.status)
+    # Grouped over a subquery: a GROUP BY repeating the CASE would bind its times anew, which
+    # PostgreSQL does not take for the same expression.
+    decisive = select(day, runs.c.status).where(*where, IS_DECISIVE).subquery("decisive")
+    counts_query = select(decisive.c.day, decisive.c.status, func.count().label("n")).group_by(
+        decisive.c.day, decisive.c.status
     )
     success: dict[str, int] = {}
     failed: dict[str, int] = {}
@@ -536,7 +590,7 @@ async def recovery(conn: AsyncConnection, ref: RefKey) -> Recovery | None:
 
 
 async def newest_failed_run(
-    conn: AsyncConnection, source: str, project: str, ref: str | None = None
+    conn: AsyncConnection, source: str, project: str, ref: Wanted = None
 ) -> Run | None:
     """The newest failed run of a project (of one ref when given)."""
     query = (
@@ -604,14 +658,19 @@ async def recent_runs(
     return await reads.history_page(conn, query, limit)
 
 
-def recent_bound(filters: Filters, now: datetime, days: int = DEFAULT_DAYS) -> datetime | None:
+def recent_bound(
+    filters: Filters, now: datetime, days: int = DEFAULT_DAYS, zone: tzinfo = UTC
+) -> datetime | None:
     """How far back the main page looks for recent runs: without bound unless a filter no
-    index leads with (a status, or a source or ref without a project) would make the newest-first
-    scan walk the whole `order_time` index when it matches little; then the charted days."""
-    unindexed = filters.status is not None or (
-        filters.project is None and (filters.source is not None or filters.ref is not None)
-    )
-    return day_window(now, days)[0] if unindexed else None
+    index leads with (a status, a project glob, or a source or ref without a project) would
+    make the newest-first scan walk the whole `order_time` index when it matches little; then
+    the charted days."""
+    if filters.project is None:
+        unindexed = filters.source is not None or filters.ref is not None
+    else:
+        unindexed = not _exact(filters.project)  # a glob leads no index either
+    unindexed = unindexed or filters.status is not None
+    return day_window(now, days, zone)[0] if unindexed else None
 
 
 def _bounded(value: int, low: int, high: int) -> int:
@@ -653,6 +712,7 @@ async def overview(
     days: int = DEFAULT_DAYS,
     with_recent: bool = True,
     cache: StatsCache | None = None,
+    zone: tzinfo = UTC,
 ) -> Overview:
     """The main dashboard's data in one read transaction (past days' aggregates and the lists
     of sources and projects from `cache` while fresh)."""
@@ -661,7 +721,7 @@ async def overview(
         board = await board_page(conn, filters, limit=board_limit, offset=board_offset)
         recent: list[Run] = []
         if with_recent:
-            since = recent_bound(filters, now, days)
+            since = recent_bound(filters, now, days, zone)
             recent, _ = await recent_runs(conn, filters, limit=recent_limit, since=since)
         stats = await daily_stats(
             conn,
@@ -671,6 +731,7 @@ async def overview(
             project=filters.project,
             ref=filters.ref,
             cache=cache,
+            zone=zone,
         )
         return Overview(
             board=board,
@@ -690,7 +751,7 @@ async def project_overview(
     project: str,
     *,
     now: datetime,
-    ref: str | None = None,
+    ref: Wanted = None,
     focus: str | None = None,
     board_limit: int = 50,
     board_offset: int = 0,
@@ -698,10 +759,12 @@ async def project_overview(
     cursor: str | None = None,
     days: int = DEFAULT_DAYS,
     cache: StatsCache | None = None,
+    zone: tzinfo = UTC,
 ) -> ProjectOverview:
-    """One project's page data in one read transaction. `ref` narrows the history, charts and
-    failing run; `focus` is the ref whose time to green is shown (default: `ref`, else a
-    conventional default branch, else the ref of the newest run). ValueError for a bad cursor."""
+    """One project's page data in one read transaction. `ref` (a name, or a `Match` of names
+    and globs) narrows the history, charts and failing run; `focus` is the ref whose time to
+    green is shown (default: `ref` when it names one ref, else a conventional default branch,
+    else the ref of the newest run). ValueError for a bad cursor."""
     filters = Filters(source=source, project=project)
 
     async def work(conn: AsyncConnection) -> ProjectOverview:
@@ -710,9 +773,20 @@ async def project_overview(
             conn, Filters(source, project, ref), limit=history_limit, cursor=cursor
         )
         stats = await daily_stats(
-            conn, now=now, days=days, source=source, project=project, ref=ref, cache=cache
+            conn,
+            now=now,
+            days=days,
+            source=source,
+            project=project,
+            ref=ref,
+            cache=cache,
+            zone=zone,
         )
-        chosen = focus if focus is not None else ref
+        chosen = focus if focus is not None else _one(ref)
+        if chosen is None and isinstance(ref, Match):  # a glob: its newest matching ref
+            rows = [row for row in board.rows if ref.matches(row.state.ref)]
+            if rows:
+                chosen = max(rows, key=lambda row: _position(row.state.last_run)).state.ref
         if chosen is None:
             chosen = await _default_ref(conn, source, project, board)
         found = None if chosen is None else await recovery(conn, RefKey(source, project, chosen))
@@ -732,6 +806,10 @@ async def project_overview(
 
 
 DEFAULT_BRANCHES = ("main", "master", "trunk", "develop")
+
+
+def _one(wanted: Wanted) -> str | None:
+    return wanted.single if isinstance(wanted, Match) else wanted
 
 
 async def _default_ref(

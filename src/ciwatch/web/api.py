@@ -14,15 +14,17 @@ from typing import Annotated, Any, Literal
 import msgspec
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import StringConstraints
 
 from ciwatch.alerting.silences import create_silence, list_silences
 from ciwatch.alerting.views import alert_list, expire_silence, get_silence, silence_to_dict
 from ciwatch.config.durations import parse_duration
 from ciwatch.domain import RefState, RunKey, Status
+from ciwatch.filters import MAX_PATTERN_LENGTH, MAX_PATTERNS, QueryFilters, matches, query_filters
 from ciwatch.serialize import job_to_dict, run_to_dict
 from ciwatch.store import SqlStore
 from ciwatch.timeutil import iso_z, to_utc
-from ciwatch.validation import MAX_ID, NO_CONTROL_PATTERN, storable
+from ciwatch.validation import MAX_ID, NO_CONTROL_PATTERN, Invalid, storable
 from ciwatch.web.context import runtime_of
 from ciwatch.web.errors import ApiError, error_responses
 from ciwatch.web.schemas import (
@@ -50,15 +52,52 @@ router = APIRouter(
     responses=error_responses(401, 422, 503),
 )
 
-# Filters hold the identifiers' limits (ciwatch.validation): no control character, bounded.
-_FILTER = {"max_length": 1000, "pattern": NO_CONTROL_PATTERN}
-SourceQ = Annotated[str | None, Query(description="Only this source.", **_FILTER)]
-ProjectQ = Annotated[str | None, Query(description="Only this project (full path).", **_FILTER)]
-RefQ = Annotated[
-    str | None,
-    Query(description='Only this branch or tag ("" for runs without).', **_FILTER),
+# Filters (ciwatch.filters): each parameter repeated at most MAX_PATTERNS times, each value
+# bounded and free of control characters; the handlers parse them with `filters_of`.
+_GLOBS = (
+    " fnmatch globs (`*`, `?`, `[...]`, case-sensitive); several by repeating the parameter"
+    " or separating them with commas (`[,]` is a literal comma); any of them matches."
+)
+_Pattern = Annotated[
+    str, StringConstraints(max_length=MAX_PATTERN_LENGTH, pattern=NO_CONTROL_PATTERN)
 ]
-StatusQ = Annotated[Status | None, Query(description="Only this normalised status.")]
+_STATUS_WORD = "|".join(status.value for status in Status)
+_StatusWords = Annotated[str, StringConstraints(pattern=f"^({_STATUS_WORD})(,({_STATUS_WORD}))*$")]
+SourceQ = Annotated[
+    list[_Pattern] | None,
+    Query(description="Only these sources:" + _GLOBS, max_length=MAX_PATTERNS),
+]
+ProjectQ = Annotated[
+    list[_Pattern] | None,
+    Query(description="Only these projects (full paths):" + _GLOBS, max_length=MAX_PATTERNS),
+]
+RefQ = Annotated[
+    list[_Pattern] | None,
+    Query(
+        description='Only these branches or tags ("" for runs without):' + _GLOBS,
+        max_length=MAX_PATTERNS,
+    ),
+]
+StatusQ = Annotated[
+    list[_StatusWords] | None,
+    Query(
+        description="Only these normalised statuses (repeated or comma-separated).",
+        max_length=MAX_PATTERNS,
+    ),
+]
+
+
+def filters_of(request: Request) -> QueryFilters:
+    """The request's `source`, `project`, `ref` and `status` filters (the API's `ref=`
+    selects runs without a ref); 400 naming the parameter past a limit."""
+    try:
+        found = query_filters(request.query_params.getlist, keep_empty_ref=True)
+    except Invalid as exc:
+        raise ApiError(400, "invalid filter", exc.detail()) from exc
+    if found.unknown_status:
+        problem = f"unknown status {found.unknown_status[0]!r}"
+        raise ApiError(400, "invalid filter", [{"field": "status", "problem": problem}])
+    return found
 
 
 @router.get(
@@ -83,17 +122,19 @@ async def list_runs(
         Query(max_length=1000, description="`next` of the previous page (same filters)."),
     ] = None,
 ) -> JSONResponse:
-    """Runs matching every given filter, newest first (creation time, then run id), one page
+    """Runs matching every given filter (`source`, `project`, `ref`: globs, see
+    docs/http.md), newest first (creation time, then run id), one page
     at a time: `next` is the cursor of the following page, null on the last one. Keyset
     pagination: a walk sees every run once even while new runs arrive (those show up on page
     one)."""
     store = runtime_of(request).store
+    wanted = filters_of(request)
     try:
         page = await store.history(
-            source=source,
-            project=project,
-            ref=ref,
-            status=status,
+            source=wanted.source,
+            project=wanted.project,
+            ref=wanted.ref,
+            status=wanted.status,
             since=None if since is None else _since(since),
             limit=limit,
             cursor=cursor,
@@ -159,7 +200,12 @@ def _ref_state_fields(state: RefState) -> dict[str, Any]:
 _ENCODER = msgspec.json.Encoder()
 
 
-@router.get("/projects", response_model=ProjectsAnswer, summary="State of every project/ref")
+@router.get(
+    "/projects",
+    response_model=ProjectsAnswer,
+    summary="State of every project/ref",
+    responses=error_responses(400),
+)
 async def list_projects(
     request: Request,
     source: SourceQ = None,
@@ -185,30 +231,38 @@ async def list_projects(
     run is queued or running.
 
     With `limit`, one page at a time: `next` is the cursor of the following page, null on the
-    last. A page holds `limit` project/refs before `ref` and `status` are applied, so with
-    those a page may hold fewer (even none) while `next` is not null."""
+    last. The filters select in the query, but for `status` (a ref's colour is computed), so
+    with `status` a page may hold fewer than `limit` (even none) while `next` is not null."""
+    wanted = filters_of(request)
     store = runtime_of(request).store
     next_page: str | None = None
     if limit is None and cursor is None:
-        states = await store.ref_states(source=source, project=project)
+        states = await store.ref_states(
+            source=wanted.source, project=wanted.project, ref=wanted.ref
+        )
     else:
         try:
             states, next_page = await store.ref_states_page(
-                source=source, project=project, limit=limit or DEFAULT_PROJECTS_LIMIT, cursor=cursor
+                source=wanted.source,
+                project=wanted.project,
+                ref=wanted.ref,
+                limit=limit or DEFAULT_PROJECTS_LIMIT,
+                cursor=cursor,
             )
         except ValueError as exc:
             raise ApiError(400, "invalid cursor", {"field": "cursor", "message": str(exc)}) from exc
-    chosen = [
-        state
-        for state in states
-        if (ref is None or state.ref == ref) and (status is None or state.status is status)
-    ]
+    chosen = [state for state in states if wanted.keep(state)]
     if limit is None and cursor is None:
         return Response(encode_ref_states(chosen), media_type="application/json")
     return Response(encode_ref_states(chosen, next_page), media_type="application/json")
 
 
-@router.get("/targets", response_model=TargetsAnswer, summary="Health of every polled target")
+@router.get(
+    "/targets",
+    response_model=TargetsAnswer,
+    summary="Health of every polled target",
+    responses=error_responses(400),
+)
 async def list_targets(
     request: Request,
     source: SourceQ = None,
@@ -221,6 +275,7 @@ async def list_targets(
     the CI server's answer even when it has no targets at all. `paused_until` is set on every
     row of a source paused by a rate limit: none of its targets is polled before then."""
     runtime = runtime_of(request)
+    sources = filters_of(request).source
     kinds = {configured.name: configured.type for configured in runtime.settings.sources}
     targets: list[dict[str, Any]] = []
     states = await runtime.store.target_states()
@@ -231,9 +286,7 @@ async def list_targets(
         if (until := state.paused_until) is not None and until > now
     }
     for state in states:
-        if (source is not None and state.source != source) or (
-            healthy is not None and state.healthy != healthy
-        ):
+        if not matches(state.source, sources) or (healthy is not None and state.healthy != healthy):
             continue
         targets.append(
             {

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from ciwatch.domain import RefState, Run, Status
+from ciwatch.filters import QueryFilters
 from ciwatch.metrics import Snapshot
 from ciwatch.timeutil import iso_z
+from ciwatch.web.api import ProjectQ, RefQ, SourceQ, StatusQ, filters_of
 from ciwatch.web.context import runtime_of, snapshot_cache_of
 from ciwatch.web.errors import STORE_DETAIL, STORE_UNAVAILABLE, ApiError, error_responses
 
@@ -72,13 +73,11 @@ def project_attributes(state: RefState, decisive: Run | None, web_url: str) -> d
     }
 
 
-def render(snapshot: Snapshot, base_url: str, *, source: str | None, project: str | None) -> bytes:
-    """The CCTray document for the refs of `snapshot` (optionally one source or project)."""
+def render(snapshot: Snapshot, base_url: str, wanted: QueryFilters | None = None) -> bytes:
+    """The CCTray document for the refs of `snapshot` passing the `wanted` filters."""
     root = ET.Element("Projects")
     for state in snapshot.refs:
-        if (source is not None and state.source != source) or (
-            project is not None and state.project != project
-        ):
+        if wanted is not None and not wanted.keep(state):
             continue
         page = f"{base_url}/projects/{quote(state.source, safe='')}/{quote(state.project)}"
         attributes = project_attributes(state, snapshot.decisive_run(state), page)
@@ -92,20 +91,24 @@ def render(snapshot: Snapshot, base_url: str, *, source: str | None, project: st
     response_class=Response,
     responses={
         200: {"content": {MEDIA_TYPE: {}}, "description": "The CCTray XML document."},
-        **error_responses(401, 503),
+        **error_responses(400, 401, 503),
     },
 )
 async def cc_xml(
     request: Request,
-    source: Annotated[str | None, Query(description="Only this source.")] = None,
-    project: Annotated[str | None, Query(description="Only this project.")] = None,
+    source: SourceQ = None,
+    project: ProjectQ = None,
+    ref: RefQ = None,
+    status: StatusQ = None,
 ) -> Response:
     """Every project/ref as a CCTray `<Project>` (name `source/project:ref`); `webUrl` is the
-    project's dashboard page, under `server.base_url` when set."""
+    project's dashboard page, under `server.base_url` when set. The filters are those of
+    `/api/v1/projects` (`status`: the ref's colour)."""
+    wanted = filters_of(request)
     snapshot = await snapshot_cache_of(request).get()
     if snapshot is None:
         raise ApiError(503, STORE_UNAVAILABLE, STORE_DETAIL)
     configured = runtime_of(request).settings.server.base_url
     base = (configured or str(request.base_url)).rstrip("/")
-    body = render(snapshot, base, source=source, project=project)
+    body = render(snapshot, base, wanted)
     return Response(body, media_type=MEDIA_TYPE)

@@ -17,7 +17,7 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -32,11 +32,12 @@ from ciwatch.alerting import views as alert_views
 from ciwatch.alerting.silences import list_silences
 from ciwatch.domain import Job, Run, RunKey, Status
 from ciwatch.errors import StoreError
+from ciwatch.filters import Match, parse_filter, query_filters
 from ciwatch.store import Store, stats
 from ciwatch.store.sql import SqlStore
 from ciwatch.store.stats import DayStats, Filters
-from ciwatch.timeutil import iso_z
-from ciwatch.validation import loggable, storable
+from ciwatch.timeutil import iso_z, local_time, zone_label, zone_name
+from ciwatch.validation import Invalid, loggable, storable
 from ciwatch.web.charts import (
     Bar,
     Point,
@@ -147,6 +148,8 @@ class View:
     root: str
     params: Mapping[str, str]
     refresh_off: bool = False
+    # The configured `timezone`: times are shown in it (they are stored in UTC).
+    zone: tzinfo = UTC
 
     def icon(self, status: Status) -> str:
         return STATUS_ICON[status]
@@ -174,11 +177,28 @@ class View:
         return "—" if when is None else human_duration((self.now - when).total_seconds())
 
     def time(self, when: datetime | None, text: str | None = None) -> Markup:
-        """A `<time>` element: relative text, the exact UTC time in its title."""
+        """A `<time>` element: relative text, the exact time in the configured zone in its
+        title, ISO 8601 UTC in `datetime`."""
         if when is None:
             return Markup("—")
         label = text if text is not None else self.ago(when)
-        return _TIME % (iso_z(when), self.utc(when), label)
+        return _TIME % (iso_z(when), self.local(when), label)
+
+    def local(self, when: datetime | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+        """`when` in the configured zone: `2026-01-05 22:10:00 CST (UTC+08:00)`; in UTC
+        `2026-01-05 14:10:00 UTC`."""
+        if when is None:
+            return "—"
+        return local_time(when, self.zone, fmt)
+
+    @property
+    def zone_label(self) -> str:
+        """The zone times are shown in, with its offset now: `Asia/Shanghai (UTC+08:00)`."""
+        return zone_label(self.zone, self.now)
+
+    @property
+    def zone_name(self) -> str:
+        return zone_name(self.zone)
 
     # The snippets below appear on every row: built here (`Markup % args` escapes the args),
     # because a Jinja macro call costs several times more.
@@ -212,7 +232,7 @@ class View:
         return _NOTHING
 
     def utc(self, when: datetime | None) -> str:
-        return "—" if when is None else f"{when:%Y-%m-%d %H:%M:%S} UTC"
+        return "—" if when is None else f"{when.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
 
     def href(self, url: str | None) -> str | None:
         return safe_href(url)
@@ -371,11 +391,8 @@ def _positive(request: Request, name: str, default: int = 1) -> int:
     return max(int(value), 1) if len(value) < 7 else default
 
 
-def _status(word: str | None) -> Status | None:
-    try:
-        return None if word is None else Status(word.lower())
-    except ValueError:
-        return None
+def _joined(match: Match | None) -> str | None:
+    return None if match is None else match.text
 
 
 def _flag(request: Request, name: str) -> bool:
@@ -389,15 +406,21 @@ def _refresh(request: Request) -> int:
     )
 
 
-def _view(request: Request, keep: Sequence[str]) -> View:
+def _view(
+    request: Request, keep: Sequence[str], filters: Mapping[str, str | None] | None = None
+) -> View:
+    """The page's view; its links keep the `keep` parameters and the parsed `filters` (each
+    as one comma-separated value)."""
     runtime = request.app.state.runtime
     params = {name: v for name in keep if (v := _text(request, name)) is not None}
+    params.update({name: v for name, v in (filters or {}).items() if v is not None})
     params["__path__"] = request.url.path.removeprefix(request.scope.get("root_path", ""))
     return View(
         now=runtime.clock.now(),
         root=request.scope.get("root_path", ""),
         params=params,
         refresh_off=_refresh(request) == 0,
+        zone=runtime.settings.zone,
     )
 
 
@@ -450,15 +473,15 @@ async def index(request: Request) -> HTMLResponse:
     """Every project/ref (failing first), recent runs, 14-day success rate and duration trend;
     `?tv=1` shows the wall mode. Filters: `source`, `project`, `ref`, `status`; `page` pages the
     refs; `refresh=0` stops the automatic reload."""
-    view = _view(request, (*FILTER_PARAMS, "tv", "refresh"))
+    try:
+        wanted = query_filters(request.query_params.getlist)
+    except Invalid as exc:
+        return _bad_filter(request, exc)
+    filter_text = {name: wanted.text(name) for name in FILTER_PARAMS}
+    view = _view(request, ("tv", "refresh"), filter_text)
     context = _base_context(request, view)
-    status_word = _text(request, "status")
-    status = _status(status_word)
     filters = Filters(
-        source=_text(request, "source"),
-        project=_text(request, "project"),
-        ref=_text(request, "ref"),
-        status=status,
+        source=wanted.source, project=wanted.project, ref=wanted.ref, status=wanted.status
     )
     tv = _flag(request, "tv")
     per_page = WALL_TILES if tv else BOARD_PAGE
@@ -474,6 +497,7 @@ async def index(request: Request) -> HTMLResponse:
             recent_limit=RECENT_RUNS,
             with_recent=not tv,
             cache=stats_cache(request),
+            zone=view.zone,
         )
         context["alerts_firing"] = await firing_badge(runtime.store)
     except StoreError as exc:
@@ -483,7 +507,8 @@ async def index(request: Request) -> HTMLResponse:
     known_sources = sorted({*data.sources, *(s.name for s in runtime.settings.sources)})
     context.update(
         filters=filters,
-        bad_status=status_word if status_word and status is None else None,
+        filter_text=filter_text,
+        bad_status=", ".join(wanted.unknown_status) or None,
         data=data,
         board=data.board,
         page=page,
@@ -497,7 +522,7 @@ async def index(request: Request) -> HTMLResponse:
         scope=scope,
         tv=tv,
         days=len(data.days),
-        recent_bounded=stats.recent_bound(filters, view.now) is not None,
+        recent_bounded=stats.recent_bound(filters, view.now, zone=view.zone) is not None,
     )
     if tv:
         context.update(wall_context(request, data.board, filters, view.now))
@@ -566,7 +591,10 @@ def wall_context(
     filter matches no ref: grey, never green, so a mistyped wall URL does not look fine),
     `failing`, `green` (refs exist and every one is green) or `quiet` (no red ref, but not all
     green: running, canceled, … only)."""
-    counts = board.counts if filters.status is None else {filters.status: board.total}
+    counts = board.counts
+    if filters.status is not None:
+        # `board.counts` ignores the status filter: keep the statuses it selects.
+        counts = {status: board.counts.get(status, 0) for status in filters.status}
     failing = counts.get(Status.FAILED, 0)
     if board.total == 0:
         state = "nothing" if filters.active else "empty"
@@ -587,8 +615,18 @@ def wall_context(
 
 
 def _scope(filters: Filters) -> str:
-    parts = [value for value in (filters.source, filters.project, filters.ref) if value]
+    parts = [str(value) for value in (filters.source, filters.project, filters.ref) if value]
     return " · ".join(parts) if parts else "all projects"
+
+
+def _bad_filter(request: Request, exc: Invalid) -> HTMLResponse:
+    """400: a filter past its limits (ciwatch.filters); nothing was read."""
+    view = _view(request, ("refresh",))
+    context = _base_context(request, view)
+    problem = exc.problems[0]
+    message = f"The `{problem.field}` filter {problem.problem}."
+    context.update(title="Bad filter", message=message, code=400)
+    return render("error.html", context, status_code=400)
 
 
 @router.get("/projects/{source}/{project:path}", response_class=HTMLResponse, summary="Project")
@@ -596,14 +634,17 @@ async def project_page(request: Request, source: str, project: str) -> HTMLRespo
     """One project: status per ref, time to green, the failing jobs of its newest failed run,
     trends and its run history (keyset pages: `cursor`; `ref` narrows history and trends;
     `refs` pages the refs). 404 for a project without runs."""
-    view = _view(request, ("ref", "refresh"))
+    try:
+        ref = parse_filter("ref", request.query_params.getlist("ref"))
+    except Invalid as exc:
+        return _bad_filter(request, exc)
+    view = _view(request, ("refresh",), {"ref": _joined(ref)})
     context = _base_context(request, view)
-    ref = _text(request, "ref")
     cursor = _text(request, "cursor")
     refs_page = _positive(request, "refs")
     runtime = request.app.state.runtime
     source, project = storable(source), storable(project)
-    context.update(source=source, project=project, ref=ref)
+    context.update(source=source, project=project, ref=_joined(ref))
     try:
         data = await stats.project_overview(
             runtime.store,
@@ -616,6 +657,7 @@ async def project_page(request: Request, source: str, project: str) -> HTMLRespo
             history_limit=HISTORY_PAGE,
             cursor=cursor,
             cache=stats_cache(request),
+            zone=view.zone,
         )
         context["alerts_firing"] = await firing_badge(runtime.store)
     except ValueError:
@@ -630,7 +672,7 @@ async def project_page(request: Request, source: str, project: str) -> HTMLRespo
     if data.board.total == 0:
         context.update(title="Unknown project", code=404)
         return render("not_found.html", context, status_code=404)
-    scope = f"{project} · {ref}" if ref else project
+    scope = f"{project} · {ref}" if ref is not None else project
     rate_chart, duration_chart = charts(data.days, scope)
     context.update(
         data=data,

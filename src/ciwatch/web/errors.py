@@ -83,6 +83,9 @@ def _field(loc: Sequence[Any]) -> tuple[str, str]:
     if not loc:
         return "request", "request"
     where = str(loc[0])
+    if where == "query" and len(loc) > 1:
+        # A repeatable parameter (`project=a&project=b`) names the parameter, not the value.
+        return str(loc[1]), where
     if where in ("query", "path", "body", "header", "cookie"):
         return ".".join(str(part) for part in loc[1:]) or where, where
     return ".".join(str(part) for part in loc), "request"
