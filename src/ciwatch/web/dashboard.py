@@ -594,7 +594,8 @@ def wall_context(
     counts = board.counts
     if filters.status is not None:
         # `board.counts` ignores the status filter: keep the statuses it selects.
-        counts = {status: board.counts.get(status, 0) for status in filters.status}
+        chosen = filters.status if isinstance(filters.status, tuple) else (filters.status,)
+        counts = {status: board.counts.get(status, 0) for status in chosen}
     failing = counts.get(Status.FAILED, 0)
     if board.total == 0:
         state = "nothing" if filters.active else "empty"
