@@ -48,6 +48,7 @@ async def test_event_schema(receiver: WebhookReceiver, session: aiohttp.ClientSe
         "flaky": True,
         "at_start": False,
         "detail": None,
+        "green_sha": None,
         "links": {"run": RUN_URL, "dashboard": DASHBOARD},
         "summary": "✅ Recovered: group/app on main",
     }

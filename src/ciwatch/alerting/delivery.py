@@ -58,6 +58,7 @@ def notice_to_payload(notice: Notice) -> dict[str, Any]:
         "dashboard_url": notice.dashboard_url,
         "at_start": notice.at_start,
         "detail": notice.detail,
+        "green_sha": notice.green_sha,
     }
 
 
@@ -87,6 +88,7 @@ def notice_from_payload(payload: Mapping[str, Any]) -> Notice:
         dashboard_url=payload.get("dashboard_url"),
         at_start=bool(payload.get("at_start")),
         detail=payload.get("detail"),
+        green_sha=payload.get("green_sha"),
     )
 
 

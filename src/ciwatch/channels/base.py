@@ -45,6 +45,9 @@ class Notice:
     at_start: bool = False
     # What is wrong (an `unhealthy` notice: the CI server's answer, the store's error).
     detail: str | None = None
+    # A `broken` notice: the SHA of the ref's last green run, so the commits that broke it are
+    # `green_sha..run.sha`.
+    green_sha: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in NOTICE_KINDS:

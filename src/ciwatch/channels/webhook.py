@@ -42,6 +42,7 @@ def event(notice: Notice) -> dict[str, Any]:
         "flaky": notice.flaky,
         "at_start": notice.at_start,
         "detail": notice.detail,
+        "green_sha": notice.green_sha,
         "links": {
             "run": safe_url(run.url) if run is not None else None,
             "dashboard": safe_url(notice.dashboard_url),

@@ -173,6 +173,9 @@ class BaseSource(ConfigModel):
     # (org-wide hooks); by default they are answered "ignored" (providers/watch.py).
     webhooks_accept_unwatched: bool = False
     verify_tls: bool = True
+    # Read each finished changed run's test report (extra requests per such run, never per
+    # unchanged poll; docs/performance.md).
+    tests: bool = False
 
     @model_validator(mode="after")
     def _check(self) -> Self:
