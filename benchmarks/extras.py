@@ -50,14 +50,14 @@ async def measure(tests: bool, directory: str) -> None:
             GitLabSource(
                 name="gl",
                 url=running.gitlab_url,
-                token="glpat-basic-example",
+                token="glpat-basic-example",  # noqa: S106 - the scenario's own credential
                 projects=["platform/backend/api", "platform/frontend/web", "tools/scripts"],
                 **common,
             ),
             GitHubSource(
                 name="gh",
                 url=running.github_url,
-                token="ghp_basic_example",
+                token="ghp_basic_example",  # noqa: S106 - the scenario's own credential
                 repos=["octo-org/web", "octo-org/api"],
                 **common,
             ),
@@ -65,7 +65,7 @@ async def measure(tests: bool, directory: str) -> None:
                 name="jk",
                 url=running.jenkins_url,
                 username="ci-bot",
-                token="jenkins-basic-token",
+                token="jenkins-basic-token",  # noqa: S106 - the scenario's own credential
                 jobs=["smoke", "team/app", "team/tools/nightly", "team/gateway"],
                 **common,
             ),
