@@ -203,6 +203,8 @@ async def test_red_still_failing_restart_and_recovery(
         (doc,) = receiver.events
         assert (doc["project"], doc["ref"], doc["run"]["run_id"]) == ("group/app", "main", "2")
         assert doc["failing_jobs"] == ["lint"]
+        # The commits that broke it: from the last green run's SHA to the breaking one.
+        assert doc["green_sha"] == f"{1:040d}"
 
     # Still failing, a newer red run, an hour later: nothing until repeat_interval (4 h).
     await store.upsert_run(red(3, sha="f" * 40))
@@ -226,6 +228,7 @@ async def test_red_still_failing_restart_and_recovery(
     await second.cycle()
     for receiver in receivers:
         assert events(receiver) == ["broken", "still_failing", "recovered"]
+        assert [doc["green_sha"] for doc in receiver.events[1:]] == [None, None]
         recovered = receiver.events[-1]
         assert recovered["flaky"] is True
         assert recovered["red_for_seconds"] == 2000.0
