@@ -22,11 +22,11 @@ import asyncio
 import logging
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import fields, replace
+from dataclasses import asdict, fields, replace
 from datetime import timedelta
 from typing import Any
 
-from ciwatch.channels.base import Channel, Message, Notice, Throttle
+from ciwatch.channels.base import Channel, Message, Notice, Person, Throttle
 from ciwatch.clock import Clock, SystemClock
 from ciwatch.domain import Run, Status
 from ciwatch.errors import ChannelError, StoreError
@@ -59,6 +59,7 @@ def notice_to_payload(notice: Notice) -> dict[str, Any]:
         "at_start": notice.at_start,
         "detail": notice.detail,
         "green_sha": notice.green_sha,
+        "people": [asdict(person) for person in notice.people],
     }
 
 
@@ -89,6 +90,7 @@ def notice_from_payload(payload: Mapping[str, Any]) -> Notice:
         at_start=bool(payload.get("at_start")),
         detail=payload.get("detail"),
         green_sha=payload.get("green_sha"),
+        people=tuple(Person(**person) for person in payload.get("people") or ()),
     )
 
 

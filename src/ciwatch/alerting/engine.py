@@ -28,6 +28,7 @@ from typing import Any
 
 from ciwatch.alerting import health, rules
 from ciwatch.alerting.delivery import notice_to_payload
+from ciwatch.alerting.people import People
 from ciwatch.alerting.rules import AlertRow, Decision, Fingerprint, Thresholds
 from ciwatch.alerting.silences import silenced
 from ciwatch.channels.base import Notice
@@ -89,9 +90,12 @@ class AlertEngine:
         dashboard_url: DashboardUrl | None = None,
         on_queued: Callable[[set[str]], None] | None = None,
         supervisor: Supervisor | None = None,
+        people: People | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
+        # `people:`: whom a broken notice mentions.
+        self.people = people or People()
         self.clock = clock or SystemClock()
         self.interval = interval
         self.dashboard_url = dashboard_url
@@ -199,6 +203,7 @@ class AlertEngine:
             dashboard_url=self.dashboard_url(source, project, ref) if self.dashboard_url else None,
             at_start=on_start == "summary",
             green_sha=(greens or {}).get(run.key),
+            people=self.people.of(run) if event == AlertEventKind.BROKEN.value else (),
         )
         return self._queued(decision, notice, now, channels, settle=on_start == "summary")
 

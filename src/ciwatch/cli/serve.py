@@ -180,6 +180,7 @@ async def run_alerting(runtime: Runtime, stop: asyncio.Event) -> None:
     from ciwatch.alerting import AlertEngine, DeliveryWorkers
     from ciwatch.alerting.engine import route_channels
     from ciwatch.alerting.health import SELF, STORE, StoreAlarm
+    from ciwatch.alerting.people import People
     from ciwatch.channels import build_channel
     from ciwatch.health import PROBE_INTERVAL
     from ciwatch.store import SqlStore
@@ -206,6 +207,7 @@ async def run_alerting(runtime: Runtime, stop: asyncio.Event) -> None:
         dashboard_url=dashboard_url if base else None,
         on_queued=workers.wake,
         supervisor=supervisor,
+        people=People(settings.people),
     )
     alarm = StoreAlarm(
         channels,
