@@ -322,6 +322,8 @@ async def _demo(listen: str, tmp: Path) -> None:
 def demo_settings(simulator_url: str, tmp: Path, listen: str) -> Settings:
     """Sources pointing at the simulator's demo scenario, polled briskly so it looks alive."""
     common: dict[str, Any] = {"interval": "10s", "active_interval": "5s", "requests_per_second": 50}
+    # The simulator serves test reports: the demo's project pages show failing tests.
+    common["tests"] = True
     return Settings(
         database=f"sqlite:///{tmp / 'ciwatch.db'}",
         server={"listen": listen},
