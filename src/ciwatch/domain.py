@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import math
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import NamedTuple
@@ -171,6 +172,28 @@ def map_status_checked(
     return Status.RUNNING, UnknownStatus(provider, word or "")
 
 
+# Bounds of the commit and test fields of a run (docs/model.md): at most 20 failing tests' names
+# of at most 200 characters each are kept per run.
+COMMIT_LIMITS = {"commit_title": 200, "commit_author": 200, "commit_email": 254}
+MAX_FAILING_TESTS = 20
+MAX_TEST_NAME = 200
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]+")
+
+
+def clean_text(value: str, limit: int) -> str:
+    """`value` on one line without control characters or lone surrogates, cut to `limit`."""
+    text = _UNPRINTABLE.sub(" ", str(value)).strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def first_line(message: str | None) -> str | None:
+    """A commit message's title: its first non-empty line."""
+    for line in (message or "").splitlines():
+        if line.strip():
+            return line.strip()
+    return None
+
+
 def require_finite(value: float | None, name: str) -> None:
     """Raise ValueError when `value` is an infinite or NaN number (a duration)."""
     if value is not None and not math.isfinite(value):
@@ -228,8 +251,36 @@ class Run:
     url: str | None = None
     author: str | None = None
     attempt: int = 1
+    # The commit the run built (issue 13): its title (first line of the message) and its
+    # author's name and e-mail, from the payload (GitHub `head_commit`, GitLab hook `commit`,
+    # Jenkins `changeSets`) or one commit read per changed failed run (GitLab API).
+    commit_title: str | None = None
+    commit_author: str | None = None
+    commit_email: str | None = None
+    # The run's test report (`tests: true` sources): counts and the first failing tests' names.
+    tests_total: int | None = None
+    tests_failed: int | None = None
+    tests_skipped: int | None = None
+    tests_errored: int | None = None
+    tests_failing: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        # Informative text from the CI system: cleaned and cut here rather than refused, so an
+        # odd commit message never costs the run itself.
+        for name, limit in COMMIT_LIMITS.items():
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, clean_text(value, limit))
+        failing = self.tests_failing
+        if isinstance(failing, str):
+            failing = tuple(name for name in failing.split("\n") if name)
+        elif not isinstance(failing, tuple):
+            failing = tuple(failing or ())
+        object.__setattr__(
+            self,
+            "tests_failing",
+            tuple(clean_text(name, MAX_TEST_NAME) for name in failing[:MAX_FAILING_TESTS]),
+        )
         if self.provider not in PROVIDERS:
             raise ValueError(
                 f"provider must be one of {', '.join(PROVIDERS)}, got {self.provider!r}"

@@ -121,6 +121,13 @@ METRICS: tuple[MetricSpec, ...] = (
         JOB_LABELS,
     ),
     MetricSpec(
+        "ci_pipeline_test_cases",
+        "gauge",
+        "Test cases of the newest run of the project/ref with a test report (tests: true), by"
+        " status (passed, failed, skipped, errored).",
+        (*REF_LABELS, "status"),
+    ),
+    MetricSpec(
         "ciwatch_api_requests_total",
         "counter",
         "Requests to the CI servers' APIs, by HTTP code (304 included; timeout, error).",
@@ -654,6 +661,18 @@ def _add_ref(families: Families, snap: Snapshot, state: RefState) -> None:
         if job.duration_seconds is not None:
             duration = families["ci_job_last_duration_seconds"]
             _sample(duration, job_labels, job.duration_seconds)
+    reported = newest if newest.tests_total is not None else finished
+    if reported is not None and reported.tests_total is not None:
+        tests = families["ci_pipeline_test_cases"]
+        for word, count in test_counts(reported).items():
+            _sample(tests, {**ref, "status": word}, float(count))
+
+
+def test_counts(run: Run) -> dict[str, int]:
+    """A run's test cases by status; passed is what the total leaves."""
+    failed, skipped, errored = run.tests_failed or 0, run.tests_skipped or 0, run.tests_errored or 0
+    passed = max((run.tests_total or 0) - failed - skipped - errored, 0)
+    return {"passed": passed, "failed": failed, "skipped": skipped, "errored": errored}
 
 
 def _add_counts(families: Families, snap: Snapshot) -> None:
@@ -776,6 +795,7 @@ REF_FAMILIES = (
     "ci_pipeline_last_run_timestamp_seconds",
     "ci_job_status",
     "ci_job_last_duration_seconds",
+    "ci_pipeline_test_cases",
 )
 
 

@@ -19,6 +19,8 @@ def _plain(value: object) -> Any:
         return iso_z(value)
     if isinstance(value, Enum):
         return value.value
+    if isinstance(value, tuple):
+        return list(value)
     return value
 
 

@@ -25,8 +25,21 @@ from typing import Any, TypeVar
 
 from ciwatch.domain import AlertEventKind, Job, RefState, Run, Status
 
-IDENTITY_FIELDS = ("number", "workflow", "ref", "sha", "event", "url", "created_at")
-ATTEMPT_FIELDS = ("author",)
+IDENTITY_FIELDS = (
+    "number",
+    "workflow",
+    "ref",
+    "sha",
+    "event",
+    "url",
+    "created_at",
+    "commit_title",
+    "commit_author",
+    "commit_email",
+)
+# The test report belongs to one attempt (a re-run has its own).
+TEST_FIELDS = ("tests_total", "tests_failed", "tests_skipped", "tests_errored", "tests_failing")
+ATTEMPT_FIELDS = ("author", *TEST_FIELDS)
 DIGEST_FIELDS = (
     "status",
     "provider_status",
@@ -81,6 +94,11 @@ def job_version_key(job: Job) -> str:
 _T = TypeVar("_T", Run, Job)
 
 
+def _missing(value: object) -> bool:
+    # No failing tests' names is stored as NULL, like any other missing value.
+    return value is None or value == ()
+
+
 def _merge(
     stored: _T | None, incoming: _T, version: str, stored_version: str, identity: Iterable[str]
 ) -> _T:
@@ -89,11 +107,11 @@ def _merge(
     newer, older = (incoming, stored) if version > stored_version else (stored, incoming)
     changes: dict[str, Any] = {}
     for name in identity:
-        if getattr(newer, name) is None and getattr(older, name) is not None:
+        if _missing(getattr(newer, name)) and not _missing(getattr(older, name)):
             changes[name] = getattr(older, name)
     if isinstance(newer, Run) and isinstance(older, Run) and newer.attempt == older.attempt:
         for name in ATTEMPT_FIELDS:
-            if getattr(newer, name) is None and getattr(older, name) is not None:
+            if _missing(getattr(newer, name)) and not _missing(getattr(older, name)):
                 changes[name] = getattr(older, name)
     return replace(newer, **changes) if changes else newer
 

@@ -13,10 +13,11 @@ import pytest
 
 from channels.harness import Reply, WebhookReceiver
 from ciwatch.alerting import AlertEngine, DeliveryWorkers
+from ciwatch.alerting.people import People
 from ciwatch.alerting.silences import create_silence, list_silences
 from ciwatch.channels import Channel, build_channel
 from ciwatch.clock import FakeClock
-from ciwatch.config.models import AlertSettings, RouteSettings, WebhookChannel
+from ciwatch.config.models import AlertSettings, PersonSettings, RouteSettings, WebhookChannel
 from ciwatch.domain import Run, Status
 from ciwatch.http import Backoff
 from ciwatch.selfmetrics import CollectionMetrics
@@ -203,6 +204,9 @@ async def test_red_still_failing_restart_and_recovery(
         (doc,) = receiver.events
         assert (doc["project"], doc["ref"], doc["run"]["run_id"]) == ("group/app", "main", "2")
         assert doc["failing_jobs"] == ["lint"]
+        # The commits that broke it: from the last green run's SHA to the breaking one.
+        assert doc["green_sha"] == f"{1:040d}"
+        assert doc["people"] == []  # no `people:` configured
 
     # Still failing, a newer red run, an hour later: nothing until repeat_interval (4 h).
     await store.upsert_run(red(3, sha="f" * 40))
@@ -226,6 +230,7 @@ async def test_red_still_failing_restart_and_recovery(
     await second.cycle()
     for receiver in receivers:
         assert events(receiver) == ["broken", "still_failing", "recovered"]
+        assert [doc["green_sha"] for doc in receiver.events[1:]] == [None, None]
         recovered = receiver.events[-1]
         assert recovered["flaky"] is True
         assert recovered["red_for_seconds"] == 2000.0
@@ -611,3 +616,28 @@ async def test_a_change_is_evaluated_and_delivered_without_waiting_for_a_tick(
         await asyncio.wait_for(tasks, 5)
         await channel.close()
     assert store.changes.subscribers == 0
+
+
+async def test_a_broken_notice_names_the_configured_people(
+    store: SqlStore, receivers: list[WebhookReceiver], clock: FakeClock, make_rig: MakeRig
+) -> None:
+    rig = make_rig(store, receivers, clock)
+    rig.engine.people = People(
+        [PersonSettings(names=["ada@example.com"], slack="U012AB3CD", email="ada@example.com")]
+    )
+    await store.upsert_runs(
+        [green(1), red(2, commit_author="Ada", commit_email="ADA@example.com", author="bot")]
+    )
+    await rig.cycle()
+    (doc,) = receivers[0].events
+    assert doc["event"] == "broken"
+    assert doc["people"] == [
+        {
+            "name": "ada@example.com",
+            "slack": "U012AB3CD",
+            "dingtalk": None,
+            "wecom": None,
+            "email": "ada@example.com",
+        }
+    ]
+    assert doc["run"]["commit_author"] == "Ada"

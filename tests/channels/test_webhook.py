@@ -48,6 +48,8 @@ async def test_event_schema(receiver: WebhookReceiver, session: aiohttp.ClientSe
         "flaky": True,
         "at_start": False,
         "detail": None,
+        "green_sha": None,
+        "people": [],
         "links": {"run": RUN_URL, "dashboard": DASHBOARD},
         "summary": "✅ Recovered: group/app on main",
     }

@@ -147,6 +147,13 @@ async def test_github_example(vendor_server: Server, name: str) -> None:
         run = await store.get_run(RunKey("gh", project, str(data["workflow_run"]["id"])))
         assert run is not None
         assert run.status is EXPECTED[name]
+        # The commit the run built, as the delivery carried it (`head_commit`).
+        head = data["workflow_run"]["head_commit"]
+        assert run.commit_title == head["message"].splitlines()[0]
+        assert (run.commit_author, run.commit_email) == (
+            head["author"]["name"],
+            head["author"]["email"],
+        )
         return
     job_data = data["workflow_job"]
     jobs = await store.jobs_for(RunKey("gh", project, str(job_data["run_id"])))
@@ -169,6 +176,12 @@ async def test_gitlab_example(vendor_server: Server, name: str) -> None:
         run = await store.get_run(RunKey("gl", project, str(data["object_attributes"]["id"])))
         assert run is not None
         assert run.status is expected
+        commit = data["commit"]
+        assert run.commit_title == (commit.get("title") or commit["message"].splitlines()[0])
+        assert (run.commit_author, run.commit_email) == (
+            commit["author"]["name"],
+            commit["author"]["email"],
+        )
         return
     homepage = data["repository"]["homepage"]
     project = homepage.split("/", 3)[3]

@@ -32,6 +32,9 @@ COVERED = {
     "webhooks/go-gitlab/job.json": "parse_job_hook (no `project` object)",
     "webhooks/go-gitlab/build.json": "parse_job_hook (no `project` object)",
     "webhooks/go-gitlab/pipeline.json": "parse_pipeline_hook",
+    "api/commit.json": "parse_commit (test_commits_tests_parse.py)",
+    "api/test-report.json": "parse_failing_tests (test_commits_tests_parse.py)",
+    "api/test-report-summary.json": "parse_test_summary (test_commits_tests_parse.py)",
 }
 SKIPPED = {
     "webhooks/pipeline-hook.headers.json": "request headers: read by the webhook endpoint",

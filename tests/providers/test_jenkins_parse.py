@@ -30,6 +30,8 @@ COVERED = {
     "api/wfapi-run-describe.json": "parse_stages",
     "api/wfapi-runs.json": "parse_wfapi_runs",
     "webhooks/notification-plugin.completed.json": "parse_notification",
+    "api/build-git-commit.json": "parse_commit (test_commits_tests_parse.py)",
+    "api/test-report.json": "parse_test_report (test_commits_tests_parse.py)",
 }
 SKIPPED = {
     "api/wfapi-job-describe.json": "job summary (name, runCount): nothing to normalise",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import timedelta
 from html import unescape
 from html.parser import HTMLParser
@@ -346,6 +347,33 @@ async def test_project_page_red_ref(client: httpx.AsyncClient, store: SqlStore) 
     assert "broken 18h 50m ago by #6 (dev6); not green yet" in text
     assert [r.split()[1] for r in texts(html, "tr", "run-row")] == ["failed"]
     assert "ref-row state-failed failing selected" in html
+
+
+async def test_project_page_names_the_breaking_commit_and_failing_tests(
+    client: httpx.AsyncClient, store: SqlStore
+) -> None:
+    await fill(store)
+    broken = replace(
+        runs_sample()[5],
+        commit_title="Parse <empty> input",
+        commit_author="Ada Lovelace",
+        commit_email="ada@example.com",
+        tests_total=120,
+        tests_failed=2,
+        tests_skipped=3,
+        tests_failing=("parser::empty_input", "parser::<script>"),
+    )
+    await store.upsert_runs([broken])
+    html = (await client.get("/projects/gitlab-main/group/app?ref=dev")).text
+    text = plain(html)
+    assert "breaking commit aaaaaaaaaaaa Parse <empty> input by Ada Lovelace <ada@example.com>" in (
+        text
+    )
+    assert "Commit aaaaaaaaaaaa Parse <empty> input by Ada Lovelace <ada@example.com>" in text
+    assert "Tests: 2 tests failed: parser::empty_input, parser::<script> (of 120; 3 skipped)" in (
+        text
+    )
+    assert "<script>" not in html  # escaped, as every CI value
 
 
 async def test_project_history_pages(

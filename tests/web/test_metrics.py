@@ -574,3 +574,37 @@ async def test_a_scrape_with_an_unchanged_snapshot_renders_nothing_again(
         assert (renderer.snapshot_renders, renderer.body_renders) == (2, 3)
     finally:
         await cache.aclose()
+
+
+async def test_test_cases_of_the_newest_reported_run(
+    client: httpx.AsyncClient, store: SqlStore
+) -> None:
+    """`ci_pipeline_test_cases`: the newest run's report, else the newest finished run's (a
+    running newest run has none yet); no series for a ref without any report."""
+    reported = make_run(
+        run_id="1",
+        status=Status.FAILED,
+        tests_total=20,
+        tests_failed=3,
+        tests_skipped=2,
+        tests_errored=1,
+        tests_failing=("a::b",),
+    )
+    running = make_run(
+        run_id="2",
+        status=Status.RUNNING,
+        created_at=at(1000),
+        updated_at=at(1000),
+        started_at=at(1000),
+        finished_at=None,
+        duration_seconds=None,
+    )
+    await store.upsert_runs([reported, running, make_run(run_id="3", ref="other")], [])
+    m = await scrape(client)
+    assert m.series("ci_pipeline_test_cases", **REF) == {
+        "passed": 14.0,
+        "failed": 3.0,
+        "skipped": 2.0,
+        "errored": 1.0,
+    }
+    assert m.series("ci_pipeline_test_cases", **{**REF, "ref": "other"}) == {}

@@ -22,11 +22,11 @@ import asyncio
 import logging
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import fields, replace
+from dataclasses import asdict, fields, replace
 from datetime import UTC, timedelta, tzinfo
 from typing import Any
 
-from ciwatch.channels.base import Channel, Message, Notice, Throttle
+from ciwatch.channels.base import Channel, Message, Notice, Person, Throttle
 from ciwatch.clock import Clock, SystemClock
 from ciwatch.domain import Run, Status
 from ciwatch.errors import ChannelError, StoreError
@@ -58,6 +58,8 @@ def notice_to_payload(notice: Notice) -> dict[str, Any]:
         "dashboard_url": notice.dashboard_url,
         "at_start": notice.at_start,
         "detail": notice.detail,
+        "green_sha": notice.green_sha,
+        "people": [asdict(person) for person in notice.people],
     }
 
 
@@ -87,6 +89,8 @@ def notice_from_payload(payload: Mapping[str, Any]) -> Notice:
         dashboard_url=payload.get("dashboard_url"),
         at_start=bool(payload.get("at_start")),
         detail=payload.get("detail"),
+        green_sha=payload.get("green_sha"),
+        people=tuple(Person(**person) for person in payload.get("people") or ()),
     )
 
 

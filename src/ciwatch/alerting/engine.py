@@ -28,12 +28,13 @@ from typing import Any
 
 from ciwatch.alerting import health, rules
 from ciwatch.alerting.delivery import notice_to_payload
+from ciwatch.alerting.people import People
 from ciwatch.alerting.rules import AlertRow, Decision, Fingerprint, Thresholds
 from ciwatch.alerting.silences import silenced
 from ciwatch.channels.base import Notice
 from ciwatch.clock import Clock, SystemClock
 from ciwatch.config.models import AlertSettings, RouteSettings
-from ciwatch.domain import RefKey, RefState, Run, RunKey, Status
+from ciwatch.domain import AlertEventKind, RefKey, RefState, Run, RunKey, Status
 from ciwatch.errors import StoreError
 from ciwatch.store.alerting import (
     Change,
@@ -89,9 +90,12 @@ class AlertEngine:
         dashboard_url: DashboardUrl | None = None,
         on_queued: Callable[[set[str]], None] | None = None,
         supervisor: Supervisor | None = None,
+        people: People | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
+        # `people:`: whom a broken notice mentions.
+        self.people = people or People()
         self.clock = clock or SystemClock()
         self.interval = interval
         self.dashboard_url = dashboard_url
@@ -163,6 +167,7 @@ class AlertEngine:
         now: datetime,
         silences: list[SilenceRow],
         failing: Mapping[RunKey, tuple[str, ...]],
+        greens: Mapping[RunKey, str] | None = None,
     ) -> Change:
         if decision.notify is None:
             return Change(decision, ())
@@ -197,8 +202,31 @@ class AlertEngine:
             fingerprint=":".join(decision.fingerprint),
             dashboard_url=self.dashboard_url(source, project, ref) if self.dashboard_url else None,
             at_start=on_start == "summary",
+            green_sha=(greens or {}).get(run.key),
+            people=self.people.of(run) if event == AlertEventKind.BROKEN.value else (),
         )
         return self._queued(decision, notice, now, channels, settle=on_start == "summary")
+
+    async def _last_greens(self, decisions: Sequence[Decision]) -> dict[RunKey, str]:
+        """The SHA of the last green run of each ref that broke (the start of the range of
+        commits that broke it): one read per broken ref, none for any other notice. A red
+        ref's newest success is older than the run that broke it, by definition."""
+        found: dict[RunKey, str] = {}
+        for d in decisions:
+            run = d.run
+            if d.notify is not AlertEventKind.BROKEN or run is None:
+                continue
+            page = await self.store.history(
+                source=run.source,
+                project=run.project,
+                ref=run.ref or "",
+                status=Status.SUCCESS,
+                limit=1,
+            )
+            green = page.runs[0] if page.runs else None
+            if green is not None and green.sha and green.sha != run.sha:
+                found[run.key] = green.sha
+        return found
 
     def _queued(
         self,
@@ -276,7 +304,8 @@ class AlertEngine:
             if d.notify and d.run is not None and d.run.status is Status.FAILED
         ]
         failing = await failing_jobs_of(self.store, failed)
-        changes = [self._change(decision, now, silences, failing) for decision in decisions]
+        greens = await self._last_greens(decisions)
+        changes = [self._change(decision, now, silences, failing, greens) for decision in decisions]
         applied = await apply_changes(self.store, changes, now)
         for change in applied:
             d = change.decision

@@ -21,6 +21,17 @@ HEALTH_KINDS = (AlertEventKind.UNHEALTHY.value, AlertEventKind.HEALTHY.value)
 
 
 @dataclass(frozen=True)
+class Person:
+    """Someone a notice mentions (`people:`): their handle on each kind of channel."""
+
+    name: str
+    slack: str | None = None
+    dingtalk: str | None = None
+    wecom: str | None = None
+    email: str | None = None
+
+
+@dataclass(frozen=True)
 class Notice:
     """One alert event about one project/ref.
 
@@ -45,6 +56,12 @@ class Notice:
     at_start: bool = False
     # What is wrong (an `unhealthy` notice: the CI server's answer, the store's error).
     detail: str | None = None
+    # A `broken` notice: the SHA of the ref's last green run, so the commits that broke it are
+    # `green_sha..run.sha`.
+    green_sha: str | None = None
+    # A `broken` notice: the people (`people:`) the breaking run names (its commit author, its
+    # triggering login), mentioned by each channel in its own syntax.
+    people: tuple[Person, ...] = ()
 
     def __post_init__(self) -> None:
         if self.kind not in NOTICE_KINDS:
@@ -69,6 +86,14 @@ class Message:
     @property
     def grouped(self) -> bool:
         return len(self.notices) > 1
+
+    @property
+    def people(self) -> tuple[Person, ...]:
+        """Everyone the notices mention, each once, in order."""
+        seen: dict[Person, None] = {}
+        for notice in self.notices:
+            seen.update(dict.fromkeys(notice.people))
+        return tuple(seen)
 
     @property
     def at_start(self) -> bool:

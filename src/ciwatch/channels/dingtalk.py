@@ -19,6 +19,7 @@ from ciwatch.channels.base import Delivery, Message
 from ciwatch.channels.render import render_markdown, render_title, truncate_utf8
 from ciwatch.channels.transport import HttpSender, errcode_verdict, json_body
 from ciwatch.config.models import DingTalkChannel
+from ciwatch.config.types import is_mobile
 
 # The robot takes 20 messages a minute; one every 3.1 s stays under it.
 MIN_INTERVAL = 3.1
@@ -55,8 +56,14 @@ class DingTalkSender(HttpSender[DingTalkChannel]):
         """The JSON body: `msgtype: markdown` with a title, the text and the mentions."""
         settings = self.settings
         text = render_markdown(message, "dingtalk")
+        # The people of a breaking run (`people:`): a mobile number goes to `atMobiles`, a user
+        # id to `atUserIds`, beside the channel's own.
+        handles = [p.dingtalk for p in message.people if p.dingtalk]
+        mobiles = list(dict.fromkeys([*settings.at_mobiles, *filter(is_mobile, handles)]))
+        users = [h for h in handles if not is_mobile(h)]
+        user_ids = list(dict.fromkeys([*settings.at_user_ids, *users]))
         # A mention shows only when the @mobile / @userid also appears in the text.
-        mentions = [f"@{who}" for who in (*settings.at_mobiles, *settings.at_user_ids)]
+        mentions = [f"@{who}" for who in (*mobiles, *user_ids)]
         tail = "\n\n" + " ".join(mentions) if mentions else ""
         text = truncate_utf8(text, MAX_BYTES - len(tail.encode()), "… (truncated)") + tail
         body: dict[str, Any] = {
@@ -65,8 +72,8 @@ class DingTalkSender(HttpSender[DingTalkChannel]):
         }
         if mentions or settings.at_all:
             body["at"] = {
-                "atMobiles": list(settings.at_mobiles),
-                "atUserIds": list(settings.at_user_ids),
+                "atMobiles": mobiles,
+                "atUserIds": user_ids,
                 "isAtAll": settings.at_all,
             }
         return body

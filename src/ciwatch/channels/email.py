@@ -91,6 +91,20 @@ class EmailSender:
     def recipients(self) -> list[str]:
         return [address for _, address in getaddresses(self.settings.to) if address]
 
+    def cc(self, message: Message) -> list[str]:
+        """The mentioned people's addresses (`people:` `email`), on Cc so that the channel's
+        own `to` stays the addressee; an address already in `to` is not repeated."""
+        mine = {address.lower() for address in self.recipients}
+        found: dict[str, None] = {}
+        for person in message.people:
+            address = parseaddr(person.email or "")[1]
+            if address and address.lower() not in mine:
+                found[address] = None
+        return list(found)
+
+    def envelope(self, message: Message) -> list[str]:
+        return [*self.recipients, *self.cc(message)]
+
     def build(self, message: Message) -> EmailMessage:
         """The MIME message: text/plain and text/html alternatives."""
         mail = EmailMessage()
@@ -99,6 +113,9 @@ class EmailSender:
         mail["Subject"] = f"{prefix} {title}" if prefix else title
         mail["From"] = self.settings.from_
         mail["To"] = ", ".join(self.settings.to)
+        cc = self.cc(message)
+        if cc:
+            mail["Cc"] = ", ".join(cc)
         mail["Date"] = format_datetime(self.clock.now())
         domain = self.sender.rpartition("@")[2] or "ciwatch.invalid"
         mail["Message-ID"] = make_msgid(domain=domain)
@@ -111,6 +128,7 @@ class EmailSender:
 
     async def send(self, message: Message) -> Delivery:
         mail = self.build(message)
+        recipients = self.envelope(message)
         target = self.target
         client = aiosmtplib.SMTP(
             hostname=target.host,
@@ -127,7 +145,7 @@ class EmailSender:
             if target.username is not None:
                 await client.login(target.username, target.password or "")
             refused, answer = await client.send_message(
-                mail, sender=self.sender, recipients=self.recipients
+                mail, sender=self.sender, recipients=recipients
             )
             with suppress(aiosmtplib.SMTPException, OSError):
                 await client.quit()
@@ -140,8 +158,8 @@ class EmailSender:
             raise mapped from exc
         finally:
             client.close()
-        accepted = len(self.recipients) - len(refused)
-        text = f"{' '.join(answer.split())} (accepted for {accepted} of {len(self.recipients)})"
+        accepted = len(recipients) - len(refused)
+        text = f"{' '.join(answer.split())} (accepted for {accepted} of {len(recipients)})"
         if refused:
             text += "; refused: " + ", ".join(
                 f"{address} ({reply.code} {' '.join(reply.message.split())})"

@@ -31,6 +31,7 @@ from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
 from ciwatch.channels.base import HEALTH_KINDS, Message, Notice
+from ciwatch.domain import Run
 from ciwatch.timeutil import local_time
 
 EMOJI = {
@@ -87,6 +88,9 @@ MAX_VALUE = 200
 MAX_DETAIL = 500  # an error text (the CI server's answer)
 MAX_JOB_NAME = 100
 MAX_JOBS = 10
+MAX_TEST_NAME = 100
+MAX_TEST_NAMES = 5  # of the up to 20 stored; the project page shows them all
+MAX_TESTS_TEXT = MAX_TEST_NAMES * (MAX_TEST_NAME + 2) + 80
 SLACK_HEADER_MAX = 150
 SLACK_SECTION_MAX = 3000
 SLACK_FIELD_MAX = 2000
@@ -335,7 +339,17 @@ def facts(notice: Notice, zone: tzinfo = UTC) -> list[Fact]:
                 who += [" (", Val(run.event), ")"]
             out.append(Fact("Triggered by", tuple(who)))
         if run.sha:
-            out.append(Fact("Commit", (Val(run.sha[:12]),)))
+            commit: list[Part] = [Val(run.sha[:12])]
+            if run.commit_title:
+                commit += [" ", Val(run.commit_title)]
+            out.append(Fact("Commit", tuple(commit)))
+        author = commit_author(run)
+        if author:
+            out.append(Fact("Author", (Val(author),)))
+        if notice.green_sha and run.sha:
+            out.append(Fact("Since green", tuple(range_parts(notice.green_sha, run))))
+        if tests_sentence(run):
+            out.append(Fact("Tests", (Val(tests_sentence(run), limit=MAX_TESTS_TEXT),)))
         if run.duration_seconds is not None:
             out.append(Fact("Duration", (human_duration(run.duration_seconds),)))
     out.append(Fact("Source", (Val(notice.source),)))
@@ -351,6 +365,55 @@ def _run_moment(notice: Notice) -> tuple[str, datetime]:
     if run.started_at is not None:
         return "Started", run.started_at
     return "Created", run.created_at or run.updated_at
+
+
+def commit_author(run: Run) -> str | None:
+    """`Ada Lovelace <ada@example.com>`, the name or the address alone, or None."""
+    if run.commit_author and run.commit_email:
+        return f"{run.commit_author} <{run.commit_email}>"
+    return run.commit_author or run.commit_email
+
+
+def compare_url(run: Run, base: str) -> str | None:
+    """The web page of the commits `base...run.sha`, derived from the run's own URL for GitHub
+    (`…/actions/runs/N` → `…/compare/BASE...HEAD`) and GitLab (`…/-/pipelines/N` →
+    `…/-/compare/BASE...HEAD`); None for Jenkins and reports (no such page to point at)."""
+    url = run.url or ""
+    if run.provider == "github" and "/actions/runs/" in url:
+        return f"{url.split('/actions/runs/')[0]}/compare/{base}...{run.sha}"
+    if run.provider == "gitlab" and "/-/pipelines/" in url:
+        return f"{url.split('/-/pipelines/')[0]}/-/compare/{base}...{run.sha}"
+    return None
+
+
+def range_parts(base: str, run: Run) -> list[Part]:
+    """`abc123def456..0123456789ab` (a link to the comparison where the CI has one)."""
+    label = Val(f"{base[:12]}..{(run.sha or '')[:12]}")
+    url = compare_url(run, base)
+    return [Link(label, url)] if url else [label]
+
+
+def tests_sentence(run: Run) -> str:
+    """`3 tests failed: parser::empty_input, … (of 120; 2 skipped)`, `120 tests passed`, or
+    "" when the run has no test report."""
+    if run.tests_total is None and run.tests_failed is None:
+        return ""
+    failed = (run.tests_failed or 0) + (run.tests_errored or 0)
+    total = f"of {run.tests_total}" if run.tests_total is not None else ""
+    skipped = f"{run.tests_skipped} skipped" if run.tests_skipped else ""
+    tail = "; ".join(part for part in (total, skipped) if part)
+    if not failed:
+        passed = f"{run.tests_total} tests passed" if run.tests_total is not None else "no failures"
+        return passed + (f" ({skipped})" if skipped else "")
+    word = "test" if failed == 1 else "tests"
+    names = [one_line(name, MAX_TEST_NAME) for name in run.tests_failing[:MAX_TEST_NAMES]]
+    more = len(run.tests_failing) - len(names)
+    listed = ", ".join(names) + (f", +{more} more" if more > 0 else "")
+    return (
+        f"{failed} {word} failed"
+        + (f": {listed}" if listed else "")
+        + (f" ({tail})" if tail else "")
+    )
 
 
 def links(notice: Notice) -> list[Link]:
@@ -377,6 +440,12 @@ def summary_line(notice: Notice, *, with_kind: bool) -> list[Part]:
         parts.append(f" · {label} {human_duration(notice.red_for)}")
     if notice.flaky:
         parts.append(" · likely flaky")
+    if run is not None and notice.kind == "broken":
+        author = commit_author(run)
+        if author:
+            parts += [" · by ", Val(author)]
+    if run is not None and run.tests_failed:
+        parts += [" · ", Val(tests_sentence(run), limit=MAX_TESTS_TEXT)]
     if safe_url(notice.dashboard_url):
         parts += [" · ", Link("dashboard", notice.dashboard_url)]
     return parts

@@ -25,9 +25,19 @@ class SlackSender(HttpSender[SlackChannel]):
     min_interval = MIN_INTERVAL
 
     def payload(self, message: Message) -> dict[str, Any]:
+        text, blocks = render_slack_text(message), render_slack_blocks(message)
+        # The people of a breaking run (`people:`), as Slack's `<@member id>` mentions: in the
+        # notification text and in a block of their own.
+        mentions = " ".join(f"<@{p.slack}>" for p in message.people if p.slack)
+        if mentions:
+            text = f"{text}\ncc {mentions}"
+            blocks = [
+                *blocks,
+                {"type": "section", "text": {"type": "mrkdwn", "text": f"cc {mentions}"}},
+            ]
         return {
-            "text": render_slack_text(message),
-            "blocks": render_slack_blocks(message),
+            "text": text,
+            "blocks": blocks,
             "unfurl_links": False,
             "unfurl_media": False,
         }

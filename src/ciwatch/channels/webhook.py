@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from dataclasses import asdict
 from typing import Any
 
 from ciwatch.channels.base import Delivery, Message, Notice
@@ -42,6 +43,8 @@ def event(notice: Notice) -> dict[str, Any]:
         "flaky": notice.flaky,
         "at_start": notice.at_start,
         "detail": notice.detail,
+        "green_sha": notice.green_sha,
+        "people": [asdict(person) for person in notice.people],
         "links": {
             "run": safe_url(run.url) if run is not None else None,
             "dashboard": safe_url(notice.dashboard_url),

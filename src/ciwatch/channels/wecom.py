@@ -46,6 +46,9 @@ class WeComSender(HttpSender[WeComChannel]):
         return bool(settings.mentioned_mobile_list) or "@all" in settings.mentioned_list
 
     def payload(self, message: Message) -> dict[str, Any]:
+        # The people of a breaking run (`people:`), by WeCom userid, beside the channel's own.
+        people = [p.wecom for p in message.people if p.wecom]
+        mentioned = list(dict.fromkeys([*self.settings.mentioned_list, *people]))
         link = primary_link(message)
         tail = f"… see {link}" if link else "… (truncated)"
         if self.uses_text:
@@ -54,11 +57,11 @@ class WeComSender(HttpSender[WeComChannel]):
                 "msgtype": "text",
                 "text": {
                     "content": text,
-                    "mentioned_list": list(self.settings.mentioned_list),
+                    "mentioned_list": mentioned,
                     "mentioned_mobile_list": list(self.settings.mentioned_mobile_list),
                 },
             }
-        mentions = " ".join(_mention_token(user) for user in self.settings.mentioned_list)
+        mentions = " ".join(_mention_token(user) for user in mentioned)
         suffix = "\n" + mentions if mentions else ""
         budget = MARKDOWN_MAX_BYTES - len(suffix.encode("utf-8"))
         content = truncate_utf8(render_markdown(message, "wecom"), budget, tail) + suffix

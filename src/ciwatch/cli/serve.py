@@ -180,6 +180,7 @@ async def run_alerting(runtime: Runtime, stop: asyncio.Event) -> None:
     from ciwatch.alerting import AlertEngine, DeliveryWorkers
     from ciwatch.alerting.engine import route_channels
     from ciwatch.alerting.health import SELF, STORE, StoreAlarm
+    from ciwatch.alerting.people import People
     from ciwatch.channels import build_channel
     from ciwatch.health import PROBE_INTERVAL
     from ciwatch.store import SqlStore
@@ -211,6 +212,7 @@ async def run_alerting(runtime: Runtime, stop: asyncio.Event) -> None:
         dashboard_url=dashboard_url if base else None,
         on_queued=workers.wake,
         supervisor=supervisor,
+        people=People(settings.people),
     )
     alarm = StoreAlarm(
         channels,
@@ -325,6 +327,8 @@ async def _demo(listen: str, tmp: Path) -> None:
 def demo_settings(simulator_url: str, tmp: Path, listen: str) -> Settings:
     """Sources pointing at the simulator's demo scenario, polled briskly so it looks alive."""
     common: dict[str, Any] = {"interval": "10s", "active_interval": "5s", "requests_per_second": 50}
+    # The simulator serves test reports: the demo's project pages show failing tests.
+    common["tests"] = True
     return Settings(
         database=f"sqlite:///{tmp / 'ciwatch.db'}",
         server={"listen": listen},

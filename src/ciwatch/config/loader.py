@@ -329,6 +329,10 @@ def _item_model(loc: Loc, data: Any) -> type[BaseModel] | None:
         from ciwatch.config.models import RouteSettings
 
         return RouteSettings
+    if loc[:1] == ("people",):
+        from ciwatch.config.models import PersonSettings
+
+        return PersonSettings
     return None
 
 

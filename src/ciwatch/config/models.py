@@ -28,6 +28,7 @@ from ciwatch.config.types import (
     AppriseUrl,
     BaseUrl,
     DatabaseUrl,
+    DingTalkHandle,
     Duration,
     Email,
     GitHubLogin,
@@ -40,11 +41,14 @@ from ciwatch.config.types import (
     Listen,
     Name,
     OptionalText,
+    PersonName,
     PositiveDuration,
     Secret,
+    SlackMember,
     SmtpUrl,
     SourceName,
     TimeZoneName,
+    WeComUser,
     split_listen,
 )
 from ciwatch.domain import AlertEventKind
@@ -175,6 +179,9 @@ class BaseSource(ConfigModel):
     # (org-wide hooks); by default they are answered "ignored" (providers/watch.py).
     webhooks_accept_unwatched: bool = False
     verify_tls: bool = True
+    # Read each finished changed run's test report (extra requests per such run, never per
+    # unchanged poll; docs/performance.md).
+    tests: bool = False
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -370,6 +377,27 @@ class MetricsSettings(ConfigModel):
     gcpe_sparse_status_metrics: bool = True
 
 
+class PersonSettings(ConfigModel):
+    """One person of `people:`: the identities a CI system may name them by (`names`: logins,
+    e-mail addresses, display names; compared without regard to case) and their handles, so
+    that a `broken` message mentions the author of the breaking commit."""
+
+    names: list[PersonName] = Field(min_length=1)
+    slack: SlackMember | None = None
+    dingtalk: DingTalkHandle | None = None
+    wecom: WeComUser | None = None
+    email: Email | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        problems: list[Check] = []
+        if not any((self.slack, self.dingtalk, self.wecom, self.email)):
+            message = "has no handle: give at least one of slack, dingtalk, wecom or email"
+            problems.append(Check((), message, ("slack", "dingtalk", "wecom", "email")))
+        raise_problems(self, problems)
+        return self
+
+
 class Settings(ConfigModel):
     """The whole configuration. Build it with `load_settings`, `parse_settings` or
     `default_settings`; it is frozen (derive a changed copy with `model_copy(update=...)`)."""
@@ -383,6 +411,7 @@ class Settings(ConfigModel):
     # Where the dashboard's days start and in which zone pages and notifications show times;
     # storage stays UTC (docs/configuration.md).
     timezone: TimeZoneName = "UTC"
+    people: list[PersonSettings] = []
 
     def source(self, name: str) -> SourceSettings | None:
         """The source called `name`, or None."""
@@ -401,6 +430,7 @@ class Settings(ConfigModel):
                 "channels": [{"name": c.name} for c in self.alerts.channels],
                 "routes": [{"channels": r.channels} for r in self.alerts.routes],
             },
+            "people": [{"names": p.names} for p in self.people],
         }
         raise_problems(self, [Check(loc, message, ()) for loc, message in cross_problems(raw)])
         return self
@@ -414,6 +444,7 @@ def cross_problems(data: Any) -> list[tuple[Loc, str]]:
         return []
     problems: list[tuple[Loc, str]] = []
     _unique_names(data.get("sources"), ("sources",), problems)
+    _unique_people(data.get("people"), problems)
     alerts = data.get("alerts")
     if not isinstance(alerts, Mapping):
         return problems
@@ -433,6 +464,25 @@ def cross_problems(data: Any) -> list[tuple[Loc, str]]:
                 loc: Loc = ("alerts", "routes", i, "channels", j)
                 problems.append((loc, f"no channel named {name!r} ({known})"))
     return problems
+
+
+def _unique_people(items: Any, problems: list[tuple[Loc, str]]) -> None:
+    """No identity names two people (which one would be mentioned?)."""
+    if not isinstance(items, list):
+        return
+    first: dict[str, int] = {}
+    for index, item in enumerate(items):
+        names = item.get("names") if isinstance(item, Mapping) else None
+        if not isinstance(names, list):
+            continue
+        for j, name in enumerate(names):
+            if not isinstance(name, str):
+                continue
+            key = name.strip().casefold()
+            if key in first and first[key] != index:
+                where = f"people[{first[key]}]"
+                problems.append((("people", index, "names", j), f"{name!r} is also {where}"))
+            first.setdefault(key, index)
 
 
 def _unique_names(items: Any, loc: Loc, problems: list[tuple[Loc, str]]) -> list[str]:

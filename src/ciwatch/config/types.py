@@ -131,6 +131,31 @@ Email = Annotated[
 ]
 
 
+# Chat handles of `people:` (docs/configuration.md#people). A Slack member id is `U…` or `W…`
+# (what "Copy member ID" gives); a DingTalk handle is a mobile number (`atMobiles`) or a user id
+# (`atUserIds`); a WeCom handle is a userid (`mentioned_list`, `<@userid>`).
+SlackMember = Annotated[str, _matching(r"[UW][A-Z0-9]{2,20}", "a Slack member id (e.g. U012AB3CD)")]
+DingTalkHandle = Annotated[
+    str,
+    _matching(
+        r"\+?[0-9]{5,20}|[A-Za-z0-9_.@-]{1,64}",
+        "a DingTalk mobile number (e.g. 13800000000) or user id",
+    ),
+]
+WeComUser = Annotated[
+    str, _matching(r"[A-Za-z0-9_.@-]{1,64}", "a WeCom userid (letters, digits, _ . @ -)")
+]
+PersonName = Annotated[
+    str,
+    _matching(r"[^\x00-\x1f\x7f]{1,200}", "a login, e-mail address or name (one line)"),
+]
+
+
+def is_mobile(handle: str) -> bool:
+    """Whether a DingTalk handle is a mobile number (else it is a user id)."""
+    return re.fullmatch(r"\+?[0-9]{5,20}", handle) is not None
+
+
 def _url_check(
     schemes: tuple[str, ...], what: str, *, strip: bool, echo: bool
 ) -> Callable[[str], str]:

@@ -18,6 +18,8 @@ Mapping choices:
   the whole first attempt and the idle time before the re-run, not a queue; and GitHub fills
   `run_started_at` before a queued run starts, so a queued run has no queue time yet.
 - `author` is `triggering_actor.login` (who started this attempt), else `actor.login`.
+- `commit_title`, `commit_author`, `commit_email`: `head_commit.message` (its first line) and
+  `head_commit.author.name` / `.email`, in the REST run and the `workflow_run` webhook alike.
 - `attempt` is `run_attempt` (default 1): a re-run keeps the run id and raises the attempt, which
   is what lets it reopen a finished run (DESIGN §4).
 - Jobs: GitHub gives a queued job a `started_at` equal to its `created_at` before any runner
@@ -31,7 +33,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from ciwatch.domain import Job, Run, Status
+from ciwatch.domain import Job, Run, Status, first_line
 from ciwatch.providers.common import (
     Body,
     Payload,
@@ -55,6 +57,20 @@ class _Actor(Payload):
     login: str | None = None
 
 
+class _Person(Payload):
+    name: str | None = None
+    email: str | None = None
+
+
+class _HeadCommit(Payload):
+    """`head_commit` of a workflow run (REST and webhook): `id`, `message`, `author{name,
+    email}` (a git identity, no login)."""
+
+    id: str | None = None
+    message: str | None = None
+    author: _Person | None = None
+
+
 class GithubRun(Payload):
     """A workflow run (`GET /repos/{owner}/{repo}/actions/runs/{run_id}`, `workflow_run`)."""
 
@@ -73,6 +89,7 @@ class GithubRun(Payload):
     html_url: str | None = None
     actor: _Actor | None = None
     triggering_actor: _Actor | None = None
+    head_commit: _HeadCommit | None = None
 
 
 class _RunsPage(Payload):
@@ -221,6 +238,8 @@ def _run(source: str, project: str, r: GithubRun, workflow: str | None, what: st
     left_queue = status is not Status.QUEUED
     queued = seconds_between(created_at, started_at) if attempt == 1 and left_queue else None
     author = (r.triggering_actor and r.triggering_actor.login) or (r.actor and r.actor.login)
+    commit = r.head_commit
+    person = commit.author if commit else None
     return Run(
         source=source,
         provider=PROVIDER,
@@ -242,6 +261,9 @@ def _run(source: str, project: str, r: GithubRun, workflow: str | None, what: st
         url=r.html_url,
         author=author or None,
         attempt=attempt,
+        commit_title=first_line(commit.message) if commit else None,
+        commit_author=(person.name or None) if person else None,
+        commit_email=(person.email or None) if person else None,
     )
 
 

@@ -31,12 +31,14 @@ Mapping choices:
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import msgspec
 
-from ciwatch.domain import Job, Run
+from ciwatch.domain import Job, Run, first_line
 from ciwatch.providers.common import (
     Body,
     Payload,
@@ -131,11 +133,71 @@ class _PipelineAttrs(Payload):
     url: str | None = None
 
 
+class _GitPerson(Payload):
+    name: str | None = None
+    email: str | None = None
+
+
+class _HookCommit(Payload):
+    """`commit` of a Pipeline Hook: `id`, `message`, `title` (newer GitLab), `author{name,
+    email}`. (A Job Hook's `commit.id` is the pipeline id, an integer: such a commit is not the
+    pipeline's and is not taken.)"""
+
+    id: str | int | None = None
+    message: str | None = None
+    title: str | None = None
+    author: _GitPerson | None = None
+
+
+class GitlabCommit(Payload):
+    """`GET /projects/:id/repository/commits/:sha` (doc/api/commits.md, "Get a single
+    commit")."""
+
+    id: str
+    title: str | None = None
+    message: str | None = None
+    author_name: str | None = None
+    author_email: str | None = None
+
+
+class _TestTotal(Payload):
+    count: int | None = None
+    failed: int | None = None
+    skipped: int | None = None
+    error: int | None = None
+
+
+class _TestSummary(Payload):
+    """`GET /projects/:id/pipelines/:pipeline_id/test_report_summary` (doc/api/pipelines.md)."""
+
+    total: _TestTotal | None = None
+
+
+class _TestCase(Payload):
+    name: str | None = None
+    classname: str | None = None
+    status: str | None = None
+
+
+class _TestSuite(Payload):
+    name: str | None = None
+    failed_count: int | None = None
+    error_count: int | None = None
+    test_cases: list[_TestCase] = msgspec.field(default_factory=list)
+
+
+class _TestReport(Payload):
+    """`GET /projects/:id/pipelines/:pipeline_id/test_report`: the suites and their cases."""
+
+    test_suites: list[_TestSuite] = msgspec.field(default_factory=list)
+
+
 class _PipelineHook(Payload):
     object_attributes: _PipelineAttrs
     project: _HookProject
     object_kind: str | None = None
     user: _User | None = None
+    commit: _HookCommit | None = None
     merge_request: _MergeRequest | None = None
     builds: list[GitlabJob] = msgspec.field(default_factory=list)
 
@@ -246,7 +308,57 @@ def parse_pipeline_hook(source: str, body: Body) -> tuple[Run, list[Job]]:
         url=attrs.url,
         author=hook.user.username if hook.user else None,
     )
-    return run, jobs
+    commit = _commit_fields(hook.commit, attrs.sha)
+    return (replace(run, **commit) if commit else run), jobs
+
+
+def _commit_fields(commit: _HookCommit | None, sha: str | None) -> dict[str, Any]:
+    # A hook's `commit` is the pipeline's own commit; one that names another SHA is not used.
+    if commit is None or (commit.id is not None and commit.id != sha):
+        return {}
+    person = commit.author
+    return {
+        "commit_title": commit.title or first_line(commit.message),
+        "commit_author": (person.name or None) if person else None,
+        "commit_email": (person.email or None) if person else None,
+    }
+
+
+def parse_commit(body: Body) -> dict[str, Any]:
+    """`GET /projects/:id/repository/commits/:sha` → the run's commit fields."""
+    c = decode(body, GitlabCommit, "GitLab commit")
+    return {
+        "commit_title": c.title or first_line(c.message),
+        "commit_author": c.author_name or None,
+        "commit_email": c.author_email or None,
+    }
+
+
+def parse_test_summary(body: Body) -> dict[str, Any]:
+    """`.../pipelines/:id/test_report_summary` → the run's test counts (`total`)."""
+    summary = decode(body, _TestSummary, "GitLab test report summary")
+    total = summary.total or _TestTotal()
+    return {
+        "tests_total": total.count,
+        "tests_failed": total.failed,
+        "tests_skipped": total.skipped,
+        "tests_errored": total.error,
+    }
+
+
+def parse_failing_tests(body: Body, limit: int) -> tuple[str, ...]:
+    """`.../pipelines/:id/test_report` → the first `limit` failed or errored cases, each as
+    `classname::name` (the name alone when GitLab gives no class name)."""
+    report = decode(body, _TestReport, "GitLab test report")
+    names: list[str] = []
+    for suite in report.test_suites:
+        for case in suite.test_cases:
+            if case.status not in ("failed", "error") or not case.name:
+                continue
+            names.append(f"{case.classname}::{case.name}" if case.classname else case.name)
+            if len(names) >= limit:
+                return tuple(names)
+    return tuple(names)
 
 
 def parse_job_hook(source: str, body: Body, base_url: str | None = None) -> Job:

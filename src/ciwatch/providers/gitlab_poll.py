@@ -9,12 +9,14 @@ pipelines instead.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 from urllib.parse import quote
 
 from ciwatch.clock import Clock
 from ciwatch.config import GitLabSource
-from ciwatch.domain import Job, Run, Target, TargetState
+from ciwatch.domain import MAX_FAILING_TESTS, Job, Run, Status, Target, TargetState
 from ciwatch.http import HttpClient
 from ciwatch.providers import gitlab
 from ciwatch.providers.base import PollResult
@@ -107,7 +109,35 @@ class GitLabProvider:
             f"api/v4/projects/{_pid(run.project)}/pipelines/{run.run_id}", target=run.project
         )
         full = gitlab.parse_pipeline(self.source, run.project, resp.body)
+        full = await self._extras(full)
         return full, await self._jobs(full)
+
+    async def _extras(self, run: Run) -> Run:
+        """The commit of a failed run (the API's pipeline has no commit: one read of it) and,
+        with `tests: true`, the test report of a finished run. Called for changed runs only."""
+        pid = _pid(run.project)
+        changes: dict[str, Any] = {}
+        if run.status is Status.FAILED and run.sha and run.commit_title is None:
+            resp = await self.http.get(
+                f"api/v4/projects/{pid}/repository/commits/{quote(run.sha, safe='')}",
+                target=run.project,
+            )
+            changes.update(gitlab.parse_commit(resp.body))
+        if self.settings.tests and run.status.terminal:
+            resp = await self.http.get(
+                f"api/v4/projects/{pid}/pipelines/{run.run_id}/test_report_summary",
+                target=run.project,
+            )
+            counts = gitlab.parse_test_summary(resp.body)
+            changes.update(counts)
+            if (counts["tests_failed"] or 0) + (counts["tests_errored"] or 0) > 0:
+                # The full report only when something failed: it carries every case.
+                resp = await self.http.get(
+                    f"api/v4/projects/{pid}/pipelines/{run.run_id}/test_report",
+                    target=run.project,
+                )
+                changes["tests_failing"] = gitlab.parse_failing_tests(resp.body, MAX_FAILING_TESTS)
+        return replace(run, **changes) if changes else run
 
     async def _jobs(self, run: Run) -> list[Job]:
         path = f"api/v4/projects/{_pid(run.project)}/pipelines/{run.run_id}/jobs"

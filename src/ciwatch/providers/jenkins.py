@@ -34,11 +34,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import msgspec
 
-from ciwatch.domain import Job, Run, Status
+from ciwatch.domain import Job, Run, Status, first_line
 from ciwatch.providers.common import (
     Body,
     Payload,
@@ -529,3 +530,99 @@ def _stages(source: str, project: str, run_id: str, run: _WfapiRun, what: str) -
 def _epoch_ms(value: int | None) -> datetime | None:
     # wfapi writes 0 for a stage that never started.
     return from_epoch_ms(value) if value else None
+
+
+# --- commits and test reports (issue 13) ----------------------------------------------------
+# `changeSets` (Pipeline runs) / `changeSet` (freestyle builds): `items[]` are
+# `ChangeLogSet.Entry` beans (`commitId`, `msg`, `author{fullName}`; the git plugin's
+# `GitChangeSet` adds `authorEmail`); `culprits[]` are users (`fullName`).
+COMMIT_TREE = (
+    "changeSet[items[commitId,msg,authorEmail,author[fullName]]],"
+    "changeSets[items[commitId,msg,authorEmail,author[fullName]]],"
+    "culprits[fullName]"
+)
+# `hudson.tasks.junit.TestResult` (`failCount`, `skipCount`, `passCount`, `suites[].cases[]`
+# with `className`, `name`, `status`) or an aggregated result (`totalCount`, no suites).
+TEST_TREE = "failCount,skipCount,passCount,totalCount,suites[cases[className,name,status]]"
+FAILING_CASE = frozenset({"FAILED", "REGRESSION"})
+
+
+class _FullName(Payload, rename="camel"):
+    full_name: str | None = None
+
+
+class _ChangeItem(Payload, rename="camel"):
+    commit_id: str | None = None
+    msg: str | None = None
+    author_email: str | None = None
+    author: _FullName | None = None
+
+
+class _ChangeSet(Payload):
+    items: list[_ChangeItem] = msgspec.field(default_factory=list)
+
+
+class _BuildChanges(Payload, rename="camel"):
+    change_set: _ChangeSet | None = None
+    change_sets: list[_ChangeSet] = msgspec.field(default_factory=list)
+    culprits: list[_FullName] = msgspec.field(default_factory=list)
+
+
+def parse_commit(body: Body, sha: str | None) -> dict[str, Any]:
+    """A build's `changeSets`/`changeSet` and `culprits` → the run's commit fields: the change
+    whose `commitId` is the built SHA, else the newest change; without changes, the first
+    culprit as the author."""
+    changes = decode(body, _BuildChanges, "Jenkins build changes")
+    items = [
+        item
+        for group in ([changes.change_set] if changes.change_set else []) + changes.change_sets
+        for item in group.items
+    ]
+    chosen = next((i for i in items if sha and i.commit_id == sha), items[-1] if items else None)
+    if chosen is None:
+        culprit = next((c.full_name for c in changes.culprits if c.full_name), None)
+        return {"commit_author": culprit} if culprit else {}
+    return {
+        "commit_title": first_line(chosen.msg),
+        "commit_author": chosen.author.full_name if chosen.author else None,
+        "commit_email": chosen.author_email or None,
+    }
+
+
+class _Case(Payload, rename="camel"):
+    class_name: str | None = None
+    name: str | None = None
+    status: str | None = None
+
+
+class _Suite(Payload):
+    cases: list[_Case] = msgspec.field(default_factory=list)
+
+
+class _TestResult(Payload, rename="camel"):
+    fail_count: int | None = None
+    skip_count: int | None = None
+    pass_count: int | None = None
+    total_count: int | None = None
+    suites: list[_Suite] = msgspec.field(default_factory=list)
+
+
+def parse_test_report(body: Body, limit: int) -> dict[str, Any]:
+    """`{build}/testReport/api/json` → the run's test counts and first `limit` failing cases
+    (`className::name`). Jenkins has no errored count (an error is a failure there)."""
+    r = decode(body, _TestResult, "Jenkins test report")
+    total = r.total_count
+    if total is None and r.pass_count is not None:
+        total = r.pass_count + (r.fail_count or 0) + (r.skip_count or 0)
+    names: list[str] = []
+    for suite in r.suites:
+        for case in suite.cases:
+            if (case.status or "").upper() in FAILING_CASE and case.name and len(names) < limit:
+                names.append(f"{case.class_name}::{case.name}" if case.class_name else case.name)
+    return {
+        "tests_total": total,
+        "tests_failed": r.fail_count,
+        "tests_skipped": r.skip_count,
+        "tests_errored": None,
+        "tests_failing": tuple(names),
+    }

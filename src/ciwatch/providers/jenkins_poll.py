@@ -17,11 +17,12 @@ from __future__ import annotations
 import base64
 import hashlib
 from dataclasses import replace
+from typing import Any
 from urllib.parse import quote, unquote
 
 from ciwatch.clock import Clock
 from ciwatch.config import JenkinsSource
-from ciwatch.domain import Job, Run, Status, Target, TargetState
+from ciwatch.domain import MAX_FAILING_TESTS, Job, Run, Status, Target, TargetState
 from ciwatch.errors import NotFound
 from ciwatch.http import HttpClient
 from ciwatch.providers import jenkins
@@ -142,6 +143,7 @@ class JenkinsProvider:
     async def details(self, run: Run) -> tuple[Run, list[Job]]:
         if run.status is Status.QUEUED:
             return run, []  # still in the queue: build `nextBuildNumber` does not exist yet
+        run = await self._extras(run)
         cls = self.classes.get(run.project)
         if "/" in run.run_id or cls == PIPELINE:
             path = self._build_path(run.project, run.run_id)
@@ -152,6 +154,29 @@ class JenkinsProvider:
         except NotFound:
             return run, []  # Pipeline Stage View plugin not installed
         return run, jenkins.parse_stages(self.source, run.project, run.run_id, resp.body)
+
+    async def _extras(self, run: Run) -> Run:
+        """The commit of a failed build (`changeSets`, `culprits`) and, with `tests: true`, the
+        test report of a finished build. Called for changed runs only: never per poll."""
+        path = self._build_path(run.project, run.run_id)
+        changes: dict[str, Any] = {}
+        if run.status is Status.FAILED and run.commit_title is None:
+            resp = await self.http.get(
+                f"{path}/api/json", params={"tree": jenkins.COMMIT_TREE}, target=run.project
+            )
+            changes.update(jenkins.parse_commit(resp.body, run.sha))
+        if self.settings.tests and run.status.terminal:
+            try:
+                resp = await self.http.get(
+                    f"{path}/testReport/api/json",
+                    params={"tree": jenkins.TEST_TREE},
+                    target=run.project,
+                )
+            except NotFound:
+                pass  # the build published no JUnit report
+            else:
+                changes.update(jenkins.parse_test_report(resp.body, MAX_FAILING_TESTS))
+        return replace(run, **changes) if changes else run
 
 
 def _leaf_targets(prefix: str, jobs: list[jenkins.JenkinsJob]) -> list[str]:

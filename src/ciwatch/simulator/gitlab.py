@@ -51,6 +51,9 @@ class GitLabApi:
         route("/api/v4/projects/{id}/pipelines", self.pipelines)
         route("/api/v4/projects/{id}/pipelines/{pid}", self.pipeline)
         route("/api/v4/projects/{id}/pipelines/{pid}/jobs", self.pipeline_jobs)
+        route("/api/v4/projects/{id}/pipelines/{pid}/test_report", self.test_report)
+        route("/api/v4/projects/{id}/pipelines/{pid}/test_report_summary", self.test_summary)
+        route("/api/v4/projects/{id}/repository/commits/{sha}", self.commit)
         route("/api/v4/groups/{id}/projects", self.group_projects)
         return app
 
@@ -173,6 +176,27 @@ class GitLabApi:
         if scopes:
             rows = [row for row in rows if row["status"] in scopes]
         return paged_list(request, rows)
+
+    async def test_report(self, request: web.Request) -> web.Response:
+        _project, plan = self.find_run(request)
+        now = self.ctx.now()
+        return json_response(gj.test_report(plan.attempt_at(now), now))
+
+    async def test_summary(self, request: web.Request) -> web.Response:
+        _project, plan = self.find_run(request)
+        now = self.ctx.now()
+        return json_response(gj.test_report_summary(plan.attempt_at(now), now))
+
+    async def commit(self, request: web.Request) -> web.Response:
+        """`GET /projects/:id/repository/commits/:sha`: the commit of a visible pipeline."""
+        project = self.find_project(request)
+        sha = request.match_info["sha"]
+        timeline = project.timeline
+        for n in reversed(timeline.visible(self.ctx.now())):
+            plan = timeline.plan(n)
+            if plan.sha == sha:
+                return json_response(gj.commit_detail(self.urls(request), project, plan))
+        raise Missing("404 Commit Not Found")
 
     async def group_projects(self, request: web.Request) -> web.Response:
         key = request.match_info["id"]

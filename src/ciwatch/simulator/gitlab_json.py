@@ -7,6 +7,7 @@ from typing import Any
 
 from yarl import URL
 
+from ciwatch.simulator import reports
 from ciwatch.simulator.httputil import gitlab_time, offset_time
 from ciwatch.simulator.plans import FOREVER, Attempt, JobPlan, RunPlan
 from ciwatch.simulator.world import GitLabGroup, GitLabProject
@@ -318,4 +319,92 @@ def project_json(
         "visibility": "private",
         "empty_repo": False,
         "jobs_enabled": True,
+    }
+
+
+def commit_detail(urls: Urls, project: GitLabProject, plan: RunPlan) -> dict[str, Any]:
+    """`GET /projects/:id/repository/commits/:sha` (doc/api/commits.md "Get a single commit")."""
+    authored = offset_time(urls.start_ms + plan.created - 30_000)
+    return {
+        **commit(urls, plan),
+        "committer_name": plan.author.title(),
+        "committer_email": f"{plan.author}@example.com",
+        "committed_date": authored,
+        "authored_date": authored,
+        "parent_ids": [],
+        "web_url": f"{urls.root}/{project.path}/-/commit/{plan.sha}",
+        "stats": {"additions": 1, "deletions": 1, "total": 2},
+        "status": None,
+    }
+
+
+def test_report(attempt: Attempt, now: int) -> dict[str, Any]:
+    """`GET .../pipelines/:id/test_report` (doc/api/pipelines.md): one suite per job."""
+    found = reports.cases(attempt, now) or []
+    suites: dict[str, list[reports.Case]] = {}
+    for case in found:
+        suites.setdefault(case.classname, []).append(case)
+    total = reports.counts(found)
+    return {
+        "total_time": 0,
+        "total_count": total["total"],
+        "success_count": total["success"],
+        "failed_count": total["failed"],
+        "skipped_count": total["skipped"],
+        "error_count": 0,
+        "test_suites": [
+            {
+                "name": name,
+                "total_time": 0,
+                "total_count": len(group),
+                "success_count": sum(c.status == "success" for c in group),
+                "failed_count": sum(c.status == "failed" for c in group),
+                "skipped_count": sum(c.status == "skipped" for c in group),
+                "error_count": 0,
+                "test_cases": [
+                    {
+                        "status": case.status,
+                        "name": case.name,
+                        "classname": case.classname,
+                        "execution_time": 0,
+                        "system_output": None,
+                        "stack_trace": None,
+                    }
+                    for case in group
+                ],
+            }
+            for name, group in suites.items()
+        ],
+    }
+
+
+def test_report_summary(attempt: Attempt, now: int) -> dict[str, Any]:
+    """`GET .../pipelines/:id/test_report_summary` (doc/api/pipelines.md)."""
+    found = reports.cases(attempt, now) or []
+    total = reports.counts(found)
+    suites = sorted({case.classname for case in found})
+    return {
+        "total": {
+            "time": 0,
+            "count": total["total"],
+            "success": total["success"],
+            "failed": total["failed"],
+            "skipped": total["skipped"],
+            "error": 0,
+            "suite_error": None,
+        },
+        "test_suites": [
+            {
+                "name": name,
+                "total_time": 0,
+                "total_count": sum(c.classname == name for c in found),
+                "success_count": sum(c.classname == name and c.status == "success" for c in found),
+                "failed_count": sum(c.classname == name and c.status == "failed" for c in found),
+                "skipped_count": sum(c.classname == name and c.status == "skipped" for c in found),
+                "error_count": 0,
+                "build_ids": [],
+                "suite_error": None,
+            }
+            for name in suites
+        ],
     }

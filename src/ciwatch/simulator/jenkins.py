@@ -129,6 +129,9 @@ class JenkinsApi:
             return self.render(request, view.build(node, plan), FULL)
         if rest in (["wfapi"], ["wfapi", "describe"]) and node.kind == "pipeline":
             return json_response(items.wf_run(view, node, plan))
+        if rest == ["testReport", "api", "json"]:
+            report = view.test_report(plan)
+            return not_found() if report is None else self.render(request, report, FULL)
         return not_found()
 
     def find_build(self, view: JenkinsView, node: JenkinsNode, selector: str) -> RunPlan | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
+from ciwatch.simulator import reports
 from ciwatch.simulator.plans import FOREVER, RunPlan
 from ciwatch.simulator.tree import Lazy
 from ciwatch.simulator.world import JenkinsNode, World
@@ -133,15 +134,18 @@ class JenkinsView:
             "timestamp": self.epoch(attempt.started),
             "url": f"{self.url(node)}{number}/",
         }
+        # The git plugin's change set: the built commit (`GitChangeSet`: `commitId`, `msg`,
+        # `author.fullName`, `authorEmail`), as `changeSet` (freestyle) or `changeSets` (Pipeline).
+        changes = {
+            "_class": "hudson.plugins.git.GitChangeSetList",
+            "items": [self.change(plan)],
+            "kind": "git",
+        }
         if node.kind == "freestyle":
             data["builtOn"] = ""
-            data["changeSet"] = {
-                "_class": "hudson.scm.EmptyChangeLogSet",
-                "items": [],
-                "kind": None,
-            }
+            data["changeSet"] = changes
         else:
-            data["changeSets"] = []
+            data["changeSets"] = [changes]
             data["inProgress"] = building
         data["culprits"] = (
             [{"absoluteUrl": f"{self.root}user/{plan.author}", "fullName": plan.author.title()}]
@@ -149,6 +153,52 @@ class JenkinsView:
             else []
         )
         return data
+
+    def change(self, plan: RunPlan) -> dict[str, Any]:
+        return {
+            "_class": "hudson.plugins.git.GitChangeSet",
+            "affectedPaths": ["README.md"],
+            "commitId": plan.sha,
+            "timestamp": self.epoch(plan.created) - 30_000,
+            "author": {
+                "absoluteUrl": f"{self.root}user/{plan.author}",
+                "fullName": plan.author.title(),
+            },
+            "authorEmail": f"{plan.author}@example.com",
+            "comment": plan.message + "\n",
+            "id": plan.sha,
+            "msg": plan.message,
+        }
+
+    def test_report(self, plan: RunPlan) -> dict[str, Any] | None:
+        """`{build}/testReport/api/json` (`hudson.tasks.junit.TestResult`), None (a 404) until
+        the build finished and published its report."""
+        found = reports.cases(plan.attempts[0], self.now)
+        if found is None:
+            return None
+        total = reports.counts(found)
+        word = {"success": "PASSED", "failed": "FAILED", "skipped": "SKIPPED"}
+        suites: dict[str, list[reports.Case]] = {}
+        for case in found:
+            suites.setdefault(case.classname, []).append(case)
+        return {
+            "_class": "hudson.tasks.junit.TestResult",
+            "duration": 0.0,
+            "empty": not found,
+            "failCount": total["failed"],
+            "passCount": total["success"],
+            "skipCount": total["skipped"],
+            "suites": [
+                {
+                    "name": name,
+                    "cases": [
+                        {"className": c.classname, "name": c.name, "status": word[c.status]}
+                        for c in group
+                    ],
+                }
+                for name, group in suites.items()
+            ],
+        }
 
     def causes(self, node: JenkinsNode, plan: RunPlan) -> list[dict[str, Any]]:
         user = {

@@ -44,6 +44,8 @@ def run_values(run: Run) -> dict[str, Any]:
     """The row values for one run update, its version included."""
     values = {name: getattr(run, name) for name in RUN_FIELDS}
     values["status"] = run.status.value
+    # One name a line (names are one line each): NULL when there are none, so it coalesces.
+    values["tests_failing"] = "\n".join(run.tests_failing) or None
     values["version"] = version_key(run)
     return values
 

@@ -82,6 +82,16 @@ runs = Table(
         Computed("coalesce(created_at, started_at, updated_at)", persisted=True),
         nullable=False,
     ),
+    # The commit and the test report (revision 0006).
+    Column("commit_title", Text),
+    Column("commit_author", Text),
+    Column("commit_email", Text),
+    Column("tests_total", Integer),
+    Column("tests_failed", Integer),
+    Column("tests_skipped", Integer),
+    Column("tests_errored", Integer),
+    # The failing tests' names, one a line.
+    Column("tests_failing", Text),
     UniqueConstraint("source", "project", "run_id"),
     Index(None, "order_time", "run_id", "id"),
     # History by project leads with the project alone: `ciwatch history PROJECT` and the API

@@ -30,6 +30,7 @@ from markupsafe import Markup, escape
 
 from ciwatch.alerting import views as alert_views
 from ciwatch.alerting.silences import list_silences
+from ciwatch.channels.render import commit_author, tests_sentence
 from ciwatch.domain import Job, Run, RunKey, Status
 from ciwatch.errors import StoreError
 from ciwatch.filters import Match, parse_filter, query_filters
@@ -688,6 +689,8 @@ async def project_page(request: Request, source: str, project: str) -> HTMLRespo
         recovery=data.recovery,
         provider=data.board.rows[0].state.provider if data.board.rows else "",
         days=len(data.days),
+        commit_author=commit_author,
+        tests_sentence=tests_sentence,
     )
     return render("project.html", context)
 

@@ -42,6 +42,16 @@ class RunModel(BaseModel):
     url: str | None = None
     author: str | None = None
     attempt: int = Field(1, description="Re-run attempt of the same run id (1 for the first).")
+    commit_title: str | None = Field(None, description="First line of the commit's message.")
+    commit_author: str | None = Field(None, description="The commit author's name.")
+    commit_email: str | None = Field(None, description="The commit author's e-mail address.")
+    tests_total: int | None = Field(None, description="Tests in the run's report (tests: true).")
+    tests_failed: int | None = None
+    tests_skipped: int | None = None
+    tests_errored: int | None = None
+    tests_failing: list[str] = Field(
+        default_factory=list, description="The first 20 failing tests' names."
+    )
 
 
 class JobModel(BaseModel):

@@ -1,0 +1,108 @@
+"""The extra requests of commits and test reports (issue 13), counted on the simulator.
+
+Polls examples/scenarios/basic.yaml (fake clock, SQLite in a temporary directory) twice from an
+empty store: once with `tests: false`, once with `tests: true` on every source. Each time: one
+backfill cycle, then one cycle after the clock moved 15 minutes, then one unchanged cycle.
+Prints, per source, the runs stored or changed and the requests made to the commit and
+test-report endpoints (the only extra requests this feature makes), and asserts nothing.
+
+    PYTHONPATH=src python benchmarks/extras.py
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import tempfile
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ciwatch.clock import FakeClock
+from ciwatch.config import GitHubSource, GitLabSource, JenkinsSource, Settings
+from ciwatch.runtime import Runtime
+from ciwatch.simulator import Simulator, load_scenario, start_simulator
+from ciwatch.store import open_store
+
+BASIC = Path(__file__).parents[1] / "examples" / "scenarios" / "basic.yaml"
+START = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def kind(path: str) -> str | None:
+    # A Jenkins build's own `api/json` is read by a poll only for a failed build's changeSets.
+    if "/repository/commits/" in path or re.search(r"/job/.+/\d+/api/json$", path):
+        return "commit"
+    if "test_report" in path or "/testReport/" in path:
+        return "tests"
+    return None
+
+
+async def measure(tests: bool, directory: str) -> None:
+    clock = FakeClock(START)
+    sim = Simulator(load_scenario(BASIC), clock)
+    sim.clear_faults()
+    running = await start_simulator(sim)
+    common = {"requests_per_second": 100_000, "tests": tests}
+    settings = Settings(
+        database=f"sqlite:///{directory}/extras-{tests}.db",
+        collection={"retries": 2, "jitter": 0.0},
+        sources=[
+            GitLabSource(
+                name="gl",
+                url=running.gitlab_url,
+                token="glpat-basic-example",  # noqa: S106 - the scenario's own credential
+                projects=["platform/backend/api", "platform/frontend/web", "tools/scripts"],
+                **common,
+            ),
+            GitHubSource(
+                name="gh",
+                url=running.github_url,
+                token="ghp_basic_example",  # noqa: S106 - the scenario's own credential
+                repos=["octo-org/web", "octo-org/api"],
+                **common,
+            ),
+            JenkinsSource(
+                name="jk",
+                url=running.jenkins_url,
+                username="ci-bot",
+                token="jenkins-basic-token",  # noqa: S106 - the scenario's own credential
+                jobs=["smoke", "team/app", "team/tools/nightly", "team/gateway"],
+                **common,
+            ),
+        ],
+    )
+    store = open_store(settings.database)
+    await store.upgrade()
+    runtime = await Runtime.open(settings, clock=clock, store=store)
+    try:
+        assert runtime.scheduler is not None
+        for label, advance in (("backfill", 0), ("+15 min", 15 * 60), ("unchanged", 0)):
+            clock.advance(advance)
+            before = Counter(sim.stats.by_path)
+            report = await runtime.scheduler.run_once()
+            after = Counter(sim.stats.by_path)
+            extra: Counter[str] = Counter()
+            for path, count in (after - before).items():
+                if kind(path):
+                    # GitLab paths start /gitlab, Jenkins /jenkins (the simulator's prefixes)
+                    extra[f"{path.split('/')[1]} {kind(path)}"] += count
+            changed = sum(o.changed for o in report.outcomes)
+            print(
+                f"tests={str(tests).lower():5} {label:9} requests {report.requests:4}  "
+                f"changed runs {changed:3}  extra {dict(sorted(extra.items())) or '{}'}"
+            )
+    finally:
+        for provider in runtime.providers.values():
+            await provider.close()
+        await store.close()
+        await running.stop()
+
+
+async def main() -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        for tests in (False, True):
+            await measure(tests, directory)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
