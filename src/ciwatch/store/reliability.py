@@ -34,8 +34,8 @@ DEFAULT_WINDOW = timedelta(days=14)
 # The longest window a query takes (the dashboard and the API clamp to it).
 MAX_WINDOW = timedelta(days=90)
 
-_SUCCESS = literal_column("'success'")
-_FAILED = literal_column("'failed'")
+_SUCCESS: ColumnElement[str] = literal_column("'success'")
+_FAILED: ColumnElement[str] = literal_column("'failed'")
 
 
 @dataclass(frozen=True)
@@ -374,11 +374,15 @@ async def recovery_stats(
         .where((ordered.c.before.is_(None)) | (ordered.c.before != ordered.c.status))
         .order_by(ordered.c.source, ordered.c.project, ordered.c.ref_key, ordered.c.position)
     )
-    counts = select(
-        *key,
-        func.count().label("decided"),
-        func.sum(case((runs.c.status == _FAILED, 1), else_=0)).label("failed"),
-    ).where(*where).group_by(*key)
+    counts = (
+        select(
+            *key,
+            func.count().label("decided"),
+            func.sum(case((runs.c.status == _FAILED, 1), else_=0)).label("failed"),
+        )
+        .where(*where)
+        .group_by(*key)
+    )
     per_ref: dict[RefKey, list[tuple[str, datetime]]] = {}
     for row in await conn.execute(changes):
         per_ref.setdefault(RefKey(row[0], row[1], row[2]), []).append((row[3], row[4]))

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
+from urllib.parse import quote
 
 import msgspec
 from fastapi import APIRouter, Path, Query, Request
@@ -21,12 +22,15 @@ from ciwatch.config.durations import parse_duration
 from ciwatch.domain import RefState, RunKey, Status
 from ciwatch.serialize import job_to_dict, run_to_dict
 from ciwatch.store import SqlStore
+from ciwatch.store.reliability import MAX_WINDOW, FlakyJob, flaky_jobs, recovery_fields
+from ciwatch.store.reliability import recovery_stats as read_recovery_stats
 from ciwatch.timeutil import iso_z, to_utc
 from ciwatch.validation import MAX_ID, NO_CONTROL_PATTERN, storable
 from ciwatch.web.context import runtime_of
 from ciwatch.web.errors import ApiError, error_responses
 from ciwatch.web.schemas import (
     AlertsAnswer,
+    FlakyAnswer,
     ProjectsAnswer,
     RunDetail,
     RunsPage,
@@ -136,7 +140,116 @@ def encode_ref_states(states: Iterable[RefState]) -> bytes:
     return _ENCODER.encode({"projects": [_ref_state_fields(state) for state in states]})
 
 
-def _ref_state_fields(state: RefState) -> dict[str, Any]:
+def _encode_with_recovery(
+    states: Iterable[RefState], recovery: dict[Any, Any] | None, window: timedelta
+) -> bytes:
+    if recovery is None:
+        return encode_ref_states(states)
+    seconds = window.total_seconds()
+    return _ENCODER.encode(
+        {
+            "projects": [
+                _ref_state_fields(
+                    state,
+                    {"window_seconds": seconds, **recovery_fields(recovery.get(state.key))},
+                )
+                for state in states
+            ]
+        }
+    )
+
+
+WindowQ = Annotated[
+    str | None,
+    Query(
+        max_length=20,
+        description="The window, as a duration (`7d`, `36h`; at most 90 days). Default: the "
+        "configured one.",
+    ),
+]
+
+
+def _window(value: str | None, default: timedelta) -> timedelta:
+    if value is None:
+        return default
+    try:
+        window = parse_duration(value)
+    except ValueError as exc:
+        raise ApiError(400, "invalid window", _bad("window", str(exc))) from exc
+    if not timedelta(0) < window <= MAX_WINDOW:
+        problem = f"the window is more than 0 and at most {MAX_WINDOW.days} days"
+        raise ApiError(400, "invalid window", _bad("window", problem))
+    return window
+
+
+def flaky_to_dict(found: FlakyJob, dashboard: str) -> dict[str, Any]:
+    """One flaky job as `GET /api/v1/flaky` lists it."""
+    links = {"dashboard": dashboard}
+    if found.url is not None:
+        links["web"] = found.url
+    return {
+        "source": found.source,
+        "provider": found.provider,
+        "project": found.project,
+        "ref": found.ref,
+        "job": found.job,
+        "stage": found.stage,
+        "failures": found.failures,
+        "flaky_runs": found.flaky_runs,
+        "commits": found.commits,
+        "flaky_commits": found.flaky_commits,
+        "rate": found.rate,
+        "last_seen": iso_z(found.last_seen),
+        "links": links,
+    }
+
+
+def _project_path(source: str, project: str) -> str:
+    return f"/projects/{quote(source, safe='')}/{quote(project, safe='/')}"
+
+
+@router.get(
+    "/flaky",
+    response_model=FlakyAnswer,
+    summary="Flaky jobs",
+    responses=error_responses(400),
+)
+async def list_flaky(
+    request: Request,
+    source: SourceQ = None,
+    project: ProjectQ = None,
+    ref: RefQ = None,
+    window: WindowQ = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="At most this many.")] = (
+        DEFAULT_LIMIT
+    ),
+) -> JSONResponse:
+    """Jobs that failed and then passed on the same commit within the window (default
+    `flaky.window`, 14 days, of run creation): a GitLab retry, a GitHub re-run attempt or a
+    Jenkins rebuild. Most flaky runs first. `rate` is the share of the commits the job ran on
+    where it was flaky; `links.web` opens its latest flaky failure on the CI server."""
+    runtime = runtime_of(request)
+    store = _sql_store(request)
+    length = _window(window, runtime.settings.flaky.window)
+    now = runtime.clock.now()
+    found = await store.read(
+        "flaky jobs",
+        lambda conn: flaky_jobs(
+            conn, now=now, window=length, source=source, project=project, ref=ref, limit=limit
+        ),
+    )
+    base = str(request.base_url).rstrip("/")
+    body = {
+        "window_seconds": length.total_seconds(),
+        "jobs": [
+            flaky_to_dict(item, f"{base}{_project_path(item.source, item.project)}")
+            for item in found
+        ],
+    }
+    return JSONResponse(body)
+
+
+def _ref_state_fields(state: RefState, recovery: Any = None) -> dict[str, Any]:
     return {
         "source": state.source,
         "provider": state.provider,
@@ -146,6 +259,7 @@ def _ref_state_fields(state: RefState) -> dict[str, Any]:
         "failing": state.failing,
         "since": state.since,
         "last_run": state.last_run,
+        "recovery": recovery,
     }
 
 
@@ -159,18 +273,32 @@ async def list_projects(
     project: ProjectQ = None,
     ref: RefQ = None,
     status: StatusQ = None,
+    window: WindowQ = None,
 ) -> Response:
     """The latest state of every project/ref, sorted by source, project and ref. `status` is
     the ref's colour: the status of its newest run that ended success or failed (before it has
     one, its newest run's status); `failing` is true while that is failed, also while a newer
-    run is queued or running."""
-    states = await runtime_of(request).store.ref_states(source=source, project=project)
+    run is queued or running. `recovery` holds the ref's breaks, mean and median time to
+    recovery, longest red period and failure rate over `window` (default `recovery.window`)."""
+    runtime = runtime_of(request)
+    length = _window(window, runtime.settings.recovery.window)
+    states = await runtime.store.ref_states(source=source, project=project)
     chosen = [
         state
         for state in states
         if (ref is None or state.ref == ref) and (status is None or state.status is status)
     ]
-    return Response(encode_ref_states(chosen), media_type="application/json")
+    recovery = None
+    store = runtime.store
+    if isinstance(store, SqlStore) and chosen:
+        now = runtime.clock.now()
+        recovery = await store.read(
+            "time to recovery",
+            lambda conn: read_recovery_stats(
+                conn, now=now, window=length, source=source, project=project, ref=ref
+            ),
+        )
+    return Response(_encode_with_recovery(chosen, recovery, length), media_type="application/json")
 
 
 @router.get("/targets", response_model=TargetsAnswer, summary="Health of every polled target")
