@@ -58,6 +58,8 @@ def notice_to_payload(notice: Notice) -> dict[str, Any]:
         "dashboard_url": notice.dashboard_url,
         "at_start": notice.at_start,
         "detail": notice.detail,
+        "likely_flaky": notice.likely_flaky,
+        "flaky_label": notice.flaky_label,
     }
 
 
@@ -87,6 +89,8 @@ def notice_from_payload(payload: Mapping[str, Any]) -> Notice:
         dashboard_url=payload.get("dashboard_url"),
         at_start=bool(payload.get("at_start")),
         detail=payload.get("detail"),
+        likely_flaky=payload.get("likely_flaky"),
+        flaky_label=bool(payload.get("flaky_label")),
     )
 
 

@@ -45,6 +45,10 @@ class Notice:
     at_start: bool = False
     # What is wrong (an `unhealthy` notice: the CI server's answer, the store's error).
     detail: str | None = None
+    # A break whose failing jobs are all known-flaky: the sentence saying so (alerts.flaky);
+    # `flaky_label` marks the title too (`alerts.flaky: label`).
+    likely_flaky: str | None = None
+    flaky_label: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in NOTICE_KINDS:

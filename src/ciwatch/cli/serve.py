@@ -206,6 +206,7 @@ async def run_alerting(runtime: Runtime, stop: asyncio.Event) -> None:
         dashboard_url=dashboard_url if base else None,
         on_queued=workers.wake,
         supervisor=supervisor,
+        flaky_window=settings.flaky.window,
     )
     alarm = StoreAlarm(
         channels,
