@@ -60,7 +60,8 @@ def demo_scenario() -> Scenario:
             jobs=GITLAB_JOBS,
             runs=(
                 RunSpec(-50 * _M),
-                RunSpec(-35 * _M, jobs=fail_test),
+                # `unit` fails and passes on retry (new job ids, same pipeline): flaky.
+                RunSpec(-35 * _M, jobs=fail_test, rerun=RerunSpec(after=2 * _M)),
                 RunSpec(-20 * _M, duration=4 * _M),
                 RunSpec(-8 * _M, ref="develop"),
             ),
@@ -118,7 +119,12 @@ def demo_scenario() -> Scenario:
             "jenkins",
             "backend/billing",
             jobs=JENKINS_STAGES,
-            runs=(RunSpec(-30 * _M), RunSpec(-10 * _M, result="failed")),
+            # The failed build is rebuilt (a new build of the same commit) and passes: the
+            # Flaky jobs page's Jenkins example.
+            runs=(
+                RunSpec(-30 * _M),
+                RunSpec(-10 * _M, result="failed", rerun=RerunSpec(after=2 * _M)),
+            ),
             generate=_every(4, ("success", 0.75), ("failed", 0.15), ("unstable", 0.1)),
         ),
         ProjectSpec(
