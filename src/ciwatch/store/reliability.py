@@ -20,7 +20,7 @@ in creation order) keeps only the runs where the colour changes; Python pairs th
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -95,158 +95,107 @@ async def flaky_jobs(
     ended = func.coalesce(jobs.c.finished_at, jobs.c.updated_at)
     is_failed = jobs.c.status == _FAILED
     is_success = jobs.c.status == _SUCCESS
+    job_key = (jobs.c.source, jobs.c.project, jobs.c.name)
+    # The window's runs first, materialised: both planners then walk the runs' `order_time`
+    # (or `source, project, ref_key, order_time`) index and probe each run's jobs through their
+    # unique key, instead of scanning every job and probing its run (what SQLite, without
+    # statistics, would otherwise choose).
+    window_runs = (
+        select(
+            runs.c.source,
+            runs.c.project,
+            runs.c.run_id,
+            runs.c.sha,
+            runs.c.provider,
+            runs.c.ref_key,
+            runs.c.url,
+        )
+        .where(*_window_filters(start, source, project, ref), runs.c.sha.is_not(None))
+        .cte("window_runs")
+        .prefix_with("MATERIALIZED")
+    )
     per_sha = (
         select(
-            jobs.c.source,
-            jobs.c.project,
-            jobs.c.name,
-            runs.c.sha,
-            func.max(runs.c.provider).label("provider"),
+            *job_key,
+            func.max(window_runs.c.provider).label("provider"),
             func.sum(case((is_failed, 1), else_=0)).label("failed"),
             func.min(case((is_failed, ended))).label("first_failed"),
             func.max(case((is_success, ended))).label("last_success"),
+            # Of the commit's failed attempts (one, mostly): where to look.
+            func.max(case((is_failed, window_runs.c.ref_key))).label("ref"),
+            func.max(case((is_failed, jobs.c.stage))).label("stage"),
+            func.max(case((is_failed, func.coalesce(jobs.c.url, window_runs.c.url)))).label("url"),
         )
         .join_from(
-            runs,
+            window_runs,
             jobs,
             and_(
-                jobs.c.source == runs.c.source,
-                jobs.c.project == runs.c.project,
-                jobs.c.run_id == runs.c.run_id,
+                jobs.c.source == window_runs.c.source,
+                jobs.c.project == window_runs.c.project,
+                jobs.c.run_id == window_runs.c.run_id,
             ),
         )
         .where(
-            *_window_filters(start, source, project, ref),
-            runs.c.sha.is_not(None),
             jobs.c.status.in_([_SUCCESS, _FAILED]),
             jobs.c.allow_failure.is_(False),
         )
-        .group_by(jobs.c.source, jobs.c.project, runs.c.sha, jobs.c.name)
+        .group_by(*job_key, window_runs.c.sha)
         .subquery("per_sha")
     )
-    flaky = and_(per_sha.c.failed > 0, per_sha.c.last_success > per_sha.c.first_failed)
+    is_flaky = and_(per_sha.c.failed > 0, per_sha.c.last_success > per_sha.c.first_failed)
+    flag = case((is_flaky, 1), else_=0)
+    ranked = select(
+        per_sha,
+        flag.label("flaky"),
+        # 1 for the job's latest flaky commit (flaky ones first, then by their passing time).
+        func.row_number()
+        .over(
+            partition_by=(per_sha.c.source, per_sha.c.project, per_sha.c.name),
+            order_by=(flag.desc(), per_sha.c.last_success.desc()),
+        )
+        .label("position"),
+    ).subquery("ranked")
+    flaky = ranked.c.flaky == 1
+    latest = and_(flaky, ranked.c.position == 1)
+    flaky_runs = func.sum(case((flaky, ranked.c.failed), else_=0))
     totals = (
         select(
-            per_sha.c.source,
-            per_sha.c.project,
-            per_sha.c.name,
-            func.max(per_sha.c.provider).label("provider"),
-            func.sum(per_sha.c.failed).label("failures"),
-            func.sum(case((flaky, per_sha.c.failed), else_=0)).label("flaky_runs"),
+            ranked.c.source,
+            ranked.c.project,
+            ranked.c.name,
+            func.max(ranked.c.provider).label("provider"),
+            func.sum(ranked.c.failed).label("failures"),
+            flaky_runs.label("flaky_runs"),
             func.count().label("commits"),
-            func.sum(case((flaky, 1), else_=0)).label("flaky_commits"),
-            func.max(case((flaky, per_sha.c.last_success))).label("last_seen"),
+            func.sum(ranked.c.flaky).label("flaky_commits"),
+            func.max(case((flaky, ranked.c.last_success))).label("last_seen"),
+            func.max(case((latest, ranked.c.ref))).label("ref"),
+            func.max(case((latest, ranked.c.stage))).label("stage"),
+            func.max(case((latest, ranked.c.url))).label("url"),
         )
-        .group_by(per_sha.c.source, per_sha.c.project, per_sha.c.name)
-        .having(func.sum(case((flaky, 1), else_=0)) > 0)
-        .order_by(
-            func.sum(case((flaky, per_sha.c.failed), else_=0)).desc(),
-            per_sha.c.source,
-            per_sha.c.project,
-            per_sha.c.name,
-        )
+        .group_by(ranked.c.source, ranked.c.project, ranked.c.name)
+        .having(func.sum(ranked.c.flaky) > 0)
+        .order_by(flaky_runs.desc(), ranked.c.source, ranked.c.project, ranked.c.name)
     )
     if limit is not None:
         totals = totals.limit(limit)
-    found = list((await conn.execute(totals)).mappings())
-    if not found:
-        return []
-    latest = await _latest_flaky(conn, start, source, project, ref, found)
-    result = []
-    for row in found:
-        key = (row["source"], row["project"], row["name"])
-        where_ref, stage, url = latest.get(key, ("", None, None))
-        result.append(
-            FlakyJob(
-                source=row["source"],
-                provider=row["provider"],
-                project=row["project"],
-                job=row["name"],
-                ref=where_ref,
-                stage=stage,
-                failures=int(row["failures"]),
-                flaky_runs=int(row["flaky_runs"]),
-                commits=int(row["commits"]),
-                flaky_commits=int(row["flaky_commits"]),
-                last_seen=row["last_seen"],
-                url=url,
-            )
+    return [
+        FlakyJob(
+            source=row["source"],
+            provider=row["provider"],
+            project=row["project"],
+            job=row["name"],
+            ref=row["ref"] or "",
+            stage=row["stage"],
+            failures=int(row["failures"]),
+            flaky_runs=int(row["flaky_runs"]),
+            commits=int(row["commits"]),
+            flaky_commits=int(row["flaky_commits"]),
+            last_seen=row["last_seen"],
+            url=row["url"],
         )
-    return result
-
-
-async def _latest_flaky(
-    conn: AsyncConnection,
-    start: datetime,
-    source: str | None,
-    project: str | None,
-    ref: str | None,
-    found: Sequence[object],
-) -> dict[tuple[str, str, str], tuple[str, str | None, str | None]]:
-    """Per flaky job: the ref, stage and web URL of its newest failed attempt that a later
-    attempt on the same SHA passed. Reads only the failed jobs of the window (few)."""
-    names = {row["name"] for row in found}  # type: ignore[index]
-    passed = jobs.alias("passed")
-    passed_runs = runs.alias("passed_runs")
-    ended = func.coalesce(jobs.c.finished_at, jobs.c.updated_at)
-    passed_end = func.coalesce(passed.c.finished_at, passed.c.updated_at)
-    later_pass = (
-        select(literal_column("1"))
-        .select_from(passed)
-        .join(
-            passed_runs,
-            and_(
-                passed_runs.c.source == passed.c.source,
-                passed_runs.c.project == passed.c.project,
-                passed_runs.c.run_id == passed.c.run_id,
-            ),
-        )
-        .where(
-            passed.c.source == jobs.c.source,
-            passed.c.project == jobs.c.project,
-            passed.c.name == jobs.c.name,
-            passed.c.status == _SUCCESS,
-            passed_runs.c.sha == runs.c.sha,
-            passed_end > ended,
-        )
-        .exists()
-    )
-    query = (
-        select(
-            jobs.c.source,
-            jobs.c.project,
-            jobs.c.name,
-            jobs.c.stage,
-            runs.c.ref_key,
-            func.coalesce(jobs.c.url, runs.c.url).label("url"),
-            ended.label("ended"),
-        )
-        .join_from(
-            runs,
-            jobs,
-            and_(
-                jobs.c.source == runs.c.source,
-                jobs.c.project == runs.c.project,
-                jobs.c.run_id == runs.c.run_id,
-            ),
-        )
-        .where(
-            *_window_filters(start, source, project, ref),
-            runs.c.sha.is_not(None),
-            jobs.c.status == _FAILED,
-            jobs.c.allow_failure.is_(False),
-            jobs.c.name.in_(sorted(names)),
-            later_pass,
-        )
-        .order_by(ended)
-    )
-    latest: dict[tuple[str, str, str], tuple[str, str | None, str | None]] = {}
-    wanted = {(row["source"], row["project"], row["name"]) for row in found}  # type: ignore[index]
-    for row in (await conn.execute(query)).mappings():
-        key = (row["source"], row["project"], row["name"])
-        if key in wanted:
-            latest[key] = (row["ref_key"], row["stage"], row["url"])
-    return latest
+        for row in (await conn.execute(totals)).mappings()
+    ]
 
 
 # -- time to recovery -------------------------------------------------------------------------
