@@ -54,3 +54,17 @@ def test_poll_benchmark_json() -> None:
     assert set(steady["providers"]) == {"gitlab", "github", "jenkins"}
     assert backfill["peak_rss_mb"] > 0
     assert result["naive"] == []
+
+
+def test_reliability_benchmark_prints_its_figures() -> None:
+    script = Path(__file__).parents[1] / "benchmarks" / "reliability.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--runs", "400", "--repeat", "1", "--engine", "sqlite"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    for label in ("flaky_jobs, every project", "recovery_stats, one project", "p50", "p95"):
+        assert label in done.stdout
