@@ -102,3 +102,17 @@ def test_static_poll_benchmark_json() -> None:
     assert rows["serve steady 1"]["requests"] >= 9
     assert rows["serve steady 1"]["not_modified"] >= 1
     assert rows["baseline 1"]["requests"] == 9 and rows["baseline 1"]["details"] == 0
+
+
+def test_reliability_benchmark_prints_its_figures() -> None:
+    script = Path(__file__).parents[1] / "benchmarks" / "reliability.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--runs", "400", "--repeat", "1", "--engine", "sqlite"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    for label in ("flaky_jobs, every project", "recovery_stats, one project", "p50", "p95"):
+        assert label in done.stdout

@@ -757,7 +757,7 @@ def test_not_yaml(text: str, expected: str) -> None:
 def test_top_level_must_be_a_mapping(text: str, got: str) -> None:
     assert problems(text) == [
         "ciwatch.yaml:1 the top level must be a mapping of settings (database, server, "
-        f"collection, sources, alerts, metrics, timezone, people), got {got}"
+        f"collection, sources, alerts, metrics, timezone, people, flaky, recovery), got {got}"
     ]
 
 

@@ -59,6 +59,16 @@ def test_demo_shows_all_three_providers_and_stops_on_sigterm() -> None:
             for provider in ("gitlab", "github", "jenkins"):
                 assert f'provider="{provider}"' in metrics
             assert "ci_pipeline_status{" in metrics
+            # The demo's re-runs (a GitLab retry, a GitHub attempt 2, a Jenkins rebuild) make
+            # flaky jobs of each provider: the Flaky jobs page is not empty.
+            flaky: set[str] = set()
+            while time.monotonic() < deadline + 30 and flaky != {"gitlab", "github", "jenkins"}:
+                _, body = _get(base + "api/v1/flaky")
+                flaky = {job["provider"] for job in json.loads(body)["jobs"]}
+                time.sleep(0.5)
+            assert flaky == {"gitlab", "github", "jenkins"}, body
+            status, page = _get(base + "flaky")
+            assert status == 200 and 'class="flaky-row"' in page
         finally:
             proc.send_signal(signal.SIGTERM)
             _, stderr = proc.communicate(timeout=60)

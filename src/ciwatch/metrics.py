@@ -27,25 +27,33 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
-from typing import NamedTuple
+from datetime import datetime, timedelta
+from typing import Generic, NamedTuple, TypeVar
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ciwatch.domain import GITLAB_STATUS, Job, RefKey, RefState, Run, RunKey, Status, TargetState
 from ciwatch.errors import StoreError
 from ciwatch.health import StoreHealth
 from ciwatch.selfmetrics import CollectionMetrics
+from ciwatch.store import reliability
 from ciwatch.store import snapshot as queries
 from ciwatch.store.base import Store
 from ciwatch.store.snapshot import CountKey, Reader
 
 log = logging.getLogger(__name__)
-Families = dict[str, CounterMetricFamily | GaugeMetricFamily]
+K = TypeVar("K")
+Families = dict[str, CounterMetricFamily | GaugeMetricFamily | HistogramMetricFamily]
 
 # The classic text format: every name here is a legacy Prometheus name, and Prometheus 2.x
 # servers parse it (prometheus_client's default now announces the 1.0.0 text format).
@@ -53,6 +61,22 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 REF_LABELS = ("source", "provider", "project", "ref")
 JOB_LABELS = (*REF_LABELS, "job", "stage")
+# Bounded: no ref (branches come and go), no stage, no SHA.
+FLAKY_LABELS = ("source", "provider", "project", "job")
+PROJECT_LABELS = ("source", "provider", "project")
+# Bucket bounds (seconds) of ci_ref_recovery_seconds: 5m to a week.
+RECOVERY_BUCKETS = (
+    300.0,
+    900.0,
+    1800.0,
+    3600.0,
+    7200.0,
+    14400.0,
+    28800.0,
+    86400.0,
+    259200.0,
+    604800.0,
+)
 
 
 class MetricSpec(NamedTuple):
@@ -126,6 +150,20 @@ METRICS: tuple[MetricSpec, ...] = (
         "Test cases of the newest run of the project/ref with a test report (tests: true), by"
         " status (passed, failed, skipped, errored).",
         (*REF_LABELS, "status"),
+    ),
+    MetricSpec(
+        "ci_job_flaky_runs_total",
+        "counter",
+        "Failed attempts of the job on a commit where a later attempt passed (a retry, a re-run"
+        " attempt, a rebuild), over the runs created in flaky.window; never decreasing.",
+        FLAKY_LABELS,
+    ),
+    MetricSpec(
+        "ci_ref_recovery_seconds",
+        "histogram",
+        "Completed red periods of the project's refs (failed run's finish to the next success's"
+        " finish) in recovery.window, by length; never decreasing.",
+        PROJECT_LABELS,
     ),
     MetricSpec(
         "ciwatch_api_requests_total",
@@ -216,6 +254,49 @@ METRICS: tuple[MetricSpec, ...] = (
 METRIC_NAMES = frozenset(spec.name for spec in METRICS)
 
 
+class FlakyKey(NamedTuple):
+    """Labels of one `ci_job_flaky_runs_total` series."""
+
+    source: str
+    provider: str
+    project: str
+    job: str
+
+
+class ProjectKey(NamedTuple):
+    """Labels of one `ci_ref_recovery_seconds` series."""
+
+    source: str
+    provider: str
+    project: str
+
+
+@dataclass(frozen=True)
+class RecoveryHistogram:
+    """Cumulative bucket counts (one per `RECOVERY_BUCKETS` bound, then +Inf) and the sum."""
+
+    buckets: tuple[int, ...]
+    total: float
+
+
+def recovery_histograms(
+    stats: Mapping[RefKey, reliability.RecoveryStats], providers: Mapping[RefKey, str]
+) -> dict[ProjectKey, RecoveryHistogram]:
+    """The completed red periods of each project's refs as histograms."""
+    lengths: dict[ProjectKey, list[float]] = {}
+    for ref, found in stats.items():
+        provider = providers.get(ref)
+        if provider is None:
+            continue
+        key = ProjectKey(ref.source, provider, ref.project)
+        lengths.setdefault(key, []).extend(found.recoveries)
+    result = {}
+    for key, values in lengths.items():
+        buckets = tuple(sum(1 for v in values if v <= bound) for bound in RECOVERY_BUCKETS)
+        result[key] = RecoveryHistogram((*buckets, len(values)), float(sum(values)))
+    return result
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """What the store said at `taken_at`, shaped for the collector and `/cc.xml`."""
@@ -231,6 +312,9 @@ class Snapshot:
     targets: tuple[TargetState, ...]
     # Runs that ended, by status, made monotonic (see SnapshotCache); None until first counted.
     counts: Mapping[CountKey, int] | None
+    # Flaky runs per job and the recovery histogram per project, made monotonic like `counts`.
+    flaky: Mapping[FlakyKey, int] | None = None
+    recovery: Mapping[ProjectKey, RecoveryHistogram] | None = None
 
     def decisive_run(self, state: RefState) -> Run | None:
         """The run that set the ref's colour: its newest success/failed run, if any."""
@@ -269,6 +353,8 @@ class SnapshotCache:
         first_wait: float = 30.0,
         monotonic: Callable[[], float] = time.monotonic,
         on_error: Callable[[str, BaseException], None] | None = None,
+        flaky_window: timedelta = reliability.DEFAULT_WINDOW,
+        recovery_window: timedelta = reliability.DEFAULT_WINDOW,
     ) -> None:
         if not isinstance(store, Reader):
             raise TypeError(f"the metrics snapshot needs a store with read(): {store!r}")
@@ -294,6 +380,13 @@ class SnapshotCache:
         self._counts: dict[CountKey, int] | None = None
         self._finished: dict[RefKey, tuple[object, float, Run | None]] = {}
         self._jobs: dict[RunKey, tuple[object, float, tuple[Job, ...]]] = {}
+        self.flaky_window = flaky_window
+        self.recovery_window = recovery_window
+        self._flaky = Monotonic[FlakyKey]()
+        self._recovery = Monotonic[tuple[ProjectKey, int]]()
+        self._recovery_sums = Monotonic[ProjectKey]()
+        self._flaky_counts: dict[FlakyKey, int] | None = None
+        self._recovery_counts: dict[ProjectKey, RecoveryHistogram] | None = None
 
     def invalidate(self) -> None:
         """Make the next `get()` refresh, whatever the snapshot's age."""
@@ -362,6 +455,8 @@ class SnapshotCache:
             jobs=jobs,
             targets=targets,
             counts=counts,
+            flaky=self._flaky_counts,
+            recovery=self._recovery_counts,
         )
 
     def _unexpected(self, what: str, exc: BaseException) -> None:
@@ -453,6 +548,51 @@ class SnapshotCache:
             self._unexpected("the run count", exc)
             return
         self._counts = self._monotonic_counts(raw)
+        try:
+            await self._count_reliability()
+        except StoreError as exc:
+            log.warning("metrics: cannot count flaky jobs and red periods: %s", exc)
+        except Exception as exc:
+            self._unexpected("the flaky and recovery count", exc)
+
+    async def _count_reliability(self) -> None:
+        # Over a window (the two queries read only its runs), so a flaky run or red period
+        # leaving it would lower a counter: `Monotonic` keeps each series from going down.
+        now = self._now()
+
+        async def work(
+            conn: AsyncConnection,
+        ) -> tuple[list[reliability.FlakyJob], dict[RefKey, reliability.RecoveryStats]]:
+            flaky = await reliability.flaky_jobs(conn, now=now, window=self.flaky_window)
+            stats = await reliability.recovery_stats(conn, now=now, window=self.recovery_window)
+            return flaky, stats
+
+        flaky, stats = await self._reader.read("flaky and recovery metrics", work)
+        raw_flaky = {FlakyKey(f.source, f.provider, f.project, f.job): f.flaky_runs for f in flaky}
+        self._flaky_counts = self._flaky.update(raw_flaky)
+        current = self.current
+        providers = {state.key: state.provider for state in (current.refs if current else ())}
+        if not providers:
+            providers = {state.key: state.provider for state in await self._store.ref_states()}
+        histograms = recovery_histograms(stats, providers)
+        raw_buckets = {
+            (key, index): count
+            for key, histogram in histograms.items()
+            for index, count in enumerate(histogram.buckets)
+        }
+        buckets = self._recovery.update(raw_buckets)
+        # Sums in milliseconds: a float sum would drift by rounding against its offsets.
+        sums = self._recovery_sums.update(
+            {key: round(h.total * 1000) for key, h in histograms.items()}
+        )
+        width = len(RECOVERY_BUCKETS) + 1
+        self._recovery_counts = {
+            key: RecoveryHistogram(
+                tuple(buckets.get((key, i), 0) for i in range(width)),
+                sums.get(key, 0) / 1000,
+            )
+            for key in sums.keys() | {key for key, _ in buckets}
+        }
 
     def _monotonic_counts(self, raw: dict[CountKey, int]) -> dict[CountKey, int]:
         # A counter must not go down, but stored counts do: `db prune` deletes old runs and a
@@ -463,6 +603,24 @@ class SnapshotCache:
             if now < before:
                 self._offsets[key] += before - now
         self._raw_counts = raw
+        keys = raw.keys() | self._offsets.keys()
+        return {key: raw.get(key, 0) + self._offsets[key] for key in keys}
+
+
+class Monotonic(Generic[K]):
+    """Per key, a stored count made never decreasing within this process: each drop of the
+    raw count is added to the key's offset (as `SnapshotCache._monotonic_counts`)."""
+
+    def __init__(self) -> None:
+        self._raw: dict[K, int] = {}
+        self._offsets: Counter[K] = Counter()
+
+    def update(self, raw: Mapping[K, int]) -> dict[K, int]:
+        for key, before in self._raw.items():
+            now = raw.get(key, 0)
+            if now < before:
+                self._offsets[key] += before - now
+        self._raw = dict(raw)
         keys = raw.keys() | self._offsets.keys()
         return {key: raw.get(key, 0) + self._offsets[key] for key in keys}
 
@@ -508,8 +666,9 @@ class CiwatchCollector(Collector):
         if snap is not None:
             _add_refs(families, snap)
             _add_targets(families, snap)
+            _add_reliability(families, snap)
         self._add_self(families, snap)
-        families["ciwatch_store_up"].add_metric([], 1.0 if self.store_up else 0.0)
+        _add(families, "ciwatch_store_up", (), 1.0 if self.store_up else 0.0)
         collected: list[Metric] = list(families.values())
         if self.gcpe:
             gcpe = _families(GCPE_METRICS)
@@ -599,9 +758,11 @@ class CiwatchCollector(Collector):
 def _families(specs: Iterable[MetricSpec] = METRICS) -> Families:
     families: Families = {}
     for spec in specs:
-        family: CounterMetricFamily | GaugeMetricFamily
+        family: CounterMetricFamily | GaugeMetricFamily | HistogramMetricFamily
         if spec.type == "counter":
             family = CounterMetricFamily(spec.name, spec.help, labels=spec.labels)
+        elif spec.type == "histogram":
+            family = HistogramMetricFamily(spec.name, spec.help, labels=spec.labels)
         else:
             family = GaugeMetricFamily(spec.name, spec.help, labels=spec.labels)
         families[spec.name] = family
@@ -610,7 +771,9 @@ def _families(specs: Iterable[MetricSpec] = METRICS) -> Families:
 
 def _add(families: Families, name: str, labels: Iterable[str], value: float | datetime) -> None:
     number = value.timestamp() if isinstance(value, datetime) else float(value)
-    families[name].add_metric(list(labels), number)
+    family = families[name]
+    assert not isinstance(family, HistogramMetricFamily)
+    family.add_metric(list(labels), number)
 
 
 def _ref_labels(state: RefState) -> tuple[str, str, str, str]:
@@ -618,7 +781,9 @@ def _ref_labels(state: RefState) -> tuple[str, str, str, str]:
 
 
 def _sample(
-    family: CounterMetricFamily | GaugeMetricFamily, labels: dict[str, str], value: float
+    family: CounterMetricFamily | GaugeMetricFamily | HistogramMetricFamily,
+    labels: dict[str, str],
+    value: float,
 ) -> None:
     # add_metric() zips names and values for every sample; the ref labels are built once here.
     family.samples.append(Sample(family.name, labels, value, None, None))
@@ -673,6 +838,18 @@ def test_counts(run: Run) -> dict[str, int]:
     failed, skipped, errored = run.tests_failed or 0, run.tests_skipped or 0, run.tests_errored or 0
     passed = max((run.tests_total or 0) - failed - skipped - errored, 0)
     return {"passed": passed, "failed": failed, "skipped": skipped, "errored": errored}
+
+
+def _add_reliability(families: Families, snap: Snapshot) -> None:
+    """`ci_job_flaky_runs_total` and `ci_ref_recovery_seconds`, from the slow counts."""
+    for flaky, n in sorted((snap.flaky or {}).items()):
+        _add(families, "ci_job_flaky_runs_total", flaky, n)
+    histogram = families["ci_ref_recovery_seconds"]
+    assert isinstance(histogram, HistogramMetricFamily)
+    bounds = [floatToGoString(bound) for bound in RECOVERY_BUCKETS]  # type: ignore[no-untyped-call]
+    for key, found in sorted((snap.recovery or {}).items()):
+        buckets = list(zip([*bounds, "+Inf"], [float(n) for n in found.buckets], strict=True))
+        histogram.add_metric(list(key), buckets, found.total)
 
 
 def _add_counts(families: Families, snap: Snapshot) -> None:
@@ -739,7 +916,7 @@ def _escape(value: str) -> str:
 
 
 def _header(family: Metric) -> str:
-    if family.type not in ("gauge", "counter"):
+    if family.type not in ("gauge", "counter", "histogram"):
         raise ValueError(f"cannot render a {family.type} ({family.name})")
     # GCPE's counters have no `_total` (its dashboards query the bare names).
     bare = family.name in GCPE_BARE_COUNTERS
@@ -845,7 +1022,7 @@ class MetricsRenderer:
             self.snapshot_renders += 1
         own = _families()
         collector._add_self(own, snap)
-        own["ciwatch_store_up"].add_metric([], 1.0 if collector.store_up else 0.0)
+        _add(own, "ciwatch_store_up", (), 1.0 if collector.store_up else 0.0)
         counters = tuple(_samples(own[spec.name]).encode("utf-8") for spec in METRICS)
         if collector.gcpe:
             counters += (self._gcpe(snap),)
@@ -866,6 +1043,7 @@ class MetricsRenderer:
             blocks = self._ref_blocks(snap)
             _add_counts(families, snap)
             _add_targets(families, snap)
+            _add_reliability(families, snap)
         self._gcpe_parts = self._gcpe_ref_parts(blocks) if self.collector.gcpe else {}
         parts: list[bytes] = []
         for spec in METRICS:
@@ -1197,7 +1375,7 @@ def _gitlab_word(provider_status: str | None, status: Status) -> str:
 
 
 def _gcpe_status(
-    family: CounterMetricFamily | GaugeMetricFamily,
+    family: CounterMetricFamily | GaugeMetricFamily | HistogramMetricFamily,
     labels: dict[str, str],
     current: str,
     sparse: bool,

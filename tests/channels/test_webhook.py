@@ -46,6 +46,7 @@ async def test_event_schema(receiver: WebhookReceiver, session: aiohttp.ClientSe
         "failing_jobs": [],
         "red_for_seconds": 7380.0,
         "flaky": True,
+        "likely_flaky": None,
         "at_start": False,
         "detail": None,
         "green_sha": None,

@@ -179,9 +179,12 @@ async def test_projects(client: httpx.AsyncClient, store: SqlStore) -> None:
     reply = await client.get("/api/v1/projects")
     body = reply.json()
     ProjectsAnswer.model_validate(body)
+    recovery = [p.pop("recovery") for p in body["projects"]]
     assert body == {"projects": [ref_state_to_dict(s) for s in await store.ref_states()]}
+    assert all(r is not None and r["window_seconds"] == 14 * 86400 for r in recovery)
     entry = next(p for p in body["projects"] if p["ref"] == "main" and p["source"] == "gitlab-main")
-    assert set(entry) == {
+    assert set(entry) | {"recovery"} == {
+        "recovery",
         "source",
         "provider",
         "project",

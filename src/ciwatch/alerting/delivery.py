@@ -60,6 +60,8 @@ def notice_to_payload(notice: Notice) -> dict[str, Any]:
         "detail": notice.detail,
         "green_sha": notice.green_sha,
         "people": [asdict(person) for person in notice.people],
+        "likely_flaky": notice.likely_flaky,
+        "flaky_label": notice.flaky_label,
     }
 
 
@@ -91,6 +93,8 @@ def notice_from_payload(payload: Mapping[str, Any]) -> Notice:
         detail=payload.get("detail"),
         green_sha=payload.get("green_sha"),
         people=tuple(Person(**person) for person in payload.get("people") or ()),
+        likely_flaky=payload.get("likely_flaky"),
+        flaky_label=bool(payload.get("flaky_label")),
     )
 
 

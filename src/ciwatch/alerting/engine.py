@@ -22,9 +22,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
 from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ciwatch.alerting import health, rules
 from ciwatch.alerting.delivery import notice_to_payload
@@ -33,6 +35,7 @@ from ciwatch.alerting.rules import AlertRow, Decision, Fingerprint, Thresholds
 from ciwatch.alerting.silences import silenced
 from ciwatch.channels.base import Notice
 from ciwatch.clock import Clock, SystemClock
+from ciwatch.config.durations import format_duration
 from ciwatch.config.models import AlertSettings, RouteSettings
 from ciwatch.domain import AlertEventKind, RefKey, RefState, Run, RunKey, Status
 from ciwatch.errors import StoreError
@@ -45,6 +48,7 @@ from ciwatch.store.alerting import (
     evaluation_inputs,
     failing_jobs_of,
 )
+from ciwatch.store.reliability import DEFAULT_WINDOW, FlakyJob, flaky_jobs
 from ciwatch.store.sql import SqlStore
 from ciwatch.supervisor import Supervisor
 
@@ -64,6 +68,8 @@ def route_channels(
     route that named it (what a grouped message on that channel is "in")."""
     found: dict[str, str] = {}
     for route in routes:
+        if route.after is not None:  # an escalation route: see `escalation_routes`
+            continue
         if event not in route.events:
             continue
         if not any(fnmatchcase(source, glob) for glob in route.sources):
@@ -75,6 +81,47 @@ def route_channels(
         for name in route.channels:
             found.setdefault(name, route.label)
     return found
+
+
+def _route_matches(route: RouteSettings, source: str, project: str, ref: str) -> bool:
+    return (
+        any(fnmatchcase(source, glob) for glob in route.sources)
+        and any(fnmatchcase(project, glob) for glob in route.projects)
+        and any(fnmatchcase(ref, glob) for glob in route.refs)
+    )
+
+
+def escalation_routes(
+    routes: Sequence[RouteSettings], source: str, project: str, ref: str
+) -> list[tuple[int, timedelta]]:
+    """The escalation routes (those with `after`) matching the ref and selecting `broken` or
+    `still_failing`, as (index in `routes`, after)."""
+    return [
+        (index, route.after)
+        for index, route in enumerate(routes)
+        if route.after is not None
+        and {"broken", "still_failing"} & set(route.events)
+        and _route_matches(route, source, project, ref)
+    ]
+
+
+def likely_flaky_note(
+    failing: Sequence[str], flaky: Mapping[str, FlakyJob], window: timedelta
+) -> str | None:
+    """`likely flaky: test failed 4 times on a sha that later passed this week` when every
+    failing job is known-flaky (it failed and then passed on one SHA within the window), else
+    None."""
+    if not failing or any(name not in flaky for name in failing):
+        return None
+    period = (
+        "this week" if window <= timedelta(days=7) else f"in the last {format_duration(window)}"
+    )
+    parts = []
+    for name in dict.fromkeys(failing):
+        n = flaky[name].flaky_runs
+        times = "once" if n == 1 else f"{n} times"
+        parts.append(f"{name} failed {times} on a sha that later passed {period}")
+    return "likely flaky: " + "; ".join(parts)
 
 
 class AlertEngine:
@@ -91,8 +138,11 @@ class AlertEngine:
         on_queued: Callable[[set[str]], None] | None = None,
         supervisor: Supervisor | None = None,
         people: People | None = None,
+        flaky_window: timedelta = DEFAULT_WINDOW,
     ) -> None:
         self.store = store
+        # Over which a failing job counts as known-flaky (`flaky.window`, alerts.flaky).
+        self.flaky_window = flaky_window
         self.settings = settings
         # `people:`: whom a broken notice mentions.
         self.people = people or People()
@@ -157,6 +207,9 @@ class AlertEngine:
                     started=self.started or now,
                 )
             )
+            escalations = escalation_routes(self.settings.routes, *key)
+            if escalations:
+                decisions.extend(rules.escalation_decisions(state, stored, now, escalations))
         if refs is None:
             decisions.extend(await self._health_decisions(now, stored))
         return decisions, inputs.silences
@@ -168,15 +221,20 @@ class AlertEngine:
         silences: list[SilenceRow],
         failing: Mapping[RunKey, tuple[str, ...]],
         greens: Mapping[RunKey, str] | None = None,
+        flaky: Mapping[tuple[str, str], Mapping[str, FlakyJob]] | None = None,
     ) -> Change:
         if decision.notify is None:
             return Change(decision, ())
-        _rule, source, project, ref = decision.fingerprint
+        rule, source, project, ref = decision.fingerprint
         event = decision.notify.value
         labels = {"source": source, "project": project, "ref": ref, "event": event}
         # The recovery of an `unhealthy` alert goes wherever the alert went.
         routed = "unhealthy" if event == "healthy" else event
-        channels = route_channels(self.settings.routes, routed, source, project, ref)
+        if rule.startswith(rules.ESCALATED + "-"):
+            route = self.settings.routes[int(decision.payload["route"])]
+            channels = dict.fromkeys(route.channels, route.label)
+        else:
+            channels = route_channels(self.settings.routes, routed, source, project, ref)
         # A failing channel is told about itself by the others only.
         channels.pop(decision.payload.get("channel", ""), None)
         if not channels or silenced(silences, labels, now):
@@ -190,15 +248,24 @@ class AlertEngine:
             return Change(decision, ())
         if on_start == "summary":
             channels = dict.fromkeys(channels, START_GROUP)
+        jobs = failing.get(run.key, ()) if run.status is Status.FAILED else ()
+        note = None
+        if decision.notify is AlertEventKind.BROKEN and flaky is not None:
+            note = likely_flaky_note(jobs, flaky.get((source, project), {}), self.flaky_window)
+        if note is not None and self.settings.flaky == "mute":
+            # Recorded (it recovers and repeats as usual), never sent.
+            return Change(decision, ())
         notice = Notice(
             kind=event,
             source=source,
             project=project,
             ref=ref,
             run=run,
-            failing_jobs=failing.get(run.key, ()) if run.status is Status.FAILED else (),
+            failing_jobs=jobs,
             red_for=decision.red_for,
             flaky=decision.flaky,
+            likely_flaky=note,
+            flaky_label=note is not None and self.settings.flaky == "label",
             fingerprint=":".join(decision.fingerprint),
             dashboard_url=self.dashboard_url(source, project, ref) if self.dashboard_url else None,
             at_start=on_start == "summary",
@@ -305,7 +372,11 @@ class AlertEngine:
         ]
         failing = await failing_jobs_of(self.store, failed)
         greens = await self._last_greens(decisions)
-        changes = [self._change(decision, now, silences, failing, greens) for decision in decisions]
+        flaky = await self._known_flaky(now, decisions, failing)
+        changes = [
+            self._change(decision, now, silences, failing, greens=greens, flaky=flaky)
+            for decision in decisions
+        ]
         applied = await apply_changes(self.store, changes, now)
         for change in applied:
             d = change.decision
@@ -320,6 +391,37 @@ class AlertEngine:
         if queued and self.on_queued is not None:
             self.on_queued(queued)
         return applied
+
+    async def _known_flaky(
+        self,
+        now: datetime,
+        decisions: Sequence[Decision],
+        failing: Mapping[RunKey, tuple[str, ...]],
+    ) -> dict[tuple[str, str], dict[str, FlakyJob]]:
+        """The flaky jobs (within `flaky_window`) of the projects of the breaks that have
+        failing jobs: one windowed query per such project, only when something broke."""
+        projects = sorted(
+            {
+                (d.run.source, d.run.project)
+                for d in decisions
+                if d.notify is AlertEventKind.BROKEN
+                and d.run is not None
+                and failing.get(d.run.key)
+            }
+        )
+        if not projects:
+            return {}
+
+        async def work(conn: AsyncConnection) -> dict[tuple[str, str], dict[str, FlakyJob]]:
+            found: dict[tuple[str, str], dict[str, FlakyJob]] = {}
+            for source, project in projects:
+                listed = await flaky_jobs(
+                    conn, now=now, window=self.flaky_window, source=source, project=project
+                )
+                found[(source, project)] = {job.job: job for job in listed}
+            return found
+
+        return await self.store.read("known-flaky jobs", work)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Evaluate until `stop` is set: every ref every `interval` seconds (which is what fires

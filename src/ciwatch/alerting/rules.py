@@ -293,3 +293,54 @@ def applied(decision: Decision, now: datetime) -> AlertRow:
         notified,
         decision.payload,
     )
+
+
+# -- escalation (alerts.routes[].after) -------------------------------------------------------
+
+ESCALATED = "escalated"
+
+
+def escalation_rule(route_index: int) -> str:
+    """The fingerprint rule of the escalation of route `route_index` (its place in
+    `alerts.routes`): one alert row per ref and escalation route."""
+    return f"{ESCALATED}-{route_index}"
+
+
+def escalation_decisions(
+    state: RefState,
+    alerts: dict[Fingerprint, AlertRow],
+    now: datetime,
+    escalations: Sequence[tuple[int, timedelta]],
+) -> list[Decision]:
+    """For each escalation route (index, `after`) matching the ref: fire once when the ref has
+    been red for `after` (a `still_failing` notice to that route only), never repeat within the
+    red period, resolve silently when the ref turns green. The red period is told by its start
+    (`red_since` in the row): a new red period after a green one fires again. Level-based and
+    compare-and-set like the other rules, so a restart or a second replica sends nothing twice."""
+    decisions: list[Decision] = []
+    since = state.failing_since
+    for index, after in escalations:
+        key = (escalation_rule(index), state.source, state.project, state.ref)
+        row = _firing(alerts, key)
+        if since is not None and now - since >= after + CLOCK_SKEW:
+            if row is not None and row.payload.get("red_since") == since.isoformat():
+                continue
+            payload = {
+                "run_id": state.last_run.run_id,
+                "red_since": since.isoformat(),
+                "route": index,
+            }
+            decisions.append(
+                Decision(
+                    key,
+                    "fire",
+                    alerts.get(key),
+                    AlertEventKind.STILL_FAILING,
+                    state.last_run,
+                    payload,
+                    red_for=now - since,
+                )
+            )
+        elif since is None and row is not None:
+            decisions.append(Decision(key, "resolve", row, None, state.last_run, dict(row.payload)))
+    return decisions

@@ -62,6 +62,10 @@ class Notice:
     # A `broken` notice: the people (`people:`) the breaking run names (its commit author, its
     # triggering login), mentioned by each channel in its own syntax.
     people: tuple[Person, ...] = ()
+    # A break whose failing jobs are all known-flaky: the sentence saying so (alerts.flaky);
+    # `flaky_label` marks the title too (`alerts.flaky: label`).
+    likely_flaky: str | None = None
+    flaky_label: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in NOTICE_KINDS:

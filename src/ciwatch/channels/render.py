@@ -219,7 +219,13 @@ def headline(notice: Notice) -> list[Part]:
         return [f"{emoji} Test message from ciwatch"]
     if notice.kind in HEALTH_KINDS:
         return [f"{emoji} {WORD[notice.kind]}: ", *subject(notice)]
-    return [f"{emoji} {WORD[notice.kind]}: ", Val(notice.project), " on ", Val(notice.ref)]
+    flaky = "[likely flaky] " if notice.flaky_label else ""
+    return [
+        f"{emoji} {flaky}{WORD[notice.kind]}: ",
+        Val(notice.project),
+        " on ",
+        Val(notice.ref),
+    ]
 
 
 def subject(notice: Notice) -> list[Part]:
@@ -332,6 +338,8 @@ def facts(notice: Notice, zone: tzinfo = UTC) -> list[Fact]:
         out.append(Fact(ELAPSED_LABEL[notice.kind], (human_duration(notice.red_for),)))
     if notice.flaky:
         out.append(Fact("Likely flaky", ("recovered on the same commit as the failure",)))
+    if notice.likely_flaky:
+        out.append(Fact("Likely flaky", (Val(notice.likely_flaky, limit=MAX_DETAIL),)))
     if run is not None:
         if run.author:
             who: list[Part] = [Val(run.author)]
@@ -446,6 +454,8 @@ def summary_line(notice: Notice, *, with_kind: bool) -> list[Part]:
             parts += [" · by ", Val(author)]
     if run is not None and run.tests_failed:
         parts += [" · ", Val(tests_sentence(run), limit=MAX_TESTS_TEXT)]
+    if notice.likely_flaky:
+        parts += [" · ", Val(notice.likely_flaky, limit=MAX_DETAIL)]
     if safe_url(notice.dashboard_url):
         parts += [" · ", Link("dashboard", notice.dashboard_url)]
     return parts

@@ -41,6 +41,7 @@ def event(notice: Notice) -> dict[str, Any]:
         "failing_jobs": list(notice.failing_jobs),
         "red_for_seconds": notice.red_for.total_seconds() if notice.red_for is not None else None,
         "flaky": notice.flaky,
+        "likely_flaky": notice.likely_flaky,
         "at_start": notice.at_start,
         "detail": notice.detail,
         "green_sha": notice.green_sha,

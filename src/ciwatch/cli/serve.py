@@ -213,6 +213,7 @@ async def run_alerting(runtime: Runtime, stop: asyncio.Event) -> None:
         on_queued=workers.wake,
         supervisor=supervisor,
         people=People(settings.people),
+        flaky_window=settings.flaky.window,
     )
     alarm = StoreAlarm(
         channels,

@@ -332,6 +332,9 @@ class RouteSettings(ConfigModel):
     events: list[AlertEventKind] = list(AlertEventKind)
     # Names the route's grouped messages ("5 refs broke in <name>"); by default its globs.
     name: str | None = Field(default=None, min_length=1, max_length=100)
+    # An escalation route: only refs red this long reach its channels, once per red period
+    # (docs/alerting.md, "Escalation"); None: an ordinary route.
+    after: PositiveDuration | None = None
 
     @property
     def label(self) -> str:
@@ -358,6 +361,9 @@ class AlertSettings(ConfigModel):
     # ciwatch's own ill health (a target, a source's discovery, a channel, the store) lasting
     # this long raises an `unhealthy` alert (docs/alerting.md, "ciwatch's own health").
     unhealthy_after: Duration = timedelta(minutes=10)
+    # A break whose failing jobs are all known-flaky (docs/alerting.md, "Likely flaky"):
+    # notified as usual, notified marked "likely flaky", or recorded without a notice.
+    flaky: Literal["notify", "label", "mute"] = "notify"
     channels: list[ChannelSettings] = []
     routes: list[RouteSettings] = []
 
@@ -398,6 +404,18 @@ class PersonSettings(ConfigModel):
         return self
 
 
+class FlakySettings(ConfigModel):
+    """Flaky jobs (docs/dashboard.md, "Flaky jobs"): the window they are counted over."""
+
+    window: PositiveDuration = timedelta(days=14)
+
+
+class RecoverySettings(ConfigModel):
+    """Time to recovery (docs/dashboard.md, "Time to recovery"): the window of its numbers."""
+
+    window: PositiveDuration = timedelta(days=14)
+
+
 class Settings(ConfigModel):
     """The whole configuration. Build it with `load_settings`, `parse_settings` or
     `default_settings`; it is frozen (derive a changed copy with `model_copy(update=...)`)."""
@@ -412,6 +430,8 @@ class Settings(ConfigModel):
     # storage stays UTC (docs/configuration.md).
     timezone: TimeZoneName = "UTC"
     people: list[PersonSettings] = []
+    flaky: FlakySettings = Field(default_factory=FlakySettings)
+    recovery: RecoverySettings = Field(default_factory=RecoverySettings)
 
     def source(self, name: str) -> SourceSettings | None:
         """The source called `name`, or None."""

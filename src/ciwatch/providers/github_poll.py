@@ -89,7 +89,9 @@ class GitHubProvider:
 
     async def details(self, run: Run) -> tuple[Run, list[Job]]:
         url: str | None = f"repos/{self._repo(run.project)}/actions/runs/{run.run_id}/jobs"
-        params: dict[str, str | int] | None = {"per_page": PER_PAGE, "filter": "latest"}
+        params: dict[str, str | int] | None = {"per_page": PER_PAGE, "filter": "all"}
+        # `filter=all`: the jobs of every attempt (each has its own job id), so a job that failed
+        # in attempt 1 and passed in attempt 2 stays visible as flaky.
         jobs: list[Job] = []
         while url is not None:
             resp = await self.http.get(url, params=params, target=run.project)

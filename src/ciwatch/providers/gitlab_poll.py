@@ -144,9 +144,14 @@ class GitLabProvider:
         jobs: list[Job] = []
         page: int | None = 1
         while page is not None:
-            resp = await self.http.get(
-                path, params={"per_page": PER_PAGE, "page": page}, target=run.project
-            )
+            # Retried jobs too: a job that failed and passed on retry is how a flaky job shows
+            # (docs/dashboard.md, "Flaky jobs"); each retry is its own job id.
+            params: dict[str, str | int] = {
+                "per_page": PER_PAGE,
+                "page": page,
+                "include_retried": "true",
+            }
+            resp = await self.http.get(path, params=params, target=run.project)
             jobs.extend(gitlab.parse_jobs(self.source, run.project, run.run_id, resp.body))
             page = _next_page(resp.headers)
         return jobs

@@ -72,7 +72,9 @@ def demo_scenario() -> Scenario:
             jobs=GITLAB_JOBS,
             runs=(
                 RunSpec(-40 * _M),
-                RunSpec(-12 * _M, result="failed"),
+                # Fails and passes on retry (new job ids, same pipeline) well before the start:
+                # the Flaky jobs page's GitLab example.
+                RunSpec(-12 * _M, result="failed", rerun=RerunSpec(after=1 * _M)),
                 RunSpec(
                     -4 * _M,
                     duration=90,
@@ -118,7 +120,12 @@ def demo_scenario() -> Scenario:
             "jenkins",
             "backend/billing",
             jobs=JENKINS_STAGES,
-            runs=(RunSpec(-30 * _M), RunSpec(-10 * _M, result="failed")),
+            # The failed build is rebuilt (a new build of the same commit) and passes: the
+            # Flaky jobs page's Jenkins example.
+            runs=(
+                RunSpec(-30 * _M),
+                RunSpec(-10 * _M, result="failed", rerun=RerunSpec(after=2 * _M)),
+            ),
             generate=_every(4, ("success", 0.75), ("failed", 0.15), ("unstable", 0.1)),
         ),
         ProjectSpec(

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
+from urllib.parse import quote
 
 import msgspec
 from fastapi import APIRouter, Path, Query, Request
@@ -23,12 +24,15 @@ from ciwatch.domain import RefState, RunKey, Status
 from ciwatch.filters import MAX_PATTERN_LENGTH, MAX_PATTERNS, QueryFilters, matches, query_filters
 from ciwatch.serialize import job_to_dict, run_to_dict
 from ciwatch.store import SqlStore
+from ciwatch.store.reliability import MAX_WINDOW, FlakyJob, flaky_jobs, recovery_fields
+from ciwatch.store.reliability import recovery_stats as read_recovery_stats
 from ciwatch.timeutil import iso_z, to_utc
 from ciwatch.validation import MAX_ID, NO_CONTROL_PATTERN, Invalid, storable
 from ciwatch.web.context import runtime_of
 from ciwatch.web.errors import ApiError, error_responses
 from ciwatch.web.schemas import (
     AlertsAnswer,
+    FlakyAnswer,
     ProjectsAnswer,
     RunDetail,
     RunsPage,
@@ -184,7 +188,128 @@ def encode_ref_states(states: Iterable[RefState], *page: str | None) -> bytes:
     return _ENCODER.encode(body)
 
 
-def _ref_state_fields(state: RefState) -> dict[str, Any]:
+def _encode_with_recovery(
+    states: Iterable[RefState],
+    recovery: dict[Any, Any] | None,
+    window: timedelta,
+    *page: str | None,
+) -> bytes:
+    """`encode_ref_states`, each ref with its `recovery` numbers."""
+    if recovery is None:
+        return encode_ref_states(states, *page)
+    seconds = window.total_seconds()
+    body: dict[str, Any] = {
+        "projects": [
+            _ref_state_fields(
+                state,
+                {"window_seconds": seconds, **recovery_fields(recovery.get(state.key))},
+            )
+            for state in states
+        ]
+    }
+    if page:
+        body["next"] = page[0]
+    return _ENCODER.encode(body)
+
+
+WindowQ = Annotated[
+    str | None,
+    Query(
+        max_length=20,
+        description="The window, as a duration (`7d`, `36h`; at most 90 days). Default: the "
+        "configured one.",
+    ),
+]
+
+
+def _window(value: str | None, default: timedelta) -> timedelta:
+    if value is None:
+        return default
+    try:
+        window = parse_duration(value)
+    except ValueError as exc:
+        raise ApiError(400, "invalid window", _bad("window", str(exc))) from exc
+    if not timedelta(0) < window <= MAX_WINDOW:
+        problem = f"the window is more than 0 and at most {MAX_WINDOW.days} days"
+        raise ApiError(400, "invalid window", _bad("window", problem))
+    return window
+
+
+def flaky_to_dict(found: FlakyJob, dashboard: str) -> dict[str, Any]:
+    """One flaky job as `GET /api/v1/flaky` lists it."""
+    links = {"dashboard": dashboard}
+    if found.url is not None:
+        links["web"] = found.url
+    return {
+        "source": found.source,
+        "provider": found.provider,
+        "project": found.project,
+        "ref": found.ref,
+        "job": found.job,
+        "stage": found.stage,
+        "failures": found.failures,
+        "flaky_runs": found.flaky_runs,
+        "commits": found.commits,
+        "flaky_commits": found.flaky_commits,
+        "rate": found.rate,
+        "last_seen": iso_z(found.last_seen),
+        "links": links,
+    }
+
+
+def _project_path(source: str, project: str) -> str:
+    return f"/projects/{quote(source, safe='')}/{quote(project, safe='/')}"
+
+
+@router.get(
+    "/flaky",
+    response_model=FlakyAnswer,
+    summary="Flaky jobs",
+    responses=error_responses(400),
+)
+async def list_flaky(
+    request: Request,
+    source: SourceQ = None,
+    project: ProjectQ = None,
+    ref: RefQ = None,
+    window: WindowQ = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="At most this many.")] = (
+        DEFAULT_LIMIT
+    ),
+) -> JSONResponse:
+    """Jobs that failed and then passed on the same commit within the window (default
+    `flaky.window`, 14 days, of run creation): a GitLab retry, a GitHub re-run attempt or a
+    Jenkins rebuild. Most flaky runs first. `rate` is the share of the commits the job ran on
+    where it was flaky; `links.web` opens its latest flaky failure on the CI server."""
+    runtime = runtime_of(request)
+    store = _sql_store(request)
+    length = _window(window, runtime.settings.flaky.window)
+    now = runtime.clock.now()
+    wanted = filters_of(request)
+    found = await store.read(
+        "flaky jobs",
+        lambda conn: flaky_jobs(
+            conn,
+            now=now,
+            window=length,
+            source=wanted.source,
+            project=wanted.project,
+            ref=wanted.ref,
+            limit=limit,
+        ),
+    )
+    base = str(request.base_url).rstrip("/")
+    body = {
+        "window_seconds": length.total_seconds(),
+        "jobs": [
+            flaky_to_dict(item, f"{base}{_project_path(item.source, item.project)}")
+            for item in found
+        ],
+    }
+    return JSONResponse(body)
+
+
+def _ref_state_fields(state: RefState, recovery: Any = None) -> dict[str, Any]:
     return {
         "source": state.source,
         "provider": state.provider,
@@ -194,6 +319,7 @@ def _ref_state_fields(state: RefState) -> dict[str, Any]:
         "failing": state.failing,
         "since": state.since,
         "last_run": state.last_run,
+        "recovery": recovery,
     }
 
 
@@ -224,19 +350,24 @@ async def list_projects(
         str | None,
         Query(max_length=1000, description="`next` of the previous page (same filters)."),
     ] = None,
+    window: WindowQ = None,
 ) -> Response:
     """The latest state of every project/ref, sorted by source, project and ref. `status` is
     the ref's colour: the status of its newest run that ended success or failed (before it has
     one, its newest run's status); `failing` is true while that is failed, also while a newer
-    run is queued or running.
+    run is queued or running. `recovery` holds the ref's breaks, mean and median time to
+    recovery, longest red period and failure rate over `window` (default `recovery.window`).
 
     With `limit`, one page at a time: `next` is the cursor of the following page, null on the
     last. The filters select in the query, but for `status` (a ref's colour is computed), so
     with `status` a page may hold fewer than `limit` (even none) while `next` is not null."""
     wanted = filters_of(request)
-    store = runtime_of(request).store
+    runtime = runtime_of(request)
+    length = _window(window, runtime.settings.recovery.window)
+    store = runtime.store
     next_page: str | None = None
-    if limit is None and cursor is None:
+    paged = limit is not None or cursor is not None
+    if not paged:
         states = await store.ref_states(
             source=wanted.source, project=wanted.project, ref=wanted.ref
         )
@@ -252,9 +383,24 @@ async def list_projects(
         except ValueError as exc:
             raise ApiError(400, "invalid cursor", {"field": "cursor", "message": str(exc)}) from exc
     chosen = [state for state in states if wanted.keep(state)]
-    if limit is None and cursor is None:
-        return Response(encode_ref_states(chosen), media_type="application/json")
-    return Response(encode_ref_states(chosen, next_page), media_type="application/json")
+    recovery = None
+    if isinstance(store, SqlStore) and chosen:
+        now = runtime.clock.now()
+        recovery = await store.read(
+            "time to recovery",
+            lambda conn: read_recovery_stats(
+                conn,
+                now=now,
+                window=length,
+                source=wanted.source,
+                project=wanted.project,
+                ref=wanted.ref,
+            ),
+        )
+    page = (next_page,) if paged else ()
+    return Response(
+        _encode_with_recovery(chosen, recovery, length, *page), media_type="application/json"
+    )
 
 
 @router.get(

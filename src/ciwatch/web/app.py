@@ -78,6 +78,8 @@ def create_app(
         max_age=metrics_max_age,
         slow_max_age=metrics_slow_max_age,
         on_error=partial(runtime.supervisor.item_failed, "metrics-snapshot"),
+        flaky_window=runtime.settings.flaky.window,
+        recovery_window=runtime.settings.recovery.window,
     )
     settings = runtime.settings
     collector = CiwatchCollector(

@@ -17,7 +17,7 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -31,10 +31,12 @@ from markupsafe import Markup, escape
 from ciwatch.alerting import views as alert_views
 from ciwatch.alerting.silences import list_silences
 from ciwatch.channels.render import commit_author, tests_sentence
+from ciwatch.config.durations import format_duration
 from ciwatch.domain import Job, Run, RunKey, Status
 from ciwatch.errors import StoreError
 from ciwatch.filters import Match, parse_filter, query_filters
 from ciwatch.store import Store, stats
+from ciwatch.store.reliability import RecoveryStats, flaky_jobs, recovery_stats
 from ciwatch.store.sql import SqlStore
 from ciwatch.store.stats import DayStats, Filters
 from ciwatch.timeutil import iso_z, local_time, zone_label, zone_name
@@ -692,6 +694,10 @@ async def project_page(request: Request, source: str, project: str) -> HTMLRespo
         commit_author=commit_author,
         tests_sentence=tests_sentence,
     )
+    try:
+        context.update(await _time_to_recovery(runtime, source, project, view.now))
+    except StoreError as exc:
+        return _unavailable(request, view, exc)
     return render("project.html", context)
 
 
@@ -773,6 +779,23 @@ async def run_page(request: Request, source: str, project: str, run_id: str) -> 
     return render("run.html", context)
 
 
+async def _time_to_recovery(
+    runtime: Any, source: str, project: str, now: datetime
+) -> dict[str, Any]:
+    """The project's time to recovery per ref (`recovery.window`), for its page."""
+    window: timedelta = runtime.settings.recovery.window
+    found: list[RecoveryStats] = []
+    if isinstance(runtime.store, SqlStore):
+        per_ref = await runtime.store.read(
+            "time to recovery",
+            lambda conn: recovery_stats(
+                conn, now=now, window=window, source=source, project=project
+            ),
+        )
+        found = sorted(per_ref.values(), key=lambda item: item.ref.ref)
+    return {"ttr": found, "ttr_window": format_duration(window)}
+
+
 @router.get("/alerts", response_class=HTMLResponse, summary="Alerts")
 async def alerts_page(request: Request) -> HTMLResponse:
     """Firing alerts (newest first) with the outcome of their newest notice on each channel,
@@ -808,3 +831,49 @@ async def alerts_page(request: Request) -> HTMLResponse:
         alerts_firing=overview.firing_total,
     )
     return render("alerts.html", context)
+
+
+FLAKY_LIMIT = 200
+
+
+@router.get("/flaky", response_class=HTMLResponse, summary="Flaky jobs")
+async def flaky_page(request: Request) -> HTMLResponse:
+    """Jobs that failed and then passed on the same commit within `flaky.window` (a GitLab
+    retry, a GitHub re-run attempt, a Jenkins rebuild), most flaky runs first. Filters:
+    `source`, `project`."""
+    view = _view(request, ("source", "project", "refresh"))
+    context = _base_context(request, view)
+    runtime = request.app.state.runtime
+    source, project = _text(request, "source"), _text(request, "project")
+    window: timedelta = runtime.settings.flaky.window
+    context.update(
+        sql=isinstance(runtime.store, SqlStore),
+        jobs=[],
+        source=source,
+        project=project,
+        window=format_duration(window),
+        sources=sorted(s.name for s in runtime.settings.sources),
+        limit=FLAKY_LIMIT,
+    )
+    store = runtime.store
+    if not isinstance(store, SqlStore):
+        return render("flaky.html", context)
+    try:
+        found = await store.read(
+            "flaky jobs",
+            lambda conn: flaky_jobs(
+                conn,
+                now=view.now,
+                window=window,
+                source=source,
+                project=project,
+                limit=FLAKY_LIMIT,
+            ),
+        )
+        context["alerts_firing"] = await firing_badge(store)
+    except StoreError as exc:
+        return _unavailable(request, view, exc)
+    context.update(
+        jobs=found, sources=sorted({*context["sources"], *(item.source for item in found)})
+    )
+    return render("flaky.html", context)

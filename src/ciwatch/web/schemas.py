@@ -91,6 +91,27 @@ class RunDetail(BaseModel):
     jobs: list[JobModel]
 
 
+class RecoveryModel(BaseModel):
+    """A ref's breaks over the window (`recovery.window`, default 14 days) of run creation.
+    A red period runs from the finish of the failed run that turned the ref red to that of the
+    success that turned it green."""
+
+    window_seconds: float = Field(description="The window the numbers are over.")
+    breaks: int = Field(description="Red periods that began in the window.")
+    mean_recovery_seconds: float | None = Field(
+        description="Mean length of the red periods that ended (null: none ended)."
+    )
+    median_recovery_seconds: float | None = Field(
+        description="Median length of the red periods that ended (null: none ended)."
+    )
+    longest_red_seconds: float | None = Field(
+        description="The longest red period, a current one counted up to now (null: no break)."
+    )
+    failure_rate: float | None = Field(
+        description="failed / (success + failed) runs of the window (null: no such run)."
+    )
+
+
 class RefStateModel(BaseModel):
     """The state of one project/ref: the status of its newest success/failed run (its colour),
     since when, and its newest run."""
@@ -106,6 +127,11 @@ class RefStateModel(BaseModel):
     )
     since: datetime | None = Field(description="When the current colour began.")
     last_run: RunModel
+    recovery: RecoveryModel | None = Field(
+        None,
+        description="Time to recovery over `recovery.window` (null when the store cannot "
+        "compute it).",
+    )
 
 
 class ProjectsAnswer(BaseModel):
@@ -113,6 +139,33 @@ class ProjectsAnswer(BaseModel):
     next: str | None = Field(
         None, description="With `limit`: the cursor of the next page, null on the last one."
     )
+
+
+class FlakyModel(BaseModel):
+    """One job that failed and then passed on the same commit (SHA) in the window: by a retry
+    (GitLab), a new attempt (GitHub `run_attempt`) or a new run (a Jenkins rebuild)."""
+
+    source: str
+    provider: Provider
+    project: str
+    ref: str = Field(description="The ref of its latest flaky commit.")
+    job: str = Field(description="The job's name (GitLab job, GitHub job, Jenkins stage).")
+    stage: str | None = Field(description="The stage of its latest flaky failure.")
+    failures: int = Field(description="Its failed attempts in the window.")
+    flaky_runs: int = Field(description="Failed attempts on a commit where a later one passed.")
+    commits: int = Field(description="Commits it ended on in the window.")
+    flaky_commits: int = Field(description="Commits it was flaky on.")
+    rate: float = Field(description="flaky_commits / commits.")
+    last_seen: datetime = Field(description="When its latest flaky commit passed.")
+    links: dict[str, str] = Field(
+        description="`web`: the CI server's page of its latest flaky failure (job, else run); "
+        "`dashboard`: its project page here."
+    )
+
+
+class FlakyAnswer(BaseModel):
+    window_seconds: float
+    jobs: list[FlakyModel]
 
 
 class TargetModel(BaseModel):
