@@ -64,8 +64,8 @@ def plain_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str 
     widths = [cell_len(name) for name in columns]
     plain_rows = [[_clean(cell) for cell in row] for row in rows]
     for row in plain_rows:
-        for i, cell in enumerate(row):
-            widths[i] = max(widths[i], cell_len(cell))
+        for i, value in enumerate(row):
+            widths[i] = max(widths[i], cell_len(value))
     parts: list[str] = []
     spans: list[Span] = []
     at = 0
