@@ -339,6 +339,7 @@ async def measure_with(
             GOAL_PAGE_P95_MS,
         ),
         ("GET /api/v1/projects", "/api/v1/projects", GOAL_PAGE_P95_MS),
+        ("GET /api/v1/projects?limit=100", "/api/v1/projects?limit=100", GOAL_PAGE_P95_MS),
     ]
     print("  sequential (after 3 warm-up requests):", flush=True)
     for label, path, goal in pages:
