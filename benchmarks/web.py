@@ -346,6 +346,7 @@ async def measure_with(
             "/api/v1/runs?limit=50&project=group/project-00*,*-0999&ref=main",
             None,
         ),
+        ("GET /api/v1/projects?limit=100", "/api/v1/projects?limit=100", GOAL_PAGE_P95_MS),
     ]
     print("  sequential (after 3 warm-up requests):", flush=True)
     for label, path, goal in pages:

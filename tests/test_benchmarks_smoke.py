@@ -50,7 +50,7 @@ def test_poll_benchmark_json() -> None:
     backfill, steady = result["ciwatch"]
     assert steady["targets"] == 6
     assert steady["failed"] == 0
-    assert steady["requests"] >= 9
+    assert steady["requests"] >= 6
     assert set(steady["providers"]) == {"gitlab", "github", "jenkins"}
     assert backfill["peak_rss_mb"] > 0
     assert result["naive"] == []

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from ciwatch import __version__
 from ciwatch.cli import app
+from ciwatch.cli.tables import FAST_ROWS
 from ciwatch.domain import Run, Status
 from ciwatch.store import open_store
 
@@ -205,6 +206,40 @@ def test_status_table_failing_first_and_markup_escaped(database: str) -> None:
     assert out.index("group/app") < out.index("group/lib")
     assert "✘ failed" in out
     assert "feature/[red]x[/red]" in out
+
+
+def test_status_draws_many_refs_as_one_table_with_every_ref_once(tmp_path: Path) -> None:
+    """Over FAST_ROWS refs the table is drawn in linear time (`plain_table`): the same columns,
+    every ref on exactly one line, failing first, values printed literally (no markup)."""
+    url = f"sqlite:///{tmp_path / 'many.db'}"
+    count = FAST_ROWS + 50
+    runs = [
+        _run(n + 1, Status.FAILED if n % 10 == 0 else Status.SUCCESS, 60, ref=f"b[bold]{n:04d}")
+        for n in range(count)
+    ]
+
+    async def fill() -> None:
+        store = open_store(url)
+        try:
+            await store.upgrade()
+            await store.upsert_runs(runs)
+        finally:
+            await store.close()
+
+    asyncio.run(fill())
+    result = runner.invoke(app, ["status", "--database", url], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    header = next(line for line in lines if "status" in line and "project" in line)
+    for column in ("status", "source", "project", "ref", "since", "last run", "duration"):
+        assert column in header
+    rows = [line for line in lines if "b[bold]" in line]
+    assert sorted(line.split("b[bold]")[1][:4] for line in rows) == [
+        f"{n:04d}" for n in range(count)
+    ]
+    failing = [n for n, line in enumerate(rows) if "✘ failed" in line]
+    assert failing == list(range(count // 10))
+    assert len({len(line) for line in rows}) == 1  # aligned columns
 
 
 def test_status_on_an_empty_store_says_what_to_do(tmp_path: Path) -> None:
