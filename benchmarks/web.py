@@ -315,12 +315,16 @@ async def measure_with(
     # The deep page: follow the cursor `--deep` pages down.
     deep_path = "/api/v1/runs?limit=50"
     walk_start = time.perf_counter()
+    walked = 0
     for _ in range(args.deep):
         _, page = await get(session, deep_path)
+        walked += 1
         cursor = json.loads(page)["next"]
+        if cursor is None:  # a store with fewer than --deep pages of runs
+            break
         deep_path = f"/api/v1/runs?limit=50&cursor={cursor}"
     walk_s = time.perf_counter() - walk_start
-    print(f"  walked {args.deep} pages of 50 runs in {walk_s:.1f} s", flush=True)
+    print(f"  walked {walked} pages of 50 runs in {walk_s:.1f} s", flush=True)
 
     quoted = project  # slashes are part of the path
     pages = [

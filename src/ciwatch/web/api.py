@@ -21,7 +21,14 @@ from ciwatch.alerting.silences import create_silence, list_silences
 from ciwatch.alerting.views import alert_list, expire_silence, get_silence, silence_to_dict
 from ciwatch.config.durations import parse_duration
 from ciwatch.domain import RefState, RunKey, Status
-from ciwatch.filters import MAX_PATTERN_LENGTH, MAX_PATTERNS, QueryFilters, matches, query_filters
+from ciwatch.filters import (
+    MAX_PATTERN_LENGTH,
+    MAX_PATTERNS,
+    Match,
+    QueryFilters,
+    matches,
+    query_filters,
+)
 from ciwatch.serialize import job_to_dict, run_to_dict
 from ciwatch.store import SqlStore
 from ciwatch.store.reliability import MAX_WINDOW, FlakyJob, flaky_jobs, recovery_fields
@@ -386,6 +393,8 @@ async def list_projects(
     recovery = None
     if isinstance(store, SqlStore) and chosen:
         now = runtime.clock.now()
+        # A page reads the runs of its own projects only, not of every ref the filters match.
+        projects = Match(values=tuple(sorted({s.project for s in chosen}))) if paged else None
         recovery = await store.read(
             "time to recovery",
             lambda conn: read_recovery_stats(
@@ -393,7 +402,7 @@ async def list_projects(
                 now=now,
                 window=length,
                 source=wanted.source,
-                project=wanted.project,
+                project=projects or wanted.project,
                 ref=wanted.ref,
             ),
         )
