@@ -16,6 +16,7 @@ from ciwatch.alerting.rules import FIRING
 from ciwatch.alerting.silences import (
     SilenceInputError,
     create_silence,
+    given_matchers,
     list_silences,
     silence_end,
 )
@@ -201,14 +202,13 @@ def silence_add(
     json_out: JsonOption = False,
 ) -> None:
     """Silence alerts matching every given glob (at least one) for a while."""
-    matchers = {
-        key: value
-        for key, value in (("source", source), ("project", project), ("ref", ref), ("event", event))
-        if value is not None
-    }
-    if not matchers:
+    try:
+        matchers = given_matchers(
+            {"source": source, "project": project, "ref": ref, "event": event}
+        )
+    except SilenceInputError:
         err.print("give at least one of --source, --project, --ref, --event", markup=False)
-        raise typer.Exit(EXIT_USAGE)
+        raise typer.Exit(EXIT_USAGE) from None
     now = SystemClock().now()
     try:
         ends_at = silence_end(now, duration=duration, ends_at=None)

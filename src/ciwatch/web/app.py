@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import importlib.util
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
@@ -106,6 +107,8 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    # Signs the dashboard forms' CSRF tokens (web/csrf.py); one per process, never stored.
+    app.state.csrf_secret = secrets.token_bytes(32)
     app.state.metrics_cache = cache
     app.state.metrics_registry = registry
     app.state.metrics_renderer = MetricsRenderer(collector)
