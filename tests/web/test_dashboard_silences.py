@@ -5,8 +5,11 @@ defences (same-origin check and the signed double-submit token), bad input redis
 
 from __future__ import annotations
 
+import os
 import re
 from html import unescape
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -14,11 +17,12 @@ import pytest
 from ciwatch.alerting.silences import list_silences, matches
 from ciwatch.clock import FakeClock
 from ciwatch.domain import AlertEventKind
-from ciwatch.store import SqlStore
+from ciwatch.store import SqlStore, open_store
 from ciwatch.store.alerting import add_silence
 from ciwatch.web import csrf
+from ciwatch.web.app import create_app
 
-from .harness import GOOD, PASSWORD, USER
+from .harness import GOOD, PASSWORD, USER, serve
 from .test_dashboard import plain, texts
 from .test_dashboard_alerts import HOUR, NOW, client_for, fire, red, runtime_for
 
@@ -300,3 +304,88 @@ async def test_writes_need_the_same_credentials_as_the_api(
         expire = await post(client, "/alerts/silences/1/expire", {"csrf": token})
         assert expire.status_code == 401
         assert len(await list_silences(store, active_at=NOW)) == 1
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
+EVIL = "http://evil.test/"
+
+
+def _require_chromium() -> None:
+    if CHROMIUM.exists():
+        return
+    message = f"{CHROMIUM} is not installed (apt-get install chromium)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+async def test_silence_and_expire_in_chromium(tmp_path: Path) -> None:
+    """A person silences a firing alert from its shortcut and expires it again, in a real
+    browser against uvicorn (its Origin, Sec-Fetch-Site, cookies and CSP); a form on another
+    site posting to the dashboard is refused."""
+    _require_chromium()
+    async_api = pytest.importorskip("playwright.async_api")
+    expect = async_api.expect
+    store = open_store(f"sqlite:///{tmp_path / 'silences.db'}")
+    try:
+        await store.upgrade()
+        run = red(3, NOW - HOUR, project="group/app")
+        await store.upsert_runs([run])
+        await fire(store, NOW - HOUR, AlertEventKind.BROKEN, run)
+        app = create_app(runtime_for(store, FakeClock(NOW)), metrics_max_age=0.0)
+        async with serve(app) as base, async_api.async_playwright() as p:
+            browser = await p.chromium.launch(
+                executable_path=str(CHROMIUM), headless=True, args=ARGS
+            )
+            try:
+                page = await browser.new_page(viewport={"width": 1366, "height": 900})
+                problems: list[str] = []
+                page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+                page.on("pageerror", lambda e: problems.append(str(e)))
+                await page.goto(f"{base}/alerts?refresh=0")
+                await page.locator("a.silence-this").click()
+                form = page.locator("form.silence-form")
+                await expect(form.locator("input[name=project]")).to_have_value("group/app")
+                await expect(form.locator("input[name=duration]")).to_have_value("2h")
+                await form.locator("input[name=comment]").fill("known breakage, fix in review")
+                await form.locator("input[name=created_by]").fill("erin")
+                await form.locator("button[type=submit]").click()
+                await page.wait_for_url("**/alerts?created=1")
+                await expect(page.locator(".done-created")).to_have_text("✔ Silence 1 added.")
+                row = page.locator("tr.silence-row")
+                await expect(row).to_have_count(1)
+                await expect(row).to_contain_text("project=group/app")
+                await expect(row).to_contain_text("known breakage, fix in review")
+                await page.screenshot(path=tmp_path / "silenced.png", full_page=True)
+                await row.locator("button.expire").click()
+                await page.wait_for_url("**/alerts?expired=1")
+                await expect(page.locator(".done-expired")).to_have_text("✔ Silence 1 expired.")
+                await expect(page.locator("tr.silence-row")).to_have_count(0)
+                assert problems == []
+
+                # Another site's form, posted from the same browser (which holds the cookie).
+                hostile = (
+                    f'<form method="post" action="{base}/alerts/silences">'
+                    '<input name="project" value="*"><input name="duration" value="30d">'
+                    '<button type="submit">win a prize</button></form>'
+                )
+
+                async def evil(route: Any) -> None:
+                    await route.fulfill(body=hostile, content_type="text/html")
+
+                await page.route(f"{EVIL}**", evil)
+                await page.goto(EVIL)
+                async with page.expect_response(f"{base}/alerts/silences") as answer:
+                    await page.locator("button").click()
+                assert (await answer.value).status == 403
+                await expect(page.locator("body")).to_contain_text("Refused")
+            finally:
+                await browser.close()
+        # The shortcut's silence, expired; nothing from the other site.
+        assert [s.matchers for s in await list_silences(store, active_at=None)] == [
+            {"source": "gitlab-main", "project": "group/app", "ref": "main"}
+        ]
+        assert await list_silences(store, active_at=NOW) == []
+    finally:
+        await store.close()
