@@ -1,15 +1,18 @@
 """`ciwatch demo`, the README's first command, as a newcomer runs it: within 30 s the dashboard,
-the API and /metrics show runs of all three providers; SIGTERM stops it cleanly."""
+the API and /metrics show runs of all three providers, and two weeks of history fill the
+14-day charts and stats; SIGTERM stops it cleanly."""
 
 from __future__ import annotations
 
 import json
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 
@@ -69,8 +72,47 @@ def test_demo_shows_all_three_providers_and_stops_on_sigterm() -> None:
             assert flaky == {"gitlab", "github", "jenkins"}, body
             status, page = _get(base + "flaky")
             assert status == 200 and 'class="flaky-row"' in page
+            for source, project in HISTORY:
+                _assert_two_weeks_of_history(base, source, project)
         finally:
             proc.send_signal(signal.SIGTERM)
             _, stderr = proc.communicate(timeout=60)
         assert proc.returncode == 0, stderr
         assert "Traceback" not in stderr
+
+
+# One demo project per provider (source name, project).
+HISTORY = [
+    ("gitlab", "platform/backend/api"),
+    ("github", "octo-org/service"),
+    ("jenkins", "backend/billing"),
+]
+
+
+def _assert_two_weeks_of_history(base: str, source: str, project: str) -> None:
+    """The project's page charts most of the last 14 days, and its stored runs spread over
+    them with failures and varied durations (collected by the first poll's backfill)."""
+    page = base + f"projects/{source}/{project}?refresh=0"
+    bars = 0
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        _, html = _get(page)
+        bars = len(re.findall(r'class="bar-value', html))
+        if bars >= 10:
+            break
+        time.sleep(0.5)
+    assert bars >= 10, f"{project}: {bars} of 14 days charted"
+    assert "No finished runs in the last" not in html
+    _, body = _get(base + f"api/v1/runs?source={source}&project={project}&limit=500")
+    runs = json.loads(body)["runs"]
+    since = datetime.now(UTC) - timedelta(days=14)
+    days = set()
+    for run in runs:
+        created = datetime.fromisoformat(run["created_at"])
+        if created >= since:
+            days.add(created.date())
+    assert len(days) >= 10, (project, sorted(days))
+    statuses = {run["status"] for run in runs}
+    assert {"success", "failed"} <= statuses, statuses
+    durations = {run["duration_seconds"] for run in runs if run["status"] == "success"}
+    assert len(durations) >= 10, durations

@@ -135,10 +135,16 @@ async def test_the_demo_is_lively(demo: Harness) -> None:
     gl = {"PRIVATE-TOKEN": "glpat-simulator"}
     base = f"{demo.running.gitlab_url}/api/v4/projects"
     api = (
-        await demo.get(f"{base}/platform%2Fbackend%2Fapi/pipelines?ref=main&sort=asc", gl)
+        await demo.get(
+            f"{base}/platform%2Fbackend%2Fapi/pipelines?ref=main&sort=asc&per_page=100", gl
+        )
     ).json()
-    main = [p["status"] for p in api if p["status"] in ("success", "failed")]
-    assert "failed" in main and main[main.index("failed") + 1] == "success"  # broken, recovered
+    # Two weeks of history first (builtin.history), with red periods and recoveries.
+    assert 13 * 86400 < _ago(demo, api[0]["created_at"]) < 14 * 86400
+    decided = [p for p in api if p["status"] in ("success", "failed")]
+    assert {p["status"] for p in decided} == {"success", "failed"}
+    recent = [p["status"] for p in decided if _ago(demo, p["created_at"]) < 3 * 3600]
+    assert "failed" in recent and recent[recent.index("failed") + 1] == "success"  # recovered
     stuck = (
         await demo.get(f"{base}/platform%2Finfra%2Fterraform/pipelines?status=running", gl)
     ).json()

@@ -208,7 +208,7 @@ async def test_firing_alerts_with_each_channels_outcome(
     assert len(rows) == 2
     # Newest first: the stuck alert fired 30 min ago, the broken one 3 h ago.
     assert rows[0].startswith("⏱ stuck folder/job jenkins — 30m 00s ago folder-job-77")
-    assert rows[0].endswith("not sent: no route matched, or a silence held it")
+    assert rows[0].endswith("not sent: no route matched, or a silence held it Silence…")
     assert rows[1].startswith("✘ broken group/app gitlab-main main 3h 00m ago #2 3h 00m ago")
     deliveries = texts(html, "li", "delivery")
     assert deliveries == [
@@ -296,7 +296,9 @@ async def test_silences_in_force(client: httpx.AsyncClient, store: SqlStore) -> 
     await add_silence(store, {"ref": "next/*"}, NOW + HOUR, NOW + 3 * HOUR, comment="later")
     html = (await client.get("/alerts")).text
     rows = texts(html, "tr", "silence-row")
-    assert rows == ["1 event=broken project=group/* 1h 00m ago in 2h 00m database migration ops"]
+    assert rows == [
+        "1 event=broken project=group/* 1h 00m ago in 2h 00m database migration ops Expire now"
+    ]
     assert '<time datetime="2026-01-06T11:00:00Z" title="2026-01-06 11:00:00 UTC">' in html
 
 

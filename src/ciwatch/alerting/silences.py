@@ -9,13 +9,65 @@ outbox row is written for it.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
 
+from ciwatch.config.durations import parse_duration
 from ciwatch.store.alerting import SilenceRow, add_silence, delete_silence, list_silences
 from ciwatch.store.sql import SqlStore
+from ciwatch.timeutil import to_utc
 
 MATCHER_KEYS = ("source", "project", "ref", "event")
+# The longest silence: its end stays a date every store and page can handle.
+MAX_SILENCE = timedelta(days=36525)
+
+
+class SilenceInputError(ValueError):
+    """A silence asked for (by the API, the dashboard's form or the CLI) that cannot be stored;
+    `field` names the bad input: `matchers`, `duration` or `ends_at`."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+def silence_end(now: datetime, *, duration: str | None, ends_at: datetime | None) -> datetime:
+    """When a silence starting `now` ends: `now + duration` (e.g. `2h`) or `ends_at` (UTC when
+    naive); exactly one of them. SilenceInputError unless it ends after `now` and within
+    MAX_SILENCE. The one place the API, the dashboard and the CLI check a silence's window."""
+    if (ends_at is None) == (duration is None):
+        raise SilenceInputError("ends_at", "give ends_at or duration")
+    field = "duration" if duration is not None else "ends_at"
+    too_long = f"a silence lasts at most {MAX_SILENCE.days} days"
+    try:
+        if duration is not None:
+            length = parse_duration(duration)
+            if length > MAX_SILENCE:
+                raise ValueError(too_long)
+            end = now + length
+        else:
+            assert ends_at is not None
+            end = to_utc(ends_at)
+    except (ValueError, OverflowError) as exc:
+        raise SilenceInputError(field, str(exc)) from exc
+    if end <= now:
+        raise SilenceInputError(field, "the silence must end later")
+    if end > now + MAX_SILENCE:
+        raise SilenceInputError(field, too_long)
+    return end
+
+
+def given_matchers(matchers: Mapping[str, str | None]) -> dict[str, str]:
+    """The matchers that were given (None and "" left out), checked by `check_matchers`;
+    SilenceInputError (`matchers`) when none is left or one is unknown."""
+    chosen = {key: value for key, value in matchers.items() if value}
+    if not chosen:
+        raise SilenceInputError("matchers", "give at least one matcher")
+    try:
+        return check_matchers(chosen)
+    except ValueError as exc:
+        raise SilenceInputError("matchers", str(exc)) from exc
 
 
 def check_matchers(matchers: Mapping[str, str]) -> dict[str, str]:
@@ -63,11 +115,15 @@ async def create_silence(
 
 __all__ = [
     "MATCHER_KEYS",
+    "MAX_SILENCE",
+    "SilenceInputError",
     "SilenceRow",
     "check_matchers",
     "create_silence",
     "delete_silence",
+    "given_matchers",
     "list_silences",
     "matches",
+    "silence_end",
     "silenced",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any
 
 import typer
@@ -13,7 +13,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from ciwatch.alerting.rules import FIRING
-from ciwatch.alerting.silences import create_silence, list_silences
+from ciwatch.alerting.silences import (
+    SilenceInputError,
+    create_silence,
+    given_matchers,
+    list_silences,
+    silence_end,
+)
 from ciwatch.alerting.views import (
     FAILED,
     PENDING,
@@ -42,7 +48,6 @@ from ciwatch.cli.common import (
 )
 from ciwatch.clock import SystemClock
 from ciwatch.config import mask_url
-from ciwatch.config.durations import parse_duration
 from ciwatch.errors import ChannelError, StoreError
 from ciwatch.store import SqlStore, Store
 from ciwatch.store.alerting import SilenceRow
@@ -197,31 +202,27 @@ def silence_add(
     json_out: JsonOption = False,
 ) -> None:
     """Silence alerts matching every given glob (at least one) for a while."""
-    matchers = {
-        key: value
-        for key, value in (("source", source), ("project", project), ("ref", ref), ("event", event))
-        if value is not None
-    }
-    if not matchers:
-        err.print("give at least one of --source, --project, --ref, --event", markup=False)
-        raise typer.Exit(EXIT_USAGE)
     try:
-        length = parse_duration(duration)
-    except ValueError as exc:
-        err.print(f"--for: {exc}", markup=False)
+        matchers = given_matchers(
+            {"source": source, "project": project, "ref": ref, "event": event}
+        )
+    except SilenceInputError:
+        err.print("give at least one of --source, --project, --ref, --event", markup=False)
         raise typer.Exit(EXIT_USAGE) from None
-    if length <= timedelta(0):
-        err.print("--for: the silence must last a while", markup=False)
-        raise typer.Exit(EXIT_USAGE)
-    settings = load_config(config, database)
     now = SystemClock().now()
+    try:
+        ends_at = silence_end(now, duration=duration, ends_at=None)
+    except SilenceInputError as exc:
+        err.print(f"--for: {exc.message}", markup=False)
+        raise typer.Exit(EXIT_USAGE) from None
+    settings = load_config(config, database)
     who = created_by if created_by is not None else _login()
 
     async def go() -> dict[str, Any]:
         async with opened_store(settings) as opened:
             store = _sql(opened)
             silence_id = await create_silence(
-                store, matchers, now, now + length, created_by=who, comment=comment
+                store, matchers, now, ends_at, created_by=who, comment=comment
             )
             silence = await get_silence(store, silence_id)
             assert silence is not None

@@ -46,6 +46,7 @@ ListenOption = Annotated[
     ),
 ]
 DEMO_LISTEN = "127.0.0.1:8080"
+DEMO_STATS_MAX_AGE = 5.0
 # Seconds between evaluations of every project/ref by the alert engine (a changed ref is
 # evaluated at once): what bounds the delay of the time-based rules and of other replicas' runs.
 ALERT_INTERVAL = 15.0
@@ -79,9 +80,14 @@ class _Server(uvicorn.Server):
 
 
 async def serve_settings(
-    settings: Settings, *, on_ready: Callable[[str], None] | None = None
+    settings: Settings,
+    *,
+    on_ready: Callable[[str], None] | None = None,
+    stats_max_age: float | None = None,
 ) -> None:
-    """Run the scheduler and the web app until a signal arrives."""
+    """Run the scheduler and the web app until a signal arrives. `stats_max_age` replaces the
+    dashboard's five minutes of caching of past days' figures (`store.stats.StatsCache`)."""
+    from ciwatch.store.stats import StatsCache
     from ciwatch.web.app import create_app
 
     host, port = split_listen(settings.server.listen)
@@ -94,6 +100,8 @@ async def serve_settings(
         raise
     try:
         app = create_app(runtime)
+        if stats_max_age is not None:
+            app.state.dashboard_cache = StatsCache(max_age=stats_max_age)
         config = uvicorn.Config(
             app,
             host=host,
@@ -320,14 +328,24 @@ async def _demo(listen: str, tmp: Path) -> None:
             )
             sys.stdout.flush()
 
-        await serve_settings(settings, on_ready=banner)
+        # The first polls backfill two weeks of history within seconds of the start: past
+        # days' figures cached for the usual five minutes would keep the charts of a page
+        # opened meanwhile empty. The demo's few hundred runs are cheap to re-read.
+        await serve_settings(settings, on_ready=banner, stats_max_age=DEMO_STATS_MAX_AGE)
     finally:
         await running.stop()
 
 
 def demo_settings(simulator_url: str, tmp: Path, listen: str) -> Settings:
     """Sources pointing at the simulator's demo scenario, polled briskly so it looks alive."""
-    common: dict[str, Any] = {"interval": "10s", "active_interval": "5s", "requests_per_second": 50}
+    # `backfill` covers the scenario's two weeks of history (simulator.builtin.history): the
+    # first poll of each target collects it, so the charts are full from the start.
+    common: dict[str, Any] = {
+        "interval": "10s",
+        "active_interval": "5s",
+        "requests_per_second": 1000,
+        "backfill": 200,
+    }
     # The simulator serves test reports: the demo's project pages show failing tests.
     common["tests"] = True
     return Settings(

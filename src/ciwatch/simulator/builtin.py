@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
+from dataclasses import dataclass
 
 from ciwatch.simulator.scenario import (
     PROVIDERS,
@@ -15,9 +17,12 @@ from ciwatch.simulator.scenario import (
     RunSpec,
     Scenario,
 )
+from ciwatch.simulator.timeline import AUTHORS, MESSAGES
 
 _M = 60.0
 _H = 3600.0
+_D = 86400.0
+HISTORY_DAYS = 14
 GITLAB_JOBS = (
     JobSpec("compile", "build"),
     JobSpec("unit", "test"),
@@ -43,9 +48,89 @@ def _every(minutes: float, *results: tuple[str, float], rerun: float = 0.0) -> G
     )
 
 
+@dataclass(frozen=True)
+class Habits:
+    """How a demo project's history looks: runs a day on its first ref (each other ref gets
+    `others` as many), the typical duration of a successful run, how often a green ref breaks."""
+
+    per_day: tuple[int, int]
+    duration: float
+    breaks: float
+    others: float = 0.5
+    event: str = "push"
+
+
+def history(path: str, refs: tuple[str, ...], habits: Habits) -> tuple[RunSpec, ...]:
+    """HISTORY_DAYS days of finished runs before the last three hours, drawn from a generator
+    seeded with the project's path (the same on every start).
+
+    The demo gets its history as scripted runs that already exist when the simulator starts,
+    so `ciwatch demo` fills its store through the real collection path (the first poll's
+    backfill of every target), not by writing the store behind the collector's back; a few
+    hundred runs over loopback take a few seconds (docs/simulator.md has the figures). Each ref
+    has red periods (after a break the next runs fail too, with probability 0.6 each, until a
+    fix), durations vary around the typical one (log-normal, sigma 0.18) and drift slower by 2 %
+    a day, and a failed run stops early."""
+    rng = random.Random(f"demo-history/{path}")
+    runs: list[RunSpec] = []
+    for position, ref in enumerate(refs):
+        share = 1.0 if position == 0 else habits.others
+        red = False
+        for day in range(HISTORY_DAYS, 0, -1):
+            start = -day * _D
+            end = min(start + _D, -3 * _H)
+            count = round(rng.randint(*habits.per_day) * share)
+            for at in sorted(rng.uniform(start, end) for _ in range(count)):
+                red = rng.random() < (0.6 if red else habits.breaks)
+                result = "failed" if red else "canceled" if rng.random() < 0.03 else "success"
+                slower = 1 + 0.02 * (HISTORY_DAYS - day)
+                duration = habits.duration * slower * rng.lognormvariate(0.0, 0.18)
+                if result != "success":
+                    duration *= rng.uniform(0.3, 0.8)
+                runs.append(
+                    RunSpec(
+                        at,
+                        ref=ref,
+                        queue=round(rng.uniform(2.0, 45.0)),
+                        duration=round(duration),
+                        result=result,
+                        event=habits.event,
+                        author=rng.choice(AUTHORS),
+                        message=rng.choice(MESSAGES),
+                    )
+                )
+    return tuple(runs)
+
+
+# Per demo project: its history's habits (GitHub repos stay under 100 runs: a first poll sees
+# the newest 100 at most, see docs/collection.md).
+DEMO_HABITS = {
+    "platform/backend/api": Habits((3, 6), 260.0, 0.12),
+    "platform/frontend/web": Habits((2, 6), 180.0, 0.25),
+    "platform/infra/terraform": Habits((1, 3), 420.0, 0.08),
+    "octo-org/service": Habits((3, 5), 150.0, 0.1),
+    "octo-org/docs": Habits((1, 3), 90.0, 0.05),
+    "octo-org/mobile": Habits((2, 5), 540.0, 0.3),
+    "backend/billing": Habits((2, 5), 300.0, 0.15),
+    "backend/gateway": Habits((2, 4), 240.0, 0.1),
+    "tools/nightly": Habits((1, 1), 1500.0, 0.2, event="schedule"),
+    "tools/deploy": Habits((0, 2), 200.0, 0.1),
+}
+
+
+def with_history(project: ProjectSpec) -> ProjectSpec:
+    """`project` with its HISTORY_DAYS days of history before its scripted runs."""
+    habits = DEMO_HABITS.get(project.path)
+    if habits is None:
+        return project
+    past = history(project.path, project.refs, habits)
+    return dataclasses.replace(project, runs=(*past, *project.runs))
+
+
 def demo_scenario() -> Scenario:
-    """Ten projects over GitLab, GitHub and Jenkins with successes, failures, recoveries,
-    re-runs, a stuck run, long queues, an `input` step waiting, and runs that keep arriving."""
+    """Ten projects over GitLab, GitHub and Jenkins with two weeks of history (`history`),
+    successes, failures, recoveries, re-runs, a stuck run, long queues, an `input` step waiting,
+    and runs that keep arriving."""
     fail_test = (
         JobSpec("compile", "build", "success", 70),
         JobSpec("unit", "test", "failed", 95),
@@ -158,7 +243,13 @@ def demo_scenario() -> Scenario:
             generate=_every(8),
         ),
     ]
-    return Scenario(projects=projects, seed=7, retention=100, name="demo")
+    # Retention above the history's size: the first poll's backfill finds all of it.
+    return Scenario(
+        projects=[with_history(project) for project in projects],
+        seed=7,
+        retention=200,
+        name="demo",
+    )
 
 
 def generated_scenario(targets: int, *, seed: int = 1) -> Scenario:

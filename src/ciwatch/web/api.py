@@ -17,7 +17,13 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import StringConstraints
 
-from ciwatch.alerting.silences import create_silence, list_silences
+from ciwatch.alerting.silences import (
+    SilenceInputError,
+    create_silence,
+    given_matchers,
+    list_silences,
+    silence_end,
+)
 from ciwatch.alerting.views import alert_list, expire_silence, get_silence, silence_to_dict
 from ciwatch.config.durations import parse_duration
 from ciwatch.domain import RefState, RunKey, Status
@@ -50,8 +56,6 @@ from ciwatch.web.schemas import (
 )
 
 MAX_LIMIT = 500
-# The longest silence: its end stays a date every store and page can handle.
-MAX_SILENCE = timedelta(days=36525)
 DEFAULT_LIMIT = 50
 # /api/v1/projects pages (`limit`): a cursor without a limit gets the default page.
 MAX_PROJECTS_LIMIT = 5000
@@ -515,27 +519,11 @@ async def post_silence(request: Request, body: SilenceCreate) -> JSONResponse:
     silence; 400 naming the bad field."""
     store = _sql_store(request)
     now = runtime_of(request).clock.now()
-    matchers = body.matchers.model_dump(exclude_none=True)
-    if not matchers:
-        raise ApiError(400, "invalid silence", _bad("matchers", "give at least one matcher"))
-    if (body.ends_at is None) == (body.duration is None):
-        raise ApiError(400, "invalid silence", _bad("ends_at", "give ends_at or duration"))
     try:
-        if body.duration is not None:
-            length = parse_duration(body.duration)
-            if length > MAX_SILENCE:
-                raise ValueError(f"a silence lasts at most {MAX_SILENCE.days} days")
-            ends_at = now + length
-        else:
-            assert body.ends_at is not None
-            ends_at = to_utc(body.ends_at)
-    except (ValueError, OverflowError) as exc:
-        raise ApiError(400, "invalid silence", _bad(_when(body), str(exc))) from exc
-    if ends_at <= now:
-        raise ApiError(400, "invalid silence", _bad(_when(body), "the silence must end later"))
-    if ends_at > now + MAX_SILENCE:
-        problem = f"a silence lasts at most {MAX_SILENCE.days} days"
-        raise ApiError(400, "invalid silence", _bad(_when(body), problem))
+        matchers = given_matchers(body.matchers.model_dump(exclude_none=True))
+        ends_at = silence_end(now, duration=body.duration, ends_at=body.ends_at)
+    except SilenceInputError as exc:
+        raise ApiError(400, "invalid silence", _bad(exc.field, exc.message)) from exc
     silence_id = await create_silence(
         store, matchers, now, ends_at, created_by=body.created_by, comment=body.comment
     )
@@ -546,10 +534,6 @@ async def post_silence(request: Request, body: SilenceCreate) -> JSONResponse:
 
 def _bad(field: str, message: str) -> dict[str, str]:
     return {"field": field, "message": message}
-
-
-def _when(body: SilenceCreate) -> str:
-    return "duration" if body.duration is not None else "ends_at"
 
 
 @router.delete(

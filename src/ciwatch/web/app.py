@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import importlib.util
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
@@ -42,6 +43,8 @@ from ciwatch.web.schemas import StatusAnswer
 
 STATIC_DIR = Path(__file__).parent / "static"
 DASHBOARD_MODULE = "ciwatch.web.dashboard"
+SWAGGER_JS = "/static/swagger/swagger-ui-bundle.js"
+SWAGGER_CSS = "/static/swagger/swagger-ui.css"
 
 # The `error` of a 503 from /readyz, by the first failed check.
 READY_ERRORS = {
@@ -114,6 +117,8 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    # Signs the dashboard forms' CSRF tokens (web/csrf.py); one per process, never stored.
+    app.state.csrf_secret = secrets.token_bytes(32)
     app.state.metrics_cache = cache
     app.state.metrics_registry = registry
     app.state.metrics_renderer = MetricsRenderer(collector)
@@ -226,7 +231,16 @@ def _documentation(app: FastAPI) -> APIRouter:
         return JSONResponse(app.openapi())
 
     @router.get("/docs", include_in_schema=False)
-    async def docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="ciwatch API")
+    async def docs(request: Request) -> HTMLResponse:
+        # Swagger UI from our own /static (vendored, see static/swagger/SOURCE.md), not a CDN:
+        # /docs works offline and behind a proxy that allows only this server.
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}/openapi.json",
+            title="ciwatch API",
+            swagger_js_url=f"{root}{SWAGGER_JS}",
+            swagger_css_url=f"{root}{SWAGGER_CSS}",
+            swagger_favicon_url=f"{root}/static/favicon.svg",
+        )
 
     return router

@@ -21,15 +21,24 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from functools import cache
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup, escape
+from pydantic import ValidationError
 
 from ciwatch.alerting import views as alert_views
-from ciwatch.alerting.silences import list_silences
+from ciwatch.alerting.silences import (
+    MATCHER_KEYS,
+    MAX_SILENCE,
+    SilenceInputError,
+    create_silence,
+    given_matchers,
+    list_silences,
+    silence_end,
+)
 from ciwatch.channels.render import commit_author, tests_sentence
 from ciwatch.config.durations import format_duration
 from ciwatch.domain import Job, Run, RunKey, Status
@@ -40,7 +49,9 @@ from ciwatch.store.reliability import RecoveryStats, flaky_jobs, recovery_stats
 from ciwatch.store.sql import SqlStore
 from ciwatch.store.stats import DayStats, Filters
 from ciwatch.timeutil import iso_z, local_time, zone_label, zone_name
-from ciwatch.validation import Invalid, loggable, storable
+from ciwatch.validation import MAX_ID, Invalid, loggable, storable
+from ciwatch.web import csrf
+from ciwatch.web.auth import parse_basic
 from ciwatch.web.charts import (
     Bar,
     Point,
@@ -50,6 +61,7 @@ from ciwatch.web.charts import (
     rate_tone,
     short_duration,
 )
+from ciwatch.web.schemas import SilenceCreate
 
 log = logging.getLogger(__name__)
 TEMPLATES = Path(__file__).parent / "templates"
@@ -368,6 +380,7 @@ def environment() -> Environment:
     env.globals["Status"] = Status
     env.globals["board_order"] = stats.BOARD_ORDER
     env.globals["alert_icon"] = ALERT_ICON
+    env.globals["silence_link"] = silence_link
     return env
 
 
@@ -800,11 +813,32 @@ async def _time_to_recovery(
 async def alerts_page(request: Request) -> HTMLResponse:
     """Firing alerts (newest first) with the outcome of their newest notice on each channel,
     the channels that failed for good with their error, recently resolved alerts and the
-    silences in force. Without the SQL store the page says alerting needs it."""
+    silences in force, with the forms that add and expire silences. `silence_source`,
+    `silence_project`, `silence_ref`, `silence_event` prefill the new silence (the "Silence"
+    link of a firing alert); `created` and `expired` (a silence id) confirm a change. Without the
+    SQL store the page says alerting needs it."""
+    form = {key: _text(request, f"silence_{key}") or "" for key in MATCHER_KEYS}
+    if any(form.values()):
+        form["duration"] = SILENCE_DEFAULT
+    done = {key: value for key in ("created", "expired") if (value := _digits(request, key))}
+    return await _alerts_response(request, form=form, done=done)
+
+
+async def _alerts_response(
+    request: Request,
+    *,
+    form: Mapping[str, str] | None = None,
+    problem: str | None = None,
+    status_code: int = 200,
+    done: Mapping[str, str] | None = None,
+) -> HTMLResponse:
+    """The alerts page; `form` refills the new-silence form and `problem` says what was wrong
+    with the last submission (answered with `status_code`)."""
     view = _view(request, ("refresh",))
     context = _base_context(request, view)
     runtime = request.app.state.runtime
     settings = runtime.settings.alerts
+    token, fresh_nonce = csrf.form_token(request)
     context.update(
         sql=isinstance(runtime.store, SqlStore),
         no_channels=not settings.channels,
@@ -813,10 +847,16 @@ async def alerts_page(request: Request) -> HTMLResponse:
         failing=[],
         silences=[],
         history_limit=ALERTS_HISTORY,
+        form=dict.fromkeys(SILENCE_FORM, "") | dict(form or {}),
+        problem=problem,
+        done=dict(done or {}),
+        csrf_field=csrf.FIELD,
+        csrf_token=token,
+        max_silence_days=MAX_SILENCE.days,
     )
     store = runtime.store
     if not isinstance(store, SqlStore):
-        return render("alerts.html", context)
+        return _with_cookie(request, render("alerts.html", context, status_code), fresh_nonce)
     try:
         overview = await alert_views.alerts_overview(
             store, firing_limit=ALERTS_FIRING, history_limit=ALERTS_HISTORY
@@ -830,7 +870,200 @@ async def alerts_page(request: Request) -> HTMLResponse:
         silences=silences,
         alerts_firing=overview.firing_total,
     )
-    return render("alerts.html", context)
+    return _with_cookie(request, render("alerts.html", context, status_code), fresh_nonce)
+
+
+def _with_cookie(request: Request, response: HTMLResponse, nonce: str | None) -> HTMLResponse:
+    csrf.set_cookie(request, response, nonce)
+    return response
+
+
+def _digits(request: Request, name: str) -> str | None:
+    value = _text(request, name)
+    return value if value is not None and value.isdigit() and len(value) < 19 else None
+
+
+def glob_literal(text: str) -> str:
+    """A silence glob matching exactly `text`: `*`, `?` and `[` in a name are bracketed."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
+
+
+def silence_link(view: View, alert: alert_views.AlertView) -> str:
+    """The alerts page with the new-silence form prefilled for `alert`'s source, project and
+    ref (as literal globs), not reloading itself while it is filled in."""
+    labels = {"source": alert.source, "project": alert.project, "ref": alert.ref}
+    params = {f"silence_{key}": glob_literal(value) for key, value in labels.items() if value}
+    return view.url("/alerts", refresh="0", **params) + "#new-silence"
+
+
+# -- silence forms --------------------------------------------------------------------------
+
+SILENCE_FORM = (*MATCHER_KEYS, "duration", "ends_at", "comment", "created_by")
+SILENCE_DEFAULT = "2h"
+# A silence form is a few short fields; anything larger is not one of ours.
+FORM_LIMIT = 64 * 1024
+FORM_FIELDS = 50
+_FORM_TYPE = "application/x-www-form-urlencoded"
+_FIELD_LABELS = {
+    "matchers": "Matchers",
+    "source": "Source",
+    "project": "Project",
+    "ref": "Ref",
+    "event": "Event",
+    "duration": "Duration",
+    "ends_at": "End time",
+    "comment": "Comment",
+    "created_by": "Author",
+}
+
+
+class FormRefused(Exception):
+    """A form submission answered with `status` and `message`, changing nothing."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """The submitted fields (urlencoded, the last of repeated names) after the CSRF checks."""
+    problem = csrf.cross_origin(request)
+    if problem is not None:
+        raise FormRefused(403, f"Refused: {problem}.")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > FORM_LIMIT:
+            raise FormRefused(413, f"Refused: a form holds at most {FORM_LIMIT} bytes.")
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if body and kind != _FORM_TYPE:
+        raise FormRefused(415, f"Refused: the form must be sent as {_FORM_TYPE}.")
+    try:
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=FORM_FIELDS)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise FormRefused(400, f"Refused: the form could not be read ({exc}).") from exc
+    fields = dict(pairs)
+    problem = csrf.bad_token(request, fields.get(csrf.FIELD))
+    if problem is not None:
+        raise FormRefused(403, f"Refused: {problem}.")
+    return fields
+
+
+def _refused(request: Request, refused: FormRefused) -> HTMLResponse:
+    view = _view(request, ())
+    context = _base_context(request, view)
+    context.update(title="Form refused", message=refused.message, code=refused.status)
+    return render("error.html", context, status_code=refused.status)
+
+
+def _signed_in(request: Request) -> str | None:
+    """The basic-auth user name when the server asks for credentials (require_auth checked
+    them already), else None."""
+    server = request.app.state.runtime.settings.server
+    if server.username is None or server.password is None:
+        return None
+    given = parse_basic(request.headers.get("authorization"))
+    return None if given is None else given[0]
+
+
+def _silence_request(fields: Mapping[str, str]) -> SilenceCreate:
+    """The form's fields as the API's SilenceCreate (its limits: one place per fact); blank
+    fields are left out. FormRefused (400) names the field the schema refused."""
+
+    def given(name: str) -> str | None:
+        return fields.get(name, "").strip() or None
+
+    body: dict[str, Any] = {
+        "matchers": {key: value for key in MATCHER_KEYS if (value := given(key))},
+        "duration": given("duration"),
+        "ends_at": given("ends_at"),
+        "comment": given("comment"),
+        "created_by": given("created_by"),
+    }
+    try:
+        return SilenceCreate.model_validate(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = str(first["loc"][-1]) if first["loc"] else "matchers"
+        label = _FIELD_LABELS.get(name, name)
+        raise FormRefused(400, f"{label}: {first['msg']}.") from exc
+
+
+@router.post("/alerts/silences", response_class=HTMLResponse, summary="Add a silence")
+async def add_silence_form(request: Request) -> Response:
+    """The new-silence form: the same checks and store call as `POST /api/v1/silences`, after
+    the CSRF checks (`web/csrf.py`). 303 to `/alerts?created=ID` when stored; bad input
+    redisplays the form with the reason and a 4xx, storing nothing."""
+    try:
+        fields = await _form(request)
+    except FormRefused as refused:
+        return _refused(request, refused)
+    form = {key: fields.get(key, "") for key in SILENCE_FORM}
+    runtime = request.app.state.runtime
+    store = runtime.store
+    if not isinstance(store, SqlStore):
+        return await _alerts_response(
+            request, form=form, problem="Alerting needs the SQL store.", status_code=501
+        )
+    now = runtime.clock.now()
+    try:
+        body = _silence_request(fields)
+        matchers = given_matchers(body.matchers.model_dump(exclude_none=True))
+        ends_at = silence_end(now, duration=body.duration, ends_at=body.ends_at)
+    except FormRefused as refused:
+        return await _alerts_response(
+            request, form=form, problem=refused.message, status_code=refused.status
+        )
+    except SilenceInputError as exc:
+        label = _FIELD_LABELS.get(exc.field, exc.field)
+        if exc.field == "ends_at" and exc.message.startswith("give ends_at"):
+            problem = "Give a duration or an end time (one of them)."
+        else:
+            problem = f"{label}: {exc.message}."
+        return await _alerts_response(request, form=form, problem=problem, status_code=400)
+    author = body.created_by if body.created_by is not None else _signed_in(request)
+    try:
+        silence_id = await create_silence(
+            store, matchers, now, ends_at, created_by=author, comment=body.comment
+        )
+    except StoreError as exc:
+        return _unavailable(request, _view(request, ()), exc)
+    return _see_other(request, created=silence_id)
+
+
+@router.post("/alerts/silences/{silence_id}/expire", response_class=HTMLResponse, summary="Expire")
+async def expire_silence_form(request: Request, silence_id: str) -> Response:
+    """End a silence now (as `DELETE /api/v1/silences/{id}`), after the CSRF checks; 303 to
+    `/alerts?expired=ID`, 404 with the page when there is no such silence."""
+    try:
+        await _form(request)
+    except FormRefused as refused:
+        return _refused(request, refused)
+    runtime = request.app.state.runtime
+    store = runtime.store
+    number = int(silence_id) if silence_id.isdigit() and len(silence_id) < 19 else 0
+    if not isinstance(store, SqlStore):
+        return await _alerts_response(
+            request, problem="Alerting needs the SQL store.", status_code=501
+        )
+    try:
+        found = None
+        if 1 <= number <= MAX_ID:
+            found = await alert_views.expire_silence(store, number, runtime.clock.now())
+    except StoreError as exc:
+        return _unavailable(request, _view(request, ()), exc)
+    if found is None:
+        problem = f"There is no silence {silence_id!r} to expire: nothing was changed."
+        return await _alerts_response(request, problem=problem, status_code=404)
+    return _see_other(request, expired=number)
+
+
+def _see_other(request: Request, **done: int) -> RedirectResponse:
+    """Post/redirect/get: back to the alerts page, saying what was done."""
+    root = request.scope.get("root_path", "")
+    query = urlencode({key: str(value) for key, value in done.items()})
+    return RedirectResponse(f"{root}/alerts?{query}", status_code=303, headers=HEADERS)
 
 
 FLAKY_LIMIT = 200
