@@ -1,4 +1,5 @@
-"""The pure core imports no I/O library (DESIGN §1: pure core, I/O at the edges)."""
+"""The pure core imports no I/O library (docs/architecture.md#principles: pure core, I/O at the
+edges)."""
 
 from __future__ import annotations
 

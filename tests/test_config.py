@@ -1,5 +1,5 @@
-"""Configuration: durations, the DESIGN §11 example, defaults, ${VAR} expansion, error lines and
-paths, masking, the shipped example and the reference documentation."""
+"""Configuration: durations, the founding configuration example, defaults, ${VAR}
+expansion, error lines and paths, masking, the shipped example and the reference documentation."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def parse(text: str, env: dict[str, str] | None = None) -> Settings:
 GITLAB = "{name: gl, type: gitlab, projects: [g/app]}"
 
 
-# --- the DESIGN §11 example ----------------------------------------------------------------------
+# --- the founding configuration example ---------------------------------------------------------
 
 DESIGN_EXAMPLE = """\
 database: sqlite:///ciwatch.db            # or postgresql://user@host/db
@@ -78,7 +78,7 @@ alerts:
     - {name: other, type: apprise, url: "tgram://token/chat"}
   routes:
     - {channels: [slack, ding], projects: ["group/*"], refs: ["main"], events: [broken, recovered, stuck]}
-"""  # noqa: E501 - verbatim from DESIGN §11
+"""  # noqa: E501 - verbatim from the founding design sketch
 
 DESIGN_ENV = {
     "CIWATCH_PASSWORD": "pw-9f2c",

@@ -3,6 +3,7 @@ keys, HTTP paths, metrics, channel kinds — have their own documentation tests)
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import typer.main
@@ -40,3 +41,30 @@ def test_readme_has_the_two_commands() -> None:
     assert "pip install -e '.[dev]' && pytest" in readme
     run = (DOCS.parent / ".ci" / "run").read_text()
     assert "pip install -e '.[dev]' && pytest" in run
+
+
+def _anchor(heading: str) -> str:
+    """GitHub's anchor of a Markdown heading: lower case, punctuation dropped, spaces to -."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def test_links_into_the_architecture_resolve() -> None:
+    """Code and docs point into docs/architecture.md by anchor (they once cited sections of a
+    design sketch outside the repository); every anchor names one of its headings."""
+    text = (DOCS / "architecture.md").read_text()
+    anchors = {_anchor(line.lstrip("#")) for line in text.splitlines() if line.startswith("#")}
+    root = DOCS.parent
+    used: dict[str, set[str]] = {}
+    for path in [*root.glob("src/**/*.py"), *root.glob("tests/**/*.py"), *DOCS.glob("*.md")]:
+        for anchor in re.findall(r"architecture\.md#([a-z0-9-]+)", path.read_text()):
+            used.setdefault(anchor, set()).add(str(path.relative_to(root)))
+    assert len(used) >= 10
+    missing = {anchor: sorted(paths) for anchor, paths in used.items() if anchor not in anchors}
+    assert not missing, f"no such heading in docs/architecture.md: {missing}"
+    stale = [
+        str(path.relative_to(root))
+        for path in [*root.glob("src/**/*.py"), *DOCS.glob("*.md")]
+        if "DESIGN §" in path.read_text()
+    ]
+    assert not stale, f"references to the founding sketch's sections: {stale}"

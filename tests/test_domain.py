@@ -1,4 +1,4 @@
-"""The status mapping table of DESIGN §3 and the invariants of the model."""
+"""The status mapping table of docs/architecture.md#the-model and the invariants of the model."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from ciwatch.domain import Job, Run, Status, Target, map_status, map_status_chec
 
 NOW = datetime(2024, 1, 1, tzinfo=UTC)
 
-# (provider, word, conclusion) -> status, row by row from the DESIGN §3 table.
+# (provider, word, conclusion) -> status, row by row from the docs/architecture.md#the-model table.
 TABLE = [
     ("gitlab", "created", None, Status.QUEUED),
     ("gitlab", "waiting_for_resource", None, Status.QUEUED),

@@ -1,7 +1,7 @@
-"""Two `ciwatch serve` processes on one database with `collection.partition: true` (DESIGN
-§13): every target is polled once between them, not once by each; each target's lease names
-one of them; and a replica that stops hands its targets over. Real processes: the simulator
-and both servers, on SQLite and PostgreSQL."""
+"""Two `ciwatch serve` processes on one database with `collection.partition: true`
+(docs/architecture.md#several-replicas): every target is polled once between them, not once by
+each; each target's lease names one of them; and a replica that stops hands its targets over.
+Real processes: the simulator and both servers, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Property tests of the forward-only merge and the ref transitions (DESIGN §4)."""
+"""Property tests of the forward-only merge and the ref transitions
+(docs/architecture.md#state-machine-and-time)."""
 
 from __future__ import annotations
 

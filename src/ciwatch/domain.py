@@ -1,4 +1,4 @@
-"""The normalised model every provider is translated into (DESIGN §3).
+"""The normalised model every provider is translated into (docs/architecture.md#the-model).
 
 Pure data: frozen dataclasses and enums, no I/O. Every datetime is timezone-aware UTC; the
 constructors reject naive or non-UTC values so a provider can never leak local time past its edge.
@@ -38,7 +38,8 @@ class Status(enum.StrEnum):
 
     @property
     def decisive(self) -> bool:
-        """Success or failed: the statuses that set a ref's colour (DESIGN §4)."""
+        """Success or failed: the statuses that set a ref's colour
+        (docs/architecture.md#state-machine-and-time)."""
         return self in (Status.SUCCESS, Status.FAILED)
 
     @property
@@ -58,10 +59,10 @@ _RANK = {
     Status.SKIPPED: 3,
 }
 
-# DESIGN §3 mapping tables, one per vendor. Keys are the vendor's own words, lower-cased; GitHub
-# completed runs are looked up by their conclusion. Jenkins "building" and "in queue" are states,
-# not results (see `map_status_checked`). Every word a vendor documents is listed; anything else
-# is an unknown word and degrades safely (`UnknownStatus`).
+# docs/architecture.md#the-model mapping tables, one per vendor. Keys are the vendor's own words,
+# lower-cased; GitHub completed runs are looked up by their conclusion. Jenkins "building" and "in
+# queue" are states, not results (see `map_status_checked`). Every word a vendor documents is
+# listed; anything else is an unknown word and degrades safely (`UnknownStatus`).
 #
 # GitLab: the statuses of `Ci::HasStatus` / the jobs API `scope` enum (`created`,
 # `waiting_for_resource`, `preparing`, `waiting_for_callback`, `pending`, `running`, `success`,
@@ -131,7 +132,7 @@ class UnknownStatus(NamedTuple):
 
 
 def map_status(provider: str, word: str | None, conclusion: str | None = None) -> Status:
-    """Map a provider's status word(s) to the normalised status (DESIGN §3).
+    """Map a provider's status word(s) to the normalised status (docs/architecture.md#the-model).
 
     `word` is the GitLab status, the GitHub `status` (with `conclusion` when completed) or the
     Jenkins result (`None` while building). Unknown words map to the nearest safe status; use
@@ -416,7 +417,8 @@ class TargetState:
 
 @dataclass(frozen=True, slots=True)
 class RefState:
-    """The state of one project/ref (DESIGN §4): its colour, since when, and its newest run.
+    """The state of one project/ref (docs/architecture.md#state-machine-and-time): its colour, since
+    when, and its newest run.
 
     `status` is the status of the newest run that ended success or failed (by `created_at`);
     while a ref has no such run it is the newest run's status. `since` is when that colour began:
@@ -452,7 +454,7 @@ class RefState:
 
 
 class AlertEventKind(enum.StrEnum):
-    """Alert events (DESIGN §7; the names are part of the contract)."""
+    """Alert events (docs/architecture.md#alerting; the names are part of the contract)."""
 
     BROKEN = "broken"
     STILL_FAILING = "still_failing"

@@ -1,4 +1,5 @@
-"""`/metrics`: a custom Prometheus collector over a cached snapshot of the store (DESIGN §8).
+"""`/metrics`: a custom Prometheus collector over a cached snapshot of the store
+(docs/architecture.md#metrics).
 
 Nothing here is module-level state: `create_app` builds a `SnapshotCache`, a `CiwatchCollector`
 and a private `CollectorRegistry` per app. A scrape reads the snapshot in memory; the snapshot is

@@ -1,4 +1,5 @@
-"""JSON shapes of the contract (DESIGN §9/§10): runs, jobs and project/ref states as plain dicts.
+"""JSON shapes of the contract (docs/architecture.md#http-and-dashboard, docs/cli.md): runs, jobs
+and project/ref states as plain dicts.
 
 Pure: field names are those of the domain model, times ISO 8601 UTC with `Z`.
 """
@@ -25,7 +26,7 @@ def _plain(value: object) -> Any:
 
 
 def run_to_dict(run: Run) -> dict[str, Any]:
-    """A run with the field names of DESIGN §3."""
+    """A run with the field names of docs/architecture.md#the-model."""
     return {f.name: _plain(getattr(run, f.name)) for f in fields(run)}
 
 

@@ -1,6 +1,6 @@
-"""The state machine of DESIGN §4 as pure functions: forward-only merge of run updates and the
-transitions of a project/ref. The store does the same merge in SQL; these functions are the
-reference its tests compare against.
+"""The state machine of docs/architecture.md#state-machine-and-time as pure functions: forward-only
+merge of run updates and the transitions of a project/ref. The store does the same merge in SQL;
+these functions are the reference its tests compare against.
 
 Merge rules (a join-semilattice, so any order and any duplication of updates converges):
 
@@ -185,7 +185,8 @@ def decisive_run(runs: Iterable[Run]) -> Run | None:
 
 
 def ref_transition(previous: Run | None, current: Run | None) -> AlertEventKind | None:
-    """The event when a ref's decisive run changes from `previous` to `current` (DESIGN §4).
+    """The event when a ref's decisive run changes from `previous` to `current`
+    (docs/architecture.md#state-machine-and-time).
 
     success → failed is broken, and so is a first-ever run failing; failed → failed (a newer
     failed run) is still failing; failed → success is recovered. Nothing else is an event.

@@ -121,7 +121,8 @@ def window_problem(value: datetime | None, now: datetime) -> str | None:
 
 
 def iso_z(value: datetime | None) -> str | None:
-    """ISO 8601 in UTC with a `Z` suffix (the JSON contract of DESIGN §9)."""
+    """ISO 8601 in UTC with a `Z` suffix (the JSON contract of
+    docs/architecture.md#http-and-dashboard)."""
     if value is None:
         return None
     text = to_utc(value).isoformat()

@@ -1,4 +1,5 @@
-"""Several replicas on one database divide the targets through leases (DESIGN §13,
+"""Several replicas on one database divide the targets through leases
+(docs/architecture.md#several-replicas,
 `collection.partition`): each target is polled by one replica at a time; a replica that stops
 hands its targets over at once, one that dies after its leases expire. Real pollers against the
 simulator on a fake clock, two stores on the same database (SQLite and PostgreSQL)."""

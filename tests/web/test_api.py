@@ -1,4 +1,5 @@
-"""The JSON API (DESIGN §9): shapes, keyset pagination, filters, one run with its jobs."""
+"""The JSON API (docs/architecture.md#http-and-dashboard): shapes, keyset pagination, filters, one
+run with its jobs."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""Basic auth (DESIGN §9): every route but the probes needs credentials once they are set;
-/metrics only with protect_metrics. The route list is read from the app, so a new route is
-covered (and must be classified here if it is meant to be open)."""
+"""Basic auth (docs/architecture.md#http-and-dashboard): every route but the probes needs
+credentials once they are set; /metrics only with protect_metrics. The route list is read from the
+app, so a new route is covered (and must be classified here if it is meant to be open)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The error object `{"error", "detail"}` for every class of error (DESIGN §9)."""
+"""The error object `{"error", "detail"}` for every class of error
+(docs/architecture.md#http-and-dashboard)."""
 
 from __future__ import annotations
 

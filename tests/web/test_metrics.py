@@ -1,5 +1,5 @@
-"""`/metrics` (DESIGN §8): names, types, labels and values over a known store; the snapshot
-cache; counters that never go down; promtool's lint."""
+"""`/metrics` (docs/architecture.md#metrics): names, types, labels and values over a known store;
+the snapshot cache; counters that never go down; promtool's lint."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Delivery workers (DESIGN §7): drain the outbox, one task per channel.
+"""Delivery workers (docs/architecture.md#alerting): drain the outbox, one task per channel.
 
 Each round a worker claims its channel's due rows (`next_attempt_at` passed: the end of their
 group's `group_wait` window, or a retry time), sends the rows of each group (route) as one

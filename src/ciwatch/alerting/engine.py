@@ -1,5 +1,5 @@
-"""The alert engine (DESIGN §7): evaluate every project/ref, change alert state, queue
-notifications in the outbox — the state changes and their outbox rows in one transaction.
+"""The alert engine (docs/architecture.md#alerting): evaluate every project/ref, change alert state,
+queue notifications in the outbox — the state changes and their outbox rows in one transaction.
 
 `evaluate()` is level-based and idempotent: it reads the ref states and the stored alerts,
 decides with `rules`, and writes each change with compare-and-set on the row it was decided

@@ -1,5 +1,6 @@
-"""The alert rules of DESIGN §4/§7 as pure functions: from a project/ref's state, the alert rows
-already stored for it and the time, decide what changes and what to notify.
+"""The alert rules of docs/architecture.md#state-machine-and-time, #alerting as pure functions: from
+a project/ref's state, the alert rows already stored for it and the time, decide what changes and
+what to notify.
 
 Level-based: a decision depends on the current state, never on having seen a particular update,
 so any interleaving or duplication of run updates and evaluations gives at most one `broken`

@@ -1,4 +1,4 @@
-"""Silences (DESIGN §7): mute matching alerts until a time.
+"""Silences (docs/architecture.md#alerting): mute matching alerts until a time.
 
 A silence is a set of matchers, each a glob on one of `source`, `project`, `ref`, `event`
 (a missing key matches anything), and a window `[starts_at, ends_at)`. A silenced alert still

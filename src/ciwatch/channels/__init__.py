@@ -1,4 +1,5 @@
-"""Notification channels (DESIGN §7): one registry, `kind -> factory`, and `build_channel`.
+"""Notification channels (docs/architecture.md#alerting): one registry, `kind -> factory`, and
+`build_channel`.
 
 Each factory takes the channel's settings and the shared aiohttp session (used by the HTTP
 channels; created lazily by a channel when none is given) and returns a `Channel`.

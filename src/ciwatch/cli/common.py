@@ -91,7 +91,8 @@ def load_config(path: Path | None, database: str | None = None) -> Settings:
 
 @asynccontextmanager
 async def opened_store(settings: Settings) -> AsyncIterator[Store]:
-    """The store with migrations applied (DESIGN §6: applied on start), closed afterwards."""
+    """The store with migrations applied (docs/architecture.md#storage: applied on start), closed
+    afterwards."""
     store = open_store(settings.database)
     try:
         await store.upgrade()

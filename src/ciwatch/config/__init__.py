@@ -1,4 +1,5 @@
-"""Configuration (DESIGN §11): YAML with `${VAR}` expansion, validated by pydantic into frozen
+"""Configuration (docs/architecture.md#configuration): YAML with `${VAR}` expansion, validated by
+pydantic into frozen
 `Settings`; durations as `30s`/`5m`/`4h`; every problem reported at once with its file, line and
 key path; secrets masked in dumps.
 

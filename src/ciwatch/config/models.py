@@ -1,4 +1,5 @@
-"""The configuration schema (DESIGN §11): frozen pydantic models, unknown keys rejected.
+"""The configuration schema (docs/architecture.md#configuration): frozen pydantic models, unknown
+keys rejected.
 
 Every default lives here, once; `docs/configuration.md` documents them and a test keeps the two
 in step. Checks that span several fields raise errors located at the field to fix.
@@ -119,7 +120,8 @@ def _both_or_neither(model: BaseModel, first: str, second: str) -> list[Check]:
 
 
 class ServerSettings(ConfigModel):
-    """The HTTP server: dashboard, API, webhooks, /metrics (DESIGN §9)."""
+    """The HTTP server: dashboard, API, webhooks, /metrics
+    (docs/architecture.md#http-and-dashboard)."""
 
     listen: Listen = "127.0.0.1:8080"
     username: OptionalText = None
@@ -147,14 +149,15 @@ class ServerSettings(ConfigModel):
 
 
 class CollectionSettings(ConfigModel):
-    """Polling, shared by every source (DESIGN §5)."""
+    """Polling, shared by every source (docs/architecture.md#collection)."""
 
     concurrency: int = Field(16, ge=1, le=1024)
     timeout: PositiveDuration = timedelta(seconds=30)
     retries: int = Field(4, ge=0, le=20)
     jitter: float = Field(0.1, ge=0.0, le=1.0)
     discovery_interval: PositiveDuration = timedelta(minutes=10)
-    # Several replicas sharing one database divide the targets through leases (DESIGN §13).
+    # Several replicas sharing one database divide the targets through leases
+    # (docs/architecture.md#several-replicas).
     partition: bool = False
 
 
@@ -349,7 +352,7 @@ class RouteSettings(ConfigModel):
 
 
 class AlertSettings(ConfigModel):
-    """Alert timing, channels and routes (DESIGN §7)."""
+    """Alert timing, channels and routes (docs/architecture.md#alerting)."""
 
     stuck_after: PositiveDuration = timedelta(hours=1)
     queued_after: PositiveDuration = timedelta(minutes=15)

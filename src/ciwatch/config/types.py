@@ -22,7 +22,8 @@ from pydantic_core import PydanticCustomError
 from ciwatch.config.durations import format_duration, parse_duration
 from ciwatch.config.masking import mask_url
 
-RESERVED_SOURCE_NAMES = frozenset({"push"})  # runs reported with `ciwatch report` (DESIGN §9)
+# Runs reported with `ciwatch report` (docs/architecture.md#http-and-dashboard).
+RESERVED_SOURCE_NAMES = frozenset({"push"})
 
 
 def problem(message: str) -> PydanticCustomError:

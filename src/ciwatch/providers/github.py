@@ -6,8 +6,9 @@ Sources read for field meanings: the REST description `github/rest-api-descripti
 
 Mapping choices:
 
-- Status: `status`, and for `completed` the `conclusion` (DESIGN §3). `provider_status` is
-  `completed/<conclusion>` when completed, else the bare status (`queued`, `in_progress`, ...).
+- Status: `status`, and for `completed` the `conclusion` (docs/architecture.md#the-model).
+  `provider_status` is `completed/<conclusion>` when completed, else the bare status (`queued`,
+  `in_progress`, ...).
 - `workflow` is the run's `name`; webhook runs may carry an empty `name`, then the event's
   `workflow.name` is used.
 - `started_at` is `run_started_at`, the start of the *latest attempt*; `finished_at` is
@@ -21,7 +22,7 @@ Mapping choices:
 - `commit_title`, `commit_author`, `commit_email`: `head_commit.message` (its first line) and
   `head_commit.author.name` / `.email`, in the REST run and the `workflow_run` webhook alike.
 - `attempt` is `run_attempt` (default 1): a re-run keeps the run id and raises the attempt, which
-  is what lets it reopen a finished run (DESIGN §4).
+  is what lets it reopen a finished run (docs/architecture.md#state-machine-and-time).
 - Jobs: GitHub gives a queued job a `started_at` equal to its `created_at` before any runner
   picked it up (see the `workflow_job.queued` example), so `started_at` is dropped while the job
   is queued. `queued_seconds` = `started_at - created_at` once started; `duration_seconds` =

@@ -10,13 +10,13 @@ Mapping choices:
 
 - A build is a run: `run_id` = `str(number)`, `number` = `number`. While `building` (or before
   Jenkins has a `result`) it is `running` with provider status `building`; after, its `result`
-  maps through DESIGN §3 (`UNSTABLE` → failed, provider status `UNSTABLE`).
+  maps through docs/architecture.md#the-model (`UNSTABLE` → failed, provider status `UNSTABLE`).
 - `created_at` = `started_at` = `timestamp` (epoch ms). Once finished: `finished_at` =
   `timestamp + duration`, `duration_seconds` = `duration / 1000`.
 - **`updated_at` = the build's `timestamp`, constant for the build.** Jenkins exposes no
   last-change time, and a build never leaves a terminal state (a replay or a rebuild is a new
   build number), so ordering one build's updates by status rank alone (queued < running <
-  terminal, DESIGN §4) is right.
+  terminal, docs/architecture.md#state-machine-and-time) is right.
 - `queued_seconds` = `queuingDurationMillis / 1000` of the metrics plugin's `TimeInQueueAction`
   ("the wall time from when it entered the queue until it left the queue"), when the build's
   `actions` carry it; `buildableDurationMillis` is only the buildable part of that wait.
@@ -72,8 +72,9 @@ FOLDER_CLASSES = frozenset(
 )
 """`_class` values of items that hold other jobs rather than builds."""
 
-# Pipeline Stage View `StatusExt` words. UNSTABLE is failed as for build results (DESIGN §3);
-# PAUSED_PENDING_INPUT is an input step waiting for a person: DESIGN §3's Jenkins `manual`.
+# Pipeline Stage View `StatusExt` words. UNSTABLE is failed as for build results
+# (docs/architecture.md#the-model); PAUSED_PENDING_INPUT is an input step waiting for a person:
+# docs/architecture.md#the-model's Jenkins `manual`.
 WFAPI_STATUS: dict[str, Status] = {
     "SUCCESS": Status.SUCCESS,
     "FAILED": Status.FAILED,

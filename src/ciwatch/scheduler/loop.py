@@ -1,5 +1,6 @@
-"""The collection loop (DESIGN §5): a due-time heap over every target, jitter, a global
-concurrency limit, adaptive intervals, per-source pauses on rate limits, and a drain on stop.
+"""The collection loop (docs/architecture.md#collection): a due-time heap over every target, jitter,
+a global concurrency limit, adaptive intervals, per-source pauses on rate limits, and a drain on
+stop.
 
 One slow or failing target never delays the others: every poll is its own task, bounded only
 by the global semaphore, and a failure only moves that target's next due time.

@@ -1,5 +1,6 @@
-"""The SQL of alerting (DESIGN §7, §13): alert rows with compare-and-set, the transactional
-outbox, silences. Functions over `SqlStore`; each call is one transaction.
+"""The SQL of alerting (docs/architecture.md#alerting, #several-replicas): alert rows with
+compare-and-set, the transactional outbox, silences. Functions over `SqlStore`; each call is one
+transaction.
 
 Why nothing is sent twice by two replicas or after a restart:
 

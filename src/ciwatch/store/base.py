@@ -33,7 +33,7 @@ class RunPage:
 
 
 class Store(Protocol):
-    """Persistent runs, jobs, ref states and target sync state (DESIGN §6)."""
+    """Persistent runs, jobs, ref states and target sync state (docs/architecture.md#storage)."""
 
     async def upgrade(self) -> None:
         """Apply the schema migrations up to head. Idempotent; safe from several replicas."""

@@ -49,7 +49,8 @@ class Endpoint:
 
 
 def parse_url(url: str) -> Endpoint:
-    """Map a user-facing URL (DESIGN §11) to an async driver URL; ConfigError when unusable."""
+    """Map a user-facing URL (docs/architecture.md#configuration) to an async driver URL;
+    ConfigError when unusable."""
     scheme = url.split(":", 1)[0].lower() if ":" in url else url
     try:
         parsed = make_url(url)

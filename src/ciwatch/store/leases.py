@@ -1,4 +1,5 @@
-"""Leases (DESIGN §13): a named right that one holder has until it expires.
+"""Leases (docs/architecture.md#several-replicas): a named right that one holder has until it
+expires.
 
 Replicas sharing one database divide the polling with them: a replica polls a target only while
 it holds the target's lease. The holder renews it at each poll; another replica takes it only

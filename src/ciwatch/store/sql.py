@@ -53,7 +53,8 @@ def _item_caused(exc: Exception) -> bool:
 
 
 def open_store(url: str, *, echo: bool = False) -> SqlStore:
-    """A store for a user-facing database URL (DESIGN §11). No I/O: it connects on first use.
+    """A store for a user-facing database URL (docs/architecture.md#configuration). No I/O: it
+    connects on first use.
 
     Accepts `sqlite:///relative.db`, `sqlite:////absolute.db`, `postgresql://user@host:port/db`,
     `postgres://...` and `postgresql+asyncpg://...`. Raises ConfigError naming an unknown scheme.

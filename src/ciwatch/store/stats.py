@@ -1,10 +1,10 @@
 """Read queries of the dashboard: the ref board, daily aggregates, time to green, failing runs.
 
-Every query is bounded for a large store (DESIGN §14: 1,000,000 runs, 5,000 refs): the board
-pages over `ref_states` (one row per ref) and joins runs by primary key only for the rows of the
-page; daily aggregates read the runs of the last days through an index on `order_time` (alone or
-after `source, project[, ref_key]`); time to green walks back over at most three index probes of
-the partial indexes `ix_runs_ref_success` / `ix_runs_ref_failed`.
+Every query is bounded for a large store (docs/architecture.md#tests-and-benchmarks: 1,000,000 runs,
+5,000 refs): the board pages over `ref_states` (one row per ref) and joins runs by primary key only
+for the rows of the page; daily aggregates read the runs of the last days through an index on
+`order_time` (alone or after `source, project[, ref_key]`); time to green walks back over at most
+three index probes of the partial indexes `ix_runs_ref_success` / `ix_runs_ref_failed`.
 
 The functions run in one read unit of work of `SqlStore.read` (one connection, one transaction,
 errors as `StoreError`); `overview` and `project_overview` gather what a page needs in one.

@@ -1,2 +1,3 @@
-"""The HTTP service (DESIGN §9): `create_app(runtime)` in `ciwatch.web.app` builds the FastAPI
-application — JSON API, dashboard, `/metrics`, `/cc.xml`, probes."""
+"""The HTTP service (docs/architecture.md#http-and-dashboard): `create_app(runtime)` in
+`ciwatch.web.app` builds the FastAPI application — JSON API, dashboard, `/metrics`, `/cc.xml`,
+probes."""

@@ -1,5 +1,6 @@
-"""The JSON API under `/api/v1` (DESIGN §9): runs, one run with its jobs, project/ref states,
-target health, alerts and silences. Read-only but for silences; every route here is behind
+"""The JSON API under `/api/v1` (docs/architecture.md#http-and-dashboard): runs, one run with its
+jobs, project/ref states, target health, alerts and silences. Read-only but for silences; every
+route here is behind
 `require_auth` (see app.py).
 
 Answers are built by `ciwatch.serialize`; the `response_model`s only document them.

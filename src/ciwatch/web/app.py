@@ -1,4 +1,5 @@
-"""`create_app(runtime)`: the FastAPI application (DESIGN §9). Nothing happens at import time.
+"""`create_app(runtime)`: the FastAPI application (docs/architecture.md#http-and-dashboard). Nothing
+happens at import time.
 
 Routes, and who may call them (see `auth.py`):
 

@@ -1,4 +1,5 @@
-"""HTTP basic auth for the dashboard, the API and (optionally) `/metrics` (DESIGN §9).
+"""HTTP basic auth for the dashboard, the API and (optionally) `/metrics`
+(docs/architecture.md#http-and-dashboard).
 
 Active only when `server.username` and `server.password` are both set. Credentials are compared
 in constant time: both the user name and the password are always compared, as bytes, so the

@@ -1,4 +1,5 @@
-"""Server-rendered SVG charts (DESIGN §9: no JS build step): data in, an SVG string out.
+"""Server-rendered SVG charts (docs/architecture.md#http-and-dashboard: no JS build step): data in,
+an SVG string out.
 
 Pure: no I/O, no clock. Every text (titles, labels, tooltips) is escaped here, so the result can
 be inserted into a page as markup. Shapes carry CSS classes (`bar-good`, `line`, `grid`, ...) that

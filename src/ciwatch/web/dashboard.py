@@ -1,7 +1,8 @@
-"""The HTML dashboard (DESIGN §9): `/` (every project/ref, recent runs, trends; `?tv=1` wall
-mode), `/projects/{source}/{project...}` (one project), `/runs/{source}/{project...}/{run_id}`
-(one run, its jobs by stage) and `/alerts` (firing alerts with their deliveries, history,
-silences). Every page's navigation (the wall's summary) counts the firing alerts.
+"""The HTML dashboard (docs/architecture.md#http-and-dashboard): `/` (every project/ref, recent
+runs, trends; `?tv=1` wall mode), `/projects/{source}/{project...}` (one project),
+`/runs/{source}/{project...}/{run_id}` (one run, its jobs by stage) and `/alerts` (firing alerts
+with their deliveries, history, silences). Every page's navigation (the wall's summary) counts the
+firing alerts.
 
 `router` is included by `create_app` behind the auth dependency; handlers read the runtime from
 `request.app.state.runtime` (store, clock). Pages are server-rendered with Jinja2 (autoescape on:
@@ -84,7 +85,7 @@ STATUS_ICON: dict[Status, str] = {
     Status.CANCELED: "⊘",
     Status.SKIPPED: "↷",
 }
-# Alert rules and notice kinds (DESIGN §7), with a glyph besides their colour.
+# Alert rules and notice kinds (docs/architecture.md#alerting), with a glyph besides their colour.
 ALERT_ICON = {
     "broken": "✘",
     "still_failing": "✘",

@@ -1,4 +1,5 @@
-"""The error object of the HTTP contract (DESIGN §9): `{"error": "...", "detail": ...}`.
+"""The error object of the HTTP contract (docs/architecture.md#http-and-dashboard): `{"error":
+"...", "detail": ...}`.
 
 Every error answer goes through here: `ApiError` raised by handlers, Starlette's HTTP errors
 (unknown path 404, 405), FastAPI's validation errors (422, naming each bad field), the store being

@@ -1,4 +1,5 @@
-"""Webhook receivers: `POST /hooks/{gitlab,github,jenkins}/{source}` (DESIGN §5).
+"""Webhook receivers: `POST /hooks/{gitlab,github,jenkins}/{source}`
+(docs/architecture.md#collection).
 
 Every request is checked in this order, and nothing is stored from a rejected one:
 unknown source (404) → body over the size limit (413) → secret or signature (401) → content

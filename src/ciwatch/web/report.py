@@ -1,4 +1,5 @@
-"""`POST /api/v1/report`: any CI step reports a run (DESIGN §9), with the server's bearer token.
+"""`POST /api/v1/report`: any CI step reports a run (docs/architecture.md#http-and-dashboard), with
+the server's bearer token.
 
 The body is JSON, or a form (`application/x-www-form-urlencoded`, what `curl --data-urlencode`
 sends) with the same fields: `form_report` turns it into the dict the JSON body gives.

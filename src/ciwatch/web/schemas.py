@@ -1,4 +1,5 @@
-"""Pydantic models of the JSON answers, for the OpenAPI document (DESIGN §3, §9).
+"""Pydantic models of the JSON answers, for the OpenAPI document (docs/architecture.md#the-model,
+#http-and-dashboard).
 
 Handlers answer with the dicts of `ciwatch.serialize` (the single definition of the JSON shapes);
 these models describe them, and a test checks that every answer validates against its model and
