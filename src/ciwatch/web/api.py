@@ -322,7 +322,7 @@ async def list_flaky(
 
 
 def _ref_state_fields(state: RefState, recovery: Any = None) -> dict[str, Any]:
-    return {
+    fields = {
         "source": state.source,
         "provider": state.provider,
         "project": state.project,
@@ -331,8 +331,11 @@ def _ref_state_fields(state: RefState, recovery: Any = None) -> dict[str, Any]:
         "failing": state.failing,
         "since": state.since,
         "last_run": state.last_run,
-        "recovery": recovery,
     }
+    # Only `/api/v1/projects` adds the time to recovery; without it this is `ref_state_to_dict`.
+    if recovery is not None:
+        fields["recovery"] = recovery
+    return fields
 
 
 _ENCODER = msgspec.json.Encoder()
