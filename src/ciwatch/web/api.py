@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
-from urllib.parse import quote
 
 import msgspec
 from fastapi import APIRouter, Path, Query, Request
@@ -44,6 +43,7 @@ from ciwatch.timeutil import iso_z, to_utc
 from ciwatch.validation import MAX_ID, NO_CONTROL_PATTERN, Invalid, storable
 from ciwatch.web.context import runtime_of
 from ciwatch.web.errors import ApiError, error_responses
+from ciwatch.web.paths import project_path
 from ciwatch.web.schemas import (
     AlertsAnswer,
     FlakyAnswer,
@@ -269,10 +269,6 @@ def flaky_to_dict(found: FlakyJob, dashboard: str) -> dict[str, Any]:
     }
 
 
-def _project_path(source: str, project: str) -> str:
-    return f"/projects/{quote(source, safe='')}/{quote(project, safe='/')}"
-
-
 @router.get(
     "/flaky",
     response_model=FlakyAnswer,
@@ -314,7 +310,7 @@ async def list_flaky(
     body = {
         "window_seconds": length.total_seconds(),
         "jobs": [
-            flaky_to_dict(item, f"{base}{_project_path(item.source, item.project)}")
+            flaky_to_dict(item, f"{base}{project_path(item.source, item.project)}")
             for item in found
         ],
     }

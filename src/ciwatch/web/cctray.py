@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -21,6 +20,7 @@ from ciwatch.timeutil import iso_z
 from ciwatch.web.api import ProjectQ, RefQ, SourceQ, StatusQ, filters_of
 from ciwatch.web.context import runtime_of, snapshot_cache_of
 from ciwatch.web.errors import STORE_DETAIL, STORE_UNAVAILABLE, ApiError, error_responses
+from ciwatch.web.paths import project_path
 
 MEDIA_TYPE = "application/xml"
 
@@ -79,7 +79,7 @@ def render(snapshot: Snapshot, base_url: str, wanted: QueryFilters | None = None
     for state in snapshot.refs:
         if wanted is not None and not wanted.keep(state):
             continue
-        page = f"{base_url}/projects/{quote(state.source, safe='')}/{quote(state.project)}"
+        page = f"{base_url}{project_path(state.source, state.project)}"
         attributes = project_attributes(state, snapshot.decisive_run(state), page)
         ET.SubElement(root, "Project", {k: _clean(v) for k, v in attributes.items()})
     return bytes(ET.tostring(root, encoding="utf-8", xml_declaration=True))

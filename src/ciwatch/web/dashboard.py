@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from functools import cache
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -62,6 +62,7 @@ from ciwatch.web.charts import (
     rate_tone,
     short_duration,
 )
+from ciwatch.web.paths import project_path, run_path
 from ciwatch.web.schemas import SilenceCreate
 
 log = logging.getLogger(__name__)
@@ -270,19 +271,14 @@ class View:
         return self.url(path, **merged)
 
     def project(self, source: str, project: str, **params: Any) -> str:
-        path = f"/projects/{quote(source, safe='')}/{quote(project, safe='/')}"
-        return self.url(path, **params)
+        return self.url(project_path(source, project), **params)
 
     def static(self, name: str) -> str:
         return f"{self.root}/static/{name}"
 
     def run_href(self, run: Run, **params: Any) -> str:
         """The dashboard's page of one run (the same identifiers as `/api/v1/runs/...`)."""
-        path = (
-            f"/runs/{quote(run.source, safe='')}/{quote(run.project, safe='/')}"
-            f"/{quote(run.run_id, safe='')}"
-        )
-        return self.url(path, **params)
+        return self.url(run_path(run.source, run.project, run.run_id), **params)
 
     def run_link(self, run: Run) -> Markup:
         """`#number` (else the run id), linked to the run's page on this dashboard."""
