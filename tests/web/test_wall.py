@@ -5,7 +5,7 @@ is green only when refs exist and all are green — a filter matching nothing is
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import httpx
 
@@ -40,12 +40,8 @@ async def test_wall_has_no_navigation_and_loads_its_layout_script(
     assert 'class="topbar"' in (await client.get("/")).text
 
 
-async def test_a_running_run_on_a_green_ref_comes_before_the_rest(
-    client: httpx.AsyncClient, store: SqlStore
-) -> None:
-    await fill(store)
-    # group/lib main is green; a new run started 5 minutes ago, its green run took 10 minutes.
-    started = NOW - timedelta(minutes=5)
+async def _start_lib_run(store: SqlStore, *, started: datetime) -> None:
+    """Run #20 of group/lib main (green, its green run took 10 minutes) running since `started`."""
     await store.upsert_run(
         make_run(
             project="group/lib",
@@ -59,6 +55,14 @@ async def test_a_running_run_on_a_green_ref_comes_before_the_rest(
             updated_at=started,
         )
     )
+
+
+async def test_a_running_run_on_a_green_ref_comes_before_the_rest(
+    client: httpx.AsyncClient, store: SqlStore
+) -> None:
+    await fill(store)
+    # group/lib main is green; a new run started 5 minutes ago, its green run took 10 minutes.
+    await _start_lib_run(store, started=NOW - timedelta(minutes=5))
     html = (await client.get("/?tv=1")).text
     tiles = texts(html, "li", "tile")
     assert [" ".join(t.split()[3:5]) for t in tiles] == [
@@ -77,20 +81,7 @@ async def test_a_running_run_on_a_green_ref_comes_before_the_rest(
 
 async def test_an_overdue_run_says_so(client: httpx.AsyncClient, store: SqlStore) -> None:
     await fill(store)
-    started = NOW - timedelta(minutes=25)
-    await store.upsert_run(
-        make_run(
-            project="group/lib",
-            run_id="20",
-            number=20,
-            status=Status.RUNNING,
-            created_at=started,
-            started_at=started,
-            finished_at=None,
-            duration_seconds=None,
-            updated_at=started,
-        )
-    )
+    await _start_lib_run(store, started=NOW - timedelta(minutes=25))
     html = (await client.get("/?tv=1")).text
     assert "● running 25m 00s > ~10m 00s" in texts(html, "span", "tile-run")
     assert 'class="tile-meta tile-run overdue"' in html
