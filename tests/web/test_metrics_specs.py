@@ -13,8 +13,10 @@ import pytest
 from ciwatch.domain import Status
 from ciwatch.metrics import (
     GCPE_METRICS,
+    GCPE_REF_FAMILIES,
     METRICS,
     READERS,
+    REF_FAMILIES,
     CiwatchCollector,
     Input,
     MetricSpec,
@@ -79,6 +81,16 @@ def test_every_per_ref_spec_declares_inputs_the_key_builder_reads(spec: MetricSp
     assert len(set(spec.inputs)) == len(spec.inputs)
     missing = set(spec.inputs) - READERS.keys()
     assert not missing, f"{spec.name} reads {missing}, which the key builder does not read"
+
+
+async def test_the_renderers_per_ref_families_are_the_specs_with_a_sampler(
+    store: SqlStore,
+) -> None:
+    collector = CiwatchCollector(SnapshotCache(store, lambda: T0), CollectionMetrics())
+    assert tuple(spec.name for spec in collector.ref_specs) == REF_FAMILIES
+    assert "ci_pipeline_status" in REF_FAMILIES
+    assert "ci_pipeline_runs_total" not in REF_FAMILIES
+    assert tuple(spec.name for spec in GCPE_METRICS if spec.per_ref) == GCPE_REF_FAMILIES
 
 
 def test_the_key_builder_reads_every_input_and_only_per_ref_specs_declare_inputs() -> None:

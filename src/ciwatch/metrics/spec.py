@@ -501,5 +501,4 @@ METRICS: tuple[MetricSpec, ...] = (
 )
 METRIC_NAMES = frozenset(spec.name for spec in METRICS)
 # Derived: the families written one block per project/ref, in exposition order.
-REF_SPECS = tuple(spec for spec in METRICS if spec.per_ref is not None)
-REF_FAMILIES = tuple(spec.name for spec in REF_SPECS)
+REF_FAMILIES = tuple(spec.name for spec in METRICS if spec.per_ref is not None)
