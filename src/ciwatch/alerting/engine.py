@@ -28,7 +28,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ciwatch.alerting import health, rules
+from ciwatch.alerting import health, kinds, rules
 from ciwatch.alerting.delivery import notice_to_payload
 from ciwatch.alerting.people import People
 from ciwatch.alerting.rules import AlertRow, Decision, Fingerprint, Thresholds
@@ -94,13 +94,13 @@ def _route_matches(route: RouteSettings, source: str, project: str, ref: str) ->
 def escalation_routes(
     routes: Sequence[RouteSettings], source: str, project: str, ref: str
 ) -> list[tuple[int, timedelta]]:
-    """The escalation routes (those with `after`) matching the ref and selecting `broken` or
-    `still_failing`, as (index in `routes`, after)."""
+    """The escalation routes (those with `after`) matching the ref and selecting a kind that
+    escalates (`broken` or `still_failing`, `kinds.ESCALATING`), as (index in `routes`, after)."""
     return [
         (index, route.after)
         for index, route in enumerate(routes)
         if route.after is not None
-        and {"broken", "still_failing"} & set(route.events)
+        and kinds.ESCALATING & set(route.events)
         and _route_matches(route, source, project, ref)
     ]
 
@@ -197,7 +197,7 @@ class AlertEngine:
                 decisive = await self._decisive(state)
             key = RefKey(state.source, state.project, state.ref)
             decisions.extend(
-                rules.decide(
+                kinds.decide(
                     state,
                     stored,
                     decisive,
@@ -229,7 +229,7 @@ class AlertEngine:
         event = decision.notify.value
         labels = {"source": source, "project": project, "ref": ref, "event": event}
         # The recovery of an `unhealthy` alert goes wherever the alert went.
-        routed = "unhealthy" if event == "healthy" else event
+        routed = kinds.route_event(event)
         if rule.startswith(rules.ESCALATED + "-"):
             route = self.settings.routes[int(decision.payload["route"])]
             channels = dict.fromkeys(route.channels, route.label)
