@@ -84,7 +84,7 @@ def test_routing_follows_the_entries() -> None:
     assert route_event("healthy") == "unhealthy"
     assert route_event("recovered") == "recovered"
     assert route_event(TEST) == TEST
-    assert ESCALATING == {"broken", "still_failing"}
+    assert {"broken", "still_failing"} == ESCALATING
     assert RouteSettings(channels=["c"]).events == list(DEFAULT_EVENTS) == list(AlertEventKind)
 
 
@@ -160,13 +160,10 @@ def _ended(n: int, status: Status, finished: float) -> Run:
     )
 
 
+_RED = [_ended(1, Status.SUCCESS, 1000), _ended(2, Status.FAILED, 2000)]
 # For each kind with a rule: the ref's runs while its condition holds, and once it cleared.
 LIFECYCLES: dict[AlertEventKind, tuple[list[Run], list[Run]]] = {
-    AlertEventKind.BROKEN: (
-        [_ended(1, Status.SUCCESS, 1000), _ended(2, Status.FAILED, 2000)],
-        [_ended(1, Status.SUCCESS, 1000), _ended(2, Status.FAILED, 2000)]
-        + [_ended(3, Status.SUCCESS, 3000)],
-    ),
+    AlertEventKind.BROKEN: (_RED, [*_RED, _ended(3, Status.SUCCESS, 3000)]),
     AlertEventKind.STUCK: ([_running(1, 1000)], [_ended(1, Status.SUCCESS, 9000)]),
     AlertEventKind.QUEUED: ([_queued(1, 1000)], [_ended(1, Status.SUCCESS, 9000)]),
 }
