@@ -114,8 +114,10 @@ def test_the_docs_name_every_kind() -> None:
     configuration = (DOCS / "configuration.md").read_text()
     default_row = next(line for line in configuration.splitlines() if line.startswith("| `events`"))
     architecture = (DOCS / "architecture.md").read_text()
-    for name in BY_NAME:
+    channels = (DOCS / "channels.md").read_text()
+    for name, kind in BY_NAME.items():
         assert f"| `{name}` |" in events_table, name
+        assert f"| `{name}` | `{kind.wording.emoji} {kind.wording.word}: " in channels, name
         assert f'"{name}"' in default_row, name
         assert f"`{name}`" in architecture, name
     assert "## Adding an alert kind" in (DOCS / "extending.md").read_text()

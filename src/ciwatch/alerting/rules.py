@@ -19,8 +19,9 @@ notification per red period, and a restart decides nothing new.
 
 Each ref rule (`broken_rule`, `stuck_rule`, `queued_rule`) takes the `RuleInputs` of one ref and
 returns its decisions; `alerting/kinds.py` lists them with the kind they fire, and its `decide`
-runs them in that order. Escalation (`escalation_decisions`) is not a kind: a route option that
-sends `still_failing`.
+runs them in that order (the list and the loop over it live there, since the list names these
+functions: this module does not import `kinds`). Escalation (`escalation_decisions`) is not a
+kind: a route option that sends `still_failing`.
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ def _repeat_due(row: AlertRow, now: datetime, repeat_interval: timedelta) -> boo
 def wants_decisive(
     state: RefState, alerts: dict[Fingerprint, AlertRow], now: datetime, limits: Thresholds
 ) -> bool:
-    """Whether `decide` needs the ref's decisive run (the newest success/failed one) for this
+    """Whether `kinds.decide` needs the ref's decisive run (the newest success/failed one) for this
     state: only when the colour alert may change or repeat, so the caller can fetch it lazily."""
     row = _firing(alerts, fingerprint(AlertEventKind.BROKEN, state))
     if state.status is Status.FAILED:
