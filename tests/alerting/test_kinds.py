@@ -19,10 +19,13 @@ from ciwatch.alerting.kinds import (
     BY_NAME,
     DEFAULT_EVENTS,
     ESCALATING,
+    FLAKY_NOTED,
     HEALTH_EVENTS,
     KINDS,
+    MENTIONING,
     RULES,
     TEST,
+    WITH_LAST_GREEN,
     WORDING,
     AlertKind,
     decide,
@@ -85,6 +88,7 @@ def test_routing_follows_the_entries() -> None:
     assert route_event("recovered") == "recovered"
     assert route_event(TEST) == TEST
     assert {"broken", "still_failing"} == ESCALATING
+    assert {"broken"} == FLAKY_NOTED == MENTIONING == WITH_LAST_GREEN
     assert RouteSettings(channels=["c"]).events == list(DEFAULT_EVENTS) == list(AlertEventKind)
 
 

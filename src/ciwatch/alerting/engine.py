@@ -37,7 +37,7 @@ from ciwatch.channels.base import Notice
 from ciwatch.clock import Clock, SystemClock
 from ciwatch.config.durations import format_duration
 from ciwatch.config.models import AlertSettings, RouteSettings
-from ciwatch.domain import AlertEventKind, RefKey, RefState, Run, RunKey, Status
+from ciwatch.domain import RefKey, RefState, Run, RunKey, Status
 from ciwatch.errors import StoreError
 from ciwatch.store.alerting import (
     Change,
@@ -250,7 +250,7 @@ class AlertEngine:
             channels = dict.fromkeys(channels, START_GROUP)
         jobs = failing.get(run.key, ()) if run.status is Status.FAILED else ()
         note = None
-        if decision.notify is AlertEventKind.BROKEN and flaky is not None:
+        if decision.notify in kinds.FLAKY_NOTED and flaky is not None:
             note = likely_flaky_note(jobs, flaky.get((source, project), {}), self.flaky_window)
         if note is not None and self.settings.flaky == "mute":
             # Recorded (it recovers and repeats as usual), never sent.
@@ -270,7 +270,7 @@ class AlertEngine:
             dashboard_url=self.dashboard_url(source, project, ref) if self.dashboard_url else None,
             at_start=on_start == "summary",
             green_sha=(greens or {}).get(run.key),
-            people=self.people.of(run) if event == AlertEventKind.BROKEN.value else (),
+            people=self.people.of(run) if event in kinds.MENTIONING else (),
         )
         return self._queued(decision, notice, now, channels, settle=on_start == "summary")
 
@@ -281,7 +281,7 @@ class AlertEngine:
         found: dict[RunKey, str] = {}
         for d in decisions:
             run = d.run
-            if d.notify is not AlertEventKind.BROKEN or run is None:
+            if d.notify not in kinds.WITH_LAST_GREEN or run is None:
                 continue
             page = await self.store.history(
                 source=run.source,
@@ -404,9 +404,7 @@ class AlertEngine:
             {
                 (d.run.source, d.run.project)
                 for d in decisions
-                if d.notify is AlertEventKind.BROKEN
-                and d.run is not None
-                and failing.get(d.run.key)
+                if d.notify in kinds.FLAKY_NOTED and d.run is not None and failing.get(d.run.key)
             }
         )
         if not projects:

@@ -65,6 +65,12 @@ class AlertKind:
     escalates: bool = False
     # In a route's `events` when the route does not list them.
     default_event: bool = True
+    # What the engine adds to its notices (a run that broke a ref): the likely-flaky note
+    # (`alerts.flaky`, docs/alerting.md#likely-flaky), the people to mention (`people:`), and
+    # the SHA of the ref's last green run (the range of commits that broke it).
+    flaky_note: bool = False
+    mentions: bool = False
+    last_green: bool = False
 
     @property
     def route_event(self) -> AlertEventKind:
@@ -84,6 +90,9 @@ KINDS: tuple[AlertKind, ...] = (
         repeats_as=Kind.STILL_FAILING,
         resolves_as=Kind.RECOVERED,
         escalates=True,
+        flaky_note=True,
+        mentions=True,
+        last_green=True,
     ),
     AlertKind(
         Kind.STILL_FAILING,
@@ -139,6 +148,9 @@ EVENTS: tuple[str, ...] = tuple(BY_NAME)
 DEFAULT_EVENTS: tuple[AlertEventKind, ...] = tuple(k.name for k in KINDS if k.default_event)
 HEALTH_EVENTS: tuple[str, ...] = tuple(k.name.value for k in KINDS if k.health)
 ESCALATING: frozenset[str] = frozenset(k.name.value for k in KINDS if k.escalates)
+FLAKY_NOTED: frozenset[str] = frozenset(k.name.value for k in KINDS if k.flaky_note)
+MENTIONING: frozenset[str] = frozenset(k.name.value for k in KINDS if k.mentions)
+WITH_LAST_GREEN: frozenset[str] = frozenset(k.name.value for k in KINDS if k.last_green)
 # The fingerprint rules of alert rows: the kinds that fire, and `escalated-<route index>`.
 ALERT_RULES: tuple[str, ...] = tuple(k.name.value for k in KINDS if k.fires)
 
