@@ -21,7 +21,7 @@ SRC = PACKAGE.parent
 
 # The pure core, as modules: what each may not pull in when imported alone.
 PURE = ["ciwatch.domain", "ciwatch.state", "ciwatch.timeutil", "ciwatch.serialize"]
-PURE += ["ciwatch.alerting.rules"]
+PURE += ["ciwatch.alerting.rules", "ciwatch.alerting.kinds"]
 IO_AND_FRAMEWORKS = [
     "aiohttp",
     "aiosmtplib",

@@ -9,13 +9,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ciwatch.alerting.kinds import decide
 from ciwatch.alerting.rules import (
     AlertRow,
     Decision,
     Fingerprint,
     Thresholds,
     applied,
-    decide,
     wants_decisive,
 )
 from ciwatch.domain import AlertEventKind, RefState, Run, Status

@@ -28,7 +28,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ciwatch.alerting import health, rules
+from ciwatch.alerting import health, kinds, rules
 from ciwatch.alerting.delivery import notice_to_payload
 from ciwatch.alerting.people import People
 from ciwatch.alerting.rules import AlertRow, Decision, Fingerprint, Thresholds
@@ -37,7 +37,7 @@ from ciwatch.channels.base import Notice
 from ciwatch.clock import Clock, SystemClock
 from ciwatch.config.durations import format_duration
 from ciwatch.config.models import AlertSettings, RouteSettings
-from ciwatch.domain import AlertEventKind, RefKey, RefState, Run, RunKey, Status
+from ciwatch.domain import RefKey, RefState, Run, RunKey, Status
 from ciwatch.errors import StoreError
 from ciwatch.store.alerting import (
     Change,
@@ -94,13 +94,13 @@ def _route_matches(route: RouteSettings, source: str, project: str, ref: str) ->
 def escalation_routes(
     routes: Sequence[RouteSettings], source: str, project: str, ref: str
 ) -> list[tuple[int, timedelta]]:
-    """The escalation routes (those with `after`) matching the ref and selecting `broken` or
-    `still_failing`, as (index in `routes`, after)."""
+    """The escalation routes (those with `after`) matching the ref and selecting a kind that
+    escalates (`broken` or `still_failing`, `kinds.ESCALATING`), as (index in `routes`, after)."""
     return [
         (index, route.after)
         for index, route in enumerate(routes)
         if route.after is not None
-        and {"broken", "still_failing"} & set(route.events)
+        and kinds.ESCALATING & set(route.events)
         and _route_matches(route, source, project, ref)
     ]
 
@@ -197,7 +197,7 @@ class AlertEngine:
                 decisive = await self._decisive(state)
             key = RefKey(state.source, state.project, state.ref)
             decisions.extend(
-                rules.decide(
+                kinds.decide(
                     state,
                     stored,
                     decisive,
@@ -229,7 +229,7 @@ class AlertEngine:
         event = decision.notify.value
         labels = {"source": source, "project": project, "ref": ref, "event": event}
         # The recovery of an `unhealthy` alert goes wherever the alert went.
-        routed = "unhealthy" if event == "healthy" else event
+        routed = kinds.route_event(event)
         if rule.startswith(rules.ESCALATED + "-"):
             route = self.settings.routes[int(decision.payload["route"])]
             channels = dict.fromkeys(route.channels, route.label)
@@ -250,7 +250,7 @@ class AlertEngine:
             channels = dict.fromkeys(channels, START_GROUP)
         jobs = failing.get(run.key, ()) if run.status is Status.FAILED else ()
         note = None
-        if decision.notify is AlertEventKind.BROKEN and flaky is not None:
+        if decision.notify in kinds.FLAKY_NOTED and flaky is not None:
             note = likely_flaky_note(jobs, flaky.get((source, project), {}), self.flaky_window)
         if note is not None and self.settings.flaky == "mute":
             # Recorded (it recovers and repeats as usual), never sent.
@@ -270,7 +270,7 @@ class AlertEngine:
             dashboard_url=self.dashboard_url(source, project, ref) if self.dashboard_url else None,
             at_start=on_start == "summary",
             green_sha=(greens or {}).get(run.key),
-            people=self.people.of(run) if event == AlertEventKind.BROKEN.value else (),
+            people=self.people.of(run) if event in kinds.MENTIONING else (),
         )
         return self._queued(decision, notice, now, channels, settle=on_start == "summary")
 
@@ -281,7 +281,7 @@ class AlertEngine:
         found: dict[RunKey, str] = {}
         for d in decisions:
             run = d.run
-            if d.notify is not AlertEventKind.BROKEN or run is None:
+            if d.notify not in kinds.WITH_LAST_GREEN or run is None:
                 continue
             page = await self.store.history(
                 source=run.source,
@@ -404,9 +404,7 @@ class AlertEngine:
             {
                 (d.run.source, d.run.project)
                 for d in decisions
-                if d.notify is AlertEventKind.BROKEN
-                and d.run is not None
-                and failing.get(d.run.key)
+                if d.notify in kinds.FLAKY_NOTED and d.run is not None and failing.get(d.run.key)
             }
         )
         if not projects:

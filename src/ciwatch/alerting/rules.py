@@ -16,11 +16,17 @@ notification per red period, and a restart decides nothing new.
 - **stuck** / **queued**: a run of the ref (any of them, not only the newest) has been running
   longer than `stuck_after` / queued longer than `queued_after` → fire and notify; repeat every
   `repeat_interval` while it lasts; resolve silently when it clears.
+
+Each ref rule (`broken_rule`, `stuck_rule`, `queued_rule`) takes the `RuleInputs` of one ref and
+returns its decisions; `alerting/kinds.py` lists them with the kind they fire, and its `decide`
+runs them in that order (the list and the loop over it live there, since the list names these
+functions: this module does not import `kinds`). Escalation (`escalation_decisions`) is not a
+kind: a route option that sends `still_failing`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -108,7 +114,7 @@ def _repeat_due(row: AlertRow, now: datetime, repeat_interval: timedelta) -> boo
 def wants_decisive(
     state: RefState, alerts: dict[Fingerprint, AlertRow], now: datetime, limits: Thresholds
 ) -> bool:
-    """Whether `decide` needs the ref's decisive run (the newest success/failed one) for this
+    """Whether `kinds.decide` needs the ref's decisive run (the newest success/failed one) for this
     state: only when the colour alert may change or repeat, so the caller can fetch it lazily."""
     row = _firing(alerts, fingerprint(AlertEventKind.BROKEN, state))
     if state.status is Status.FAILED:
@@ -220,53 +226,78 @@ def _pick(
     return max(found, key=lambda item: item[1]) if found else None
 
 
-def time_decisions(
+def waiting_decisions(
+    rule: AlertEventKind,
     state: RefState,
     alerts: dict[Fingerprint, AlertRow],
     now: datetime,
     limits: Thresholds,
     waiting: Sequence[Run] | None = None,
 ) -> list[Decision]:
-    """The stuck and queued decisions for one ref. `waiting` holds the ref's runs that may be
-    in either condition (any of its queued or running runs, see `store.alerting.waiting_runs_in`);
-    None looks at the ref's newest run only."""
+    """The decisions of one time-based rule (`stuck` or `queued`) for one ref. `waiting` holds
+    the ref's runs that may be in the condition (any of its queued or running runs, see
+    `store.alerting.waiting_runs_in`); None looks at the ref's newest run only."""
     candidates = [state.last_run] if waiting is None else list(waiting)
-    decisions: list[Decision] = []
-    for rule in (AlertEventKind.STUCK, AlertEventKind.QUEUED):
-        key = fingerprint(rule, state)
-        row = _firing(alerts, key)
-        picked = _pick(rule, candidates, row, now, limits)
-        if picked is not None:
-            run, lasted = picked
-            payload = {"run_id": run.run_id}
-            if row is None:
-                decisions.append(
-                    Decision(key, "fire", alerts.get(key), rule, run, payload, red_for=lasted)
-                )
-            elif row.payload.get("run_id") != run.run_id:
-                # Another run is now the one waiting: a new alert, not a repeat of the old one.
-                decisions.append(Decision(key, "fire", row, rule, run, payload, red_for=lasted))
-            elif _repeat_due(row, now, limits.repeat_interval):
-                decisions.append(Decision(key, "repeat", row, rule, run, payload, red_for=lasted))
-        elif row is not None:
-            decisions.append(Decision(key, "resolve", row, None, state.last_run, dict(row.payload)))
-    return decisions
+    key = fingerprint(rule, state)
+    row = _firing(alerts, key)
+    picked = _pick(rule, candidates, row, now, limits)
+    if picked is not None:
+        run, lasted = picked
+        payload = {"run_id": run.run_id}
+        if row is None:
+            return [Decision(key, "fire", alerts.get(key), rule, run, payload, red_for=lasted)]
+        if row.payload.get("run_id") != run.run_id:
+            # Another run is now the one waiting: a new alert, not a repeat of the old one.
+            return [Decision(key, "fire", row, rule, run, payload, red_for=lasted)]
+        if _repeat_due(row, now, limits.repeat_interval):
+            return [Decision(key, "repeat", row, rule, run, payload, red_for=lasted)]
+        return []
+    if row is not None:
+        return [Decision(key, "resolve", row, None, state.last_run, dict(row.payload))]
+    return []
 
 
-def decide(
-    state: RefState,
-    alerts: dict[Fingerprint, AlertRow],
-    decisive: Run | None,
-    now: datetime,
-    limits: Thresholds,
-    waiting: Sequence[Run] | None = None,
-    started: datetime | None = None,
-) -> list[Decision]:
-    """Every decision for one ref: its colour alert (`started`: see `colour_decision`), then
-    its time-based alerts (over `waiting`, see `time_decisions`)."""
-    colour = colour_decision(state, alerts, decisive, now, limits, started)
-    timed = time_decisions(state, alerts, now, limits, waiting)
-    return ([colour] if colour is not None else []) + timed
+# -- the rules as `alerting/kinds.py` lists them ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RuleInputs:
+    """What a ref rule reads: the ref's state, the alert rows stored for it, its decisive run
+    (the newest success/failed one; None when unknown or not fetched, see `wants_decisive`),
+    the time, the thresholds, the ref's queued or running runs (None: its newest run only) and
+    when this ciwatch began evaluating (None: no fire is `at_start`)."""
+
+    state: RefState
+    alerts: dict[Fingerprint, AlertRow]
+    decisive: Run | None
+    now: datetime
+    limits: Thresholds
+    waiting: Sequence[Run] | None = None
+    started: datetime | None = None
+
+
+# A ref rule: the decisions it makes for one ref (an `AlertKind.rule`).
+Rule = Callable[[RuleInputs], list[Decision]]
+
+
+def broken_rule(inputs: RuleInputs) -> list[Decision]:
+    """The rule of `broken` (with its repeat `still_failing` and its recovery `recovered`)."""
+    decision = colour_decision(
+        inputs.state, inputs.alerts, inputs.decisive, inputs.now, inputs.limits, inputs.started
+    )
+    return [] if decision is None else [decision]
+
+
+def stuck_rule(inputs: RuleInputs) -> list[Decision]:
+    """The rule of `stuck`: a run of the ref running longer than `stuck_after`."""
+    state, alerts, now, limits = inputs.state, inputs.alerts, inputs.now, inputs.limits
+    return waiting_decisions(AlertEventKind.STUCK, state, alerts, now, limits, inputs.waiting)
+
+
+def queued_rule(inputs: RuleInputs) -> list[Decision]:
+    """The rule of `queued`: a run of the ref queued longer than `queued_after`."""
+    state, alerts, now, limits = inputs.state, inputs.alerts, inputs.now, inputs.limits
+    return waiting_decisions(AlertEventKind.QUEUED, state, alerts, now, limits, inputs.waiting)
 
 
 def failing_jobs(jobs: Iterable[Job]) -> tuple[str, ...]:

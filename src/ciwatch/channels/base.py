@@ -11,13 +11,14 @@ from dataclasses import dataclass
 from datetime import UTC, timedelta, tzinfo
 from typing import Protocol
 
+from ciwatch.alerting import kinds
 from ciwatch.clock import Clock, SystemClock
-from ciwatch.domain import AlertEventKind, Run
+from ciwatch.domain import Run
 
-# Every alert event, and `test` (`ciwatch alerts test`).
-NOTICE_KINDS = (*(kind.value for kind in AlertEventKind), "test")
+# Every alert event, and `test` (`ciwatch alerts test`): alerting/kinds.py.
+NOTICE_KINDS = tuple(kinds.WORDING)
 # The events about ciwatch's own health: no run, a subject and an error instead.
-HEALTH_KINDS = (AlertEventKind.UNHEALTHY.value, AlertEventKind.HEALTHY.value)
+HEALTH_KINDS = kinds.HEALTH_EVENTS
 
 
 @dataclass(frozen=True)

@@ -30,58 +30,22 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
+from ciwatch.alerting.kinds import WORDING
 from ciwatch.channels.base import HEALTH_KINDS, Message, Notice
 from ciwatch.domain import Run
 from ciwatch.timeutil import local_time
 
-EMOJI = {
-    "broken": "🔴",
-    "still_failing": "❌",
-    "recovered": "✅",
-    "stuck": "⏳",
-    "queued": "🕒",
-    "unhealthy": "⚠️",
-    "healthy": "🟢",
-    "test": "🔔",
-}
-WORD = {
-    "broken": "Broken",
-    "still_failing": "Still failing",
-    "recovered": "Recovered",
-    "stuck": "Stuck",
-    "queued": "Queued too long",
-    "unhealthy": "Unhealthy",
-    "healthy": "Healthy again",
-    "test": "Test",
-}
+# The wording of each notice kind, from its entry in alerting/kinds.py.
+EMOJI = {kind: wording.emoji for kind, wording in WORDING.items()}
+WORD = {kind: wording.word for kind, wording in WORDING.items()}
 # "5 refs broke in group/*"
-GROUP_PHRASE = {
-    "broken": "refs broke",
-    "still_failing": "refs still failing",
-    "recovered": "refs recovered",
-    "stuck": "runs stuck",
-    "queued": "runs queued too long",
-    "unhealthy": "parts of ciwatch unhealthy",
-    "healthy": "parts of ciwatch healthy again",
-    "test": "test messages",
-}
+GROUP_PHRASE = {kind: wording.group_phrase for kind, wording in WORDING.items()}
 # Most severe first: the emoji of a mixed group is that of its most severe notice.
-SEVERITY = (
-    "broken",
-    "unhealthy",
-    "still_failing",
-    "stuck",
-    "queued",
-    "recovered",
-    "healthy",
-    "test",
-)
+SEVERITY = tuple(sorted(WORDING, key=lambda kind: WORDING[kind].severity))
 ELAPSED_LABEL = {
-    "recovered": "Red for",
-    "stuck": "Running for",
-    "queued": "Queued for",
-    "unhealthy": "Unhealthy for",
-    "healthy": "Was unhealthy for",
+    kind: wording.elapsed_label
+    for kind, wording in WORDING.items()
+    if wording.elapsed_label is not None
 }
 
 MAX_VALUE = 200

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from ciwatch.alerting.kinds import DEFAULT_EVENTS
 from ciwatch.config.durations import format_duration
 from ciwatch.config.masking import (
     MASK,
@@ -332,7 +333,8 @@ class RouteSettings(ConfigModel):
     sources: list[Glob] = ["*"]
     projects: list[Glob] = ["*"]
     refs: list[Glob] = ["*"]
-    events: list[AlertEventKind] = list(AlertEventKind)
+    # Accepted: `domain.AlertEventKind`; default: every kind's `default_event` (alerting/kinds.py).
+    events: list[AlertEventKind] = list(DEFAULT_EVENTS)
     # Names the route's grouped messages ("5 refs broke in <name>"); by default its globs.
     name: str | None = Field(default=None, min_length=1, max_length=100)
     # An escalation route: only refs red this long reach its channels, once per red period

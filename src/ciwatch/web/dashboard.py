@@ -31,6 +31,7 @@ from markupsafe import Markup, escape
 from pydantic import ValidationError
 
 from ciwatch.alerting import views as alert_views
+from ciwatch.alerting.kinds import KINDS
 from ciwatch.alerting.silences import (
     MATCHER_KEYS,
     MAX_SILENCE,
@@ -87,15 +88,7 @@ STATUS_ICON: dict[Status, str] = {
     Status.SKIPPED: "↷",
 }
 # Alert rules and notice kinds (docs/architecture.md#alerting), with a glyph besides their colour.
-ALERT_ICON = {
-    "broken": "✘",
-    "still_failing": "✘",
-    "recovered": "✔",
-    "stuck": "⏱",
-    "queued": "…",
-    "unhealthy": "⚠",
-    "healthy": "✔",
-}
+ALERT_ICON = {kind.name.value: kind.wording.glyph for kind in KINDS}
 HEADERS = {
     # Scripts and styles only from our own /static; charts are inline SVG, not scripts.
     "Content-Security-Policy": (

@@ -13,6 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ciwatch.alerting.kinds import ALERT_RULES, EVENTS, listing
 from ciwatch.domain import Status
 from ciwatch.validation import NO_CONTROL_PATTERN, NO_NUL_PATTERN
 
@@ -198,9 +199,7 @@ class ChannelOutcome(BaseModel):
     """The newest notice of an alert on one channel and what became of it."""
 
     channel: str = Field(description="Channel name from the configuration.")
-    event: str | None = Field(
-        description="broken, still_failing, recovered, stuck, queued, unhealthy or healthy."
-    )
+    event: str | None = Field(description=f"{listing(EVENTS)}.")
     outcome: Literal["sent", "failed", "pending"] = Field(
         description="sent; failed for good (see `error`); pending: not sent yet, being retried "
         "when `error` is set."
@@ -213,7 +212,7 @@ class ChannelOutcome(BaseModel):
 class AlertModel(BaseModel):
     """One alert: the state of a fingerprint (rule, source, project, ref)."""
 
-    rule: str = Field(description="The rule: broken, stuck or queued.")
+    rule: str = Field(description=f"The rule: {listing((*ALERT_RULES, 'escalated-<route>'))}.")
     event: str | None = Field(description="The newest event notified for it, if any.")
     source: str
     project: str
