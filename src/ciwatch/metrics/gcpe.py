@@ -12,9 +12,10 @@ import re
 from collections.abc import Collection, Mapping
 from datetime import datetime
 
-from ciwatch.domain import GITLAB_STATUS, Job, RefKey, RefState, Status
+from ciwatch.domain import Job, RefKey, RefState, Status
 from ciwatch.metrics.snapshot import Snapshot
 from ciwatch.metrics.spec import Families, Family, Input, MetricSpec, RefView, add, sample
+from ciwatch.providers.gitlab import GITLAB_STATUS
 from ciwatch.selfmetrics import CollectionMetrics
 
 GITLAB = "gitlab"
