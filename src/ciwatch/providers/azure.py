@@ -101,6 +101,15 @@ class AzureSource(BaseSource):
     # every pipeline. `exclude_projects` drops targets by their full `<project>/<pipeline>`.
     pipelines: list[Glob] = Field(default_factory=list)
 
+    def project_member(self, project: str) -> bool:
+        """Whether a target (`<project>/<pipeline>`) is in a listed project (without regard to
+        case, as Azure DevOps treats project names) and passes `pipelines`: discovery's
+        decision, for webhooks."""
+        head, _, pipeline = project.partition("/")
+        if head.casefold() not in {name.casefold() for name in self.projects} or not pipeline:
+            return False
+        return not self.pipelines or matches(pipeline, self.pipelines)
+
     @property
     def api_root(self) -> str:
         """The organization's URL, below which `{project}/_apis/...` lives."""
@@ -475,7 +484,7 @@ def parse_build_complete(
         raise bad(what, "no `resource` (the build)")
     build = event.resource
     target = build_target(build, fallback_project)
-    if target is not None and build.status is not None:
+    if target is not None and (build.status or "").lower() == "completed":
         return build_to_run(source, target, build), None
     project_id = event.containers.project.id if event.containers and event.containers.project else None
     if project_id is None:
@@ -511,26 +520,20 @@ def basic_password(header: str | None) -> str | None:
     return password if colon else None
 
 
-def project_member(settings: AzureSource, project: str) -> bool:
-    """Whether a target (`<project>/<pipeline>`) is in a listed project and passes
-    `pipelines` (the webhooks' form of discovery's decision)."""
-    head, _, pipeline = project.partition("/")
-    listed = {name.casefold() for name in settings.projects}
-    if head.casefold() not in listed or not pipeline:
-        return False
-    return not settings.pipelines or matches(pipeline, settings.pipelines)
-
-
 def unwatched(settings: AzureSource, project: str, ref: str | None) -> str | None:
     """Why the source does not watch a run of `project` on `ref`, or None."""
     if settings.webhooks_accept_unwatched:
         return None
-    if not project_member(settings, project):
+    if not settings.project_member(project):
         shown = ", ".join(settings.projects)
         globs = f"; pipelines: {', '.join(settings.pipelines)}" if settings.pipelines else ""
-        return f"project {project!r} is not watched by source {settings.name!r} (projects: {shown}{globs})"
+        return (
+            f"project {project!r} is not watched by source {settings.name!r} "
+            f"(projects: {shown}{globs})"
+        )
     if exclude_project(settings, project):
-        return f"project {project!r} is excluded by exclude_projects ({', '.join(settings.exclude_projects)})"
+        globs = ", ".join(settings.exclude_projects)
+        return f"project {project!r} is excluded by exclude_projects ({globs})"
     if not ref_wanted(settings, ref):
         return f"ref {ref!r} is not watched by source {settings.name!r}"
     return None
