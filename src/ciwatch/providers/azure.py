@@ -377,10 +377,10 @@ def parse_timeline(source: str, project: str, run_id: str, body: Body) -> list[J
         (r for r in records if (r.type or "").lower() == "job"), key=lambda r: r.order or 0
     )
     for record in ordered:
-        queued = _time(record.last_modified, what, "lastModified")
+        modified = _time(record.last_modified, what, "lastModified")
         started = _time(record.start_time, what, "startTime")
         finished = _time(record.finish_time, what, "finishTime")
-        updated = latest([finished, started, queued])
+        updated = latest([finished, started, modified])
         if updated is None:
             continue  # a job not yet scheduled has no time at all: the next read has one
         result = (record.result or "").lower()

@@ -133,12 +133,13 @@ class AzureProvider:
         return self.definitions[target.project]
 
     async def poll(self, target: Target, state: TargetState | None) -> PollResult:
+        sent = self.http.requests
         project, definition = await self._definition(target, state)
         previous = state or TargetState(self.source, target.project)
         cursor = _parse_cursor(previous.cursor)
         path = f"{quote(project, safe='')}/_apis/build/builds"
         builds: list[azure.AzureBuild] = []
-        requests = 0
+        pages = 0
         bodies: list[bytes] = []
         if cursor is None:
             top = max(1, min(self.settings.backfill, 1000))
@@ -146,7 +147,6 @@ class AzureProvider:
                 definitions=definition, queryOrder="queueTimeDescending", **{"$top": top}
             )
             resp = await self.http.get(path, params=params, target=target.project)
-            requests += 1
             bodies.append(resp.body)
             builds = azure.parse_builds(resp.body)
         else:
@@ -162,10 +162,11 @@ class AzureProvider:
                 if token:
                     params["continuationToken"] = token
                 resp = await self.http.get(path, params=params, target=target.project)
-                requests += 1
+                pages += 1
                 bodies.append(resp.body)
                 token = resp.headers.get("x-ms-continuationtoken")
-                if not token and requests == 1 and previous.etag == _tag(bodies):
+                if not token and pages == 1 and previous.etag == _tag(bodies):
+                    requests = self.http.requests - sent
                     return PollResult([], previous, not_modified=True, requests=requests)
                 builds.extend(azure.parse_builds(resp.body))
                 if not token:
@@ -179,7 +180,7 @@ class AzureProvider:
             etag=_tag(bodies) if cursor is not None else None,
             extra=extra,
         )
-        return PollResult(kept, new_state, requests=requests)
+        return PollResult(kept, new_state, requests=self.http.requests - sent)
 
     async def build(self, project: str, build_id: int) -> Run | None:
         """`GET {project}/_apis/build/builds/{id}` (`project`: a name or the GUID a service hook
