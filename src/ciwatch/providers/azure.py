@@ -32,7 +32,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
 
 import msgspec
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator
 
 from ciwatch.config.base import BaseSource
 from ciwatch.config.types import BaseUrl, Glob, problem
@@ -82,7 +82,14 @@ def _project(value: str) -> str:
     return value
 
 
+def _api_version(value: str) -> str:
+    if not re.fullmatch(r"\d+\.\d+(-preview(\.\d+)?)?", value):
+        raise problem(f"{value!r} is not an Azure DevOps REST API version (e.g. 7.1)")
+    return value
+
+
 Organization = Annotated[str, AfterValidator(_organization)]
+ApiVersion = Annotated[str, AfterValidator(_api_version)]
 AzureProject = Annotated[str, AfterValidator(_project)]
 
 
@@ -99,7 +106,10 @@ class AzureSource(BaseSource):
     projects: list[AzureProject] = []
     # Globs on the pipeline's folder path and name inside its project (`apps/*`, `*-ci`); empty:
     # every pipeline. `exclude_projects` drops targets by their full `<project>/<pipeline>`.
-    pipelines: list[Glob] = Field(default_factory=list)
+    pipelines: list[Glob] = []
+    # The REST API version asked for (`api-version=`): 7.1 on Azure DevOps Services; an older
+    # Azure DevOps Server may need `7.0` or `6.0`.
+    api_version: ApiVersion = "7.1"
 
     def project_member(self, project: str) -> bool:
         """Whether a target (`<project>/<pipeline>`) is in a listed project (without regard to

@@ -36,7 +36,6 @@ from ciwatch.providers import azure
 from ciwatch.providers.base import PollResult, matches
 from ciwatch.providers.watch import exclude_project, ref_wanted
 
-API_VERSION = "7.1"
 PAGE = 100
 OVERLAP = timedelta(seconds=1)
 DEFINITION = "definition"  # TargetState.extra key: the pipeline's definition id
@@ -87,7 +86,7 @@ class AzureProvider:
         await self.http.close()
 
     def _params(self, **extra: str | int) -> dict[str, str | int]:
-        return {"api-version": API_VERSION, **extra}
+        return {"api-version": self.settings.api_version, **extra}
 
     async def _pipelines(self, project: str) -> dict[str, int]:
         found: dict[str, int] = {}
