@@ -13,7 +13,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-PROVIDERS = ("gitlab", "github", "jenkins", "push")
+# What a provider kind looks like (a source `type:`, a `/hooks/{kind}/` segment). The kinds
+# themselves are the provider registry's (providers/registry.py); the domain, being pure, only
+# checks the shape, and the store checks the kind against the registry (store/rows.py).
+PROVIDER_NAME = re.compile(r"^[a-z][a-z0-9]{1,31}$")
 
 
 class Status(enum.StrEnum):
@@ -59,70 +62,6 @@ _RANK = {
     Status.SKIPPED: 3,
 }
 
-# docs/architecture.md#the-model mapping tables, one per vendor. Keys are the vendor's own words,
-# lower-cased; GitHub completed runs are looked up by their conclusion. Jenkins "building" and "in
-# queue" are states, not results (see `map_status_checked`). Every word a vendor documents is
-# listed; anything else is an unknown word and degrades safely (`UnknownStatus`).
-#
-# GitLab: the statuses of `Ci::HasStatus` / the jobs API `scope` enum (`created`,
-# `waiting_for_resource`, `preparing`, `waiting_for_callback`, `pending`, `running`, `success`,
-# `failed`, `canceling`, `canceled`, `skipped`, `manual`, `scheduled`), the same words in the
-# pipelines API, Pipeline Hooks and Job Hooks (doc/api/pipelines.md, doc/api/jobs.md,
-# webhook_events.md).
-GITLAB_STATUS: dict[str, Status] = {
-    "created": Status.QUEUED,  # created, not yet pending (waiting for earlier stages)
-    "waiting_for_resource": Status.QUEUED,  # waiting for a `resource_group`
-    "preparing": Status.QUEUED,  # the runner is preparing the environment
-    "waiting_for_callback": Status.QUEUED,  # ordered before `pending` by GitLab (17.x+)
-    "pending": Status.QUEUED,  # waiting for a runner
-    "scheduled": Status.QUEUED,  # a delayed job (`when: delayed`) waiting for its time
-    "running": Status.RUNNING,
-    # `canceling`: cancel requested, the runner is still running `after_script` (GitLab 16.x+
-    # state machine: `canceling` → `canceled` when the runner reports). Still running, not final.
-    "canceling": Status.RUNNING,
-    "success": Status.SUCCESS,
-    "failed": Status.FAILED,
-    "canceled": Status.CANCELED,
-    "skipped": Status.SKIPPED,
-    "manual": Status.MANUAL,  # waiting for someone to start a `when: manual` job
-}
-# GitHub `status`: the REST `status` of workflow runs and jobs and the `workflow_run` /
-# `workflow_job` webhook schemas (octokit/webhooks payload-schemas common/workflow-run and
-# workflow-job: `requested`, `in_progress`, `completed`, `queued`, `waiting`; the REST "List
-# workflow runs" `status` filter adds `pending`).
-GITHUB_STATUS: dict[str, Status] = {
-    "requested": Status.QUEUED,  # the run was created, its jobs not yet queued
-    "queued": Status.QUEUED,
-    "pending": Status.QUEUED,  # held by a concurrency group until another run finishes
-    # `waiting`: a deployment environment awaits a reviewer's approval (or a wait timer). It is
-    # waiting for a person, not for a runner, so it is manual: queued would fire queued-too-long.
-    "waiting": Status.MANUAL,
-    "in_progress": Status.RUNNING,
-}
-# GitHub `conclusion` of a completed run or job: the webhook schemas (`success`, `failure`,
-# `neutral`, `cancelled`, `timed_out`, `action_required`, `stale`, `skipped`) and the REST status
-# filter (`startup_failure`).
-GITHUB_CONCLUSION: dict[str, Status] = {
-    "success": Status.SUCCESS,
-    "neutral": Status.SUCCESS,  # ended without a verdict: GitHub shows it as not failing
-    "failure": Status.FAILED,
-    "timed_out": Status.FAILED,
-    "startup_failure": Status.FAILED,  # the workflow could not start (invalid file, ...)
-    "cancelled": Status.CANCELED,
-    "stale": Status.CANCELED,  # superseded, marked stale by GitHub after being incomplete
-    "skipped": Status.SKIPPED,
-    "action_required": Status.MANUAL,  # needs a person (e.g. approve a fork's first run)
-}
-# Jenkins build `result` (hudson.model.Result: SUCCESS, UNSTABLE, FAILURE, NOT_BUILT, ABORTED),
-# the same words in the Notification plugin's `build.status`.
-JENKINS_RESULT: dict[str, Status] = {
-    "success": Status.SUCCESS,
-    "failure": Status.FAILED,
-    "unstable": Status.FAILED,
-    "aborted": Status.CANCELED,
-    "not_built": Status.SKIPPED,
-}
-
 
 class UnknownStatus(NamedTuple):
     """What `map_status` returns alongside the status when the provider's word was unknown."""
@@ -131,43 +70,17 @@ class UnknownStatus(NamedTuple):
     word: str
 
 
-def map_status(provider: str, word: str | None, conclusion: str | None = None) -> Status:
-    """Map a provider's status word(s) to the normalised status (docs/architecture.md#the-model).
-
-    `word` is the GitLab status, the GitHub `status` (with `conclusion` when completed) or the
-    Jenkins result (`None` while building). Unknown words map to the nearest safe status; use
-    `map_status_checked` to learn that a word was unknown so the caller can warn once.
-    """
-    return map_status_checked(provider, word, conclusion)[0]
+def map_status(provider: str, word: str | None) -> Status:
+    """The normalised status for a word that is already one of ours (`Status` values, any case):
+    what the push API accepts. Each CI system's own words are mapped by its provider module's
+    `map_status` (`ProviderSpec.map_status`, docs/architecture.md#the-model)."""
+    return map_status_checked(provider, word)[0]
 
 
-def map_status_checked(
-    provider: str, word: str | None, conclusion: str | None = None
-) -> tuple[Status, UnknownStatus | None]:
-    """Like `map_status`, and also report an unknown provider word (never raises)."""
+def map_status_checked(provider: str, word: str | None) -> tuple[Status, UnknownStatus | None]:
+    """Like `map_status`, and also report an unknown word (never raises): running, the safe
+    status that is neither green nor red."""
     key = (word or "").strip().lower()
-    if provider == "gitlab":
-        if key in GITLAB_STATUS:
-            return GITLAB_STATUS[key], None
-        return Status.RUNNING, UnknownStatus(provider, word or "")
-    if provider == "github":
-        if key == "completed":
-            concl = (conclusion or "").strip().lower()
-            if concl in GITHUB_CONCLUSION:
-                return GITHUB_CONCLUSION[concl], None
-            # A completed run with an unknown conclusion ended: call it failed, never green.
-            return Status.FAILED, UnknownStatus(provider, f"completed/{conclusion}")
-        if key in GITHUB_STATUS:
-            return GITHUB_STATUS[key], None
-        return Status.RUNNING, UnknownStatus(provider, word or "")
-    if provider == "jenkins":
-        if key in ("", "building", "null", "none"):
-            return Status.RUNNING, None
-        if key in ("in queue", "queued", "in_queue"):
-            return Status.QUEUED, None
-        if key in JENKINS_RESULT:
-            return JENKINS_RESULT[key], None
-        return Status.FAILED, UnknownStatus(provider, word or "")
     if key in Status.__members__.values():
         return Status(key), None
     return Status.RUNNING, UnknownStatus(provider, word or "")
@@ -282,10 +195,8 @@ class Run:
             "tests_failing",
             tuple(clean_text(name, MAX_TEST_NAME) for name in failing[:MAX_FAILING_TESTS]),
         )
-        if self.provider not in PROVIDERS:
-            raise ValueError(
-                f"provider must be one of {', '.join(PROVIDERS)}, got {self.provider!r}"
-            )
+        if not isinstance(self.provider, str) or not PROVIDER_NAME.match(self.provider):
+            raise ValueError(f"provider must be a provider kind, got {self.provider!r}")
         if not isinstance(self.status, Status):
             object.__setattr__(self, "status", Status(self.status))
         for name in ("updated_at", "created_at", "started_at", "finished_at"):

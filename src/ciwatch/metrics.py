@@ -43,9 +43,10 @@ from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ciwatch.domain import GITLAB_STATUS, Job, RefKey, RefState, Run, RunKey, Status, TargetState
+from ciwatch.domain import Job, RefKey, RefState, Run, RunKey, Status, TargetState
 from ciwatch.errors import StoreError
 from ciwatch.health import StoreHealth
+from ciwatch.providers.gitlab import GITLAB_STATUS
 from ciwatch.selfmetrics import CollectionMetrics
 from ciwatch.store import reliability
 from ciwatch.store import snapshot as queries

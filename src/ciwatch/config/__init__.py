@@ -9,41 +9,92 @@ This package is the only place that reads the environment (`load_settings`, `par
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ciwatch.config.durations import format_duration, parse_duration
-from ciwatch.config.loader import (
-    DEFAULT_PATH,
-    config_path,
-    default_settings,
-    load_settings,
-    parse_settings,
+from ciwatch.config.masking import mask_tree
+from ciwatch.lazy import exports
+
+if TYPE_CHECKING:
+    from ciwatch.config.base import BaseSource
+    from ciwatch.config.durations import format_duration, parse_duration
+    from ciwatch.config.loader import (
+        DEFAULT_PATH,
+        config_path,
+        default_settings,
+        load_settings,
+        parse_settings,
+    )
+    from ciwatch.config.masking import MASK, SECRET_FIELDS, mask_tree, mask_url
+    from ciwatch.config.models import (
+        CHANNEL_TYPES,
+        SOURCE_TYPES,
+        AlertSettings,
+        AppriseChannel,
+        BaseChannel,
+        ChannelSettings,
+        CollectionSettings,
+        DingTalkChannel,
+        EmailChannel,
+        MetricsSettings,
+        RouteSettings,
+        ServerSettings,
+        Settings,
+        SlackChannel,
+        SourceSettings,
+        WebhookChannel,
+        WeComChannel,
+    )
+    from ciwatch.config.types import split_listen
+
+_exports = exports(
+    __name__,
+    {
+        "format_duration": "durations",
+        "parse_duration": "durations",
+        "DEFAULT_PATH": "loader",
+        "config_path": "loader",
+        "default_settings": "loader",
+        "load_settings": "loader",
+        "parse_settings": "loader",
+        "MASK": "masking",
+        "SECRET_FIELDS": "masking",
+        "mask_tree": "masking",
+        "mask_url": "masking",
+        "CHANNEL_TYPES": "models",
+        "SOURCE_TYPES": "models",
+        "AlertSettings": "models",
+        "AppriseChannel": "models",
+        "BaseChannel": "models",
+        "BaseSource": "base",
+        "ChannelSettings": "models",
+        "CollectionSettings": "models",
+        "DingTalkChannel": "models",
+        "EmailChannel": "models",
+        "MetricsSettings": "models",
+        "RouteSettings": "models",
+        "ServerSettings": "models",
+        "Settings": "models",
+        "SlackChannel": "models",
+        "SourceSettings": "models",
+        "WebhookChannel": "models",
+        "WeComChannel": "models",
+        "split_listen": "types",
+    },
 )
-from ciwatch.config.masking import MASK, SECRET_FIELDS, mask_tree, mask_url
-from ciwatch.config.models import (
-    CHANNEL_TYPES,
-    SOURCE_TYPES,
-    AlertSettings,
-    AppriseChannel,
-    BaseChannel,
-    BaseSource,
-    ChannelSettings,
-    CollectionSettings,
-    DingTalkChannel,
-    EmailChannel,
-    GitHubSource,
-    GitLabSource,
-    JenkinsSource,
-    MetricsSettings,
-    RouteSettings,
-    ServerSettings,
-    Settings,
-    SlackChannel,
-    SourceSettings,
-    WebhookChannel,
-    WeComChannel,
-)
-from ciwatch.config.types import split_listen
+
+
+def __getattr__(name: str) -> Any:
+    """The names above, loaded on first use (`ciwatch.lazy`), and each provider's source model
+    by its class name (`GitLabSource`), which lives in its provider module."""
+    try:
+        return _exports(name)
+    except AttributeError:
+        from ciwatch.providers.registry import SPECS
+
+        for spec in SPECS:
+            if spec.settings.__name__ == name:
+                return spec.settings
+        raise
 
 
 def masked_dump(settings: Settings) -> dict[str, Any]:
@@ -67,9 +118,6 @@ __all__ = [
     "CollectionSettings",
     "DingTalkChannel",
     "EmailChannel",
-    "GitHubSource",
-    "GitLabSource",
-    "JenkinsSource",
     "MetricsSettings",
     "RouteSettings",
     "ServerSettings",

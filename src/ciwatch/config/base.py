@@ -18,7 +18,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from ciwatch.config.durations import format_duration
-from ciwatch.config.masking import MASK, SECRET_FIELDS, URL_FIELDS, mask_all_but_scheme, mask_url, sensitive_header
+from ciwatch.config.masking import (
+    MASK,
+    SECRET_FIELDS,
+    URL_FIELDS,
+    mask_all_but_scheme,
+    mask_url,
+    sensitive_header,
+)
 from ciwatch.config.types import BaseUrl, Glob, PositiveDuration, Secret, SourceName
 
 Loc = tuple[str | int, ...]
@@ -139,5 +146,3 @@ class BaseSource(ConfigModel):
 
     def _extra_problems(self) -> list[Check]:
         return []
-
-

@@ -17,15 +17,12 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from ciwatch.config.base import BaseSource, Loc
 from ciwatch.config.masking import SECRET_FIELDS
 from ciwatch.config.models import (
     CHANNEL_TYPES,
+    SOURCE_MODELS,
     SOURCE_TYPES,
-    BaseSource,
-    GitHubSource,
-    GitLabSource,
-    JenkinsSource,
-    Loc,
     Settings,
     cross_problems,
 )
@@ -139,10 +136,9 @@ EXTENSION_PREFIX = "x-"
 SOURCE_DEFAULTS = tuple(
     name for name in BaseSource.model_fields if name not in ("name", "type", "url")
 )
+# Each kind's source model, from the provider registry (through `config.models`).
 _SOURCE_MODELS: dict[str, type[BaseSource]] = {
-    "gitlab": GitLabSource,
-    "github": GitHubSource,
-    "jenkins": JenkinsSource,
+    model.model_fields["type"].default: model for model in SOURCE_MODELS
 }
 _ANY_SOURCE_FIELD = frozenset(name for m in _SOURCE_MODELS.values() for name in m.model_fields)
 

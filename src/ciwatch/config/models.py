@@ -8,23 +8,14 @@ in step. Checks that span several fields raise errors located at the field to fi
 from __future__ import annotations
 
 import typing
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping
 from datetime import timedelta
-from typing import Annotated, Any, ClassVar, Literal, NamedTuple, Self
+from typing import Annotated, Any, Literal, Self
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic import Field, model_validator
 
-from ciwatch.config.durations import format_duration
-from ciwatch.config.masking import (
-    MASK,
-    SECRET_FIELDS,
-    URL_FIELDS,
-    mask_all_but_scheme,
-    mask_url,
-    sensitive_header,
-)
+from ciwatch.config.base import BaseSource, Check, ConfigModel, Loc, both_or_neither, raise_problems
 from ciwatch.config.types import (
     AppriseUrl,
     BaseUrl,
@@ -32,13 +23,8 @@ from ciwatch.config.types import (
     DingTalkHandle,
     Duration,
     Email,
-    GitHubLogin,
-    GitHubRepo,
-    GitLabGroup,
-    GitLabProject,
     Glob,
     HttpUrl,
-    JenkinsName,
     Listen,
     Name,
     OptionalText,
@@ -47,76 +33,19 @@ from ciwatch.config.types import (
     Secret,
     SlackMember,
     SmtpUrl,
-    SourceName,
     TimeZoneName,
     WeComUser,
     split_listen,
 )
 from ciwatch.domain import AlertEventKind
+from ciwatch.providers.registry import SPECS
 
-Loc = tuple[str | int, ...]
-
-SOURCE_TYPES = ("gitlab", "github", "jenkins")
+# The source kinds and their models come from the provider registry (providers/registry.py):
+# each provider module defines its source model on `config.base.BaseSource`, and this module
+# builds the `sources:` union from them, so a new CI system adds no line here.
+SOURCE_MODELS: tuple[type[BaseSource], ...] = tuple(spec.settings for spec in SPECS)
+SOURCE_TYPES = tuple(spec.kind for spec in SPECS)
 CHANNEL_TYPES = ("email", "dingtalk", "wecom", "slack", "webhook", "apprise")
-
-
-class ConfigModel(BaseModel):
-    """Base of every settings model: frozen, unknown keys rejected, secrets masked in repr."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
-        for name, value in super().__repr_args__():
-            if name in SECRET_FIELDS and value is not None:
-                yield name, MASK
-            elif name in URL_FIELDS and isinstance(value, str):
-                apprise = getattr(self, "type", None) == "apprise"
-                yield name, mask_all_but_scheme(value) if apprise else mask_url(value)
-            elif name == "headers" and isinstance(value, Mapping):
-                yield name, {k: MASK if sensitive_header(k) else v for k, v in value.items()}
-            else:
-                yield name, value
-
-
-class Check(NamedTuple):
-    """A problem found by a check over several fields of one model: where to report it (relative
-    to the model), the message, and the fields it depends on."""
-
-    loc: Loc
-    message: str
-    fields: tuple[str, ...]
-
-
-def raise_problems(model: BaseModel, problems: Sequence[Check]) -> None:
-    """Raise one ValidationError holding every problem, if there are any.
-
-    The error type is `fields_check`; its context carries `depth` (the length of `loc`, so the
-    loader can find the model's own location) and `fields`, so the loader can drop a problem
-    that merely follows from a value it already reported (e.g. an unset `${VAR}`).
-    """
-    if problems:
-        details = [
-            InitErrorDetails(
-                type=PydanticCustomError(
-                    "fields_check",
-                    "{message}",
-                    {"message": check.message, "depth": len(check.loc), "fields": check.fields},
-                ),
-                loc=check.loc,
-                input=None,
-            )
-            for check in problems
-        ]
-        raise ValidationError.from_exception_data(type(model).__name__, details)
-
-
-def _both_or_neither(model: BaseModel, first: str, second: str) -> list[Check]:
-    one, two = getattr(model, first), getattr(model, second)
-    if (one is None) == (two is None):
-        return []
-    present, absent = (first, second) if two is None else (second, first)
-    message = f"{absent} is missing (set both {first} and {second}, or neither)"
-    return [Check((present,), message, (first, second))]
 
 
 class ServerSettings(ConfigModel):
@@ -140,7 +69,7 @@ class ServerSettings(ConfigModel):
 
     @model_validator(mode="after")
     def _check(self) -> Self:
-        problems = _both_or_neither(self, "username", "password")
+        problems = both_or_neither(self, "username", "password")
         if self.protect_metrics and self.username is None:
             message = "needs username and password to be set"
             problems.append(Check(("protect_metrics",), message, ("username", "password")))
@@ -161,94 +90,12 @@ class CollectionSettings(ConfigModel):
     partition: bool = False
 
 
-class BaseSource(ConfigModel):
-    """What every source kind has; `WATCH_FIELDS` are the lists naming what it watches."""
-
-    WATCH_FIELDS: ClassVar[tuple[str, ...]] = ()
-
-    name: SourceName
-    type: str
-    url: BaseUrl
-    token: Secret = None
-    webhook_secret: Secret = None
-    interval: PositiveDuration = timedelta(seconds=60)
-    active_interval: PositiveDuration = timedelta(seconds=15)
-    requests_per_second: float = Field(10.0, gt=0)
-    backfill: int = Field(50, ge=0, le=1000)
-    refs: list[Glob] = []
-    exclude_refs: list[Glob] = []
-    exclude_projects: list[Glob] = []
-    # Store webhook deliveries for projects, refs and workflows the source does not watch
-    # (org-wide hooks); by default they are answered "ignored" (providers/watch.py).
-    webhooks_accept_unwatched: bool = False
-    verify_tls: bool = True
-    # Read each finished changed run's test report (extra requests per such run, never per
-    # unchanged poll; docs/performance.md).
-    tests: bool = False
-
-    @model_validator(mode="after")
-    def _check(self) -> Self:
-        problems: list[Check] = []
-        if self.active_interval > self.interval:
-            message = (
-                f"{format_duration(self.active_interval)} is longer than interval "
-                f"({format_duration(self.interval)}); it must be at most that"
-            )
-            problems.append(Check(("active_interval",), message, ("active_interval", "interval")))
-        if not any(getattr(self, field) for field in self.WATCH_FIELDS):
-            message = f"watches nothing: list at least one of {self._watch_hint()}"
-            problems.append(Check((), message, self.WATCH_FIELDS))
-        problems.extend(self._extra_problems())
-        raise_problems(self, problems)
-        return self
-
-    def _watch_hint(self) -> str:
-        return ", ".join(self.WATCH_FIELDS[:-1]) + f" or {self.WATCH_FIELDS[-1]}"
-
-    def _extra_problems(self) -> list[Check]:
-        return []
-
-
-class GitLabSource(BaseSource):
-    """GitLab (gitlab.com or self-managed); `url` is the instance root."""
-
-    WATCH_FIELDS: ClassVar[tuple[str, ...]] = ("projects", "groups")
-
-    type: Literal["gitlab"] = "gitlab"
-    url: BaseUrl = "https://gitlab.com"
-    projects: list[GitLabProject] = []
-    groups: list[GitLabGroup] = []
-
-
-class GitHubSource(BaseSource):
-    """GitHub Actions; `url` is the API base (`https://HOST/api/v3` for GitHub Enterprise)."""
-
-    WATCH_FIELDS: ClassVar[tuple[str, ...]] = ("repos", "orgs", "users")
-
-    type: Literal["github"] = "github"
-    url: BaseUrl = "https://api.github.com"
-    repos: list[GitHubRepo] = []
-    orgs: list[GitHubLogin] = []
-    users: list[GitHubLogin] = []
-    workflows: list[Glob] = []
-
-
-class JenkinsSource(BaseSource):
-    """Jenkins; `url` is the root. `token` is the API token of `username`."""
-
-    WATCH_FIELDS: ClassVar[tuple[str, ...]] = ("jobs", "folders")
-
-    type: Literal["jenkins"] = "jenkins"
-    username: OptionalText = None
-    jobs: list[JenkinsName] = []
-    folders: list[JenkinsName] = []
-    builds: int = Field(20, ge=1, le=1000)
-
-    def _extra_problems(self) -> list[Check]:
-        return _both_or_neither(self, "username", "token")
-
-
-SourceSettings = Annotated[GitLabSource | GitHubSource | JenkinsSource, Field(discriminator="type")]
+# One configured source: the registry's models, told apart by `type`. Type checkers see the
+# base (code that needs a kind's own fields narrows with isinstance, in its provider module).
+if typing.TYPE_CHECKING:
+    SourceSettings = BaseSource
+else:
+    SourceSettings = Annotated[typing.Union.__getitem__(SOURCE_MODELS), Field(discriminator="type")]
 
 
 class BaseChannel(ConfigModel):

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from ciwatch.domain import Status, map_status_checked
+from ciwatch.domain import Status, UnknownStatus
 from ciwatch.errors import BadPayload
 from ciwatch.timeutil import parse_time
 
@@ -96,13 +96,14 @@ _warned: set[tuple[str, str]] = set()
 _warned_lock = threading.Lock()
 
 
-def map_status(provider: str, word: str | None, conclusion: str | None = None) -> Status:
-    """`domain.map_status_checked`, logging an unknown word once per (provider, word) per process.
+def logged(mapped: tuple[Status, UnknownStatus | None]) -> Status:
+    """The status a provider's `map_status` chose, logging an unknown word once per
+    (provider, word) per process.
 
     The caller keeps the word verbatim in `provider_status`; the mapped status is the safe one
-    the domain chose (never success).
+    the provider chose (never success).
     """
-    status, unknown = map_status_checked(provider, word, conclusion)
+    status, unknown = mapped
     if unknown is not None:
         warn_unknown_status(unknown.provider, unknown.word, status)
     return status

@@ -32,9 +32,16 @@ Mapping choices:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING, ClassVar, Literal
+from urllib.parse import parse_qs
 
-from ciwatch.domain import Job, Run, Status, first_line
+from ciwatch.config.base import BaseSource
+from ciwatch.config.types import BaseUrl, GitHubLogin, GitHubRepo, Glob
+from ciwatch.domain import Job, Run, Status, UnknownStatus, first_line
+from ciwatch.errors import BadPayload
+from ciwatch.providers import hooks, watch
 from ciwatch.providers.common import (
     Body,
     Payload,
@@ -42,12 +49,90 @@ from ciwatch.providers.common import (
     check_run_id,
     decode,
     latest,
-    map_status,
+    logged,
     time_of,
 )
+from ciwatch.providers.spec import ProviderSpec
 from ciwatch.timeutil import seconds_between
+from ciwatch.validation import parsed
+
+if TYPE_CHECKING:
+    from ciwatch.clock import Clock
+    from ciwatch.config.models import CollectionSettings
+    from ciwatch.http import RequestRecorder
+    from ciwatch.ingest import Ingest
+    from ciwatch.providers.base import Provider
 
 PROVIDER = "github"
+
+
+class GitHubSource(BaseSource):
+    """GitHub Actions; `url` is the API base (`https://HOST/api/v3` for GitHub Enterprise)."""
+
+    WATCH_FIELDS: ClassVar[tuple[str, ...]] = ("repos", "orgs", "users")
+
+    type: Literal["github"] = "github"
+    url: BaseUrl = "https://api.github.com"
+    repos: list[GitHubRepo] = []
+    orgs: list[GitHubLogin] = []
+    users: list[GitHubLogin] = []
+    workflows: list[Glob] = []
+
+    def project_member(self, project: str) -> bool:
+        # A repository listed, or owned by a listed organisation or user (case-insensitive).
+        owners = [*self.orgs, *self.users]
+        return watch.listed(project, self.repos, fold=True) or (
+            project.count("/") == 1 and watch.under(project, owners, fold=True)
+        )
+
+    def workflow_globs(self) -> Sequence[str]:
+        return self.workflows
+
+
+# docs/architecture.md#the-model. GitHub `status`: the REST `status` of workflow runs and jobs
+# and the `workflow_run` / `workflow_job` webhook schemas (octokit/webhooks payload-schemas
+# common/workflow-run and workflow-job: `requested`, `in_progress`, `completed`, `queued`,
+# `waiting`; the REST "List workflow runs" `status` filter adds `pending`).
+GITHUB_STATUS: dict[str, Status] = {
+    "requested": Status.QUEUED,  # the run was created, its jobs not yet queued
+    "queued": Status.QUEUED,
+    "pending": Status.QUEUED,  # held by a concurrency group until another run finishes
+    # `waiting`: a deployment environment awaits a reviewer's approval (or a wait timer). It is
+    # waiting for a person, not for a runner, so it is manual: queued would fire queued-too-long.
+    "waiting": Status.MANUAL,
+    "in_progress": Status.RUNNING,
+}
+# GitHub `conclusion` of a completed run or job: the webhook schemas (`success`, `failure`,
+# `neutral`, `cancelled`, `timed_out`, `action_required`, `stale`, `skipped`) and the REST status
+# filter (`startup_failure`).
+GITHUB_CONCLUSION: dict[str, Status] = {
+    "success": Status.SUCCESS,
+    "neutral": Status.SUCCESS,  # ended without a verdict: GitHub shows it as not failing
+    "failure": Status.FAILED,
+    "timed_out": Status.FAILED,
+    "startup_failure": Status.FAILED,  # the workflow could not start (invalid file, ...)
+    "cancelled": Status.CANCELED,
+    "stale": Status.CANCELED,  # superseded, marked stale by GitHub after being incomplete
+    "skipped": Status.SKIPPED,
+    "action_required": Status.MANUAL,  # needs a person (e.g. approve a fork's first run)
+}
+
+
+def map_status(
+    word: str | None, conclusion: str | None = None
+) -> tuple[Status, UnknownStatus | None]:
+    """A run's or job's `status`, and its `conclusion` once `completed`. A completed run with an
+    unknown conclusion ended: failed, never green; any other unknown word is running."""
+    key = (word or "").strip().lower()
+    if key == "completed":
+        concl = (conclusion or "").strip().lower()
+        if concl in GITHUB_CONCLUSION:
+            return GITHUB_CONCLUSION[concl], None
+        return Status.FAILED, UnknownStatus(PROVIDER, f"completed/{conclusion}")
+    if key in GITHUB_STATUS:
+        return GITHUB_STATUS[key], None
+    return Status.RUNNING, UnknownStatus(PROVIDER, word or "")
+
 
 # --------------------------------------------------------------------------------------------
 # Parsing: vendor Structs and pure parse_* functions (no HTTP, no I/O)
@@ -227,7 +312,7 @@ def _provider_status(status: str | None, conclusion: str | None) -> str | None:
 
 
 def _run(source: str, project: str, r: GithubRun, workflow: str | None, what: str) -> Run:
-    status = map_status(PROVIDER, r.status, r.conclusion)
+    status = logged(map_status(r.status, r.conclusion))
     attempt = r.run_attempt or 1
     completed = r.status == "completed"
     created_at = time_of(r.created_at, what, "created_at")
@@ -269,7 +354,7 @@ def _run(source: str, project: str, r: GithubRun, workflow: str | None, what: st
 
 
 def _job(source: str, project: str, run_id: str, j: GithubJob, what: str) -> Job:
-    status = map_status(PROVIDER, j.status, j.conclusion)
+    status = logged(map_status(j.status, j.conclusion))
     created_at = time_of(j.created_at, what, f"job {j.id} created_at")
     given_start = time_of(j.started_at, what, f"job {j.id} started_at")
     started_at: datetime | None = None if status is Status.QUEUED else given_start
@@ -298,3 +383,126 @@ def _job(source: str, project: str, run_id: str, j: GithubJob, what: str) -> Job
         url=j.html_url,
         attempt=j.run_attempt or 1,
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Webhooks: workflow_run and workflow_job (`POST /hooks/github/{source}`)
+# --------------------------------------------------------------------------------------------
+
+
+class _JobScope(Payload):
+    head_branch: str | None = None
+    workflow_name: str | None = None
+
+
+class _JobScopeEvent(Payload):
+    workflow_job: _JobScope
+
+
+def job_event_scope(body: Body) -> tuple[str | None, watch.Fact]:
+    """The ref (`head_branch`) and workflow (`workflow_name`, else `UNKNOWN`) of a GitHub
+    `workflow_job` event."""
+    job = decode(body, _JobScopeEvent, "GitHub workflow_job event").workflow_job
+    return job.head_branch, job.workflow_name if job.workflow_name is not None else watch.UNKNOWN
+
+
+def signature_ok(secret: bytes, body: bytes, header: str | None) -> bool:
+    """`X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the raw body>`, compared in constant
+    time."""
+    import hashlib
+    import hmac
+
+    if not header or not header.startswith("sha256="):
+        return False
+    expected = hmac.new(secret, body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected.encode(), header[len("sha256=") :].strip().encode())
+
+
+def _payload(request: hooks.HookRequest) -> bytes:
+    """GitHub sends JSON, or a form with the JSON in `payload` when so configured."""
+    if request.content_type == "application/x-www-form-urlencoded":
+        values = parse_qs(request.body.decode("utf-8", "replace")).get("payload")
+        if not values:
+            raise BadPayload("GitHub webhook: form body without a `payload` field")
+        return values[0].encode()
+    hooks.require_json(request)
+    return request.body
+
+
+def _details_if_changed(run: Run) -> hooks.AfterFn:
+    def after(ingest: Ingest, changed: bool) -> None:
+        if changed:
+            ingest.fetch_details_later(run)
+
+    return after
+
+
+def _run_of_job(job: Job) -> hooks.AfterFn:
+    def after(ingest: Ingest, changed: bool) -> None:
+        ingest.fetch_run_of_job_later(job)
+
+    return after
+
+
+class GitHubHooks:
+    """`X-Hub-Signature-256` over the raw body with the source's `webhook_secret`;
+    `X-GitHub-Event` names the event (`ping` is acknowledged); the delivery id is
+    `X-GitHub-Delivery`, else the body's SHA-256. A stored `workflow_run` that changed the run
+    fetches its jobs in the background; a stored `workflow_job` reads its run when the store
+    lacks it."""
+
+    events = ("workflow_run", "workflow_job")
+    summary = "GitHub workflow_run and workflow_job"
+
+    def handle(self, request: hooks.HookRequest) -> hooks.HookResult:
+        settings = request.source
+        secret = hooks.require_secret(settings)
+        if not signature_ok(secret, request.body, request.headers.get("x-hub-signature-256")):
+            raise hooks.Rejected(401, "rejected_signature", "missing or wrong X-Hub-Signature-256")
+        event = request.headers.get("x-github-event", "")
+        if event == "ping":
+            return hooks.Acknowledged("ping")
+        if event not in self.events:
+            return hooks.not_read(event)
+        payload = _payload(request)
+        delivery = request.delivery("x-github-delivery")
+        if event == "workflow_run":
+            run = parsed(parse_workflow_run_event, settings.name, payload)
+            reason = watch.unwatched(settings, run.project, run.ref, run.workflow)
+            if reason is not None:
+                return hooks.Ignored(reason)
+            return hooks.Store(delivery, run, (), after=_details_if_changed(run))
+        job = parsed(parse_workflow_job_event, settings.name, payload)
+        ref, workflow = job_event_scope(payload)
+        if (reason := watch.unwatched(settings, job.project, ref, workflow)) is not None:
+            return hooks.Ignored(reason)
+        return hooks.Store(delivery, None, [job], after=_run_of_job(job))
+
+
+def build(
+    settings: BaseSource,
+    collection: CollectionSettings,
+    clock: Clock,
+    recorder: RequestRecorder | None,
+) -> Provider:
+    """The poller of a GitHub source (`github_poll.GitHubProvider`)."""
+    from ciwatch.providers.client import source_client
+    from ciwatch.providers.github_poll import GitHubProvider
+
+    assert isinstance(settings, GitHubSource)
+    headers = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
+    if settings.token:
+        headers["Authorization"] = f"Bearer {settings.token}"
+    client = source_client(settings, collection, clock, recorder, headers=headers)
+    return GitHubProvider(settings, client, clock)
+
+
+SPEC = ProviderSpec(
+    kind=PROVIDER,
+    title="GitHub",
+    settings=GitHubSource,
+    map_status=map_status,
+    build=build,
+    webhook=GitHubHooks(),
+    simulator="ciwatch.simulator.github",
+)

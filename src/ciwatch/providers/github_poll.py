@@ -15,11 +15,11 @@ from dataclasses import replace
 from urllib.parse import quote
 
 from ciwatch.clock import Clock
-from ciwatch.config import GitHubSource
 from ciwatch.domain import Job, Run, Target, TargetState
 from ciwatch.http import HttpClient
 from ciwatch.providers import github
 from ciwatch.providers.base import PollResult
+from ciwatch.providers.github import GitHubSource
 from ciwatch.providers.watch import exclude_project, ref_wanted, workflow_wanted
 
 PER_PAGE = 100

@@ -33,12 +33,15 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import unquote, urlsplit
 
 import msgspec
 
-from ciwatch.domain import Job, Run, first_line
+from ciwatch.config.base import BaseSource
+from ciwatch.config.types import BaseUrl, GitLabGroup, GitLabProject
+from ciwatch.domain import Job, Run, Status, first_line
+from ciwatch.providers import hooks, watch
 from ciwatch.providers.common import (
     Body,
     Payload,
@@ -46,12 +49,63 @@ from ciwatch.providers.common import (
     check_run_id,
     decode,
     latest,
-    map_status,
+    logged,
     time_of,
 )
+from ciwatch.providers.spec import ProviderSpec, table_status
 from ciwatch.timeutil import seconds_between
+from ciwatch.validation import parsed
+
+if TYPE_CHECKING:
+    from ciwatch.clock import Clock
+    from ciwatch.config.models import CollectionSettings
+    from ciwatch.http import RequestRecorder
+    from ciwatch.providers.base import Provider
 
 PROVIDER = "gitlab"
+
+
+class GitLabSource(BaseSource):
+    """GitLab (gitlab.com or self-managed); `url` is the instance root."""
+
+    WATCH_FIELDS: ClassVar[tuple[str, ...]] = ("projects", "groups")
+
+    type: Literal["gitlab"] = "gitlab"
+    url: BaseUrl = "https://gitlab.com"
+    projects: list[GitLabProject] = []
+    groups: list[GitLabGroup] = []
+
+    def project_member(self, project: str) -> bool:
+        # Groups cover their subgroups; GitLab paths compare without regard to case.
+        return watch.listed(project, self.projects, fold=True) or watch.under(
+            project, self.groups, fold=True
+        )
+
+
+# docs/architecture.md#the-model: the statuses of `Ci::HasStatus` / the jobs API `scope` enum
+# (`created`, `waiting_for_resource`, `preparing`, `waiting_for_callback`, `pending`, `running`,
+# `success`, `failed`, `canceling`, `canceled`, `skipped`, `manual`, `scheduled`), the same words
+# in the pipelines API, Pipeline Hooks and Job Hooks (doc/api/pipelines.md, doc/api/jobs.md,
+# webhook_events.md). Keys lower-cased; any other word is unknown and maps to running (safe:
+# never green, never red), logged once.
+GITLAB_STATUS: dict[str, Status] = {
+    "created": Status.QUEUED,  # created, not yet pending (waiting for earlier stages)
+    "waiting_for_resource": Status.QUEUED,  # waiting for a `resource_group`
+    "preparing": Status.QUEUED,  # the runner is preparing the environment
+    "waiting_for_callback": Status.QUEUED,  # ordered before `pending` by GitLab (17.x+)
+    "pending": Status.QUEUED,  # waiting for a runner
+    "scheduled": Status.QUEUED,  # a delayed job (`when: delayed`) waiting for its time
+    "running": Status.RUNNING,
+    # `canceling`: cancel requested, the runner is still running `after_script` (GitLab 16.x+
+    # state machine: `canceling` → `canceled` when the runner reports). Still running, not final.
+    "canceling": Status.RUNNING,
+    "success": Status.SUCCESS,
+    "failed": Status.FAILED,
+    "canceled": Status.CANCELED,
+    "skipped": Status.SKIPPED,
+    "manual": Status.MANUAL,  # waiting for someone to start a `when: manual` job
+}
+map_status = table_status(PROVIDER, GITLAB_STATUS, Status.RUNNING)
 
 # --------------------------------------------------------------------------------------------
 # Parsing: vendor Structs and pure parse_* functions (no HTTP, no I/O)
@@ -293,7 +347,7 @@ def parse_pipeline_hook(source: str, body: Body) -> tuple[Run, list[Job]]:
         provider=PROVIDER,
         project=project,
         run_id=run_id,
-        status=map_status(PROVIDER, attrs.status),
+        status=logged(map_status(attrs.status)),
         provider_status=attrs.status,
         updated_at=updated_at,
         number=attrs.iid,
@@ -433,7 +487,7 @@ def _pipeline_run(source: str, project: str, p: GitlabPipeline, what: str) -> Ru
         provider=PROVIDER,
         project=project,
         run_id=str(p.id),
-        status=map_status(PROVIDER, p.status),
+        status=logged(map_status(p.status)),
         provider_status=p.status,
         updated_at=updated_at,
         number=p.iid,
@@ -466,7 +520,7 @@ def _job(source: str, project: str, run_id: str, j: GitlabJob, url: str | None, 
         run_id=run_id,
         job_id=str(j.id),
         name=j.name,
-        status=map_status(PROVIDER, j.status),
+        status=logged(map_status(j.status)),
         provider_status=j.status,
         updated_at=updated_at,
         stage=j.stage,
@@ -483,3 +537,72 @@ def _job(source: str, project: str, run_id: str, j: GitlabJob, url: str | None, 
 
 def _job_url(project: _HookProject, job_id: int) -> str | None:
     return f"{project.web_url.rstrip('/')}/-/jobs/{job_id}" if project.web_url else None
+
+
+# --------------------------------------------------------------------------------------------
+# Webhooks: Pipeline Hooks and Job Hooks (`POST /hooks/gitlab/{source}`)
+# --------------------------------------------------------------------------------------------
+
+
+class _JobHookScope(Payload):
+    ref: str | None = None
+
+
+def job_hook_ref(body: Body) -> str | None:
+    """The ref of a GitLab Job Hook (its top-level `ref`)."""
+    return decode(body, _JobHookScope, "GitLab Job Hook").ref
+
+
+class GitLabHooks:
+    """`X-Gitlab-Token` is the source's `webhook_secret`; `X-Gitlab-Event` names the event; the
+    delivery id is `Idempotency-Key`, else `X-Gitlab-Event-UUID`, else the body's SHA-256."""
+
+    events = ("Pipeline Hook", "Job Hook")
+    summary = "GitLab Pipeline and Job Hooks"
+
+    def handle(self, request: hooks.HookRequest) -> hooks.HookResult:
+        settings = request.source
+        hooks.check_token(settings, request.headers.get("x-gitlab-token"))
+        event = request.headers.get("x-gitlab-event", "")
+        if event not in self.events:
+            return hooks.not_read(event)
+        hooks.require_json(request)
+        body = request.body
+        delivery = request.delivery("idempotency-key", "x-gitlab-event-uuid")
+        if event == "Pipeline Hook":
+            run, jobs = parsed(parse_pipeline_hook, settings.name, body)
+            if (reason := watch.unwatched(settings, run.project, run.ref)) is not None:
+                return hooks.Ignored(reason)
+            return hooks.Store(delivery, run, jobs)
+        job = parsed(parse_job_hook, settings.name, body, str(settings.url))
+        ref = job_hook_ref(body)
+        if (reason := watch.unwatched(settings, job.project, ref)) is not None:
+            return hooks.Ignored(reason)
+        return hooks.Store(delivery, None, [job])
+
+
+def build(
+    settings: BaseSource,
+    collection: CollectionSettings,
+    clock: Clock,
+    recorder: RequestRecorder | None,
+) -> Provider:
+    """The poller of a GitLab source (`gitlab_poll.GitLabProvider`)."""
+    from ciwatch.providers.client import source_client
+    from ciwatch.providers.gitlab_poll import GitLabProvider
+
+    assert isinstance(settings, GitLabSource)
+    headers = {"PRIVATE-TOKEN": settings.token} if settings.token else {}
+    client = source_client(settings, collection, clock, recorder, headers=headers)
+    return GitLabProvider(settings, client, clock)
+
+
+SPEC = ProviderSpec(
+    kind=PROVIDER,
+    title="GitLab",
+    settings=GitLabSource,
+    map_status=map_status,
+    build=build,
+    webhook=GitLabHooks(),
+    simulator="ciwatch.simulator.gitlab",
+)

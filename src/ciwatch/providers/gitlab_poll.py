@@ -15,11 +15,11 @@ from typing import Any
 from urllib.parse import quote
 
 from ciwatch.clock import Clock
-from ciwatch.config import GitLabSource
 from ciwatch.domain import MAX_FAILING_TESTS, Job, Run, Status, Target, TargetState
 from ciwatch.http import HttpClient
 from ciwatch.providers import gitlab
 from ciwatch.providers.base import PollResult
+from ciwatch.providers.gitlab import GitLabSource
 from ciwatch.providers.watch import exclude_project, ref_wanted
 from ciwatch.timeutil import iso_z, parse_time
 

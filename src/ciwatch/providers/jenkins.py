@@ -32,27 +32,92 @@ Mapping choices:
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import unquote, urlsplit
 
 import msgspec
+from pydantic import Field
 
-from ciwatch.domain import Job, Run, Status, first_line
+from ciwatch.config.base import BaseSource, Check, both_or_neither
+from ciwatch.config.types import JenkinsName, OptionalText
+from ciwatch.domain import Job, Run, Status, UnknownStatus, first_line
+from ciwatch.providers import hooks, watch
 from ciwatch.providers.common import (
     Body,
     Payload,
     bad,
     decode,
-    map_status,
+    logged,
     millis,
     time_of,
     warn_unknown_status,
 )
+from ciwatch.providers.spec import ProviderSpec
 from ciwatch.timeutil import from_epoch_ms, to_utc
+from ciwatch.validation import parsed
+
+if TYPE_CHECKING:
+    from ciwatch.clock import Clock
+    from ciwatch.config.models import CollectionSettings
+    from ciwatch.http import RequestRecorder
+    from ciwatch.ingest import Ingest
+    from ciwatch.providers.base import Provider
 
 PROVIDER = "jenkins"
+
+
+class JenkinsSource(BaseSource):
+    """Jenkins; `url` is the root. `token` is the API token of `username`."""
+
+    WATCH_FIELDS: ClassVar[tuple[str, ...]] = ("jobs", "folders")
+
+    type: Literal["jenkins"] = "jenkins"
+    username: OptionalText = None
+    jobs: list[JenkinsName] = []
+    folders: list[JenkinsName] = []
+    builds: int = Field(20, ge=1, le=1000)
+
+    def _extra_problems(self) -> list[Check]:
+        return both_or_neither(self, "username", "token")
+
+    def project_member(self, project: str) -> bool:
+        # A listed job, a job inside one (multibranch `project/branch`) or inside a listed
+        # folder at any depth; Jenkins names are exact.
+        return watch.listed(project, self.jobs, fold=False) or watch.under(
+            project, [*self.jobs, *self.folders], fold=False
+        )
+
+
+# docs/architecture.md#the-model. Jenkins build `result` (hudson.model.Result: SUCCESS,
+# UNSTABLE, FAILURE, NOT_BUILT, ABORTED), the same words in the Notification plugin's
+# `build.status`. "building" and "in queue" are states, not results (see `map_status`).
+JENKINS_RESULT: dict[str, Status] = {
+    "success": Status.SUCCESS,
+    "failure": Status.FAILED,
+    "unstable": Status.FAILED,
+    "aborted": Status.CANCELED,
+    "not_built": Status.SKIPPED,
+}
+
+
+def map_status(
+    word: str | None, conclusion: str | None = None
+) -> tuple[Status, UnknownStatus | None]:
+    """A build's `result` (None while building: running; "in queue": queued). An unknown result
+    ended the build: failed, never green."""
+    key = (word or "").strip().lower()
+    if key in ("", "building", "null", "none"):
+        return Status.RUNNING, None
+    if key in ("in queue", "queued", "in_queue"):
+        return Status.QUEUED, None
+    if key in JENKINS_RESULT:
+        return JENKINS_RESULT[key], None
+    return Status.FAILED, UnknownStatus(PROVIDER, word or "")
+
 
 UNDATED = datetime(1970, 1, 1, tzinfo=UTC)
 """The `updated_at` of a build stored from a notification that carried no time, before the API
@@ -85,7 +150,7 @@ WFAPI_STATUS: dict[str, Status] = {
     "IN_PROGRESS": Status.RUNNING,
     "PAUSED_PENDING_INPUT": Status.MANUAL,
 }
-# An unknown wfapi word is failed, as an unknown build result is in domain.map_status: never green.
+# An unknown wfapi word is failed, as an unknown build result is in `map_status`: never green.
 _WFAPI_UNKNOWN = Status.FAILED
 
 _REF_PREFIXES = ("refs/remotes/origin/", "origin/", "refs/heads/")
@@ -270,7 +335,7 @@ def build_to_run(source: str, project: str, build: JenkinsBuild) -> Run:
     done = not build.building and build.result is not None
     if done:
         word: str | None = build.result
-        status = map_status(PROVIDER, build.result)
+        status = logged(map_status(build.result))
     else:
         word, status = "building", Status.RUNNING
     duration = millis(build.duration) if done else None
@@ -401,12 +466,12 @@ def parse_notification_dated(source: str, body: Body, received_at: datetime) -> 
     duration: float | None = None
     if phase == "FINALIZED":
         word = b.status or phase
-        status = map_status(PROVIDER, b.status)
+        status = logged(map_status(b.status))
         started = None
         duration = millis(b.duration) if status.terminal else None
     elif phase == "COMPLETED":
         word = b.status or phase
-        status = map_status(PROVIDER, b.status)
+        status = logged(map_status(b.status))
         if status.terminal:
             duration = millis(b.duration)
             started = moment - timedelta(seconds=duration) if duration is not None else moment
@@ -627,3 +692,106 @@ def parse_test_report(body: Body, limit: int) -> dict[str, Any]:
         "tests_errored": None,
         "tests_failing": tuple(names),
     }
+
+
+# --------------------------------------------------------------------------------------------
+# Webhooks: the Notification plugin (`POST /hooks/jenkins/{source}`)
+# --------------------------------------------------------------------------------------------
+
+NOTIFICATION_XML = (
+    "the Notification plugin's XML format is not read: set the endpoint's Format to JSON"
+)
+
+
+def notification_token(request: hooks.HookRequest) -> str | None:
+    """The secret a Jenkins notification presents: `X-Ciwatch-Token`, `?token=`,
+    `Authorization: Bearer <secret>`, or HTTP Basic with the secret as the password, which is
+    what the Notification plugin sends for credentials in the endpoint URL
+    (`https://any-user:<secret>@host/hooks/jenkins/<source>`). Any user name is accepted: the
+    secret alone authenticates (the source's `username` is the account ciwatch polls Jenkins
+    with, not something Jenkins sends). A user-info without a colon is taken whole. The plugin
+    sends the URL's user-info as written, so percent-escapes in it are decoded (`%40` is `@`)."""
+    given = request.headers.get("x-ciwatch-token") or request.query.get("token")
+    if given is not None:
+        return given
+    scheme, _, value = request.headers.get("authorization", "").strip().partition(" ")
+    if scheme.lower() == "bearer":
+        return value.strip()
+    if scheme.lower() == "basic":
+        try:
+            decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        user, colon, password = decoded.partition(":")
+        return unquote(password if colon else user)
+    return None
+
+
+def _require_notification_json(request: hooks.HookRequest) -> None:
+    """415 for the plugin's XML format (`application/xml`), with a hint naming JSON."""
+    kind = request.content_type
+    looks_xml = request.body.lstrip()[:1] == b"<" and not kind.endswith("json")
+    if kind.endswith("/xml") or kind.endswith("+xml") or looks_xml:
+        raise hooks.Rejected(415, "bad_payload", NOTIFICATION_XML, {"content_type": kind or None})
+    hooks.require_json(request)
+
+
+def _store_dated(run: Run, dated: bool) -> hooks.StoreFn:
+    async def store(ingest: Ingest) -> bool:
+        return await ingest.store_jenkins(run, dated=dated)
+
+    return store
+
+
+class JenkinsHooks:
+    """The Notification plugin's JSON (every phase of a build); the secret as
+    `notification_token` reads it; the delivery id is `Idempotency-Key`, else the body's
+    SHA-256. Stored through `ingest.store_jenkins`, which knows notifications without times."""
+
+    events = ("QUEUED", "STARTED", "COMPLETED", "FINALIZED")
+    summary = "Jenkins Notification plugin"
+
+    def handle(self, request: hooks.HookRequest) -> hooks.HookResult:
+        settings = request.source
+        hooks.check_token(settings, notification_token(request))
+        _require_notification_json(request)
+        run, dated = parsed(parse_notification_dated, settings.name, request.body, request.received)
+        if (reason := watch.unwatched(settings, run.project, run.ref)) is not None:
+            return hooks.Ignored(reason)
+        delivery = request.delivery("idempotency-key")
+        return hooks.Store(delivery, run, (), store=_store_dated(run, dated))
+
+
+def basic_auth_headers(settings: JenkinsSource) -> dict[str, str]:
+    """HTTP basic auth with the user and API token (Jenkins' documented way for scripts)."""
+    if settings.username and settings.token:
+        pair = f"{settings.username}:{settings.token}".encode()
+        return {"Authorization": "Basic " + base64.b64encode(pair).decode("ascii")}
+    return {}
+
+
+def build(
+    settings: BaseSource,
+    collection: CollectionSettings,
+    clock: Clock,
+    recorder: RequestRecorder | None,
+) -> Provider:
+    """The poller of a Jenkins source (`jenkins_poll.JenkinsProvider`)."""
+    from ciwatch.providers.client import source_client
+    from ciwatch.providers.jenkins_poll import JenkinsProvider
+
+    assert isinstance(settings, JenkinsSource)
+    headers = basic_auth_headers(settings)
+    client = source_client(settings, collection, clock, recorder, headers=headers)
+    return JenkinsProvider(settings, client, clock)
+
+
+SPEC = ProviderSpec(
+    kind=PROVIDER,
+    title="Jenkins",
+    settings=JenkinsSource,
+    map_status=map_status,
+    build=build,
+    webhook=JenkinsHooks(),
+    simulator="ciwatch.simulator.jenkins",
+)

@@ -14,19 +14,18 @@ across branches).
 
 from __future__ import annotations
 
-import base64
 import hashlib
 from dataclasses import replace
 from typing import Any
 from urllib.parse import quote, unquote
 
 from ciwatch.clock import Clock
-from ciwatch.config import JenkinsSource
 from ciwatch.domain import MAX_FAILING_TESTS, Job, Run, Status, Target, TargetState
 from ciwatch.errors import NotFound
 from ciwatch.http import HttpClient
 from ciwatch.providers import jenkins
 from ciwatch.providers.base import PollResult
+from ciwatch.providers.jenkins import JenkinsSource
 from ciwatch.providers.watch import exclude_project, ref_wanted
 
 BUILD_FIELDS = (
@@ -195,11 +194,3 @@ def _leaf_targets(prefix: str, jobs: list[jenkins.JenkinsJob]) -> list[str]:
 def body_tag(body: bytes) -> str:
     """A short hash of a `tree=` answer, to know the next identical one without decoding it."""
     return "b2:" + hashlib.blake2b(body, digest_size=12).hexdigest()
-
-
-def basic_auth_headers(settings: JenkinsSource) -> dict[str, str]:
-    """HTTP basic auth with the user and API token (Jenkins' documented way for scripts)."""
-    if settings.username and settings.token:
-        pair = f"{settings.username}:{settings.token}".encode()
-        return {"Authorization": "Basic " + base64.b64encode(pair).decode("ascii")}
-    return {}

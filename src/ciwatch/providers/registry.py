@@ -1,95 +1,55 @@
-"""One registry dict, source type → provider factory; `build_provider` wires the HTTP client."""
+"""The provider registry: one `ProviderSpec` per CI system (docs/architecture.md#extension-points).
+
+`SPECS` is the single list of provider kinds. Everything else that names kinds is derived from
+it: the config `sources:` union (`config/models.py`), the webhook route (`web/hooks.py`), the
+API's `provider` enum (`web/schemas.py`), the store's provider check (`store/rows.py`) and the
+simulator's kinds; tests/test_provider_registry.py checks that they agree. Adding a CI system is
+its provider module (which defines its `SPEC`) plus one line here.
+
+Importing this module imports the provider modules (their source models, status tables,
+parsers and webhook handlers), never their pollers: `build` imports those on first use.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from ciwatch.clock import Clock
-from ciwatch.config import (
-    CollectionSettings,
-    GitHubSource,
-    GitLabSource,
-    JenkinsSource,
-    SourceSettings,
+from ciwatch.providers import github, gitlab, jenkins
+from ciwatch.providers.spec import ProviderSpec
+
+if TYPE_CHECKING:
+    from ciwatch.clock import Clock
+    from ciwatch.config.base import BaseSource
+    from ciwatch.config.models import CollectionSettings
+    from ciwatch.http import RequestRecorder
+    from ciwatch.providers.base import Provider
+
+SPECS: tuple[ProviderSpec, ...] = (
+    gitlab.SPEC,
+    github.SPEC,
+    jenkins.SPEC,
 )
-from ciwatch.http import HttpClient, RequestRecorder
-from ciwatch.providers.base import Provider
-from ciwatch.providers.github_poll import GitHubProvider
-from ciwatch.providers.gitlab_poll import GitLabProvider
-from ciwatch.providers.jenkins_poll import JenkinsProvider, basic_auth_headers
+BY_KIND: dict[str, ProviderSpec] = {spec.kind: spec for spec in SPECS}
+KINDS: tuple[str, ...] = tuple(BY_KIND)
+
+# The provider of runs sent to the push API (`POST /api/v1/runs`, web/report.py): not a source
+# kind, no spec; its status words are the normalised ones (`domain.map_status`).
+PUSH = "push"
+RUN_PROVIDERS: tuple[str, ...] = (*KINDS, PUSH)
+
+assert len(BY_KIND) == len(SPECS), "two provider specs share a kind"
 
 
-def _client(
-    settings: SourceSettings,
-    collection: CollectionSettings,
-    clock: Clock,
-    recorder: RequestRecorder | None,
-    **kwargs: object,
-) -> HttpClient:
-    return HttpClient(
-        settings.name,
-        str(settings.url),
-        timeout=collection.timeout.total_seconds(),
-        retries=collection.retries,
-        requests_per_second=settings.requests_per_second,
-        max_connections=collection.concurrency,
-        verify_tls=settings.verify_tls,
-        clock=clock,
-        recorder=recorder,
-        **kwargs,  # type: ignore[arg-type]
-    )
-
-
-def _gitlab(
-    settings: SourceSettings,
-    collection: CollectionSettings,
-    clock: Clock,
-    recorder: RequestRecorder | None,
-) -> Provider:
-    assert isinstance(settings, GitLabSource)
-    headers = {"PRIVATE-TOKEN": settings.token} if settings.token else {}
-    return GitLabProvider(
-        settings, _client(settings, collection, clock, recorder, headers=headers), clock
-    )
-
-
-def _github(
-    settings: SourceSettings,
-    collection: CollectionSettings,
-    clock: Clock,
-    recorder: RequestRecorder | None,
-) -> Provider:
-    assert isinstance(settings, GitHubSource)
-    headers = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
-    if settings.token:
-        headers["Authorization"] = f"Bearer {settings.token}"
-    return GitHubProvider(
-        settings, _client(settings, collection, clock, recorder, headers=headers), clock
-    )
-
-
-def _jenkins(
-    settings: SourceSettings,
-    collection: CollectionSettings,
-    clock: Clock,
-    recorder: RequestRecorder | None,
-) -> Provider:
-    assert isinstance(settings, JenkinsSource)
-    headers = basic_auth_headers(settings)
-    return JenkinsProvider(
-        settings, _client(settings, collection, clock, recorder, headers=headers), clock
-    )
-
-
-Factory = Callable[[SourceSettings, CollectionSettings, Clock, RequestRecorder | None], Provider]
-PROVIDERS: dict[str, Factory] = {"gitlab": _gitlab, "github": _github, "jenkins": _jenkins}
+def spec_of(kind: str) -> ProviderSpec | None:
+    """The spec of a provider kind, or None."""
+    return BY_KIND.get(kind)
 
 
 def build_provider(
-    settings: SourceSettings,
+    settings: BaseSource,
     collection: CollectionSettings,
     clock: Clock,
     recorder: RequestRecorder | None = None,
 ) -> Provider:
     """The provider for one configured source."""
-    return PROVIDERS[settings.type](settings, collection, clock, recorder)
+    return BY_KIND[settings.type].build(settings, collection, clock, recorder)

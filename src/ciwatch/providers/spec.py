@@ -33,7 +33,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from ciwatch.domain import Status, UnknownStatus
 
@@ -48,8 +48,15 @@ if TYPE_CHECKING:
 # What a kind may be: it is a path segment, a config tag and a label value.
 KIND = re.compile(r"^[a-z][a-z0-9]{1,31}$")
 
-StatusMap = Callable[[str | None, str | None], tuple[Status, UnknownStatus | None]]
-"""`(word, conclusion) -> (status, unknown or None)`; `conclusion` is None for most vendors."""
+
+class StatusMap(Protocol):
+    """`(word, conclusion=None) -> (status, unknown or None)`; most vendors have no
+    `conclusion`. Never raises: an unknown word maps to the vendor's safe status."""
+
+    def __call__(
+        self, word: str | None, conclusion: str | None = None, /
+    ) -> tuple[Status, UnknownStatus | None]: ...
+
 
 Factory = Callable[
     ["BaseSource", "CollectionSettings", "Clock", "RequestRecorder | None"], "Provider"
@@ -74,14 +81,12 @@ class ProviderSpec:
             raise ValueError(f"provider kind {self.kind!r} does not match {KIND.pattern}")
 
 
-def table_status(
-    kind: str, table: dict[str, Status], unknown: Status
-) -> Callable[[str | None, str | None], tuple[Status, UnknownStatus | None]]:
+def table_status(kind: str, table: dict[str, Status], unknown: Status) -> StatusMap:
     """A `map_status` for a vendor whose one word maps through `table` (lower-cased, trimmed);
     any other word is `unknown`, reported as an `UnknownStatus`."""
 
     def map_status(
-        word: str | None, conclusion: str | None = None
+        word: str | None, conclusion: str | None = None, /
     ) -> tuple[Status, UnknownStatus | None]:
         key = (word or "").strip().lower()
         if key in table:

@@ -19,9 +19,9 @@ names its project, ref and workflow itself, so `unwatched` makes the same decisi
 Discovery also skips archived projects and repositories; a webhook does not say whether its
 project is archived, and an archived project runs no pipelines, so that is not checked here.
 
-The vendor fields a job delivery carries beside the job (a GitLab Job Hook's `ref`, a GitHub
-`workflow_job`'s `head_branch` and `workflow_name`) are read by `gitlab_job_scope` and
-`github_job_scope`.
+Which projects a source lists is each source model's `project_member` (in its provider module);
+the vendor fields a job delivery carries beside the job (a GitLab Job Hook's `ref`, a GitHub
+`workflow_job`'s `head_branch` and `workflow_name`) are read by the provider's webhook handler.
 """
 
 from __future__ import annotations
@@ -30,9 +30,8 @@ from collections.abc import Sequence
 from enum import Enum
 from typing import Final, Literal
 
-from ciwatch.config import GitHubSource, GitLabSource, JenkinsSource, SourceSettings
+from ciwatch.config.base import BaseSource
 from ciwatch.providers.base import matches, wanted
-from ciwatch.providers.common import Body, Payload, decode
 
 
 class _Unknown(Enum):
@@ -45,24 +44,25 @@ UNKNOWN: Final = _Unknown.UNKNOWN
 Fact = str | Literal[_Unknown.UNKNOWN] | None
 
 
-def exclude_project(settings: SourceSettings, project: str) -> bool:
+def exclude_project(settings: BaseSource, project: str) -> bool:
     """Whether `exclude_projects` drops `project` (discovery and webhooks)."""
     return not wanted(project, [], settings.exclude_projects)
 
 
-def ref_wanted(settings: SourceSettings, ref: str | None) -> bool:
+def ref_wanted(settings: BaseSource, ref: str | None) -> bool:
     """Whether a run on `ref` is kept: `refs` (empty: every ref) minus `exclude_refs`."""
     return wanted(ref, settings.refs, settings.exclude_refs)
 
 
-def workflow_wanted(settings: SourceSettings, workflow: str | None) -> bool:
-    """Whether a run of `workflow` is kept: GitHub's `workflows` globs (empty: every one)."""
-    if not isinstance(settings, GitHubSource) or not settings.workflows:
-        return True
-    return matches(workflow or "", settings.workflows)
+def workflow_wanted(settings: BaseSource, workflow: str | None) -> bool:
+    """Whether a run of `workflow` is kept: the source's workflow globs (GitHub's `workflows`;
+    empty, or a kind without workflows: every one)."""
+    globs = settings.workflow_globs()
+    return not globs or matches(workflow or "", globs)
 
 
-def _under(name: str, prefixes: Sequence[str], *, fold: bool) -> bool:
+def under(name: str, prefixes: Sequence[str], *, fold: bool) -> bool:
+    """Whether `name` is below one of `prefixes` (a group path, an owner, a folder)."""
     value = name.casefold() if fold else name
     for prefix in prefixes:
         base = (prefix.casefold() if fold else prefix).strip("/")
@@ -71,37 +71,26 @@ def _under(name: str, prefixes: Sequence[str], *, fold: bool) -> bool:
     return False
 
 
-def _listed(name: str, names: Sequence[str], *, fold: bool) -> bool:
+def listed(name: str, names: Sequence[str], *, fold: bool) -> bool:
+    """Whether `name` is one of `names` (without regard to case when `fold`)."""
     if fold:
         return name.casefold() in {n.casefold() for n in names}
     return name in names
 
 
-def project_member(settings: SourceSettings, project: str) -> bool:
+def project_member(settings: BaseSource, project: str) -> bool:
     """Whether `project` is one the source lists or finds by discovery (before
-    `exclude_projects`)."""
-    if isinstance(settings, GitLabSource):
-        return _listed(project, settings.projects, fold=True) or _under(
-            project, settings.groups, fold=True
-        )
-    if isinstance(settings, GitHubSource):
-        owners = [*settings.orgs, *settings.users]
-        return _listed(project, settings.repos, fold=True) or (
-            project.count("/") == 1 and _under(project, owners, fold=True)
-        )
-    assert isinstance(settings, JenkinsSource)
-    return _listed(project, settings.jobs, fold=False) or _under(
-        project, [*settings.jobs, *settings.folders], fold=False
-    )
+    `exclude_projects`): each source model's `project_member`, in its provider module."""
+    return settings.project_member(project)
 
 
-def _lists(settings: SourceSettings) -> str:
+def _lists(settings: BaseSource) -> str:
     shown = [f"{key}: {', '.join(getattr(settings, key))}" for key in settings.WATCH_FIELDS]
     return "; ".join(item for item in shown if not item.endswith(": "))
 
 
 def unwatched(
-    settings: SourceSettings,
+    settings: BaseSource,
     project: str,
     ref: Fact = UNKNOWN,
     workflow: Fact = UNKNOWN,
@@ -119,44 +108,15 @@ def unwatched(
     if ref is not UNKNOWN and not ref_wanted(settings, ref):
         return f"ref {ref!r} is not watched by source {name!r} ({_ref_globs(settings)})"
     if workflow is not UNKNOWN and not workflow_wanted(settings, workflow):
-        assert isinstance(settings, GitHubSource)
-        globs = ", ".join(settings.workflows)
+        globs = ", ".join(settings.workflow_globs())
         return f"workflow {workflow!r} is not watched by source {name!r} (workflows: {globs})"
     return None
 
 
-def _ref_globs(settings: SourceSettings) -> str:
+def _ref_globs(settings: BaseSource) -> str:
     parts = []
     if settings.refs:
         parts.append(f"refs: {', '.join(settings.refs)}")
     if settings.exclude_refs:
         parts.append(f"exclude_refs: {', '.join(settings.exclude_refs)}")
     return "; ".join(parts)
-
-
-# -- the scope of job deliveries ------------------------------------------------------------
-
-
-class _GitLabJobHook(Payload):
-    ref: str | None = None
-
-
-class _GitHubJob(Payload):
-    head_branch: str | None = None
-    workflow_name: str | None = None
-
-
-class _GitHubJobEvent(Payload):
-    workflow_job: _GitHubJob
-
-
-def gitlab_job_scope(body: Body) -> str | None:
-    """The ref of a GitLab Job Hook (its top-level `ref`)."""
-    return decode(body, _GitLabJobHook, "GitLab Job Hook").ref
-
-
-def github_job_scope(body: Body) -> tuple[str | None, Fact]:
-    """The ref (`head_branch`) and workflow (`workflow_name`, else `UNKNOWN`) of a GitHub
-    `workflow_job` event."""
-    job = decode(body, _GitHubJobEvent, "GitHub workflow_job event").workflow_job
-    return job.head_branch, job.workflow_name if job.workflow_name is not None else UNKNOWN

@@ -301,7 +301,7 @@ def _project(value: Any, where: str) -> ProjectSpec:
         "retention",
     )
     node = _Map(value, where, keys)
-    provider = cast(Provider, node.get("provider", _one_of(PROVIDERS)))
+    provider: Provider = node.get("provider", _one_of(PROVIDERS))
     path = node.get("path", _text).strip("/")
     parts = path.split("/")
     if (

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal
 
 from ciwatch.config.durations import parse_duration
+from ciwatch.providers.registry import SPECS
 from ciwatch.simulator.faults import Fault
 
-Provider = Literal["gitlab", "github", "jenkins"]
-PROVIDERS: tuple[Provider, ...] = ("gitlab", "github", "jenkins")
+# A provider kind the simulator serves: the registry's kinds whose spec names a simulator module.
+Provider = str
+PROVIDERS: tuple[Provider, ...] = tuple(spec.kind for spec in SPECS if spec.simulator)
 
 # The scenario's own result words; each provider module translates them into its vocabulary.
 RESULTS = ("success", "failed", "canceled", "skipped", "manual", "unstable", "timed_out")

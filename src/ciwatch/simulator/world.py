@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from urllib.parse import quote
 
 from ciwatch.simulator.plans import FOREVER, RunPlan, build_attempts, derive_result, ms, sha_for
-from ciwatch.simulator.scenario import JobSpec, ProjectSpec, RunSpec, Scenario
+from ciwatch.simulator.scenario import PROVIDERS, JobSpec, ProjectSpec, RunSpec, Scenario
 from ciwatch.simulator.timeline import AUTHORS, MESSAGES, Generator, Timeline, number_plans
 
 
@@ -94,7 +94,7 @@ def stride_for(count: int) -> int:
 class World:
     def __init__(self, scenario: Scenario) -> None:
         self.seed = scenario.seed
-        specs = {p: [s for s in scenario.projects if s.provider == p] for p in _PROVIDERS}
+        specs = {p: [s for s in scenario.projects if s.provider == p] for p in PROVIDERS}
         self.gitlab: list[GitLabProject] = []
         self.groups: dict[int, GitLabGroup] = {}
         self.groups_by_path: dict[str, GitLabGroup] = {}
@@ -213,9 +213,6 @@ class World:
                 return None
             node = child
         return node
-
-
-_PROVIDERS = ("gitlab", "github", "jenkins")
 
 
 def _child(

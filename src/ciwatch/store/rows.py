@@ -13,7 +13,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ciwatch.domain import PROVIDERS, Job, Run, Status, TargetState
+from ciwatch.domain import Job, Run, Status, TargetState
+from ciwatch.providers.registry import PUSH, RUN_PROVIDERS
 from ciwatch.state import JOB_FIELDS, RUN_FIELDS, job_version_key, version_key
 from ciwatch.store.tables import jobs, runs
 from ciwatch.validation import loggable
@@ -63,17 +64,22 @@ def run_from_row(row: Mapping[Any, Any]) -> Run:
     values = {name: row[name] for name in RUN_FIELDS}
     try:
         values["status"] = Status(values["status"])
-        return Run(**values)
+        run = Run(**values)
     except (ValueError, TypeError):
         return repaired_run(values)
+    # The domain checks a provider's shape only; the kinds are the registry's.
+    return run if run.provider in RUN_PROVIDERS else repaired_run(values)
 
 
 def run_from_fields(fields: Sequence[Any]) -> Run:
     """A Run from the RUN_COLUMNS values in order (the fast path of the big reads)."""
     try:
-        return Run(*fields)
+        run = Run(*fields)
     except (ValueError, TypeError):
         return repaired_run(dict(zip(RUN_FIELDS, fields, strict=True)))
+    if run.provider not in RUN_PROVIDERS:
+        return repaired_run(dict(zip(RUN_FIELDS, fields, strict=True)))
+    return run
 
 
 def job_from_row(row: Mapping[Any, Any]) -> Job:
@@ -105,8 +111,8 @@ def _repaired(values: dict[str, Any], what: str) -> dict[str, Any]:
     attempt = fixed.get("attempt")
     if not isinstance(attempt, int) or attempt < 1:
         fixed["attempt"] = 1
-    if what == "run" and fixed.get("provider") not in PROVIDERS:
-        fixed["provider"] = "push"
+    if what == "run" and fixed.get("provider") not in RUN_PROVIDERS:
+        fixed["provider"] = PUSH
     log.warning(
         "stored %s %s/%s #%s has values the model refuses; shown repaired",
         what,

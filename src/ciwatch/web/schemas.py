@@ -9,14 +9,20 @@ that the run and job models have exactly the domain model's fields.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from ciwatch.domain import Status
+from ciwatch.providers.registry import RUN_PROVIDERS
 from ciwatch.validation import NO_CONTROL_PATTERN, NO_NUL_PATTERN
 
-Provider = Literal["gitlab", "github", "jenkins", "push"]
+# The provider kinds of the registry (providers/registry.py) and `push`, as an enum in the
+# OpenAPI document.
+if TYPE_CHECKING:
+    Provider = str
+else:
+    Provider = Literal[RUN_PROVIDERS]
 
 
 class RunModel(BaseModel):
