@@ -17,6 +17,7 @@ from ciwatch.domain import Status
 from ciwatch.errors import BadPayload
 from ciwatch.providers import azure
 from ciwatch.providers.common import forget_unknown_statuses
+from ciwatch.providers.watch import unwatched
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "azure"
 SRC = "az"
@@ -244,16 +245,25 @@ def source(**extra: Any) -> azure.AzureSource:
     return azure.AzureSource(name="az", organization="fabrikam", projects=["Fabrikam"], **extra)
 
 
-def test_source_defaults_and_api_root() -> None:
+def test_source_defaults() -> None:
     settings = source()
-    assert settings.api_root == "https://dev.azure.com/fabrikam"
-    server = source(url="https://tfs.example.com/tfs/")
-    assert server.api_root == "https://tfs.example.com/tfs/fabrikam"
+    assert (str(settings.url), settings.api_version, settings.pipelines) == (
+        "https://dev.azure.com",
+        "7.1",
+        [],
+    )
+    assert str(source(url="https://tfs.example.com/tfs/").url) == "https://tfs.example.com/tfs"
 
 
 @pytest.mark.parametrize(
     "extra",
-    [{"organization": "has space"}, {"projects": ["a/b"]}, {"projects": []}, {"pipeline": ["x"]}],
+    [
+        {"organization": "has space"},
+        {"projects": ["a/b"]},
+        {"projects": []},
+        {"pipeline": ["x"]},
+        {"api_version": "latest"},
+    ],
 )
 def test_source_refuses(extra: dict[str, Any]) -> None:
     data: dict[str, Any] = {"name": "az", "organization": "fabrikam", "projects": ["Fabrikam"]}
@@ -264,10 +274,10 @@ def test_source_refuses(extra: dict[str, Any]) -> None:
 
 def test_what_a_source_watches() -> None:
     settings = source(pipelines=["apps/*"], exclude_projects=["*/apps/legacy"], refs=["main"])
-    assert azure.unwatched(settings, "fabrikam/apps/web", "main") is None  # project: any case
-    assert "not watched" in (azure.unwatched(settings, "Fabrikam/nightly", "main") or "")
-    assert "not watched" in (azure.unwatched(settings, "Other/apps/web", "main") or "")
-    assert "exclude_projects" in (azure.unwatched(settings, "Fabrikam/apps/legacy", "main") or "")
-    assert "ref" in (azure.unwatched(settings, "Fabrikam/apps/web", "dev") or "")
+    assert unwatched(settings, "fabrikam/apps/web", "main") is None  # project: any case
+    assert "not watched" in (unwatched(settings, "Fabrikam/nightly", "main") or "")
+    assert "not watched" in (unwatched(settings, "Other/apps/web", "main") or "")
+    assert "exclude_projects" in (unwatched(settings, "Fabrikam/apps/legacy", "main") or "")
+    assert "ref" in (unwatched(settings, "Fabrikam/apps/web", "dev") or "")
     everything = source(pipelines=["apps/*"], webhooks_accept_unwatched=True)
-    assert azure.unwatched(everything, "Other/x", None) is None
+    assert unwatched(everything, "Other/x", None) is None

@@ -29,7 +29,7 @@ def scenario() -> Scenario:
     return Scenario(
         projects=[
             ProjectSpec(
-                "azure",  # type: ignore[arg-type]
+                "azure",
                 "Fabrikam/web-ci",
                 jobs=JOBS,
                 runs=(
@@ -40,12 +40,12 @@ def scenario() -> Scenario:
                 ),
             ),
             ProjectSpec(
-                "azure",  # type: ignore[arg-type]
+                "azure",
                 "Fabrikam/apps/api",
                 generate=GeneratorSpec(every=5, since=-1200, duration=(1, 2), queue=(0, 1)),
             ),
-            ProjectSpec("azure", "Fabrikam/tools/legacy"),  # type: ignore[arg-type]
-            ProjectSpec("azure", "Other/nightly"),  # type: ignore[arg-type]
+            ProjectSpec("azure", "Fabrikam/tools/legacy"),
+            ProjectSpec("azure", "Other/nightly"),
             ProjectSpec("github", "o/r"),
         ],
         retention=400,

@@ -52,7 +52,7 @@ from ciwatch.providers.hooks import (
     require_secret,
 )
 from ciwatch.providers.spec import ProviderSpec
-from ciwatch.providers.watch import exclude_project, ref_wanted
+from ciwatch.providers.watch import unwatched
 
 if TYPE_CHECKING:
     from ciwatch.clock import Clock
@@ -119,11 +119,6 @@ class AzureSource(BaseSource):
         if head.casefold() not in {name.casefold() for name in self.projects} or not pipeline:
             return False
         return not self.pipelines or matches(pipeline, self.pipelines)
-
-    @property
-    def api_root(self) -> str:
-        """The organization's URL, below which `{project}/_apis/...` lives."""
-        return f"{str(self.url).rstrip('/')}/{self.organization}"
 
 
 # -- status -----------------------------------------------------------------------------------
@@ -528,25 +523,6 @@ def basic_password(header: str | None) -> str | None:
         return None
     _, colon, password = decoded.partition(":")
     return password if colon else None
-
-
-def unwatched(settings: AzureSource, project: str, ref: str | None) -> str | None:
-    """Why the source does not watch a run of `project` on `ref`, or None."""
-    if settings.webhooks_accept_unwatched:
-        return None
-    if not settings.project_member(project):
-        shown = ", ".join(settings.projects)
-        globs = f"; pipelines: {', '.join(settings.pipelines)}" if settings.pipelines else ""
-        return (
-            f"project {project!r} is not watched by source {settings.name!r} "
-            f"(projects: {shown}{globs})"
-        )
-    if exclude_project(settings, project):
-        globs = ", ".join(settings.exclude_projects)
-        return f"project {project!r} is excluded by exclude_projects ({globs})"
-    if not ref_wanted(settings, ref):
-        return f"ref {ref!r} is not watched by source {settings.name!r}"
-    return None
 
 
 class AzureHooks:

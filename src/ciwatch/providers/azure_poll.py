@@ -34,6 +34,7 @@ from ciwatch.errors import NotFound
 from ciwatch.http import HttpClient, RequestRecorder
 from ciwatch.providers import azure
 from ciwatch.providers.base import PollResult, matches
+from ciwatch.providers.client import source_client
 from ciwatch.providers.watch import exclude_project, ref_wanted
 
 PAGE = 100
@@ -56,18 +57,7 @@ def make_provider(
     recorder: RequestRecorder | None,
 ) -> AzureProvider:
     """The poller of one `type: azure` source, with its HTTP client."""
-    http = HttpClient(
-        settings.name,
-        settings.api_root,
-        headers=pat_headers(settings.token),
-        timeout=collection.timeout.total_seconds(),
-        retries=collection.retries,
-        requests_per_second=settings.requests_per_second,
-        max_connections=collection.concurrency,
-        verify_tls=settings.verify_tls,
-        clock=clock,
-        recorder=recorder,
-    )
+    http = source_client(settings, collection, clock, recorder, headers=pat_headers(settings.token))
     return AzureProvider(settings, http, clock)
 
 
@@ -85,6 +75,11 @@ class AzureProvider:
     async def close(self) -> None:
         await self.http.close()
 
+    def _path(self, project: str, rest: str) -> str:
+        """`{organization}/{project}/_apis/build/{rest}`, below the source's `url`."""
+        org = quote(self.settings.organization, safe="")
+        return f"{org}/{quote(project, safe='')}/_apis/build/{rest}"
+
     def _params(self, **extra: str | int) -> dict[str, str | int]:
         return {"api-version": self.settings.api_version, **extra}
 
@@ -94,7 +89,7 @@ class AzureProvider:
         while True:
             params = self._params(**({"continuationToken": token} if token else {}))
             resp = await self.http.get(
-                f"{quote(project, safe='')}/_apis/build/definitions",
+                self._path(project, "definitions"),
                 params=params,
                 target=f"project {project}",
             )
@@ -136,7 +131,7 @@ class AzureProvider:
         project, definition = await self._definition(target, state)
         previous = state or TargetState(self.source, target.project)
         cursor = _parse_cursor(previous.cursor)
-        path = f"{quote(project, safe='')}/_apis/build/builds"
+        path = self._path(project, "builds")
         builds: list[azure.AzureBuild] = []
         pages = 0
         bodies: list[bytes] = []
@@ -185,7 +180,7 @@ class AzureProvider:
         """`GET {project}/_apis/build/builds/{id}` (`project`: a name or the GUID a service hook
         gives): the build as a run of its pipeline, or None when it names no pipeline."""
         resp = await self.http.get(
-            f"{quote(project, safe='')}/_apis/build/builds/{build_id}",
+            self._path(project, f"builds/{build_id}"),
             params=self._params(),
             target=f"build {build_id}",
         )
@@ -197,7 +192,7 @@ class AzureProvider:
         project = run.project.split("/", 1)[0]
         try:
             resp = await self.http.get(
-                f"{quote(project, safe='')}/_apis/build/builds/{run.run_id}/timeline",
+                self._path(project, f"builds/{quote(run.run_id, safe='')}/timeline"),
                 params=self._params(),
                 target=run.project,
             )
