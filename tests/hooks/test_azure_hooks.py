@@ -29,7 +29,7 @@ from ciwatch.store import Store
 from .conftest import NOW, Server, build_app, serving
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "azure" / "webhooks"
-SECRET = "azure-hook-secret"  # noqa: S105
+SECRET = "azure-hook-secret"
 PROJECT = "Fabrikam"
 JOBS = (JobSpec("compile", "Build"), JobSpec("unit", "Test"))
 
@@ -77,7 +77,10 @@ async def azure(store: Store) -> AsyncIterator[Azure]:
                 "azure",
                 f"{PROJECT}/web-ci",
                 jobs=JOBS,
-                runs=(RunSpec(at=-600, duration=120), RunSpec(at=-300, duration=60, result="failed")),
+                runs=(
+                    RunSpec(at=-600, duration=120),
+                    RunSpec(at=-300, duration=60, result="failed"),
+                ),
             ),
             ProjectSpec("azure", f"{PROJECT}/legacy/old", runs=(RunSpec(at=-600, duration=60),)),
         ]

@@ -151,7 +151,11 @@ def test_timeline_jobs_with_their_stages() -> None:
     by_name = {job.name: job for job in jobs}
     assert list(by_name) == ["Compile", "Unit tests", "Lint"]  # `Integration` has no time yet
     compile_ = by_name["Compile"]
-    assert (compile_.stage, compile_.status, compile_.runner) == ("Build", Status.SUCCESS, "Hosted Agent")
+    assert (compile_.stage, compile_.status, compile_.runner) == (
+        "Build",
+        Status.SUCCESS,
+        "Hosted Agent",
+    )
     assert compile_.job_id == "c3dac6c6-3b5e-5062-9ca1-4fa1bd4d8d03"
     assert compile_.duration_seconds == pytest.approx(67.0)
     unit = by_name["Unit tests"]
@@ -170,8 +174,17 @@ def test_timeline_jobs_with_their_stages() -> None:
 
 def test_a_record_without_a_stage_is_a_job_of_no_stage() -> None:
     body = json.dumps(
-        {"records": [{"id": "j", "type": "Job", "name": "Job", "state": "inProgress",
-                      "startTime": "2024-01-01T00:00:00Z"}]}
+        {
+            "records": [
+                {
+                    "id": "j",
+                    "type": "Job",
+                    "name": "Job",
+                    "state": "inProgress",
+                    "startTime": "2024-01-01T00:00:00Z",
+                }
+            ]
+        }
     )
     (job,) = azure.parse_timeline(SRC, "P/x", "1", body)
     assert job.stage is None and job.status is Status.RUNNING
@@ -219,9 +232,9 @@ def test_pipeline_events_name_their_build() -> None:
     assert azure.parse_pipeline_event(raw("webhooks/run-state-changed.json")) == azure.BuildRef(
         11, PROJECT_ID, with_jobs=False
     )
-    assert azure.parse_pipeline_event(
-        raw("webhooks/stage-state-changed.json")
-    ) == azure.BuildRef(2, PROJECT_ID, with_jobs=True)
+    assert azure.parse_pipeline_event(raw("webhooks/stage-state-changed.json")) == azure.BuildRef(
+        2, PROJECT_ID, with_jobs=True
+    )
     with pytest.raises(BadPayload, match="resourceContainers"):
         azure.parse_pipeline_event(raw("webhooks/job-state-changed.json"))
 

@@ -88,9 +88,14 @@ async def test_discovery_names_pipelines_by_folder_and_filters(setup: Setup) -> 
         ]
     finally:
         await provider.close()
-    filtered = setup.provider(pipelines=["*-ci", "apps/*", "tools/*"], exclude_projects=["*/tools/*"])
+    filtered = setup.provider(
+        pipelines=["*-ci", "apps/*", "tools/*"], exclude_projects=["*/tools/*"]
+    )
     try:
-        assert [t.project for t in await filtered.discover()] == ["Fabrikam/web-ci", "Fabrikam/apps/api"]
+        assert [t.project for t in await filtered.discover()] == [
+            "Fabrikam/web-ci",
+            "Fabrikam/apps/api",
+        ]
     finally:
         await filtered.close()
 

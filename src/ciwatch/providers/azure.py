@@ -38,7 +38,15 @@ from ciwatch.config.base import BaseSource
 from ciwatch.config.types import BaseUrl, Glob, problem
 from ciwatch.domain import Job, Run, Status, UnknownStatus
 from ciwatch.providers.base import matches
-from ciwatch.providers.common import Body, Payload, bad, decode, latest, time_of, warn_unknown_status
+from ciwatch.providers.common import (
+    Body,
+    Payload,
+    bad,
+    decode,
+    latest,
+    time_of,
+    warn_unknown_status,
+)
 from ciwatch.providers.hooks import (
     AfterFn,
     HookRequest,
@@ -491,7 +499,9 @@ def parse_build_complete(
     target = build_target(build, fallback_project)
     if target is not None and (build.status or "").lower() == "completed":
         return build_to_run(source, target, build), None
-    project_id = event.containers.project.id if event.containers and event.containers.project else None
+    project_id = (
+        event.containers.project.id if event.containers and event.containers.project else None
+    )
     if project_id is None:
         raise bad(what, "the build names no project, nor does `resourceContainers.project`")
     return None, BuildRef(build.id, project_id, with_jobs=True)
@@ -586,7 +596,9 @@ def _read_build(settings: AzureSource, ref: BuildRef) -> StoreFn:
                 run, jobs = await provider.details(run)
         except ProviderError as exc:
             # 503: Azure DevOps retries the delivery, which is then read again.
-            raise StoreError(f"reading build {ref.build_id} from Azure DevOps failed: {exc}") from exc
+            raise StoreError(
+                f"reading build {ref.build_id} from Azure DevOps failed: {exc}"
+            ) from exc
         return await ingest.store(run, jobs)
 
     return store

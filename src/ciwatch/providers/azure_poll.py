@@ -222,9 +222,7 @@ def _next_cursor(cursor: datetime | None, runs: list[Run]) -> str | None:
     if not times:
         return cursor.isoformat() if cursor else None
     active = [
-        run.created_at
-        for run in runs
-        if run.created_at is not None and not run.status.terminal
+        run.created_at for run in runs if run.created_at is not None and not run.status.terminal
     ]
     chosen = min(active) if active else max(times)
     if cursor is not None and chosen < cursor:

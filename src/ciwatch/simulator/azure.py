@@ -86,7 +86,7 @@ class AzureWorld:
             key = f"azure:{spec.path}"
             retention = spec.retention or scenario.retention
             # The World's own timeline builder: scripted runs, then generated ones.
-            timeline = ctx.world._timeline(spec, key, list(spec.runs), retention)  # noqa: SLF001
+            timeline = ctx.world._timeline(spec, key, list(spec.runs), retention)
             index = len(self.pipelines)
             definition = spec.id if spec.id is not None else index + 1
             folder = "/".join(folders)
@@ -131,8 +131,11 @@ class AzureApi:
     async def guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         credentials = basic_credentials(request)
         if not known(credentials[1] if credentials else None, (DEFAULT_AZURE_TOKEN,)):
-            return _error(401, "TF400813: The user is not authorized to access this resource.",
-                          "UnauthorizedRequestException")
+            return _error(
+                401,
+                "TF400813: The user is not authorized to access this resource.",
+                "UnauthorizedRequestException",
+            )
         return await handler(request)
 
     def _project(self, request: web.Request) -> str:
@@ -196,7 +199,10 @@ class AzureApi:
             "reason": _REASONS.get(plan.event, "manual"),
             "definition": self._definition(pipeline),
             "project": self._project_ref(pipeline.project),
-            "requestedFor": {"displayName": plan.author, "uniqueName": f"{plan.author}@example.com"},
+            "requestedFor": {
+                "displayName": plan.author,
+                "uniqueName": f"{plan.author}@example.com",
+            },
             "url": f"{base}/_apis/build/Builds/{build_id}",
         }
 
@@ -228,7 +234,9 @@ class AzureApi:
                 if since is not None and (moment is None or moment < since):
                     continue
                 documents.append(document)
-        documents.sort(key=lambda d: (d[field] or "", d["id"]), reverse=order.endswith("Descending"))
+        documents.sort(
+            key=lambda d: (d[field] or "", d["id"]), reverse=order.endswith("Descending")
+        )
         return self._page(request, documents)
 
     def _page(self, request: web.Request, items: list[dict[str, Any]]) -> web.Response:
@@ -256,8 +264,9 @@ class AzureApi:
         found = self._find(request)
         if found is None:
             build_id = request.match_info["build_id"]
-            return _error(404, f"The requested build {build_id} could not be found.",
-                          "BuildNotFoundException")
+            return _error(
+                404, f"The requested build {build_id} could not be found.", "BuildNotFoundException"
+            )
         return json_response(self.build_document(request, *found, self.ctx.now()))
 
     async def timeline(self, request: web.Request) -> web.Response:
@@ -278,8 +287,11 @@ class AzureApi:
         for order, stage in enumerate(stages, start=1):
             stage_id = _guid(f"{key}/stage/{stage}")
             phase_id = _guid(f"{key}/phase/{stage}")
-            members = [self._job(key, attempt, job, phase_id, now) for job in attempt.jobs
-                       if job.stage == stage]
+            members = [
+                self._job(key, attempt, job, phase_id, now)
+                for job in attempt.jobs
+                if job.stage == stage
+            ]
             state, result = _aggregate(members)
             common = {"state": state, "result": result, "attempt": attempt.number, "order": order}
             starts = [m["startTime"] for m in members if m["startTime"]]
@@ -288,10 +300,26 @@ class AzureApi:
                 "startTime": min(starts) if starts else None,
                 "finishTime": max(ends) if ends and state == "completed" else None,
             }
-            records.append({"id": stage_id, "parentId": None, "type": "Stage", "name": stage,
-                            **common, **times})
-            records.append({"id": phase_id, "parentId": stage_id, "type": "Phase",
-                            "name": f"Job_{order}", **common, **times})
+            records.append(
+                {
+                    "id": stage_id,
+                    "parentId": None,
+                    "type": "Stage",
+                    "name": stage,
+                    **common,
+                    **times,
+                }
+            )
+            records.append(
+                {
+                    "id": phase_id,
+                    "parentId": stage_id,
+                    "type": "Phase",
+                    "name": f"Job_{order}",
+                    **common,
+                    **times,
+                }
+            )
             records.extend(members)
         return {"records": records, "lastChangedBy": None, "id": _guid(f"{key}/timeline")}
 
