@@ -922,8 +922,8 @@ def test_every_problem_in_one_pass_with_hints() -> None:
     assert problems(text) == [
         "ciwatch.yaml:1 databse: unknown key; did you mean 'database'?",
         "ciwatch.yaml:3 sources[0].intervall: unknown key; did you mean 'interval'?",
-        "ciwatch.yaml:3 sources[0].type: 'gitlub' is not one of gitlab, github, jenkins, azure; did you "
-        "mean 'gitlab'?",
+        "ciwatch.yaml:3 sources[0].type: 'gitlub' is not one of gitlab, github, jenkins, azure; "
+        "did you mean 'gitlab'?",
     ]
 
 

@@ -37,6 +37,7 @@ from pydantic import AfterValidator
 from ciwatch.config.base import BaseSource
 from ciwatch.config.types import BaseUrl, Glob, problem
 from ciwatch.domain import Job, Run, Status, UnknownStatus
+from ciwatch.errors import ProviderError, StoreError
 from ciwatch.providers.base import matches
 from ciwatch.providers.common import (
     Body,
@@ -44,8 +45,8 @@ from ciwatch.providers.common import (
     bad,
     decode,
     latest,
+    logged,
     time_of,
-    warn_unknown_status,
 )
 from ciwatch.providers.hooks import (
     AfterFn,
@@ -189,18 +190,12 @@ def map_record(state: str | None, result: str | None) -> tuple[Status, UnknownSt
 
 
 def _status(word: str | None, result: str | None) -> Status:
-    """`map_status`, warning once per unknown word (`providers.common`)."""
-    status, unknown = map_status(word, result)
-    if unknown is not None:
-        warn_unknown_status(KIND, unknown.word, status)
-    return status
+    """`map_status`, logging an unknown word once (`providers.common.logged`)."""
+    return logged(map_status(word, result))
 
 
 def _record_status(state: str | None, result: str | None) -> Status:
-    status, unknown = map_record(state, result)
-    if unknown is not None:
-        warn_unknown_status(KIND, unknown.word, status)
-    return status
+    return logged(map_record(state, result))
 
 
 # -- payloads ---------------------------------------------------------------------------------
@@ -578,11 +573,11 @@ def _details_after(run: Run) -> AfterFn:
 
 def _read_build(settings: AzureSource, ref: BuildRef) -> StoreFn:
     """The store step of a delivery that names a build: read it (and, for a stage event or an
-    old `build.complete`, its timeline) through the source's poller, then store it."""
+    old `build.complete`, its timeline) through the source's poller, then store it; a run
+    event's timeline is read in the background once the run changed."""
 
     async def store(ingest: Ingest) -> bool:
-        from ciwatch.errors import ProviderError, StoreError
-        from ciwatch.providers.azure_poll import AzureProvider
+        from ciwatch.providers.azure_poll import AzureProvider  # the poller imports this module
 
         provider = ingest.runtime.providers.get(settings.name)
         if not isinstance(provider, AzureProvider):
@@ -599,7 +594,10 @@ def _read_build(settings: AzureSource, ref: BuildRef) -> StoreFn:
             raise StoreError(
                 f"reading build {ref.build_id} from Azure DevOps failed: {exc}"
             ) from exc
-        return await ingest.store(run, jobs)
+        changed = await ingest.store(run, jobs)
+        if changed and not ref.with_jobs:
+            ingest.fetch_details_later(run)  # a run event: its jobs in the background
+        return changed
 
     return store
 
