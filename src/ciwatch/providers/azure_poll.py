@@ -83,11 +83,14 @@ class AzureProvider:
     def _params(self, **extra: str | int) -> dict[str, str | int]:
         return {"api-version": self.settings.api_version, **extra}
 
-    async def _pipelines(self, project: str) -> dict[str, int]:
+    async def _pipelines(self, project: str) -> tuple[dict[str, int], int]:
+        """The project's wanted pipelines (target → definition id), and the requests made."""
         found: dict[str, int] = {}
         token: str | None = None
+        requests = 0
         while True:
             params = self._params(**({"continuationToken": token} if token else {}))
+            requests += 1
             resp = await self.http.get(
                 self._path(project, "definitions"),
                 params=params,
@@ -100,40 +103,39 @@ class AzureProvider:
                 found[azure.target_name(project, definition.name, definition.path)] = definition.id
             token = resp.headers.get("x-ms-continuationtoken")
             if not token:
-                return found
+                return found, requests
 
     async def discover(self) -> list[Target]:
         targets: list[Target] = []
         for project in self.settings.projects:
-            for name, definition in (await self._pipelines(project)).items():
+            for name, definition in (await self._pipelines(project))[0].items():
                 if exclude_project(self.settings, name):
                     continue
                 self.definitions[name] = (project, definition)
                 targets.append(Target(self.source, self.kind, name))
         return targets
 
-    async def _definition(self, target: Target, state: TargetState | None) -> tuple[str, int]:
+    async def _definition(self, target: Target, state: TargetState | None) -> tuple[str, int, int]:
+        """The target's project and definition id, and the requests it took to learn them."""
         known = self.definitions.get(target.project)
         if known is not None:
-            return known
+            return (*known, 0)
         project = target.project.split("/", 1)[0]
         saved = state.extra.get(DEFINITION) if state else None
         if saved is not None and saved.isdigit():
-            return project, int(saved)
-        found = await self._pipelines(project)
+            return project, int(saved), 0
+        found, requests = await self._pipelines(project)
         if target.project not in found:
             raise NotFound(f"no pipeline {target.project!r} in Azure DevOps", target=target.project)
         self.definitions[target.project] = (project, found[target.project])
-        return self.definitions[target.project]
+        return project, found[target.project], requests
 
     async def poll(self, target: Target, state: TargetState | None) -> PollResult:
-        sent = self.http.requests
-        project, definition = await self._definition(target, state)
+        project, definition, requests = await self._definition(target, state)
         previous = state or TargetState(self.source, target.project)
         cursor = _parse_cursor(previous.cursor)
         path = self._path(project, "builds")
         builds: list[azure.AzureBuild] = []
-        pages = 0
         bodies: list[bytes] = []
         if cursor is None:
             top = max(1, min(self.settings.backfill, 1000))
@@ -141,6 +143,7 @@ class AzureProvider:
                 definitions=definition, queryOrder="queueTimeDescending", **{"$top": top}
             )
             resp = await self.http.get(path, params=params, target=target.project)
+            requests += 1
             bodies.append(resp.body)
             builds = azure.parse_builds(resp.body)
         else:
@@ -156,11 +159,10 @@ class AzureProvider:
                 if token:
                     params["continuationToken"] = token
                 resp = await self.http.get(path, params=params, target=target.project)
-                pages += 1
+                requests += 1
                 bodies.append(resp.body)
                 token = resp.headers.get("x-ms-continuationtoken")
-                if not token and pages == 1 and previous.etag == _tag(bodies):
-                    requests = self.http.requests - sent
+                if not token and len(bodies) == 1 and previous.etag == _tag(bodies):
                     return PollResult([], previous, not_modified=True, requests=requests)
                 builds.extend(azure.parse_builds(resp.body))
                 if not token:
@@ -174,7 +176,7 @@ class AzureProvider:
             etag=_tag(bodies) if cursor is not None else None,
             extra=extra,
         )
-        return PollResult(kept, new_state, requests=self.http.requests - sent)
+        return PollResult(kept, new_state, requests=requests)
 
     async def build(self, project: str, build_id: int) -> Run | None:
         """`GET {project}/_apis/build/builds/{id}` (`project`: a name or the GUID a service hook
