@@ -17,8 +17,14 @@ from ciwatch.domain import Status, Target
 from ciwatch.errors import AuthFailed, NotFound
 from ciwatch.providers.azure import AzureSource
 from ciwatch.providers.azure_poll import AzureProvider, make_provider
-from ciwatch.simulator import RunningSimulator, Scenario, Simulator, start_simulator
-from ciwatch.simulator.azure import DEFAULT_AZURE_TOKEN, _guid
+from ciwatch.simulator import (
+    RunningSimulator,
+    Scenario,
+    Simulator,
+    scenario_from_dict,
+    start_simulator,
+)
+from ciwatch.simulator.azure import DEFAULT_AZURE_TOKEN, AzureWorld, _guid
 from ciwatch.simulator.scenario import GeneratorSpec, JobSpec, ProjectSpec, RunSpec
 
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -132,6 +138,18 @@ async def test_backfill_then_incremental_polls(setup: Setup) -> None:
         await provider.close()
 
 
+async def test_refs_filter_the_runs_of_a_poll(setup: Setup) -> None:
+    provider = setup.provider(refs=["feature/*"])
+    try:
+        await provider.discover()
+        result = await provider.poll(Target("az", "azure", "Fabrikam/web-ci"), None)
+        assert [r.ref for r in result.runs] == ["feature/x"]
+        # The cursor still follows every build, kept or not (the running one on main).
+        assert result.state.cursor == "2026-03-01T11:59:00+00:00"
+    finally:
+        await provider.close()
+
+
 async def test_incremental_poll_follows_continuation_tokens(setup: Setup) -> None:
     provider = setup.provider()
     target = Target("az", "azure", "Fabrikam/apps/api")
@@ -183,6 +201,17 @@ async def test_one_build_by_project_id(setup: Setup) -> None:
             await provider.build("Fabrikam", 99999)
     finally:
         await provider.close()
+
+
+def test_an_azure_path_names_project_and_pipeline() -> None:
+    loaded = scenario_from_dict({"projects": [{"provider": "azure", "path": "P/apps/web"}]})
+    sim = Simulator(loaded, FakeClock(START))
+    assert [(p.project, p.folder, p.name) for p in AzureWorld(sim.ctx).pipelines] == [
+        ("P", "apps", "web")
+    ]
+    alone = scenario_from_dict({"projects": [{"provider": "azure", "path": "web"}]})
+    with pytest.raises(ValueError, match="<project>/<pipeline>"):
+        AzureWorld(Simulator(alone, FakeClock(START)).ctx)
 
 
 async def test_a_wrong_token_and_an_unknown_project(setup: Setup) -> None:

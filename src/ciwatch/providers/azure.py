@@ -232,7 +232,6 @@ class AzureBuild(Payload):
     id: int
     status: str | None = None
     result: str | None = None
-    build_number: str | None = msgspec.field(name="buildNumber", default=None)
     queue_time: str | None = msgspec.field(name="queueTime", default=None)
     start_time: str | None = msgspec.field(name="startTime", default=None)
     finish_time: str | None = msgspec.field(name="finishTime", default=None)

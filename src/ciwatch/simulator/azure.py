@@ -82,7 +82,9 @@ class AzureWorld:
         for spec in scenario.projects:
             if spec.provider != "azure":
                 continue
-            project, *folders, name = spec.path.split("/")
+            if "/" not in spec.path.strip("/"):
+                raise ValueError(f"azure path {spec.path!r}: write <project>/<pipeline>")
+            project, *folders, name = spec.path.strip("/").split("/")
             key = f"azure:{spec.path}"
             retention = spec.retention or scenario.retention
             # The World's own timeline builder: scripted runs, then generated ones.
