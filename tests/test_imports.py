@@ -22,6 +22,8 @@ SRC = PACKAGE.parent
 # The pure core, as modules: what each may not pull in when imported alone.
 PURE = ["ciwatch.domain", "ciwatch.state", "ciwatch.timeutil", "ciwatch.serialize"]
 PURE += ["ciwatch.alerting.rules"]
+# The provider extension interfaces: a provider module names them without loading a framework.
+PURE += ["ciwatch.providers.spec", "ciwatch.providers.hooks"]
 IO_AND_FRAMEWORKS = [
     "aiohttp",
     "aiosmtplib",

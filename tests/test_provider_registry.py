@@ -20,6 +20,7 @@ from ciwatch.config.base import BaseSource
 from ciwatch.config.models import SourceSettings
 from ciwatch.domain import Status
 from ciwatch.providers.registry import BY_KIND, KINDS, PUSH, RUN_PROVIDERS, SPECS, spec_of
+from ciwatch.providers.spec import ProviderSpec
 from ciwatch.runtime import Runtime
 from ciwatch.simulator import scenario
 from ciwatch.state import RUN_FIELDS
@@ -141,3 +142,10 @@ def test_the_docs_describe_each_kind() -> None:
         assert re.search(rf"### `sources\[\]` with `type: {kind}`", configuration), kind
     for kind in WEBHOOK_KINDS:
         assert f"`POST /hooks/{kind}/{{source}}`" in webhooks, kind
+
+
+def test_a_kind_must_be_a_plain_lower_case_name() -> None:
+    gitlab = BY_KIND["gitlab"]
+    for bad in ("GitLab", "git lab", "git/lab", "g", ""):
+        with pytest.raises(ValueError, match="provider kind"):
+            ProviderSpec(bad, "X", gitlab.settings, gitlab.map_status, gitlab.build)
