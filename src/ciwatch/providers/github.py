@@ -32,6 +32,8 @@ Mapping choices:
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, ClassVar, Literal
@@ -409,9 +411,6 @@ def job_event_scope(body: Body) -> tuple[str | None, watch.Fact]:
 def signature_ok(secret: bytes, body: bytes, header: str | None) -> bool:
     """`X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the raw body>`, compared in constant
     time."""
-    import hashlib
-    import hmac
-
     if not header or not header.startswith("sha256="):
         return False
     expected = hmac.new(secret, body, hashlib.sha256).hexdigest()
