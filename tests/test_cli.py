@@ -95,7 +95,7 @@ def test_config_check_names_every_bad_key(tmp_path: Path) -> None:
     lines = result.stderr.strip().splitlines()
     assert lines == [
         f"{path}:2 server.lstn: unknown key; did you mean 'listen'?",
-        f"{path}:4 sources[0].type: 'gitlub' is not one of gitlab, github, jenkins; "
+        f"{path}:4 sources[0].type: 'gitlub' is not one of gitlab, github, jenkins, azure; "
         "did you mean 'gitlab'?",
         f"{path}:7 sources[1].interval: '5 minutes' is not a duration (use e.g. 30s, 5m, 4h, 1d)",
     ]

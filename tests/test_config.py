@@ -421,7 +421,7 @@ def test_every_problem_at_once_sorted_by_line() -> None:
         "ciwatch.yaml:1 database: database scheme 'mysql' is not supported "
         "(use sqlite:///PATH or postgresql://USER@HOST/DB)",
         "ciwatch.yaml:3 server.lstn: unknown key; did you mean 'listen'?",
-        "ciwatch.yaml:6 sources[0].type: 'gitlub' is not one of gitlab, github, jenkins; "
+        "ciwatch.yaml:6 sources[0].type: 'gitlub' is not one of gitlab, github, jenkins, azure; "
         "did you mean 'gitlab'?",
         "ciwatch.yaml:10 sources[1].token: environment variable GH_TOKEN is not set",
         "ciwatch.yaml:11 sources[1].interval: '5 minutes' is not a duration "
@@ -468,12 +468,12 @@ def test_missing_key_uses_the_nearest_parent_line() -> None:
             "sources:\n  - {name: x, type: gitlub}\n",
             [
                 "ciwatch.yaml:2 sources[0].type: 'gitlub' is not one of gitlab, github, "
-                "jenkins; did you mean 'gitlab'?"
+                "jenkins, azure; did you mean 'gitlab'?"
             ],
         ),
         (
             "sources:\n  - name: x\n    projects: [a/b]\n",
-            ["ciwatch.yaml:2 sources[0].type: required (one of gitlab, github, jenkins)"],
+            ["ciwatch.yaml:2 sources[0].type: required (one of gitlab, github, jenkins, azure)"],
         ),
         (
             "alerts:\n  channels:\n    - {name: x, type: teams, url: 'https://x'}\n",
@@ -922,8 +922,8 @@ def test_every_problem_in_one_pass_with_hints() -> None:
     assert problems(text) == [
         "ciwatch.yaml:1 databse: unknown key; did you mean 'database'?",
         "ciwatch.yaml:3 sources[0].intervall: unknown key; did you mean 'interval'?",
-        "ciwatch.yaml:3 sources[0].type: 'gitlub' is not one of gitlab, github, jenkins; did you "
-        "mean 'gitlab'?",
+        "ciwatch.yaml:3 sources[0].type: 'gitlub' is not one of gitlab, github, jenkins, azure; "
+        "did you mean 'gitlab'?",
     ]
 
 

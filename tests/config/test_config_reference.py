@@ -33,6 +33,7 @@ from ciwatch.config import (
     format_duration,
     load_settings,
 )
+from ciwatch.providers.azure import AzureSource
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "ciwatch.yaml"
@@ -105,6 +106,7 @@ DOC_SECTIONS: dict[str, tuple[type[BaseModel], type[BaseModel] | None]] = {
     "`sources[]` with `type: gitlab`": (GitLabSource, BaseSource),
     "`sources[]` with `type: github`": (GitHubSource, BaseSource),
     "`sources[]` with `type: jenkins`": (JenkinsSource, BaseSource),
+    "`sources[]` with `type: azure`": (AzureSource, BaseSource),
     "`alerts`": (AlertSettings, None),
     "`alerts.channels[]`: every type": (BaseChannel, None),
     "`alerts.channels[]` with `type: email`": (EmailChannel, BaseChannel),

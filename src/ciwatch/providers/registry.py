@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ciwatch.providers import github, gitlab, jenkins
+from ciwatch.providers import azure, github, gitlab, jenkins
 from ciwatch.providers.spec import ProviderSpec
 
 if TYPE_CHECKING:
@@ -28,6 +28,7 @@ SPECS: tuple[ProviderSpec, ...] = (
     gitlab.SPEC,
     github.SPEC,
     jenkins.SPEC,
+    azure.SPEC,
 )
 BY_KIND: dict[str, ProviderSpec] = {spec.kind: spec for spec in SPECS}
 KINDS: tuple[str, ...] = tuple(BY_KIND)

@@ -10,6 +10,7 @@ from types import TracebackType
 from aiohttp import web
 
 from ciwatch.clock import Clock, SystemClock
+from ciwatch.simulator.azure import AzureApi
 from ciwatch.simulator.context import Context
 from ciwatch.simulator.fault_responses import FaultResponder
 from ciwatch.simulator.faults import Fault, FaultBook
@@ -25,7 +26,7 @@ RESET = 0  # the status counted for a connection closed without an answer
 
 def provider_of(path: str) -> str | None:
     head = path.split("/", 2)[1] if path.startswith("/") else ""
-    return head if head in ("gitlab", "github", "jenkins") else None
+    return head if head in ("gitlab", "github", "jenkins", "azure") else None
 
 
 class Simulator:
@@ -62,6 +63,7 @@ class Simulator:
         app.add_subapp("/gitlab", GitLabApi(self.ctx).app())
         app.add_subapp("/github", GitHubApi(self.ctx).app())
         app.add_subapp("/jenkins", JenkinsApi(self.ctx).app())
+        app.add_subapp("/azure", AzureApi(self.ctx).app())
         app.router.add_get(f"{CONTROL}/stats", self._stats)
         return app
 
