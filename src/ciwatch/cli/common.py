@@ -141,12 +141,6 @@ def fail(exc: CiwatchError) -> NoReturn:
     raise typer.Exit(EXIT_RUNTIME)
 
 
-def not_implemented(command: str, issue: str) -> NoReturn:
-    """Commands that later work completes: say so plainly and exit 3, never fake output."""
-    err.print(f"ciwatch {command} is not implemented yet ({issue}).", markup=False)
-    raise typer.Exit(EXIT_RUNTIME)
-
-
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 

@@ -210,16 +210,6 @@ def parse_repos(body: Body) -> list[GithubRepo]:
     return decode(body, list[GithubRepo], "GitHub repositories list")
 
 
-def parse_workflows(body: Body) -> list[GithubWorkflow]:
-    """`GET /repos/{owner}/{repo}/actions/workflows` (the `workflows` page) → workflows."""
-    return decode(body, _WorkflowsPage, "GitHub workflows list").workflows
-
-
-def parse_workflow(body: Body) -> GithubWorkflow:
-    """`GET /repos/{owner}/{repo}/actions/workflows/{workflow_id}` → one workflow."""
-    return decode(body, GithubWorkflow, "GitHub workflow")
-
-
 def _provider_status(status: str | None, conclusion: str | None) -> str | None:
     if status == "completed" and conclusion:
         return f"completed/{conclusion}"
