@@ -145,20 +145,6 @@ class GithubRepo(Payload):
     html_url: str | None = None
 
 
-class GithubWorkflow(Payload):
-    """A workflow (`GET /repos/{owner}/{repo}/actions/workflows[/{id}]`)."""
-
-    id: int
-    name: str
-    path: str | None = None
-    state: str | None = None
-    html_url: str | None = None
-
-
-class _WorkflowsPage(Payload):
-    workflows: list[GithubWorkflow]
-
-
 def parse_runs(source: str, project: str, body: Body) -> list[Run]:
     """`GET /repos/{owner}/{repo}/actions/runs` (the `workflow_runs` page) → runs."""
     what = "GitHub workflow runs list"

@@ -75,7 +75,6 @@ RECENT_RUNS = 20
 HISTORY_PAGE = 25
 ALERTS_FIRING = 200
 ALERTS_HISTORY = 100
-DAYS = stats.DEFAULT_DAYS
 # The same glyphs as the CLI (`ciwatch.cli.common.STATUS_STYLE`): never colour alone.
 STATUS_ICON: dict[Status, str] = {
     Status.SUCCESS: "✔",
