@@ -22,6 +22,7 @@ SRC = PACKAGE.parent
 # The pure core, as modules: what each may not pull in when imported alone.
 PURE = ["ciwatch.domain", "ciwatch.state", "ciwatch.timeutil", "ciwatch.serialize"]
 PURE += ["ciwatch.alerting.rules"]
+PURE += ["ciwatch.retries"]
 IO_AND_FRAMEWORKS = [
     "aiohttp",
     "aiosmtplib",
