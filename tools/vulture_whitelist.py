@@ -28,7 +28,6 @@ once  # cli/poll.py: `--once` is what poll always does; accepted so cron lines m
 _.badge, _.ci_link, _.run_duration, _.utc, _.here, _.static, _.run_link  # web/dashboard.View
 _.moving, _.overdue  # web/dashboard.py wall tiles
 _.retrying  # alerting/views.py
-_.pending  # ingest.py (and alert views)
 _.last_duration, _.has_more, _.still_red  # store/stats.py
 broken_by, fixed_by, unhealthy, failed_run, failed_jobs  # store/stats.py dataclass fields
 
@@ -58,7 +57,8 @@ exc_type, tb  # simulator/app.py: __exit__'s arguments
 FakeClock  # clock.py: the clock every test and benchmark drives
 forget_unknown_statuses  # providers/common.py: resets the log-once set between tests
 _.held_requests, _.remove_fault  # simulator: used by tests (docs/simulator.md)
-_.evaluations, _.batches, _.restarts, _.dropped, _.cut_off, _.subscribers  # counters
+_.evaluations, _.batches, _.restarts, _.subscribers  # counters
+_.pending, _.dropped, _.cut_off  # ingest.py: its background queue
 _.snapshot_renders, _.body_renders, _.rendered_refs  # metrics.py render cache counters
 _.metrics_registry  # web/app.py: app.state, read by the /metrics tests
 METRIC_NAMES, GCPE_METRIC_NAMES, GCPE_NOT_PROVIDED  # metrics.py: the docs and deploy tests
