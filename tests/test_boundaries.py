@@ -12,6 +12,7 @@ import ciwatch
 
 PACKAGE = Path(ciwatch.__file__).parent
 PURE = ["domain.py", "state.py", "timeutil.py", "serialize.py"]
+PURE += ["retries.py"]
 # Standard-library modules with no I/O that the pure modules may use.
 ALLOWED_STDLIB = {
     "__future__",

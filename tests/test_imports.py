@@ -24,6 +24,7 @@ PURE = ["ciwatch.domain", "ciwatch.state", "ciwatch.timeutil", "ciwatch.serializ
 PURE += ["ciwatch.alerting.rules", "ciwatch.alerting.kinds"]
 # The provider extension interfaces: a provider module names them without loading a framework.
 PURE += ["ciwatch.providers.spec", "ciwatch.providers.hooks"]
+PURE += ["ciwatch.retries"]
 IO_AND_FRAMEWORKS = [
     "aiohttp",
     "aiosmtplib",

@@ -10,14 +10,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ciwatch.domain import AlertEventKind, Run, Status
+from ciwatch.domain import Run, Status
 from ciwatch.state import (
     IDENTITY_FIELDS,
     decisive_run,
     fold_runs,
     merge_run,
     ref_state,
-    ref_transition,
     version_key,
 )
 
@@ -188,35 +187,3 @@ def test_failing_is_the_newest_decisive_run_failed(statuses: list[Status]) -> No
     decisive = decisive_run(runs)
     assert state.failing is (decisive is not None and decisive.status is Status.FAILED)
     assert state.failing_since == (state.since if state.failing else None)
-
-
-def test_transitions() -> None:
-    ok, bad, bad2 = _run(1, Status.SUCCESS, 0), _run(2, Status.FAILED, 5), _run(3, Status.FAILED, 9)
-    assert ref_transition(None, bad) is AlertEventKind.BROKEN
-    assert ref_transition(ok, bad) is AlertEventKind.BROKEN
-    assert ref_transition(bad, bad2) is AlertEventKind.STILL_FAILING
-    assert ref_transition(bad2, ok) is AlertEventKind.RECOVERED
-    assert ref_transition(None, ok) is None
-    assert ref_transition(ok, _run(4, Status.SUCCESS, 12)) is None
-    assert ref_transition(bad, bad) is None
-    assert ref_transition(bad, _run(5, Status.RUNNING, 12)) is None
-    # A re-run of the same failed run turning green recovers the ref.
-    assert ref_transition(bad, replace(bad, status=Status.SUCCESS)) is AlertEventKind.RECOVERED
-
-
-@given(st.lists(st.sampled_from([Status.SUCCESS, Status.FAILED]), min_size=1, max_size=30))
-def test_one_broken_per_red_period(colours: list[Status]) -> None:
-    """Walking a ref's decisive runs in order, broken fires exactly once per red period."""
-    previous: Run | None = None
-    broken = 0
-    for index, colour in enumerate(colours):
-        current = _run(index, colour, index)
-        if ref_transition(previous, current) is AlertEventKind.BROKEN:
-            broken += 1
-        previous = current
-    periods = sum(
-        1
-        for index, colour in enumerate(colours)
-        if colour is Status.FAILED and (index == 0 or colours[index - 1] is Status.SUCCESS)
-    )
-    assert broken == periods

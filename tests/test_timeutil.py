@@ -1,4 +1,5 @@
-"""Time parsing over every timestamp format found in the vendors' own payloads."""
+"""Time parsing over every timestamp format found in the vendors' own payloads, and the one
+duration format every surface shows."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ciwatch.timeutil import from_epoch_ms, iso_z, parse_time, seconds_between
+from ciwatch.timeutil import from_epoch_ms, human_duration, iso_z, parse_time, seconds_between
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TIME_KEYS = {
@@ -132,3 +133,49 @@ def test_seconds_between() -> None:
     assert seconds_between(start, start + timedelta(seconds=90)) == 90.0
     assert seconds_between(start + timedelta(seconds=5), start) == 0.0
     assert seconds_between(None, start) is None
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (0, "0s"),
+        (45, "45s"),
+        (59.4, "59s"),
+        (59.6, "1m 00s"),  # rounded before the units are chosen: never "60s"
+        (60, "1m 00s"),
+        (185, "3m 05s"),
+        (290, "4m 50s"),
+        (3600, "1h 00m"),
+        (7440, "2h 04m"),
+        (86399, "23h 59m"),
+        (86400, "1d 0h"),
+        (30 * 3600, "1d 6h"),  # the dashboard used to say "30h 00m", notifications "1d 6h"
+        (86400 * 3 + 3600 * 4, "3d 4h"),
+        (timedelta(minutes=3, seconds=5), "3m 05s"),
+        (timedelta(days=2), "2d 0h"),
+    ],
+)
+def test_human_duration(value: float | timedelta, text: str) -> None:
+    assert human_duration(value) == text
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (None, "—"),
+        (float("nan"), "—"),
+        (float("inf"), "—"),
+        (float("-inf"), "—"),
+        (timedelta(days=400, hours=3), "400d 3h"),
+        (-5, "0s"),  # a clock skewed between two CI servers
+        (timedelta(seconds=-1), "0s"),
+    ],
+)
+def test_human_duration_edges(value: float | timedelta | None, text: str) -> None:
+    assert human_duration(value) == text
+
+
+@given(st.one_of(st.none(), st.floats(), st.integers(), st.timedeltas()))
+def test_human_duration_never_raises(value: float | timedelta | None) -> None:
+    text = human_duration(value)
+    assert text == "—" or text[0].isdigit()

@@ -375,19 +375,3 @@ class AlertEventKind(enum.StrEnum):
     # ciwatch's own health (alerting/health.py): a target, source, channel or the store.
     UNHEALTHY = "unhealthy"
     HEALTHY = "healthy"
-
-
-@dataclass(frozen=True, slots=True)
-class AlertEvent:
-    """A ref transition or time-based condition that the alert engine may notify about."""
-
-    kind: AlertEventKind
-    source: str
-    project: str
-    ref: str
-    run: Run
-    previous: Run | None = None
-
-    @property
-    def fingerprint(self) -> tuple[str, str, str, str]:
-        return (self.kind.value, self.source, self.project, self.ref)

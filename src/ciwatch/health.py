@@ -33,7 +33,6 @@ class StoreHealth:
 
     writable: bool = True
     error: str | None = None
-    checked_at: datetime | None = None
     # When the probes began to fail (None while writes work): for the store's unhealthy alert.
     unwritable_since: datetime | None = None
 
@@ -62,7 +61,6 @@ async def probe_once(store: Store, health: StoreHealth, holder: str, now: dateti
         if not health.writable:
             log.warning("store: writes work again")
         health.writable, health.error, health.unwritable_since = True, None, None
-    health.checked_at = now
 
 
 async def probe_loop(

@@ -37,10 +37,10 @@ from ciwatch.errors import (
     RateLimited,
     Unavailable,
 )
+from ciwatch.retries import Client, retryable
 
 log = logging.getLogger("ciwatch.http")
 
-RETRYABLE_STATUS = frozenset({500, 502, 503, 504, 520, 521, 522, 523, 524})
 # Wait in place for a rate limit only this long; longer waits go back to the scheduler.
 MAX_INLINE_WAIT = 30.0
 # GitHub, "Rate limits for the REST API", Exceeding the rate limit
@@ -400,7 +400,7 @@ class HttpClient:
             raise AuthFailed(message, target=target, status=status)
         if status == 404:
             raise NotFound(message, target=target, status=status)
-        if status in RETRYABLE_STATUS or status >= 500:
+        if retryable(Client.CI_API, status):  # the policy table: ciwatch/retries.py
             raise Unavailable(message, target=target, status=status)
         raise ProviderError(message, target=target, status=status)
 

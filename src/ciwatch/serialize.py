@@ -11,7 +11,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from ciwatch.domain import Job, RefState, Run, TargetState
+from ciwatch.domain import Job, RefState, Run
 from ciwatch.timeutil import iso_z
 
 
@@ -47,7 +47,3 @@ def ref_state_to_dict(state: RefState) -> dict[str, Any]:
         "since": iso_z(state.since),
         "last_run": run_to_dict(state.last_run),
     }
-
-
-def target_state_to_dict(state: TargetState) -> dict[str, Any]:
-    return {f.name: _plain(getattr(state, f.name)) for f in fields(state)}

@@ -1,6 +1,7 @@
 """The state machine of docs/architecture.md#state-machine-and-time as pure functions: forward-only
-merge of run updates and the transitions of a project/ref. The store does the same merge in SQL;
-these functions are the reference its tests compare against.
+merge of run updates and the state of a project/ref (its transitions are alert decisions:
+`alerting/rules.py`). The store does the same merge in SQL; these functions are the reference
+its tests compare against.
 
 Merge rules (a join-semilattice, so any order and any duplication of updates converges):
 
@@ -23,7 +24,7 @@ from dataclasses import fields, replace
 from datetime import datetime
 from typing import Any, TypeVar
 
-from ciwatch.domain import AlertEventKind, Job, RefState, Run, Status
+from ciwatch.domain import Job, RefState, Run
 
 IDENTITY_FIELDS = (
     "number",
@@ -182,26 +183,6 @@ def decisive_run(runs: Iterable[Run]) -> Run | None:
     """The newest run of a ref that ended success or failed: the one that sets its colour."""
     decisive = [run for run in runs if run.status.decisive]
     return max(decisive, key=ref_sort_key) if decisive else None
-
-
-def ref_transition(previous: Run | None, current: Run | None) -> AlertEventKind | None:
-    """The event when a ref's decisive run changes from `previous` to `current`
-    (docs/architecture.md#state-machine-and-time).
-
-    success → failed is broken, and so is a first-ever run failing; failed → failed (a newer
-    failed run) is still failing; failed → success is recovered. Nothing else is an event.
-    """
-    if current is None or not current.status.decisive:
-        return None
-    if previous is not None and previous.key == current.key and previous.status is current.status:
-        return None
-    if current.status is Status.FAILED:
-        if previous is None or previous.status is Status.SUCCESS:
-            return AlertEventKind.BROKEN
-        return AlertEventKind.STILL_FAILING
-    if previous is not None and previous.status is Status.FAILED:
-        return AlertEventKind.RECOVERED
-    return None
 
 
 RUN_FIELDS = tuple(f.name for f in fields(Run))

@@ -12,11 +12,15 @@ Every function here raises ValueError (never OverflowError or OSError) for a val
 can hold: `9999-12-31T23:59:59-01:00`, an epoch of `1e20`. `window_problem` is the window the
 edge holds every received timestamp to (1970-01-01 to a day past the server's clock).
 
+`human_duration` is how every surface (dashboard, notifications, CLI) writes a length of time;
+it never raises.
+
 Pure: no I/O, no clock (the caller passes `now`).
 """
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, datetime, timedelta, tzinfo
 
@@ -176,3 +180,34 @@ def local_time(when: datetime, zone: tzinfo, fmt: str = "%Y-%m-%d %H:%M:%S") -> 
 def zone_label(zone: tzinfo, now: datetime) -> str:
     """What a page says its times are in: `Asia/Shanghai (UTC+08:00)`, or `UTC`."""
     return "UTC" if is_utc(zone) else f"{zone_name(zone)} ({utc_offset(now, zone)})"
+
+
+# -- showing durations ----------------------------------------------------------------------
+
+UNKNOWN_DURATION = "—"
+
+
+def human_duration(value: timedelta | float | None) -> str:
+    """A length of time as people read it, the same on the dashboard, in notifications and in
+    the CLI (docs/dashboard.md#durations): `45s`, `3m 05s`, `2h 04m`, `1d 6h`.
+
+    The two largest units, the second zero-padded under a day so that columns line up;
+    rounded to the second. None, NaN and infinities are unknown (`—`); a negative length (a
+    clock skewed between two CI servers) is `0s`. Never raises.
+    """
+    if value is None:
+        return UNKNOWN_DURATION
+    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    if not math.isfinite(seconds):
+        return UNKNOWN_DURATION
+    total = max(round(seconds), 0)
+    if total < 60:
+        return f"{total}s"
+    minutes, secs = divmod(total, 60)
+    if minutes < 60:
+        return f"{minutes}m {secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}h {minutes:02d}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d {hours}h"

@@ -34,7 +34,7 @@ async def test_blocks_and_fallback_delivered(
     }
     texts = [field["text"] for field in fields["fields"]]
     assert f"*Run*\nCI <{RUN_URL}|#17>" in texts
-    assert "*Red for*\n2h 3m" in texts
+    assert "*Red for*\n2h 03m" in texts
     assert any(text.startswith("*Likely flaky*") for text in texts)
     assert f"<{RUN_URL}|Open the run>" in links["text"]["text"]
 

@@ -27,8 +27,6 @@ COVERED = {
     "api/workflow-run.json": "parse_run (+ parse_repos on its repository)",
     "api/workflow-run-jobs-list.json": "parse_jobs",
     "api/job.json": "parse_job",
-    "api/workflows-list.json": "parse_workflows",
-    "api/workflow.json": "parse_workflow",
     "webhooks/workflow_run.requested.json": "parse_workflow_run_event",
     "webhooks/workflow_run.completed.json": "parse_workflow_run_event (+ parse_repos)",
     "webhooks/workflow_job.queued.json": "parse_workflow_job_event",
@@ -36,6 +34,8 @@ COVERED = {
     "webhooks/workflow_job.completed.json": "parse_workflow_job_event (+ parse_repos)",
 }
 SKIPPED = {
+    "api/workflows-list.json": "not parsed: each run names its workflow (watch.workflow_wanted)",
+    "api/workflow.json": "not parsed: each run names its workflow (watch.workflow_wanted)",
     "webhooks/check_run.completed.json": "not parsed: workflow_job events carry the jobs",
     "webhooks/check_suite.completed.json": "not parsed: workflow_run events carry the runs",
     "webhooks/delivery-headers.example.json": "request headers: read by the webhook endpoint",
@@ -324,25 +324,6 @@ def test_repos() -> None:
     assert minimal.html_url == "https://github.com/octocat/Hello-World"
 
 
-def test_workflows() -> None:
-    ci, linter = github.parse_workflows(raw("api/workflows-list.json"))
-    assert (ci.id, ci.name, ci.path, ci.state) == (
-        161335,
-        "CI",
-        ".github/workflows/blank.yaml",
-        "active",
-    )
-    assert (
-        ci.html_url == "https://github.com/octo-org/octo-repo/blob/master/.github/workflows/161335"
-    )
-    assert (linter.id, linter.name, linter.path) == (
-        269289,
-        "Linter",
-        ".github/workflows/linter.yaml",
-    )
-    assert github.parse_workflow(raw("api/workflow.json")) == ci
-
-
 # -- unknown statuses ---------------------------------------------------------------------------
 
 
@@ -387,7 +368,6 @@ PARSERS: dict[str, tuple[Callable[[bytes], object], str]] = {
         lambda b: github.parse_workflow_job_event(SRC, b),
         "webhooks/workflow_job.completed.json",
     ),
-    "workflows": (github.parse_workflows, "api/workflows-list.json"),
 }
 
 

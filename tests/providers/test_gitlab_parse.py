@@ -28,7 +28,7 @@ COVERED = {
     "api/pipeline-jobs-list.json": "parse_jobs",
     "api/jobs-list.json": "parse_jobs",
     "webhooks/pipeline-hook.json": "parse_pipeline_hook (+ parse_projects on its project)",
-    "webhooks/job-hook.json": "parse_job_hook (+ parse_project on its project)",
+    "webhooks/job-hook.json": "parse_job_hook (+ parse_projects on its project)",
     "webhooks/go-gitlab/job.json": "parse_job_hook (no `project` object)",
     "webhooks/go-gitlab/build.json": "parse_job_hook (no `project` object)",
     "webhooks/go-gitlab/pipeline.json": "parse_pipeline_hook",
@@ -386,9 +386,6 @@ def test_projects() -> None:
     assert first.default_branch == "master"
     assert first.web_url == "http://192.168.64.1:3005/gitlab-org/gitlab-test"
     assert (second.id, second.path_with_namespace) == (380, "gitlab-org/gitlab-test")
-
-    single = gitlab.parse_project(json.dumps(job_project))
-    assert single == second
 
 
 # -- unknown statuses ---------------------------------------------------------------------------

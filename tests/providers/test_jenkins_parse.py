@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from ciwatch.domain import Status
+from ciwatch.domain import Run, Status
 from ciwatch.errors import BadPayload
 from ciwatch.providers import jenkins
 from ciwatch.providers.common import forget_unknown_statuses
@@ -24,16 +24,16 @@ RECEIVED = datetime(2024, 5, 1, 10, 0, 42, 123456, tzinfo=UTC)
 # Which parser reads each fixture; every file must be listed here or in SKIPPED, so a new
 # fixture fails `test_every_fixture_is_covered_or_skipped` until someone decides.
 COVERED = {
-    "api/job.json": "parse_job (+ parse_queue on its queueItem, build_to_run on its builds)",
+    "api/job.json": "parse_job (+ its queueItem, build_to_run on its builds)",
     "api/build.json": "parse_build",
-    "api/jobs-tree.json": "parse_jobs_tree",
     "api/wfapi-run-describe.json": "parse_stages",
-    "api/wfapi-runs.json": "parse_wfapi_runs",
-    "webhooks/notification-plugin.completed.json": "parse_notification",
+    "webhooks/notification-plugin.completed.json": "parse_notification_dated",
     "api/build-git-commit.json": "parse_commit (test_commits_tests_parse.py)",
     "api/test-report.json": "parse_test_report (test_commits_tests_parse.py)",
 }
 SKIPPED = {
+    "api/jobs-tree.json": "not parsed: discovery reads each folder with parse_job",
+    "api/wfapi-runs.json": "not parsed: stages come from each build's wfapi/describe",
     "api/wfapi-job-describe.json": "job summary (name, runCount): nothing to normalise",
 }
 
@@ -200,100 +200,15 @@ def test_job() -> None:
     assert item.queued_since == utc(2016, 4, 18, 0, 54, 11, 267000)
 
 
-def test_queue() -> None:
-    queue_item = loaded("api/job.json")["queueItem"]
-    (item,) = jenkins.parse_queue(json.dumps({"items": [queue_item]}))
-    assert item.id == 71
-    assert item.project == "fish"
-    assert item.queued_since == utc(2016, 4, 18, 0, 54, 11, 267000)
-    assert item.why == "Build #7 is already in progress (ETA:52 sec)"
-    assert (item.stuck, item.blocked) == (False, True)
-
-
 def test_queue_item_of_a_folder_job() -> None:
-    body = {"items": [{"id": 3, "task": {"name": "main", "url": "http://j/job/team/job/app%20x/"}}]}
-    (item,) = jenkins.parse_queue(json.dumps(body))
+    body = {
+        "name": "main",
+        "queueItem": {"id": 3, "task": {"name": "main", "url": "http://j/job/team/job/app%20x/"}},
+    }
+    item = jenkins.parse_job(SRC, json.dumps(body)).queue_item
+    assert item is not None
     assert item.project == "team/app x"
     assert item.queued_since is None
-
-
-def test_jobs_tree() -> None:
-    jobs = jenkins.parse_jobs_tree(SRC, raw("api/jobs-tree.json"))
-
-    walked = [(name, job.class_, job.is_folder, job.url) for name, job in jenkins.iter_jobs(jobs)]
-    assert walked == [
-        (
-            "Test Tool",
-            "hudson.maven.MavenModuleSet",
-            False,
-            "http://localhost:32769/job/fish-test/",
-        ),
-        (
-            "Test MultiBranch Project",
-            "org.jenkinsci.plugins.workflow.multibranch.WorkflowMultiBranchProject",
-            True,
-            "http://localhost:32769/job/fish-multibranch/",
-        ),
-        (
-            "Test Folder",
-            "com.cloudbees.hudson.plugins.folder.Folder",
-            True,
-            "http://localhost:32769/job/fish-folder/",
-        ),
-        (
-            "Test Docker Slave",
-            "com.cloudbees.tiger.plugins.palace.templates.DockerSlaveTemplate",
-            False,
-            "http://localhost:32769/job/fish-agent/",
-        ),
-        (
-            "Test Free Style",
-            "hudson.model.FreeStyleProject",
-            False,
-            "http://localhost:32769/job/fish-project/",
-        ),
-        (
-            "Test Workflow Job",
-            "org.jenkinsci.plugins.workflow.job.WorkflowJob",
-            False,
-            "http://localhost:32769/job/fish-workflow/",
-        ),
-    ]
-    assert jobs[4].color == "red"
-
-
-MULTIBRANCH = "org.jenkinsci.plugins.workflow.multibranch.WorkflowMultiBranchProject"
-
-
-def test_nested_jobs_tree_gets_full_names() -> None:
-    body = {
-        "_class": "hudson.model.Hudson",
-        "jobs": [
-            {
-                "_class": "jenkins.branch.OrganizationFolder",
-                "name": "org",
-                "jobs": [
-                    {
-                        "_class": MULTIBRANCH,
-                        "name": "app",
-                        "fullName": "org/app",
-                        "jobs": [
-                            {
-                                "_class": "org.jenkinsci.plugins.workflow.job.WorkflowJob",
-                                "name": "main",
-                                "color": "blue",
-                            }
-                        ],
-                    }
-                ],
-            }
-        ],
-    }
-    walked = [
-        (name, job.is_folder)
-        for name, job in jenkins.iter_jobs(jenkins.parse_jobs_tree(SRC, json.dumps(body)))
-    ]
-    assert walked == [("org", True), ("org/app", True), ("org/app/main", False)]
 
 
 # -- Pipeline stages (wfapi) --------------------------------------------------------------------
@@ -335,43 +250,6 @@ def test_stages_of_a_run_paused_for_input() -> None:
     assert deploy.updated_at == utc(2014, 10, 16, 12, 8, 5, 999000)
 
 
-def test_wfapi_runs() -> None:
-    stages = jenkins.parse_wfapi_runs(SRC, "Test Workflow", raw("api/wfapi-runs.json"))
-
-    # The ids are old date-style ids: the build number comes from `_links.self`.
-    assert list(stages) == ["16", "15"]
-    assert [(j.job_id, j.name, j.status) for j in stages["16"]] == [
-        ("5", "Build", Status.SUCCESS),
-        ("8", "Test", Status.SUCCESS),
-        ("10", "Deploy", Status.MANUAL),
-    ]
-    build, test, deploy = stages["15"]
-    assert {j.run_id for j in stages["15"]} == {"15"}
-    assert build.started_at == utc(2014, 10, 16, 11, 45, 10, 289000)
-    assert build.finished_at == utc(2014, 10, 16, 11, 45, 17, 43000)
-    assert build.duration_seconds == 6.754
-    assert test.started_at == utc(2014, 10, 16, 11, 45, 17, 43000)
-    assert test.finished_at == utc(2014, 10, 16, 11, 45, 22, 41000)
-    assert test.duration_seconds == 4.998
-    assert deploy.status is Status.SUCCESS
-    assert deploy.started_at == utc(2014, 10, 16, 11, 45, 22, 41000)
-    assert deploy.finished_at == utc(2014, 10, 16, 11, 45, 37, 70000)
-    assert deploy.updated_at == utc(2014, 10, 16, 11, 45, 37, 70000)
-    assert deploy.duration_seconds == 15.029
-
-
-def test_wfapi_run_ids() -> None:
-    data = loaded("api/wfapi-runs.json")
-    data[0]["id"] = "16"  # Jenkins >= 1.597: the id is the number
-    del data[1]["_links"]  # then only the `#15` name is left
-    assert list(jenkins.parse_wfapi_runs(SRC, "w", json.dumps(data))) == ["16", "15"]
-    data[1]["name"] = "nightly"
-    with pytest.raises(
-        BadPayload, match=r"cannot tell the build number of run '2014-10-16_12-45-06'"
-    ):
-        jenkins.parse_wfapi_runs(SRC, "w", json.dumps(data))
-
-
 @pytest.mark.parametrize(
     ("word", "status", "finished"),
     [
@@ -411,10 +289,13 @@ def test_stage_runner_is_its_exec_node() -> None:
 # -- Notification plugin ------------------------------------------------------------------------
 
 
+def notification(source: str, body: bytes | str, received_at: datetime) -> Run:
+    """The run a Notification plugin POST reports (without whether it carried its own time)."""
+    return jenkins.parse_notification_dated(source, body, received_at)[0]
+
+
 def test_notification_completed_without_timestamp() -> None:
-    run = jenkins.parse_notification(
-        SRC, raw("webhooks/notification-plugin.completed.json"), RECEIVED
-    )
+    run = notification(SRC, raw("webhooks/notification-plugin.completed.json"), RECEIVED)
 
     assert run.source == SRC
     assert run.provider == "jenkins"
@@ -443,7 +324,7 @@ def test_notification_with_timestamp_and_duration_matches_the_api_build() -> Non
     data["url"] = "job/team/job/asgard/"
     # COMPLETED: timestamp = build start + duration (notification-plugin JobListener).
     data["build"].update(timestamp="2016-04-19T18:52:33.236+00:00", duration=60750)
-    run = jenkins.parse_notification(SRC, json.dumps(data), RECEIVED)
+    run = notification(SRC, json.dumps(data), RECEIVED)
     assert run.project == "team/asgard"
     assert run.started_at == utc(2016, 4, 19, 18, 51, 32, 486000)
     assert run.created_at == utc(2016, 4, 19, 18, 51, 32, 486000)
@@ -458,7 +339,7 @@ def test_notification_with_timestamp_and_duration_matches_the_api_build() -> Non
 def test_notification_started_with_epoch_timestamp() -> None:
     data = loaded("webhooks/notification-plugin.completed.json")
     data["build"].update(phase="STARTED", status=None, timestamp=1461091892486)
-    run = jenkins.parse_notification(SRC, json.dumps(data), RECEIVED)
+    run = notification(SRC, json.dumps(data), RECEIVED)
     assert run.status is Status.RUNNING
     assert run.provider_status == "STARTED"
     assert run.started_at == utc(2016, 4, 19, 18, 51, 32, 486000)
@@ -469,7 +350,7 @@ def test_notification_started_with_epoch_timestamp() -> None:
 def test_notification_queued() -> None:
     data = loaded("webhooks/notification-plugin.completed.json")
     data["build"].update(phase="QUEUED", status=None)
-    run = jenkins.parse_notification(SRC, json.dumps(data), RECEIVED)
+    run = notification(SRC, json.dumps(data), RECEIVED)
     assert run.status is Status.QUEUED
     assert run.provider_status == "QUEUED"
     assert run.started_at is None
@@ -481,7 +362,7 @@ def test_notification_finalized_failure() -> None:
     data = loaded("webhooks/notification-plugin.completed.json")
     data["build"].update(phase="FINALIZED", status="FAILURE")
     del data["build"]["full_url"]
-    run = jenkins.parse_notification(SRC, json.dumps(data), RECEIVED)
+    run = notification(SRC, json.dumps(data), RECEIVED)
     assert run.status is Status.FAILED
     assert run.provider_status == "FAILURE"
     assert run.url == "job/asgard/18/"
@@ -499,12 +380,12 @@ def test_notification_finalized_carries_no_time_of_the_build() -> None:
     assert run.updated_at == run.created_at == RECEIVED
     assert jenkins.untimed_end(run)
     completed = data | {"build": data["build"] | {"phase": "COMPLETED"}}
-    assert not jenkins.untimed_end(jenkins.parse_notification(SRC, json.dumps(completed), RECEIVED))
+    assert not jenkins.untimed_end(notification(SRC, json.dumps(completed), RECEIVED))
 
 
 def test_notification_received_at_is_moved_to_utc() -> None:
     local = datetime(2024, 5, 1, 12, 0, 42, tzinfo=UTC).astimezone()
-    run = jenkins.parse_notification(SRC, raw("webhooks/notification-plugin.completed.json"), local)
+    run = notification(SRC, raw("webhooks/notification-plugin.completed.json"), local)
     assert run.updated_at == utc(2024, 5, 1, 12, 0, 42)
     assert run.updated_at.utcoffset() is not None
 
@@ -544,7 +425,7 @@ def test_unknown_notification_phase_is_running_and_logged_once(
     data = loaded("webhooks/notification-plugin.completed.json")
     data["build"]["phase"] = "DELETED"
     with caplog.at_level(logging.WARNING, logger="ciwatch.providers"):
-        runs = [jenkins.parse_notification(SRC, json.dumps(data), RECEIVED) for _ in range(2)]
+        runs = [notification(SRC, json.dumps(data), RECEIVED) for _ in range(2)]
     assert [(r.status, r.provider_status) for r in runs] == [(Status.RUNNING, "DELETED")] * 2
     assert len(caplog.records) == 1
     assert "phase DELETED" in caplog.records[0].getMessage()
@@ -554,12 +435,10 @@ def test_unknown_notification_phase_is_running_and_logged_once(
 
 PARSERS: dict[str, tuple[Callable[[bytes], object], str]] = {
     "job": (lambda b: jenkins.parse_job(SRC, b), "api/job.json"),
-    "jobs_tree": (lambda b: jenkins.parse_jobs_tree(SRC, b), "api/jobs-tree.json"),
     "build": (lambda b: jenkins.parse_build(SRC, "fish", b), "api/build.json"),
     "stages": (lambda b: jenkins.parse_stages(SRC, "w", "16", b), "api/wfapi-run-describe.json"),
-    "wfapi_runs": (lambda b: jenkins.parse_wfapi_runs(SRC, "w", b), "api/wfapi-runs.json"),
     "notification": (
-        lambda b: jenkins.parse_notification(SRC, b, RECEIVED),
+        lambda b: notification(SRC, b, RECEIVED),
         "webhooks/notification-plugin.completed.json",
     ),
 }
@@ -603,7 +482,7 @@ def test_missing_required_field_is_named() -> None:
     with pytest.raises(
         BadPayload, match=r"Jenkins notification: .*missing required field `phase` - at `\$\.build`"
     ):
-        jenkins.parse_notification(SRC, json.dumps(data), RECEIVED)
+        notification(SRC, json.dumps(data), RECEIVED)
 
 
 @pytest.mark.parametrize(

@@ -201,12 +201,6 @@ def test_day_window_is_in_utc() -> None:
     assert dates == [date(2026, 1, 6), date(2026, 1, 7)]
 
 
-def test_median_reference() -> None:
-    assert stats.median_of([]) is None
-    assert stats.median_of([3.0, 1.0, 2.0]) == 2.0
-    assert stats.median_of([4.0, 1.0, 2.0, 3.0]) == 2.5
-
-
 # -- time to green ------------------------------------------------------------------------------
 
 

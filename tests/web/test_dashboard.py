@@ -496,17 +496,6 @@ def test_only_http_urls_are_links(url: str | None, linked: bool) -> None:
     assert (dashboard.safe_href(url) is not None) is linked
 
 
-def test_durations_read_like_the_cli() -> None:
-    assert [dashboard.human_duration(s) for s in (None, 0, 59.4, 61, 3600, 49 * 3600)] == [
-        "—",
-        "0s",
-        "59s",
-        "1m 01s",
-        "1h 00m",
-        "2d 1h",
-    ]
-
-
 def test_status_icons_match_the_cli() -> None:
     from ciwatch.cli.common import STATUS_STYLE
 

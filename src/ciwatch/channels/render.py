@@ -26,14 +26,14 @@ import html
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, datetime, tzinfo
 from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
 from ciwatch.alerting.kinds import WORDING
 from ciwatch.channels.base import HEALTH_KINDS, Message, Notice
 from ciwatch.domain import Run
-from ciwatch.timeutil import local_time
+from ciwatch.timeutil import human_duration, local_time
 
 # The wording of each notice kind, from its entry in alerting/kinds.py.
 EMOJI = {kind: wording.emoji for kind, wording in WORDING.items()}
@@ -147,24 +147,6 @@ def safe_url(url: str | None) -> str | None:
     if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
         return None
     return quote(text, safe=_URL_SAFE)
-
-
-def human_duration(value: timedelta | float | None) -> str:
-    """`42s`, `4m 50s`, `2h 3m`, `3d 4h`."""
-    if value is None:
-        return "?"
-    seconds = int(value.total_seconds() if isinstance(value, timedelta) else value)
-    seconds = max(seconds, 0)
-    if seconds < 60:
-        return f"{seconds}s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes}m {seconds}s" if seconds else f"{minutes}m"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours}h {minutes}m" if minutes else f"{hours}h"
-    days, hours = divmod(hours, 24)
-    return f"{days}d {hours}h" if hours else f"{days}d"
 
 
 # --- what a notice says, format-neutral ----------------------------------------------------

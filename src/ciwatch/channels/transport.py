@@ -19,10 +19,9 @@ from ciwatch.config.masking import mask_url
 from ciwatch.config.models import BaseChannel
 from ciwatch.errors import ChannelError
 from ciwatch.http import USER_AGENT, retry_after_seconds
+from ciwatch.retries import Client, honours_retry_after, retryable
 
 DEFAULT_TIMEOUT = 15.0
-# Answers worth retrying: the request timed out or was throttled, or the server failed.
-RETRYABLE_STATUS = frozenset({408, 425, 429})
 
 
 @dataclass(frozen=True)
@@ -106,14 +105,16 @@ class HttpPoster:
         return retry_after_seconds(answer.headers, self.clock.now())
 
     def check_status(self, answer: Answer) -> None:
-        """Raise ChannelError unless the answer is 2xx: 408/425/429 and 5xx are retryable
-        (honouring `Retry-After`), 3xx and other 4xx permanent with what the server said."""
+        """Raise ChannelError unless the answer is 2xx: what the retry policy table
+        (`ciwatch/retries.py`) retries is retryable (honouring `Retry-After`: 408, 425, 429,
+        5xx), 3xx and other 4xx permanent with what the server said."""
         status = answer.status
         if 200 <= status < 300:
             return
         message = f"{self.label}: HTTP {status} {answer.snippet()}"
-        if status in RETRYABLE_STATUS or status >= 500:
-            raise ChannelError(message, permanent=False, retry_after=self.retry_after(answer))
+        if retryable(Client.CHANNEL, status):
+            wait = self.retry_after(answer) if honours_retry_after(Client.CHANNEL, status) else None
+            raise ChannelError(message, permanent=False, retry_after=wait)
         if 300 <= status < 400:
             message = f"{self.label}: HTTP {status} redirect (configure the final URL)"
         raise ChannelError(message, permanent=True)

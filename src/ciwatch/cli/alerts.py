@@ -39,7 +39,6 @@ from ciwatch.cli.common import (
     JsonOption,
     err,
     human_ago,
-    human_duration,
     load_config,
     opened_store,
     out,
@@ -51,7 +50,7 @@ from ciwatch.config import mask_url
 from ciwatch.errors import ChannelError, StoreError
 from ciwatch.store import SqlStore, Store
 from ciwatch.store.alerting import SilenceRow
-from ciwatch.timeutil import iso_z, parse_time
+from ciwatch.timeutil import human_duration, iso_z, parse_time
 
 
 def alerts_test(

@@ -21,6 +21,7 @@ from ciwatch.config import Settings, default_settings, load_settings
 from ciwatch.domain import Status
 from ciwatch.errors import CiwatchError, ConfigError
 from ciwatch.store import Store, open_store
+from ciwatch.timeutil import human_duration
 
 EXIT_OK, EXIT_FAIL_ON, EXIT_USAGE, EXIT_RUNTIME = 0, 1, 2, 3
 DEFAULT_CONFIG = Path("ciwatch.yaml")
@@ -140,29 +141,8 @@ def fail(exc: CiwatchError) -> NoReturn:
     raise typer.Exit(EXIT_RUNTIME)
 
 
-def not_implemented(command: str, issue: str) -> NoReturn:
-    """Commands that later work completes: say so plainly and exit 3, never fake output."""
-    err.print(f"ciwatch {command} is not implemented yet ({issue}).", markup=False)
-    raise typer.Exit(EXIT_RUNTIME)
-
-
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-
-
-def human_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "—"
-    total = round(seconds)
-    if total < 60:
-        return f"{total}s"
-    minutes, secs = divmod(total, 60)
-    if minutes < 60:
-        return f"{minutes}m {secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return f"{hours}h {minutes:02d}m"
-    return f"{hours // 24}d {hours % 24}h"
 
 
 def human_ago(when: datetime | None, now: datetime) -> str:

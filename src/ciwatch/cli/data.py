@@ -16,7 +16,6 @@ from ciwatch.cli.common import (
     JsonOption,
     err,
     human_ago,
-    human_duration,
     load_config,
     opened_store,
     out,
@@ -31,6 +30,7 @@ from ciwatch.config import Settings
 from ciwatch.domain import RefState, Run, Status, TargetState
 from ciwatch.serialize import ref_state_to_dict, run_to_dict
 from ciwatch.state import order_time
+from ciwatch.timeutil import human_duration
 
 
 def _failing_first(state: RefState) -> tuple[int, str, str, str]:

@@ -11,9 +11,10 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Span, Text
 
-from ciwatch.cli.common import STATUS_STYLE, human_ago, human_duration, out, status_cell
+from ciwatch.cli.common import STATUS_STYLE, human_ago, out, status_cell
 from ciwatch.clock import SystemClock
 from ciwatch.domain import RefState
+from ciwatch.timeutil import human_duration
 
 # Above this many rows a table is drawn by `plain_table`: rich's Table measures and lays out
 # every cell through its generic renderables, seconds for 5,000 refs.

@@ -144,7 +144,11 @@ _ANY_SOURCE_FIELD = frozenset(name for m in _SOURCE_MODELS.values() for name in 
 
 
 def _own(mapping: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in mapping.items() if not (isinstance(k, str) and k.startswith("x-"))}
+    return {
+        k: v
+        for k, v in mapping.items()
+        if not (isinstance(k, str) and k.startswith(EXTENSION_PREFIX))
+    }
 
 
 def _prepared(data: dict[str, Any]) -> tuple[dict[str, Any], dict[int, set[str]]]:

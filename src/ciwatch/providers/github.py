@@ -232,20 +232,6 @@ class GithubRepo(Payload):
     html_url: str | None = None
 
 
-class GithubWorkflow(Payload):
-    """A workflow (`GET /repos/{owner}/{repo}/actions/workflows[/{id}]`)."""
-
-    id: int
-    name: str
-    path: str | None = None
-    state: str | None = None
-    html_url: str | None = None
-
-
-class _WorkflowsPage(Payload):
-    workflows: list[GithubWorkflow]
-
-
 def parse_runs(source: str, project: str, body: Body) -> list[Run]:
     """`GET /repos/{owner}/{repo}/actions/runs` (the `workflow_runs` page) → runs."""
     what = "GitHub workflow runs list"
@@ -295,16 +281,6 @@ def parse_workflow_job_event(source: str, body: Body) -> Job:
 def parse_repos(body: Body) -> list[GithubRepo]:
     """A JSON array of repositories (`GET /orgs/{org}/repos`, `GET /users/{user}/repos`)."""
     return decode(body, list[GithubRepo], "GitHub repositories list")
-
-
-def parse_workflows(body: Body) -> list[GithubWorkflow]:
-    """`GET /repos/{owner}/{repo}/actions/workflows` (the `workflows` page) → workflows."""
-    return decode(body, _WorkflowsPage, "GitHub workflows list").workflows
-
-
-def parse_workflow(body: Body) -> GithubWorkflow:
-    """`GET /repos/{owner}/{repo}/actions/workflows/{workflow_id}` → one workflow."""
-    return decode(body, GithubWorkflow, "GitHub workflow")
 
 
 def _provider_status(status: str | None, conclusion: str | None) -> str | None:

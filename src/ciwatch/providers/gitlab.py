@@ -462,11 +462,6 @@ def _project_from_homepage(hook: _JobHook, base_url: str | None, what: str) -> _
     return _HookProject(path_with_namespace=path, web_url=homepage)
 
 
-def parse_project(body: Body) -> GitlabProject:
-    """`GET /projects/:id` → the project's path, default branch and URL."""
-    return decode(body, GitlabProject, "GitLab project")
-
-
 def parse_projects(body: Body) -> list[GitlabProject]:
     """`GET /projects` or `GET /groups/:id/projects` → projects."""
     return decode(body, list[GitlabProject], "GitLab projects list")

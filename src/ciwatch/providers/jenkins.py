@@ -27,14 +27,13 @@ Mapping choices:
 - Pipeline stages (wfapi) are the jobs of a build; their status words are mapped by
   `WFAPI_STATUS` below. A stage's `updated_at` is its start plus its duration so far (never
   before the run's start), so a stage that pauses for input after running is still ordered.
-- Notification plugin: see `parse_notification` for how its phases and times are used.
+- Notification plugin: see `parse_notification_dated` for how its phases and times are used.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import unquote, urlsplit
@@ -239,22 +238,6 @@ class JenkinsJob(Payload, rename="camel"):
         return self.class_ in FOLDER_CLASSES or bool(self.jobs)
 
 
-class _Jenkins(Payload):
-    jobs: list[JenkinsJob] = msgspec.field(default_factory=list)
-
-
-class _QueuePage(Payload):
-    items: list[JenkinsQueueItem] = msgspec.field(default_factory=list)
-
-
-class _Link(Payload):
-    href: str | None = None
-
-
-class _Links(Payload):
-    self_: _Link | None = msgspec.field(default=None, name="self")
-
-
 class _WfapiStage(Payload, rename="camel"):
     id: str
     name: str
@@ -269,7 +252,6 @@ class _WfapiRun(Payload, rename="camel"):
     name: str | None = None
     start_time_millis: int | None = None
     stages: list[_WfapiStage] = msgspec.field(default_factory=list)
-    links: _Links | None = msgspec.field(default=None, name="_links")
 
 
 class _Scm(Payload):
@@ -299,21 +281,6 @@ def parse_job(source: str, body: Body) -> JenkinsJob:
     """`/job/<name>/api/json` → the job, with its `builds`, `lastBuild`, queue state and, for a
     folder, its child `jobs`. `source` names the Jenkins in error messages."""
     return decode(body, JenkinsJob, f"Jenkins job ({source})")
-
-
-def parse_jobs_tree(source: str, body: Body) -> list[JenkinsJob]:
-    """`/api/json?tree=jobs[...]` (recursive `jobs`) → the top-level items; use `iter_jobs` to
-    walk the tree with full names."""
-    return decode(body, _Jenkins, f"Jenkins jobs tree ({source})").jobs
-
-
-def iter_jobs(jobs: list[JenkinsJob], parent: str = "") -> Iterator[tuple[str, JenkinsJob]]:
-    """Every item of a jobs tree, depth first, with its full name (`fullName`, else built from the
-    names of its folders)."""
-    for job in jobs:
-        full = job.full_name or (f"{parent}/{job.name}" if parent else job.name)
-        yield full, job
-        yield from iter_jobs(job.jobs, full)
 
 
 def parse_build(source: str, project: str, body: Body | JenkinsBuild) -> Run:
@@ -394,33 +361,6 @@ def parse_stages(source: str, project: str, run_id: str, body: Body) -> list[Job
     """`/job/<name>/<number>/wfapi/describe` → the run's stages as jobs."""
     what = f"Jenkins wfapi describe of {project} #{run_id}"
     return _stages(source, project, run_id, decode(body, _WfapiRun, what), what)
-
-
-def parse_wfapi_runs(source: str, project: str, body: Body) -> dict[str, list[Job]]:
-    """`/job/<name>/wfapi/runs` → stages per run id (the build number).
-
-    The run id is the wfapi `id` when it is a number (Jenkins ≥ 1.597), else the build number in
-    the `_links.self` URL (`.../16/wfapi/describe`), else the `#16` of `name`.
-    """
-    what = f"Jenkins wfapi runs of {project}"
-    result: dict[str, list[Job]] = {}
-    for run in decode(body, list[_WfapiRun], what):
-        run_id = _wfapi_run_id(run)
-        if run_id is None:
-            raise bad(what, f"cannot tell the build number of run {run.id!r} ({run.name!r})")
-        result[run_id] = _stages(source, project, run_id, run, what)
-    return result
-
-
-def parse_queue(body: Body) -> list[JenkinsQueueItem]:
-    """`/queue/api/json` → the queued items (`project`, `queued_since`, `why`, `stuck`, ...)."""
-    return decode(body, _QueuePage, "Jenkins queue").items
-
-
-def parse_notification(source: str, body: Body, received_at: datetime) -> Run:
-    """A Notification plugin POST (JSON format) → the run it reports (see
-    `parse_notification_dated`)."""
-    return parse_notification_dated(source, body, received_at)[0]
 
 
 def parse_notification_dated(source: str, body: Body, received_at: datetime) -> tuple[Run, bool]:
@@ -537,19 +477,6 @@ def _author(actions: list[_Action]) -> str | None:
     user_id = next((c.user_id for c in causes if c.user_id), None)
     user_name = next((c.user_name for c in causes if c.user_name), None)
     return user_id or user_name or (causes[0].short_description if causes else None)
-
-
-def _wfapi_run_id(run: _WfapiRun) -> str | None:
-    if run.id and run.id.isdigit():
-        return run.id
-    href = run.links.self_.href if run.links and run.links.self_ else None
-    if href:
-        parts = [p for p in urlsplit(href).path.split("/") if p]
-        if len(parts) >= 3 and parts[-2:] == ["wfapi", "describe"] and parts[-3].isdigit():
-            return parts[-3]
-    if run.name and run.name.startswith("#") and run.name[1:].isdigit():
-        return run.name[1:]
-    return None
 
 
 def _stage_status(word: str) -> Status:

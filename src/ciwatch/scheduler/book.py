@@ -72,7 +72,6 @@ class TargetBook:
         self._dirty: dict[Key, None] = {}
         # Set when a flush should not wait for the interval (a health change, a full batch).
         self.urgent = asyncio.Event()
-        self.flushes = 0
         self.written = 0
 
     # -- loading -----------------------------------------------------------------------------
@@ -176,7 +175,6 @@ class TargetBook:
                 # A poll may have put a newer state meanwhile: it is dirty again by itself.
                 self._stored[state.key] = state
             written += len(states)
-            self.flushes += 1
         self.written += written
         return written
 

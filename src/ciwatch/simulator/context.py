@@ -41,9 +41,6 @@ class Context:
     def now_epoch_ms(self) -> int:
         return self.start_ms + self.now()
 
-    def to_offset(self, moment: datetime) -> int:
-        return (moment - self.start) // _MS
-
 
 def bearer_token(request: web.Request, *, schemes: tuple[str, ...]) -> str | None:
     header = request.headers.get("Authorization", "")

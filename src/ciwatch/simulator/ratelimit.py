@@ -39,10 +39,6 @@ class RateLimiter:
         self._used[token] = (now_ms // self.window_ms, quota.used + 1)
         return Quota(quota.limit, quota.remaining - 1, quota.used + 1, quota.reset)
 
-    def exhaust(self, token: str, now_ms: int) -> None:
-        """Use the whole quota of the current window (for tests)."""
-        self._used[token] = (now_ms // self.window_ms, self.limit)
-
 
 def github_headers(quota: Quota) -> dict[str, str]:
     return {

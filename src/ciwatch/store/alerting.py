@@ -491,18 +491,6 @@ async def outbox_rows(store: SqlStore, *, channel: str | None = None) -> list[Ou
     return await store.read("outbox list", work)
 
 
-async def next_due(store: SqlStore, channel: str) -> datetime | None:
-    """When the earliest pending row of `channel` becomes due, or None."""
-    query = select(outbox.c.next_attempt_at).where(PENDING & (outbox.c.channel == channel))
-    query = query.order_by(outbox.c.next_attempt_at).limit(1)
-
-    async def work(conn: AsyncConnection) -> datetime | None:
-        value: datetime | None = (await conn.execute(query)).scalar()
-        return value
-
-    return await store.read("outbox due", work)
-
-
 def silence_from_row(row: Mapping[Any, Any]) -> SilenceRow:
     """A `silences` row as a SilenceRow."""
     return SilenceRow(

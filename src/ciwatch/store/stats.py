@@ -13,7 +13,6 @@ errors as `StoreError`); `overview` and `project_overview` gather what a page ne
 from __future__ import annotations
 
 import math
-import statistics
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
@@ -500,11 +499,6 @@ async def _daily_medians(
 
 def _finite(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
-
-
-def median_of(values: Sequence[float]) -> float | None:
-    """The median, None for no values (the reference the SQL medians are tested against)."""
-    return statistics.median(values) if values else None
 
 
 async def _probe(

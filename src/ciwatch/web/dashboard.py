@@ -50,7 +50,7 @@ from ciwatch.store import Store, stats
 from ciwatch.store.reliability import RecoveryStats, flaky_jobs, recovery_stats
 from ciwatch.store.sql import SqlStore
 from ciwatch.store.stats import DayStats, Filters
-from ciwatch.timeutil import iso_z, local_time, zone_label, zone_name
+from ciwatch.timeutil import human_duration, iso_z, local_time, zone_label, zone_name
 from ciwatch.validation import MAX_ID, Invalid, loggable, storable
 from ciwatch.web import csrf
 from ciwatch.web.auth import parse_basic
@@ -76,7 +76,6 @@ RECENT_RUNS = 20
 HISTORY_PAGE = 25
 ALERTS_FIRING = 200
 ALERTS_HISTORY = 100
-DAYS = stats.DEFAULT_DAYS
 # The same glyphs as the CLI (`ciwatch.cli.common.STATUS_STYLE`): never colour alone.
 STATUS_ICON: dict[Status, str] = {
     Status.SUCCESS: "✔",
@@ -118,22 +117,6 @@ _PAGE_LINK = Markup('<a class="run-link" href="%s">%s</a>')
 
 
 # -- formatting -----------------------------------------------------------------------------
-
-
-def human_duration(seconds: float | None) -> str:
-    """`42s`, `4m 05s`, `3h 20m`, `5d 2h`; an em dash for unknown."""
-    if seconds is None or not math.isfinite(seconds):
-        return "—"
-    total = max(round(seconds), 0)
-    if total < 60:
-        return f"{total}s"
-    minutes, secs = divmod(total, 60)
-    if minutes < 60:
-        return f"{minutes}m {secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return f"{hours}h {minutes:02d}m"
-    return f"{hours // 24}d {hours % 24}h"
 
 
 def safe_href(url: str | None) -> str | None:
