@@ -18,7 +18,7 @@ healthz, readyz, docs  # web/app.py
 cc_xml  # web/cctray.py
 project_page, run_page, alerts_page, flaky_page  # web/dashboard.py
 add_silence_form, expire_silence_form  # web/dashboard.py
-gitlab_hook, github_hook, jenkins_hook  # web/hooks.py
+receive  # web/hooks.py: registered once per provider kind with a webhook handler
 
 # -- Typer commands (registered by their decorator) and options accepted but not read -------
 alerts_list, silence_add, silence_list, silence_expire  # cli/alerts.py
@@ -30,6 +30,9 @@ _.moving, _.overdue  # web/dashboard.py wall tiles
 _.retrying  # alerting/views.py
 _.last_duration, _.has_more, _.still_red  # store/stats.py
 broken_by, fixed_by, unhealthy, failed_run, failed_jobs  # store/stats.py dataclass fields
+
+# -- Protocols: the call signature of a callable protocol ------------------------------------
+__call__  # providers/spec.StatusMap
 
 # -- pydantic and msgspec: class attributes the libraries read, fields decoded or encoded ----
 model_config  # pydantic settings of a model
@@ -64,6 +67,8 @@ _.metrics_registry  # web/app.py: app.state, read by the /metrics tests
 METRIC_NAMES, GCPE_METRIC_NAMES, GCPE_NOT_PROVIDED  # metrics.py: the docs and deploy tests
 load_alerts, outbox_rows  # store/alerting.py: what the alerting tests read back
 merge_job, fold_runs, ref_state  # state.py: the reference the SQL merge is tested against
+spec_of  # providers/registry.py: a kind's spec, read by the registry agreement tests
+_.repeats_as, _.resolves_as  # alerting/kinds.AlertKind: declared, checked by tests/alerting/test_kinds.py
 pauses_source  # retries.Rule: the table's rate-limit column (http.is_rate_limit acts on it)
 
 # -- Kept for the reader ----------------------------------------------------------------------
