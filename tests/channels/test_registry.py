@@ -126,7 +126,7 @@ async def test_robots_need_an_errcode(
         async with aiohttp.ClientSession() as session:
             channel = build_channel(settings_type(name="c", url=url), session=session)
             if settings_type in (DingTalkChannel, WeComChannel):
-                with pytest.raises(ChannelError, match="without an errcode") as caught:
+                with pytest.raises(ChannelError, match="without a result code") as caught:
                     await channel.send(single())
                 assert not caught.value.permanent
             else:

@@ -19,8 +19,9 @@ _SECRET_PARAMS = frozenset(
 )
 _SECRET_PARAM_SUFFIXES = ("token", "secret", "password", "key", "signature", "sign")
 # Path segments after which every segment is a credential (Discord /api/webhooks/ID/TOKEN,
-# Mattermost and Rocket.Chat /hooks/..., Microsoft Teams /webhookb2/...).
-_HOOK_SEGMENTS = frozenset({"hooks", "webhooks", "webhookb2"})
+# Mattermost and Rocket.Chat /hooks/..., Microsoft Teams /webhookb2/..., Feishu and Lark bots
+# /open-apis/bot/v2/hook/TOKEN).
+_HOOK_SEGMENTS = frozenset({"hook", "hooks", "webhooks", "webhookb2"})
 # Hosts where everything after the first path segment is a credential.
 _TOKEN_PATH_HOSTS = frozenset({"hooks.slack.com"})
 _TELEGRAM_BOT = re.compile(r"bot\d+:[\w-]+")
@@ -36,8 +37,8 @@ def mask_url(url: str) -> str:
 
     Masks the password of the userinfo (`postgresql://bot:***@db/ci`), secret-looking query
     parameters (`access_token`, `key`, `token`, `secret`, `sig`, `signature`, `password`, ...),
-    the token path of Slack-, Discord-, Mattermost- and Teams-style webhook URLs and Telegram bot
-    tokens. A value that cannot be parsed as a URL is masked whole.
+    the token path of Slack-, Discord-, Mattermost-, Teams- and Feishu-style webhook URLs and
+    Telegram bot tokens. A value that cannot be parsed as a URL is masked whole.
     """
     scheme_match = _SCHEME.match(url)
     scheme = scheme_match.group(0) if scheme_match else ""

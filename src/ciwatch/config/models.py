@@ -32,6 +32,7 @@ from ciwatch.config.types import (
     DingTalkHandle,
     Duration,
     Email,
+    FeishuUser,
     GitHubLogin,
     GitHubRepo,
     GitLabGroup,
@@ -57,7 +58,6 @@ from ciwatch.domain import AlertEventKind
 Loc = tuple[str | int, ...]
 
 SOURCE_TYPES = ("gitlab", "github", "jenkins")
-CHANNEL_TYPES = ("email", "dingtalk", "wecom", "slack", "webhook", "apprise")
 
 
 class ConfigModel(BaseModel):
@@ -304,6 +304,16 @@ class WebhookChannel(BaseChannel):
     headers: dict[str, str] = {}
 
 
+class FeishuChannel(BaseChannel):
+    """Feishu (Lark) custom bot; `secret` enables signed requests."""
+
+    type: Literal["feishu"] = "feishu"
+    url: HttpUrl
+    secret: Secret = None
+    at_user_ids: list[FeishuUser] = []
+    at_all: bool = False
+
+
 class AppriseChannel(BaseChannel):
     """Any Apprise URL (tgram://, discord://, mailto://, ...)."""
 
@@ -311,10 +321,21 @@ class AppriseChannel(BaseChannel):
     url: AppriseUrl
 
 
+# Every channel's settings; `channels/registry.py` lists the same kinds (a test checks it).
 ChannelSettings = Annotated[
-    EmailChannel | DingTalkChannel | WeComChannel | SlackChannel | WebhookChannel | AppriseChannel,
+    EmailChannel
+    | DingTalkChannel
+    | WeComChannel
+    | SlackChannel
+    | WebhookChannel
+    | FeishuChannel
+    | AppriseChannel,
     Field(discriminator="type"),
 ]
+CHANNEL_TYPES: tuple[str, ...] = tuple(
+    model.model_fields["type"].default
+    for model in typing.get_args(typing.get_args(ChannelSettings)[0])
+)
 
 
 def channel_model(kind: str) -> type[BaseChannel] | None:
@@ -395,14 +416,16 @@ class PersonSettings(ConfigModel):
     slack: SlackMember | None = None
     dingtalk: DingTalkHandle | None = None
     wecom: WeComUser | None = None
+    feishu: FeishuUser | None = None
     email: Email | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Self:
         problems: list[Check] = []
-        if not any((self.slack, self.dingtalk, self.wecom, self.email)):
-            message = "has no handle: give at least one of slack, dingtalk, wecom or email"
-            problems.append(Check((), message, ("slack", "dingtalk", "wecom", "email")))
+        if not any((self.slack, self.dingtalk, self.wecom, self.feishu, self.email)):
+            message = "has no handle: give at least one of slack, dingtalk, wecom, feishu or email"
+            fields = ("slack", "dingtalk", "wecom", "feishu", "email")
+            problems.append(Check((), message, fields))
         raise_problems(self, problems)
         return self
 
