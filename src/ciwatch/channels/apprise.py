@@ -123,6 +123,4 @@ SPEC = ChannelSpec(
     payload=payload,
     verdict=verdict,
     example={"url": f"tgram://123456:{EXAMPLE_SECRET}/-100200300"},
-    # Tokens sit anywhere in an Apprise URL (host, path, userinfo): only the scheme is shown.
-    mask=mask_all_but_scheme,
 )

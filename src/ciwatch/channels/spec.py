@@ -24,7 +24,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ciwatch.channels.base import Channel, Delivery, Message
-from ciwatch.config.masking import mask_url
 from ciwatch.config.models import BaseChannel
 
 if TYPE_CHECKING:
@@ -50,9 +49,9 @@ class ChannelSpec(Generic[SettingsT]):
       dates), built in the channel's module from the shared wording of `render.py`.
     - `verdict(reply, label)`: what the service's reply means: a `Delivery`, or `ChannelError`
       (retryable or permanent). HTTP channels get the `Answer` after `check_status`.
-    - `mask(url)`: the URL with its secret hidden (`mask_url` unless the channel needs more);
+    - `mask(url)`: the URL with its secret hidden, from the settings model's `url_mask`;
       `url_field` names the settings field holding that URL; `secrets`: the fields that are
-      secret as a whole.
+      secret as a whole (masked by name everywhere, see `config/masking.SECRET_FIELDS`).
     - `example`: a configuration of this kind holding `EXAMPLE_SECRET` wherever a secret goes,
       for the agreement test (loaded, dumped by `config check`, never showing the secret).
     """
@@ -64,9 +63,14 @@ class ChannelSpec(Generic[SettingsT]):
     payload: Payload[SettingsT]
     verdict: Verdict
     example: Mapping[str, Any]
-    mask: Callable[[str], str] = mask_url
     url_field: str = "url"
     secrets: tuple[str, ...] = field(default=())
+
+    @property
+    def mask(self) -> Callable[[str], str]:
+        """Its URL with the secret hidden: the settings model's `url_mask` (`mask_url` unless
+        the model sets its own), the one `config check`, `repr` and `alerts test` use."""
+        return self.settings.url_mask
 
     def __post_init__(self) -> None:
         declared = self.settings.model_fields["type"].default

@@ -22,6 +22,7 @@ from ciwatch.config.loader import (
 from ciwatch.config.masking import MASK, SECRET_FIELDS, mask_tree, mask_url
 from ciwatch.config.models import (
     CHANNEL_TYPES,
+    CHANNEL_URL_MASKS,
     SOURCE_TYPES,
     AlertSettings,
     AppriseChannel,
@@ -49,7 +50,8 @@ from ciwatch.config.types import split_listen
 def masked_dump(settings: Settings) -> dict[str, Any]:
     """The normalised configuration as JSON-able data: defaults filled in, durations as text
     (`30s`), every secret `***` and credentials in URLs masked. Safe to print or log."""
-    dump: dict[str, Any] = mask_tree(settings.model_dump(mode="json", by_alias=True))
+    data = settings.model_dump(mode="json", by_alias=True)
+    dump: dict[str, Any] = mask_tree(data, CHANNEL_URL_MASKS)
     return dump
 
 

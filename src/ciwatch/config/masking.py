@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -109,24 +109,28 @@ def sensitive_header(name: str) -> bool:
     return bool(_SENSITIVE_HEADER.search(name))
 
 
-def mask_tree(value: Any) -> Any:
-    """A JSON-able dump (from `model_dump(mode="json")`) with every secret masked."""
+def mask_tree(value: Any, url_masks: Mapping[str, Callable[[str], str]] | None = None) -> Any:
+    """A JSON-able dump (from `model_dump(mode="json")`) with every secret masked. `url_masks`
+    maps a `type` (a channel kind) to the function masking the URLs of a mapping of that type
+    (`mask_url` for every other one): see `BaseChannel.url_mask`."""
+    masks = url_masks or {}
     if isinstance(value, Mapping):
         masked: dict[str, Any] = {}
+        kind = value.get("type")
         for key, item in value.items():
             if key in SECRET_FIELDS:
                 masked[key] = None if item is None else MASK
             elif key in URL_FIELDS and isinstance(item, str):
-                apprise = key == "url" and value.get("type") == "apprise"
-                masked[key] = mask_all_but_scheme(item) if apprise else mask_url(item)
+                own = masks.get(kind) if isinstance(kind, str) else None
+                masked[key] = (own or mask_url)(item)
             elif key == "headers" and isinstance(item, Mapping):
                 masked[key] = {
                     name: MASK if sensitive_header(str(name)) else header
                     for name, header in item.items()
                 }
             else:
-                masked[key] = mask_tree(item)
+                masked[key] = mask_tree(item, masks)
         return masked
     if isinstance(value, list):
-        return [mask_tree(item) for item in value]
+        return [mask_tree(item, masks) for item in value]
     return value

@@ -8,7 +8,7 @@ in step. Checks that span several fields raise errors located at the field to fi
 from __future__ import annotations
 
 import typing
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import timedelta
 from typing import Annotated, Any, ClassVar, Literal, NamedTuple, Self
 from zoneinfo import ZoneInfo
@@ -70,8 +70,7 @@ class ConfigModel(BaseModel):
             if name in SECRET_FIELDS and value is not None:
                 yield name, MASK
             elif name in URL_FIELDS and isinstance(value, str):
-                apprise = getattr(self, "type", None) == "apprise"
-                yield name, mask_all_but_scheme(value) if apprise else mask_url(value)
+                yield name, getattr(type(self), "url_mask", mask_url)(value)
             elif name == "headers" and isinstance(value, Mapping):
                 yield name, {k: MASK if sensitive_header(k) else v for k, v in value.items()}
             else:
@@ -252,10 +251,13 @@ SourceSettings = Annotated[GitLabSource | GitHubSource | JenkinsSource, Field(di
 
 
 class BaseChannel(ConfigModel):
-    """What every notification channel has."""
+    """What every notification channel has. `url_mask` hides the secret of its URL in dumps,
+    reprs and messages (`mask_url`: userinfo passwords, secret-looking query parameters, hook
+    path tokens); a channel whose URL keeps secrets elsewhere sets its own."""
 
     name: Name
     type: str
+    url_mask: ClassVar[Callable[[str], str]] = staticmethod(mask_url)
 
 
 class EmailChannel(BaseChannel):
@@ -319,6 +321,8 @@ class AppriseChannel(BaseChannel):
 
     type: Literal["apprise"] = "apprise"
     url: AppriseUrl
+    # Tokens sit anywhere in an Apprise URL (host, path, userinfo): only the scheme is shown.
+    url_mask: ClassVar[Callable[[str], str]] = staticmethod(mask_all_but_scheme)
 
 
 # Every channel's settings; `channels/registry.py` lists the same kinds (a test checks it).
@@ -332,6 +336,10 @@ ChannelSettings = Annotated[
     | AppriseChannel,
     Field(discriminator="type"),
 ]
+CHANNEL_URL_MASKS: dict[str, Callable[[str], str]] = {
+    model.model_fields["type"].default: model.url_mask
+    for model in typing.get_args(typing.get_args(ChannelSettings)[0])
+}
 CHANNEL_TYPES: tuple[str, ...] = tuple(
     model.model_fields["type"].default
     for model in typing.get_args(typing.get_args(ChannelSettings)[0])
