@@ -153,13 +153,15 @@ def payload(
     cut_line = [_text("… (truncated)")] + (
         [{"tag": "a", "text": "see more", "href": link}] if link else []
     )
-    kept = list(body_lines)
-    while kept:
-        kept.pop()
-        document = body([*kept, cut_line])
-        if len(json_body(document)) <= MAX_BYTES:
-            return document
-    return body([cut_line])
+    # The most leading lines that fit with the cut line (a binary search: one encoding per step).
+    low, high = 0, len(body_lines) - 1
+    while low < high:
+        middle = (low + high + 1) // 2
+        if len(json_body(body([*body_lines[:middle], cut_line]))) <= MAX_BYTES:
+            low = middle
+        else:
+            high = middle - 1
+    return body([*body_lines[:low], cut_line])
 
 
 def verdict(answer: Answer, label: str) -> Delivery:
