@@ -3,17 +3,21 @@ shape, and answers Feishu's codes."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from typer.testing import CliRunner
 
 from ciwatch.alerting.people import People
 from ciwatch.channels import build_channel, make_test_message
 from ciwatch.channels.base import Message
 from ciwatch.channels.feishu import MAX_BYTES, FeishuSender, payload, sign
+from ciwatch.cli import app
 from ciwatch.clock import FakeClock
 from ciwatch.config.masking import mask_url
 from ciwatch.config.models import FeishuChannel, PersonSettings
@@ -221,3 +225,19 @@ def test_hook_tokens_are_masked() -> None:
         url = f"https://{host}/open-apis/bot/v2/hook/6c9f3e0a-token"
         assert mask_url(url) == f"https://{host}/open-apis/bot/v2/hook/***"
         assert "6c9f3e0a" not in repr(FeishuChannel(name="c", url=url, secret="s3cret"))
+
+
+async def test_alerts_test_command(feishu: FeishuBot, tmp_path: Path) -> None:
+    """`ciwatch alerts test` through a Feishu channel: the bot's answer, the token masked."""
+    config = tmp_path / "ciwatch.yaml"
+    config.write_text(
+        f"alerts:\n  channels:\n    - {{name: lark, type: feishu, url: '{feishu.url}'}}\n"
+    )
+    args = ["alerts", "test", "lark", "--config", str(config)]
+    # the command runs its own event loop: in a thread, while this loop serves the bot
+    result = await asyncio.to_thread(CliRunner().invoke, app, args)
+    assert result.exit_code == 0, result.output
+    assert "lark (feishu, " in result.stdout and "/open-apis/bot/v2/hook/***" in result.stdout
+    assert "answered: code 0 (success)" in result.stdout
+    assert feishu.token not in result.output
+    assert len(feishu.messages) == 1
