@@ -479,14 +479,14 @@ def test_missing_key_uses_the_nearest_parent_line() -> None:
             "alerts:\n  channels:\n    - {name: x, type: teams, url: 'https://x'}\n",
             [
                 "ciwatch.yaml:3 alerts.channels[0].type: 'teams' is not one of email, dingtalk,"
-                " wecom, slack, webhook, apprise"
+                " wecom, slack, webhook, feishu, apprise"
             ],
         ),
         (
             "alerts:\n  channels:\n    - {name: x}\n",
             [
                 "ciwatch.yaml:3 alerts.channels[0].type: required (one of email, dingtalk, wecom,"
-                " slack, webhook, apprise)"
+                " slack, webhook, feishu, apprise)"
             ],
         ),
     ],

@@ -637,6 +637,7 @@ async def test_a_broken_notice_names_the_configured_people(
             "slack": "U012AB3CD",
             "dingtalk": None,
             "wecom": None,
+            "feishu": None,
             "email": "ada@example.com",
         }
     ]

@@ -16,7 +16,8 @@ from ciwatch.alerting import AlertEngine, DeliveryWorkers
 from ciwatch.alerting.health import StoreAlarm
 from ciwatch.alerting.silences import create_silence
 from ciwatch.channels import Channel, Message, Notice, build_channel
-from ciwatch.channels.render import render_slack_text, render_text
+from ciwatch.channels.render import render_text
+from ciwatch.channels.slack import render_slack_text
 from ciwatch.clock import FakeClock
 from ciwatch.config.models import AlertSettings, RouteSettings, WebhookChannel
 from ciwatch.domain import DISCOVERY, AlertEventKind, TargetState

@@ -17,6 +17,7 @@ from factories import make_run
 from .harness import (
     Certificates,
     DingTalkRobot,
+    FeishuBot,
     Receiver,
     SlackWebhook,
     SmtpServer,
@@ -120,6 +121,12 @@ async def dingtalk() -> AsyncIterator[DingTalkRobot]:
 async def dingtalk_signed() -> AsyncIterator[DingTalkRobot]:
     async for robot in _serve(DingTalkRobot(secret="SECding+secret/with=chars")):
         yield robot
+
+
+@pytest.fixture
+async def feishu() -> AsyncIterator[FeishuBot]:
+    async for bot in _serve(FeishuBot()):
+        yield bot
 
 
 @pytest.fixture

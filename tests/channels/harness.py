@@ -5,6 +5,11 @@
   messages a minute; `script` queues errcodes (0, 130101, 310000, 300001, ...).
 - `WeComRobot`: checks the key, the msgtype, the Markdown (4096 bytes) and text (2048 bytes)
   limits; 20 messages a minute; scripted errcodes (45009, 93000, ...).
+- `FeishuBot`: checks the hook token, the `timestamp`/`sign` pair of the body (recomputed from
+  the secret: HMAC-SHA256 keyed with `timestamp + "\\n" + secret` over nothing, more than an hour
+  of skew refused), a keyword when it has one, the `post` shape and the 20 KB body limit;
+  answers `{"code": 0, "msg": "success", "data": {}}` or Feishu's codes (19021, 19024, 9499 on
+  HTTP 400, 11232); 100 messages a minute; `script` queues codes, `replies` whole answers.
 - `SlackWebhook`: checks the path, the JSON and the Block Kit limits; answers `ok`, or the
   scripted (status, body, headers): 429 + Retry-After, 400 invalid_payload, 404 no_service.
 - `WebhookReceiver`: checks `X-Ciwatch-Signature-256` when it has a secret; scripted answers.
@@ -276,6 +281,110 @@ class WeComRobot(Robot):
             if not all(_strings(item) for item in lists):
                 return errcode(40058, "invalid mentioned list")
         return self.finish(payload)
+
+
+def feishu_sign(secret: str, timestamp: str) -> str:
+    key = f"{timestamp}\n{secret}".encode()
+    return base64.b64encode(hmac.new(key, b"", hashlib.sha256).digest()).decode()
+
+
+class FeishuBot(Receiver):
+    """`POST /open-apis/bot/v2/hook/TOKEN` with a JSON body."""
+
+    MSG: ClassVar[dict[int, str]] = {
+        0: "success",
+        9499: "Bad Request",
+        11232: "frequency limited",
+        19021: "sign match fail or timestamp is not within one hour from current time",
+        19024: "Key Words Not Found",
+    }
+    ELEMENT_TAGS = frozenset({"text", "a", "at", "img"})
+    MAX_BYTES = 20 * 1024
+
+    def __init__(
+        self,
+        *,
+        token: str = "feishu-hook-token",  # noqa: S107 - the test bot's token
+        secret: str | None = None,
+        keyword: str | None = None,
+        per_minute: int = 100,
+    ) -> None:
+        super().__init__()
+        self.token = token
+        self.secret = secret
+        self.keyword = keyword
+        self.script: deque[int] = deque()
+        self.replies: deque[Reply] = deque()
+        self.messages: list[dict[str, Any]] = []
+        self.rate = RateWindow(per_minute)
+
+    @property
+    def url(self) -> str:
+        return f"{self.base}/open-apis/bot/v2/hook/{self.token}"
+
+    def answer(self, code: int, status: int = 200) -> web.Response:
+        body = {"code": code, "msg": self.MSG.get(code, f"error {code}"), "data": {}}
+        return web.json_response(body, status=status)
+
+    def _signature_problem(self, payload: dict[str, Any]) -> bool:
+        if self.secret is None:
+            return False
+        timestamp, sign = payload.get("timestamp"), payload.get("sign")
+        if not isinstance(timestamp, str) or not isinstance(sign, str) or not timestamp.isdigit():
+            return True
+        if abs(time.time() - int(timestamp)) > 3600:
+            return True
+        return not hmac.compare_digest(sign, feishu_sign(self.secret, timestamp))
+
+    def _valid(self, payload: dict[str, Any]) -> bool:
+        if payload.get("msg_type") != "post":
+            return False
+        post = payload.get("content", {}).get("post")
+        if not isinstance(post, dict) or not post:
+            return False
+        for body in post.values():
+            if not isinstance(body, dict) or not isinstance(body.get("content"), list):
+                return False
+            for line in body["content"]:
+                if not isinstance(line, list):
+                    return False
+                for element in line:
+                    if not isinstance(element, dict) or element.get("tag") not in self.ELEMENT_TAGS:
+                        return False
+        return True
+
+    async def handle(self, request: web.Request, received: Received) -> web.StreamResponse:
+        if request.method != "POST" or received.path != f"/open-apis/bot/v2/hook/{self.token}":
+            return web.Response(status=404, text="404 page not found")
+        if self.replies:
+            reply = self.replies.popleft()
+            return web.Response(
+                status=reply.status,
+                text=reply.body,
+                headers=reply.headers,
+                content_type=reply.content_type,
+            )
+        if len(received.body) > self.MAX_BYTES:
+            return self.answer(9499, status=400)
+        try:
+            payload = received.json()
+        except ValueError:
+            return self.answer(9499, status=400)
+        if not isinstance(payload, dict) or not self._valid(payload):
+            return self.answer(9499, status=400)
+        if self._signature_problem(payload):
+            return self.answer(19021)
+        if self.keyword is not None and self.keyword not in received.body.decode():
+            return self.answer(19024)
+        if self.script:
+            code = self.script.popleft()
+            if code:
+                return self.answer(code)
+        if self.rate.full():
+            return self.answer(11232)
+        self.rate.add()
+        self.messages.append(payload)
+        return self.answer(0)
 
 
 class SlackWebhook(Receiver):

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from ciwatch.channels import CHANNELS, Channel, Throttle, build_channel
 from ciwatch.channels.dingtalk import DingTalkSender
+from ciwatch.channels.feishu import FeishuSender
 from ciwatch.channels.slack import SlackSender
 from ciwatch.channels.webhook import WebhookSender
 from ciwatch.channels.wecom import WeComSender
@@ -20,6 +21,7 @@ from ciwatch.clock import FakeClock
 from ciwatch.config.models import (
     CHANNEL_TYPES,
     DingTalkChannel,
+    FeishuChannel,
     SlackChannel,
     WebhookChannel,
     WeComChannel,
@@ -28,9 +30,10 @@ from ciwatch.errors import ChannelError
 
 from .conftest import single
 
-HttpSettings = DingTalkChannel | WeComChannel | SlackChannel | WebhookChannel
+HttpSettings = DingTalkChannel | WeComChannel | SlackChannel | WebhookChannel | FeishuChannel
 HTTP_KINDS: list[tuple[type[HttpSettings], type[Channel]]] = [
     (DingTalkChannel, DingTalkSender),
+    (FeishuChannel, FeishuSender),
     (WeComChannel, WeComSender),
     (SlackChannel, SlackSender),
     (WebhookChannel, WebhookSender),
@@ -47,7 +50,7 @@ def test_build_channel(settings_type: type[HttpSettings], sender_type: type[Chan
     channel = build_channel(settings)
     assert isinstance(channel, sender_type)
     assert channel.name == "c" and channel.kind == settings.type
-    assert channel.min_interval == {"dingtalk": 3.1, "wecom": 3.1, "slack": 1.0}.get(
+    assert channel.min_interval == {"dingtalk": 3.1, "wecom": 3.1, "slack": 1.0, "feishu": 0.6}.get(
         settings.type, 0.0
     )
 
@@ -125,8 +128,8 @@ async def test_robots_need_an_errcode(
     try:
         async with aiohttp.ClientSession() as session:
             channel = build_channel(settings_type(name="c", url=url), session=session)
-            if settings_type in (DingTalkChannel, WeComChannel):
-                with pytest.raises(ChannelError, match="without an errcode") as caught:
+            if settings_type in (DingTalkChannel, WeComChannel, FeishuChannel):
+                with pytest.raises(ChannelError, match="without a result code") as caught:
                     await channel.send(single())
                 assert not caught.value.permanent
             else:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ciwatch.channels import Message, Notice, make_test_message
+from ciwatch.channels import Message, Notice, dingtalk, email, make_test_message, slack, wecom
 from ciwatch.channels import render as r
 
 from .conftest import DASHBOARD, RUN_URL, grouped, hostile, notice, single
@@ -29,18 +29,18 @@ def _mrkdwn_texts(value: object) -> list[str]:
 
 def _slack_all(message: Message) -> str:
     """The fallback text and every mrkdwn text of the blocks."""
-    texts = _mrkdwn_texts(r.render_slack_blocks(message))
-    return "\n".join([r.render_slack_text(message), *texts])
+    texts = _mrkdwn_texts(slack.render_slack_blocks(message))
+    return "\n".join([slack.render_slack_text(message), *texts])
 
 
 FORMATS: dict[str, Callable[[Message], str]] = {
     "text": r.render_text,
     "robot_text": r.render_robot_text,
-    "dingtalk": lambda m: r.render_markdown(m, "dingtalk"),
-    "wecom": lambda m: r.render_markdown(m, "wecom"),
-    "slack": r.render_slack_text,
-    "slack_blocks": lambda m: json.dumps(r.render_slack_blocks(m), ensure_ascii=False),
-    "html": r.render_html,
+    "dingtalk": lambda m: dingtalk.markdown(m),
+    "wecom": lambda m: wecom.markdown(m),
+    "slack": slack.render_slack_text,
+    "slack_blocks": lambda m: json.dumps(slack.render_slack_blocks(m), ensure_ascii=False),
+    "html": email.render_html,
 }
 
 
@@ -99,7 +99,7 @@ def test_test_message() -> None:
     message = make_test_message(dashboard_url="https://ciwatch.example.com/")
     assert r.render_title(message) == "🔔 Test message from ciwatch"
     assert "the channel works" in r.render_text(message)
-    assert r.render_slack_blocks(message)[0]["type"] == "header"
+    assert slack.render_slack_blocks(message)[0]["type"] == "header"
 
 
 @pytest.mark.parametrize(
@@ -127,7 +127,7 @@ def test_grouped_messages_have_one_line_per_notice(fmt: str) -> None:
 
 
 def test_grouped_slack_blocks_stay_under_slacks_limit() -> None:
-    blocks = r.render_slack_blocks(grouped(120))
+    blocks = slack.render_slack_blocks(grouped(120))
     assert len(blocks) <= 50
     assert blocks[-1]["type"] == "context"
     assert "75 more" in blocks[-1]["elements"][0]["text"]
@@ -137,7 +137,7 @@ def test_grouped_slack_blocks_stay_under_slacks_limit() -> None:
 
 
 def test_hostile_values_in_html_are_escaped() -> None:
-    out = r.render_html(hostile())
+    out = email.render_html(hostile())
     assert "<script>" not in out and "&lt;script&gt;" in out
     assert "<b>x</b>" not in out and "&lt;b&gt;x&lt;/b&gt;" in out
     assert "javascript:" not in out.replace("(javascript:alert(1))", "")  # only as text
@@ -145,9 +145,9 @@ def test_hostile_values_in_html_are_escaped() -> None:
     assert "&lt;http://evil.example|click&gt;" in out
 
 
-@pytest.mark.parametrize("dialect", ["dingtalk", "wecom"])
-def test_hostile_values_in_markdown_are_inert(dialect: str) -> None:
-    out = r.render_markdown(hostile(), dialect)  # type: ignore[arg-type]
+@pytest.mark.parametrize("markdown", [dingtalk.markdown, wecom.markdown])
+def test_hostile_values_in_markdown_are_inert(markdown: Callable[[Message], str]) -> None:
+    out = markdown(hostile())
     assert "<script>" not in out and "<b>" not in out
     assert "*bold*" not in out and "∗bold∗" in out
     assert "[x](" not in out and "](javascript" not in out
@@ -169,7 +169,7 @@ def test_hostile_values_in_slack_are_inert() -> None:
     # the only links are ours
     links = re.findall(r"<(https?://[^|>]*)\|", out)
     assert set(links) == {DASHBOARD}
-    header = r.render_slack_blocks(message)[0]["text"]["text"]
+    header = slack.render_slack_blocks(message)[0]["text"]["text"]
     assert "<" not in header and ">" not in header
 
 
@@ -188,7 +188,7 @@ def test_values_cannot_break_lines() -> None:
 
 
 def test_underscores_inside_words_are_kept() -> None:
-    out = r.render_markdown(single(project="group/my_app_name", ref="_tmp_"), "wecom")
+    out = wecom.markdown(single(project="group/my_app_name", ref="_tmp_"))
     assert "group/my_app_name" in out
     assert "_tmp_" not in out
 

@@ -3,6 +3,7 @@ run and the failing tests, in every format (issue 13)."""
 
 from __future__ import annotations
 
+from ciwatch.channels import dingtalk, email, slack
 from ciwatch.channels import render as r
 from ciwatch.channels.base import Message
 
@@ -36,7 +37,7 @@ def test_plain_text_names_commit_author_range_and_tests() -> None:
 
 
 def test_the_range_links_the_vendors_compare_page() -> None:
-    html = r.render_html(broken())
+    html = email.render_html(broken())
     assert f"https://gitlab.example.com/group/app/-/compare/{'a' * 40}...{'c' * 40}" in html
     gh = single(
         run_fields={
@@ -46,19 +47,19 @@ def test_the_range_links_the_vendors_compare_page() -> None:
         },
         green_sha="a" * 40,
     )
-    assert f"https://github.com/octo/repo/compare/{'a' * 40}...{'c' * 40}" in r.render_html(gh)
+    assert f"https://github.com/octo/repo/compare/{'a' * 40}...{'c' * 40}" in email.render_html(gh)
     jenkins = single(
         run_fields={**COMMIT, "provider": "jenkins", "url": "https://ci.example.com/job/a/5/"},
         green_sha="a" * 40,
     )
-    assert "/compare/" not in r.render_html(jenkins)
+    assert "/compare/" not in email.render_html(jenkins)
 
 
 def test_ci_values_stay_inert_in_every_format() -> None:
     message = broken()
-    assert "*empty*" not in r.render_markdown(message, "dingtalk")
-    assert "<input>" not in r.render_slack_text(message)
-    assert "&lt;input&gt;" in r.render_html(message)
+    assert "*empty*" not in dingtalk.markdown(message)
+    assert "<input>" not in slack.render_slack_text(message)
+    assert "&lt;input&gt;" in email.render_html(message)
 
 
 def test_a_grouped_line_names_the_author_and_failed_tests() -> None:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 import aiohttp
 import pytest
 
-from ciwatch.channels import Message
+from ciwatch.channels import Message, dingtalk, email, slack, wecom
 from ciwatch.channels import render as r
 from ciwatch.channels.apprise import AppriseSender
 from ciwatch.channels.dingtalk import DingTalkSender
@@ -70,11 +70,11 @@ def _names_the_first_refs_and_counts_the_rest(out: str) -> None:
 FORMATS: dict[str, Callable[[Message], str]] = {
     "text": r.render_text,
     "robot_text": r.render_robot_text,
-    "dingtalk": lambda m: r.render_markdown(m, "dingtalk"),
-    "wecom": lambda m: r.render_markdown(m, "wecom"),
-    "slack": r.render_slack_text,
-    "slack_blocks": lambda m: json.dumps(r.render_slack_blocks(m), ensure_ascii=False),
-    "html": r.render_html,
+    "dingtalk": lambda m: dingtalk.markdown(m),
+    "wecom": lambda m: wecom.markdown(m),
+    "slack": slack.render_slack_text,
+    "slack_blocks": lambda m: json.dumps(slack.render_slack_blocks(m), ensure_ascii=False),
+    "html": email.render_html,
 }
 
 
@@ -111,13 +111,13 @@ def test_one_ref_alone_is_still_the_summary() -> None:
 def test_ci_values_in_the_summary_are_neutralised() -> None:
     hostile = notice("broken", project=HOSTILE["project"], ref=HOSTILE["ref"], at_start=True)
     message = Message((hostile, *summary(2).notices))
-    slack = r.render_slack_text(message)  # the sentence: a new place for CI values
-    assert "<script>" not in slack and "&lt;script&gt;" in slack
-    assert "*bold*" not in slack
-    for dialect in ("dingtalk", "wecom"):
-        out = r.render_markdown(message, dialect)  # type: ignore[arg-type]
+    slack_text = slack.render_slack_text(message)  # the sentence: a new place for CI values
+    assert "<script>" not in slack_text and "&lt;script&gt;" in slack_text
+    assert "*bold*" not in slack_text
+    for markdown in (dingtalk.markdown, wecom.markdown):
+        out = markdown(message)
         assert "*bold*" not in out and "](javascript" not in out and "<script>" not in out
-    html = r.render_html(message)
+    html = email.render_html(message)
     assert "<script>" not in html and "&lt;script&gt;" in html
 
 

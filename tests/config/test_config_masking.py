@@ -75,6 +75,14 @@ def parse(text: str, env: dict[str, str] | None = None) -> Settings:
             "https://discord.com/api/webhooks/123/tok-en",
             "https://discord.com/api/webhooks/***/***",
         ),
+        (
+            "https://open.feishu.cn/open-apis/bot/v2/hook/6c9f3e0a-41b2-4c1d-9e8f-0a1b2c3d4e5f",
+            "https://open.feishu.cn/open-apis/bot/v2/hook/***",
+        ),
+        (
+            "https://open.larksuite.com/open-apis/bot/v2/hook/lark-token?x=1",
+            "https://open.larksuite.com/open-apis/bot/v2/hook/***?x=1",
+        ),
         ("https://x.example/p?token=a&sig=b&signature=c", "https://x.example/p?token=***&sig=***&signature=***"),
         ("https://x.example/p?secret=a&password=b&private_token=c", "https://x.example/p?secret=***&password=***&private_token=***"),
         ("https://x.example/ci-events?page=2", "https://x.example/ci-events?page=2"),

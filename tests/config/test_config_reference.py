@@ -56,7 +56,7 @@ def test_example_validates() -> None:
     s = load_settings(EXAMPLE, _example_env())
     assert [source.type for source in s.sources] == ["gitlab", "github", "jenkins"]
     assert sorted(channel.type for channel in s.alerts.channels) == sorted(
-        ["email", "dingtalk", "wecom", "slack", "webhook", "apprise"]
+        ["email", "dingtalk", "wecom", "slack", "webhook", "feishu", "apprise"]
     )
 
 

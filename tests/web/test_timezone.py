@@ -12,12 +12,10 @@ import httpx
 import pytest
 
 from ciwatch.channels.base import Message, Notice
-from ciwatch.channels.render import (
-    render_html,
-    render_markdown,
-    render_slack_blocks,
-    render_text,
-)
+from ciwatch.channels.dingtalk import markdown as dingtalk_markdown
+from ciwatch.channels.email import render_html
+from ciwatch.channels.render import render_text
+from ciwatch.channels.slack import render_slack_blocks
 from ciwatch.clock import FakeClock
 from ciwatch.config import Settings
 from ciwatch.domain import Status
@@ -114,7 +112,7 @@ def test_notification_texts_show_local_time() -> None:
     local = Message((notice,), zone=ZoneInfo("Asia/Shanghai"))
     for text in (
         render_text(local),
-        render_markdown(local, "dingtalk"),
+        dingtalk_markdown(local),
         json.dumps(render_slack_blocks(local), ensure_ascii=False),
         render_html(local),
     ):

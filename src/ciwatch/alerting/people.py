@@ -30,6 +30,7 @@ class People:
                 slack=person.slack,
                 dingtalk=person.dingtalk,
                 wecom=person.wecom,
+                feishu=person.feishu,
                 email=person.email,
             )
             for name in person.names:

@@ -10,15 +10,18 @@ Markdown or HTML, escaping as it goes.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ciwatch.channels.base import Delivery, Message
 from ciwatch.channels.render import render_text, render_title
+from ciwatch.channels.spec import EXAMPLE_SECRET, ChannelSpec
 from ciwatch.config.masking import mask_all_but_scheme
 from ciwatch.config.models import AppriseChannel
 from ciwatch.errors import ChannelError
 
 if TYPE_CHECKING:
+    import aiohttp
     import apprise
 
 # Apprise's limit for one service, retries included; ciwatch retries on its own schedule.
@@ -64,18 +67,27 @@ class AppriseSender:
     async def send(self, message: Message) -> Delivery:
         client = self._client()
         result: Any = await client.async_notify(
-            body=render_text(message),
-            title=render_title(message),
-            body_format="text",
-            timeout=self.timeout,
+            **payload(self.settings, message), body_format="text", timeout=self.timeout
         )
-        if result:
-            return Delivery(f"apprise: delivered ({_services(result)})")
-        reason = _reason(result)
-        raise ChannelError(f"{self.label}: not delivered{reason}", permanent=False)
+        return verdict(result, self.label)
 
     async def close(self) -> None:
         self._apprise = None
+
+
+def payload(
+    settings: AppriseChannel, message: Message, now: datetime | None = None
+) -> dict[str, str]:
+    """What Apprise is given: a plain-text body and a title."""
+    return {"body": render_text(message), "title": render_title(message)}
+
+
+def verdict(result: Any, label: str) -> Delivery:
+    """Apprise's result: true is delivered; false is retryable (Apprise does not tell a refused
+    message from an outage), with the last thing it logged."""
+    if result:
+        return Delivery(f"apprise: delivered ({_services(result)})")
+    raise ChannelError(f"{label}: not delivered{_reason(result)}", permanent=False)
 
 
 def _services(result: Any) -> str:
@@ -97,3 +109,18 @@ def _reason(result: Any) -> str:
         return ""
     last = " ".join(entries[-1].split())
     return f": {last[-300:]}"
+
+
+def _build(settings: AppriseChannel, session: aiohttp.ClientSession | None) -> AppriseSender:
+    return AppriseSender(settings)
+
+
+SPEC = ChannelSpec(
+    kind="apprise",
+    title="Apprise",
+    settings=AppriseChannel,
+    build=_build,
+    payload=payload,
+    verdict=verdict,
+    example={"url": f"tgram://123456:{EXAMPLE_SECRET}/-100200300"},
+)

@@ -29,6 +29,7 @@ class Person:
     slack: str | None = None
     dingtalk: str | None = None
     wecom: str | None = None
+    feishu: str | None = None
     email: str | None = None
 
 

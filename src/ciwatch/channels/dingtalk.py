@@ -10,14 +10,17 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
+import aiohttp
 from yarl import URL
 
 from ciwatch.channels.base import Delivery, Message
 from ciwatch.channels.render import render_markdown, render_title, truncate_utf8
-from ciwatch.channels.transport import HttpSender, errcode_verdict, json_body
+from ciwatch.channels.spec import EXAMPLE_SECRET, ChannelSpec
+from ciwatch.channels.transport import Answer, HttpSender, errcode_verdict, json_body
 from ciwatch.config.models import DingTalkChannel
 from ciwatch.config.types import is_mobile
 
@@ -46,6 +49,46 @@ def signed_url(url: str, secret: str, timestamp_ms: int) -> URL:
     return URL(urlunsplit(parts._replace(query=query)), encoded=True)
 
 
+def markdown(message: Message) -> str:
+    """The message in DingTalk's Markdown: a new line only at a blank line, so the facts are
+    separated by blank lines."""
+    return render_markdown(message, line_break="\n\n")
+
+
+def payload(
+    settings: DingTalkChannel, message: Message, now: datetime | None = None
+) -> dict[str, Any]:
+    """The JSON body: `msgtype: markdown` with a title, the text and the mentions (the
+    signature goes in the URL, see `signed_url`)."""
+    text = markdown(message)
+    # The people of a breaking run (`people:`): a mobile number goes to `atMobiles`, a user
+    # id to `atUserIds`, beside the channel's own.
+    handles = [p.dingtalk for p in message.people if p.dingtalk]
+    mobiles = list(dict.fromkeys([*settings.at_mobiles, *filter(is_mobile, handles)]))
+    users = [h for h in handles if not is_mobile(h)]
+    user_ids = list(dict.fromkeys([*settings.at_user_ids, *users]))
+    # A mention shows only when the @mobile / @userid also appears in the text.
+    mentions = [f"@{who}" for who in (*mobiles, *user_ids)]
+    tail = "\n\n" + " ".join(mentions) if mentions else ""
+    text = truncate_utf8(text, MAX_BYTES - len(tail.encode()), "… (truncated)") + tail
+    body: dict[str, Any] = {
+        "msgtype": "markdown",
+        "markdown": {"title": render_title(message), "text": text},
+    }
+    if mentions or settings.at_all:
+        body["at"] = {
+            "atMobiles": mobiles,
+            "atUserIds": user_ids,
+            "isAtAll": settings.at_all,
+        }
+    return body
+
+
+def verdict(answer: Answer, label: str) -> Delivery:
+    """The robot's `errcode`: 130101 (too many messages) retryable after a minute."""
+    return errcode_verdict(answer, label, rate_limited=RATE_LIMITED, wait=RATE_LIMIT_WAIT)
+
+
 class DingTalkSender(HttpSender[DingTalkChannel]):
     """Sends to one DingTalk custom robot (`DingTalkChannel` settings)."""
 
@@ -53,30 +96,7 @@ class DingTalkSender(HttpSender[DingTalkChannel]):
     min_interval = MIN_INTERVAL
 
     def payload(self, message: Message) -> dict[str, Any]:
-        """The JSON body: `msgtype: markdown` with a title, the text and the mentions."""
-        settings = self.settings
-        text = render_markdown(message, "dingtalk")
-        # The people of a breaking run (`people:`): a mobile number goes to `atMobiles`, a user
-        # id to `atUserIds`, beside the channel's own.
-        handles = [p.dingtalk for p in message.people if p.dingtalk]
-        mobiles = list(dict.fromkeys([*settings.at_mobiles, *filter(is_mobile, handles)]))
-        users = [h for h in handles if not is_mobile(h)]
-        user_ids = list(dict.fromkeys([*settings.at_user_ids, *users]))
-        # A mention shows only when the @mobile / @userid also appears in the text.
-        mentions = [f"@{who}" for who in (*mobiles, *user_ids)]
-        tail = "\n\n" + " ".join(mentions) if mentions else ""
-        text = truncate_utf8(text, MAX_BYTES - len(tail.encode()), "… (truncated)") + tail
-        body: dict[str, Any] = {
-            "msgtype": "markdown",
-            "markdown": {"title": render_title(message), "text": text},
-        }
-        if mentions or settings.at_all:
-            body["at"] = {
-                "atMobiles": mobiles,
-                "atUserIds": user_ids,
-                "isAtAll": settings.at_all,
-            }
-        return body
+        return payload(self.settings, message)
 
     def url(self) -> str | URL:
         if not self.settings.secret:
@@ -88,6 +108,23 @@ class DingTalkSender(HttpSender[DingTalkChannel]):
         body = json_body(self.payload(message))
         answer = await self.http.post(self.url(), body)
         self.http.check_status(answer)
-        return errcode_verdict(
-            answer, self.http.label, rate_limited=RATE_LIMITED, wait=RATE_LIMIT_WAIT
-        )
+        return verdict(answer, self.http.label)
+
+
+def _build(settings: DingTalkChannel, session: aiohttp.ClientSession | None) -> DingTalkSender:
+    return DingTalkSender(settings, session=session)
+
+
+SPEC = ChannelSpec(
+    kind="dingtalk",
+    title="DingTalk",
+    settings=DingTalkChannel,
+    build=_build,
+    payload=payload,
+    verdict=verdict,
+    example={
+        "url": f"https://oapi.dingtalk.com/robot/send?access_token={EXAMPLE_SECRET}",
+        "secret": EXAMPLE_SECRET,
+    },
+    secrets=("secret",),
+)

@@ -17,24 +17,149 @@ send it again to those who got it) and the answer names the refused ones.
 
 from __future__ import annotations
 
+import html
 import ssl
+from collections.abc import Mapping
 from contextlib import suppress
+from dataclasses import dataclass
+from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, getaddresses, make_msgid, parseaddr
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiosmtplib
 
 from ciwatch.channels.base import Delivery, Message
-from ciwatch.channels.render import render_html, render_text, render_title
+from ciwatch.channels.render import (
+    Format,
+    as_lines,
+    facts,
+    links,
+    listed,
+    render_text,
+    render_title,
+    start_more,
+    start_rest,
+    summary_line,
+    title_parts,
+)
+from ciwatch.channels.spec import EXAMPLE_SECRET, ChannelSpec
 from ciwatch.clock import Clock, SystemClock
 from ciwatch.config.models import EmailChannel
 from ciwatch.errors import ChannelError, ConfigError
 
+if TYPE_CHECKING:
+    import aiohttp
+
 StartTls = Literal["auto", "require", "never"]
 STARTTLS_MODES: tuple[StartTls, ...] = ("auto", "require", "never")
 DEFAULT_PORTS = {"smtp": 587, "smtps": 465}
+
+HTML = Format(
+    lambda text: html.escape(text, quote=True),
+    lambda text: html.escape(text, quote=True),
+    lambda label, url: f'<a href="{html.escape(url, quote=True)}">{label}</a>',
+    lambda text: f"<strong>{text}</strong>",
+)
+
+
+_HTML_STYLE = (
+    "font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;font-size:14px;color:#1f2328"
+)
+
+
+def render_html(message: Message) -> str:
+    """A small HTML document for the e-mail's HTML part; every value escaped."""
+    fmt = HTML
+    title = fmt.parts(title_parts(message))
+    body: list[str] = [f'<h2 style="font-size:18px;margin:0 0 12px">{title}</h2>']
+    if as_lines(message):
+        mixed = len({notice.kind for notice in message.notices}) > 1
+        items = "".join(
+            f"<li>{fmt.parts(summary_line(n, with_kind=mixed))}</li>" for n in listed(message)
+        )
+        body.append(f"<ul>{items}</ul>")
+        if message.at_start and start_rest(message):
+            body.append(f"<p>{fmt.own(start_more(message))}</p>")
+    else:
+        notice = message.notices[0]
+        rows = "".join(
+            f'<tr><th align="left" style="padding:2px 12px 2px 0">{fmt.own(fact.label)}</th>'
+            f"<td>{fmt.parts(fact.parts)}</td></tr>"
+            for fact in facts(notice, message.zone)
+        )
+        body.append(f'<table style="border-collapse:collapse">{rows}</table>')
+        found = links(notice)
+        if found:
+            body.append("<p>" + " · ".join(fmt.parts([link]) for link in found) + "</p>")
+    return (
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
+        f"<title>{title}</title></head>"
+        f'<body style="{_HTML_STYLE}">{"".join(body)}</body></html>\n'
+    )
+
+
+def recipients(settings: EmailChannel) -> list[str]:
+    return [address for _, address in getaddresses(settings.to) if address]
+
+
+def cc(settings: EmailChannel, message: Message) -> list[str]:
+    """The mentioned people's addresses (`people:` `email`), on Cc so that the channel's own
+    `to` stays the addressee; an address already in `to` is not repeated."""
+    mine = {address.lower() for address in recipients(settings)}
+    found: dict[str, None] = {}
+    for person in message.people:
+        address = parseaddr(person.email or "")[1]
+        if address and address.lower() not in mine:
+            found[address] = None
+    return list(found)
+
+
+def payload(settings: EmailChannel, message: Message, now: datetime) -> EmailMessage:
+    """The MIME message: text/plain and text/html alternatives, dated `now`."""
+    mail = EmailMessage()
+    prefix = settings.subject_prefix.strip()
+    title = render_title(message)
+    mail["Subject"] = f"{prefix} {title}" if prefix else title
+    mail["From"] = settings.from_
+    mail["To"] = ", ".join(settings.to)
+    copied = cc(settings, message)
+    if copied:
+        mail["Cc"] = ", ".join(copied)
+    mail["Date"] = format_datetime(now)
+    domain = parseaddr(settings.from_)[1].rpartition("@")[2] or "ciwatch.invalid"
+    mail["Message-ID"] = make_msgid(domain=domain)
+    mail["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies, please
+    if not message.grouped and message.notices[0].fingerprint:
+        mail["X-Ciwatch-Fingerprint"] = message.notices[0].fingerprint
+    mail.set_content(render_text(message))
+    mail.add_alternative(render_html(message), subtype="html")
+    return mail
+
+
+@dataclass(frozen=True)
+class SmtpReply:
+    """What the server said to a message: its last answer, how many recipients were given, and
+    those it refused (address -> reply)."""
+
+    answer: str
+    recipients: int
+    refused: Mapping[str, aiosmtplib.SMTPResponse]
+
+
+def verdict(reply: SmtpReply, label: str) -> Delivery:
+    """Accepted for at least one recipient is delivered (retrying would send it again to those
+    who got it); the answer names the refused ones. (Every recipient refused, and the other SMTP
+    errors, are raised by the sender before a reply exists.)"""
+    accepted = reply.recipients - len(reply.refused)
+    text = f"{' '.join(reply.answer.split())} (accepted for {accepted} of {reply.recipients})"
+    if reply.refused:
+        text += "; refused: " + ", ".join(
+            f"{address} ({answer.code} {' '.join(answer.message.split())})"
+            for address, answer in reply.refused.items()
+        )
+    return Delivery(text)
 
 
 class SmtpTarget:
@@ -89,42 +214,17 @@ class EmailSender:
 
     @property
     def recipients(self) -> list[str]:
-        return [address for _, address in getaddresses(self.settings.to) if address]
+        return recipients(self.settings)
 
     def cc(self, message: Message) -> list[str]:
-        """The mentioned people's addresses (`people:` `email`), on Cc so that the channel's
-        own `to` stays the addressee; an address already in `to` is not repeated."""
-        mine = {address.lower() for address in self.recipients}
-        found: dict[str, None] = {}
-        for person in message.people:
-            address = parseaddr(person.email or "")[1]
-            if address and address.lower() not in mine:
-                found[address] = None
-        return list(found)
+        return cc(self.settings, message)
 
     def envelope(self, message: Message) -> list[str]:
         return [*self.recipients, *self.cc(message)]
 
     def build(self, message: Message) -> EmailMessage:
-        """The MIME message: text/plain and text/html alternatives."""
-        mail = EmailMessage()
-        prefix = self.settings.subject_prefix.strip()
-        title = render_title(message)
-        mail["Subject"] = f"{prefix} {title}" if prefix else title
-        mail["From"] = self.settings.from_
-        mail["To"] = ", ".join(self.settings.to)
-        cc = self.cc(message)
-        if cc:
-            mail["Cc"] = ", ".join(cc)
-        mail["Date"] = format_datetime(self.clock.now())
-        domain = self.sender.rpartition("@")[2] or "ciwatch.invalid"
-        mail["Message-ID"] = make_msgid(domain=domain)
-        mail["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies, please
-        if not message.grouped and message.notices[0].fingerprint:
-            mail["X-Ciwatch-Fingerprint"] = message.notices[0].fingerprint
-        mail.set_content(render_text(message))
-        mail.add_alternative(render_html(message), subtype="html")
-        return mail
+        """The MIME message (see `payload`)."""
+        return payload(self.settings, message, self.clock.now())
 
     async def send(self, message: Message) -> Delivery:
         mail = self.build(message)
@@ -158,14 +258,7 @@ class EmailSender:
             raise mapped from exc
         finally:
             client.close()
-        accepted = len(recipients) - len(refused)
-        text = f"{' '.join(answer.split())} (accepted for {accepted} of {len(recipients)})"
-        if refused:
-            text += "; refused: " + ", ".join(
-                f"{address} ({reply.code} {' '.join(reply.message.split())})"
-                for address, reply in refused.items()
-            )
-        return Delivery(text)
+        return verdict(SmtpReply(answer, len(recipients), refused), self.label)
 
     async def close(self) -> None:
         """Nothing to release: each message uses a connection of its own."""
@@ -229,3 +322,23 @@ def _certificate_error(exc: BaseException) -> str | None:
             return seen.verify_message or str(seen)
         seen = seen.__cause__ or seen.__context__
     return None
+
+
+def _build(settings: EmailChannel, session: aiohttp.ClientSession | None) -> EmailSender:
+    return EmailSender(settings)
+
+
+SPEC = ChannelSpec(
+    kind="email",
+    title="E-mail",
+    settings=EmailChannel,
+    build=_build,
+    payload=payload,
+    verdict=verdict,
+    example={
+        "smtp_url": f"smtps://alerts:{EXAMPLE_SECRET}@smtp.example.com",
+        "from": "ciwatch@example.com",
+        "to": ["team@example.com"],
+    },
+    url_field="smtp_url",
+)

@@ -1,5 +1,9 @@
-"""Turn a `Message` into what each channel sends: a title, plain text, Markdown (the DingTalk and
-WeCom dialects), Slack mrkdwn and Block Kit blocks, and HTML. Pure: no I/O.
+"""What every channel's rendering shares: the wording of a `Message` (title, facts, the lines of a
+group), the escaping of untrusted values per format, the `Format`s several channels use (plain
+text, robot text, Markdown) and the size helpers. Pure: no I/O.
+
+Each channel builds its own request body from these in its own module (Slack's Block Kit in
+`slack.py`, the e-mail's HTML in `email.py`, Feishu's post in `feishu.py`, ...).
 
 Every value that came from a CI system (project, ref, job names, author, workflow, URLs) is
 untrusted and neutralised for the target format:
@@ -22,12 +26,10 @@ then a line for each of the first `START_MAX_REFS` refs and `… and N more`.
 
 from __future__ import annotations
 
-import html
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
-from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
 from ciwatch.alerting.kinds import WORDING
@@ -55,11 +57,6 @@ MAX_JOBS = 10
 MAX_TEST_NAME = 100
 MAX_TEST_NAMES = 5  # of the up to 20 stored; the project page shows them all
 MAX_TESTS_TEXT = MAX_TEST_NAMES * (MAX_TEST_NAME + 2) + 80
-SLACK_HEADER_MAX = 150
-SLACK_SECTION_MAX = 3000
-SLACK_FIELD_MAX = 2000
-SLACK_MAX_FIELDS = 10
-SLACK_MAX_LINES = 45  # Slack allows 50 blocks: a header, 45 lines, a context, room to spare
 START_MAX_REFS = 10  # the refs a start summary names; the rest are counted
 TEST_TEXT = "This is a test message from ciwatch: the channel works."
 
@@ -466,18 +463,6 @@ ROBOT_PLAIN = Format(escape_robot_text, _same, lambda label, url: f"{label} {url
 MARKDOWN = Format(
     escape_markdown, _same, lambda label, url: f"[{label}]({url})", lambda text: f"**{text}**"
 )
-SLACK = Format(
-    escape_slack,
-    lambda text: text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;"),
-    lambda label, url: f"<{url}|{label}>",
-    lambda text: f"*{text}*",
-)
-HTML = Format(
-    lambda text: html.escape(text, quote=True),
-    lambda text: html.escape(text, quote=True),
-    lambda label, url: f'<a href="{html.escape(url, quote=True)}">{label}</a>',
-    lambda text: f"<strong>{text}</strong>",
-)
 
 
 def render_title(message: Message) -> str:
@@ -512,11 +497,12 @@ def render_robot_text(message: Message) -> str:
     return _text(message, ROBOT_PLAIN)
 
 
-def render_markdown(message: Message, dialect: Literal["dingtalk", "wecom"]) -> str:
-    """Markdown for the DingTalk or WeCom robot. DingTalk starts a new line only at a blank
-    line, so its facts are separated by blank lines; WeCom breaks at every newline."""
+def render_markdown(message: Message, *, line_break: str = "\n") -> str:
+    """Markdown for a chat robot: a `###` title, then the facts (one notice) or a list (a group).
+    `line_break` separates the facts: a robot that starts a new line only at a blank line
+    (DingTalk) passes `"\\n\\n"`."""
     fmt = MARKDOWN
-    sep = "\n\n" if dialect == "dingtalk" else "\n"
+    sep = line_break
     head = f"### {fmt.parts(title_parts(message))}"
     if as_lines(message):
         mixed = len({notice.kind for notice in message.notices}) > 1
@@ -531,99 +517,11 @@ def render_markdown(message: Message, dialect: Literal["dingtalk", "wecom"]) -> 
     return head + "\n\n" + sep.join(lines)
 
 
-def render_slack_text(message: Message) -> str:
-    """The `text` fallback of a Slack message (notifications, clients without blocks)."""
-    if message.at_start:
-        return _cut(SLACK.parts(start_sentence(message)), SLACK_SECTION_MAX)
-    title = SLACK.parts(title_parts(message))
-    if message.grouped:
-        mixed = len({notice.kind for notice in message.notices}) > 1
-        lines = [SLACK.parts(summary_line(n, with_kind=mixed)) for n in message.notices]
-        return _cut("\n".join([title, *lines]), SLACK_SECTION_MAX)
-    link = primary_link(message)
-    return f"{title} – <{link}|details>" if link else title
-
-
-def _plain_text_object(text: str, limit: int) -> dict[str, Any]:
-    # plain_text is not parsed for links or mentions; angle brackets still get look-alikes so
-    # nothing that looks like Slack syntax reaches a notification.
-    return {"type": "plain_text", "text": _cut(escape_robot_text(text), limit), "emoji": True}
-
-
-def _mrkdwn(text: str, limit: int) -> dict[str, Any]:
-    return {"type": "mrkdwn", "text": _cut(text, limit)}
-
-
-def render_slack_blocks(message: Message) -> list[dict[str, Any]]:
-    """Block Kit blocks: a header, then the facts as fields (one notice) or one section per
-    notice (a group, at most 45, then a count of the rest)."""
-    blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": _plain_text_object(render_title(message), SLACK_HEADER_MAX)}
-    ]
-    if as_lines(message):
-        mixed = len({notice.kind for notice in message.notices}) > 1
-        shown = listed(message)[:SLACK_MAX_LINES]
-        for notice in shown:
-            text = SLACK.parts(summary_line(notice, with_kind=mixed))
-            blocks.append({"type": "section", "text": _mrkdwn(text, SLACK_SECTION_MAX)})
-        rest = len(message.notices) - len(shown)
-        if rest > 0:
-            more = f"… and {rest} more"
-            blocks.append({"type": "context", "elements": [_mrkdwn(more, SLACK_SECTION_MAX)]})
-        return blocks
-    notice = message.notices[0]
-    fields = [
-        _mrkdwn(f"*{fact.label}*\n{SLACK.parts(fact.parts)}", SLACK_FIELD_MAX)
-        for fact in facts(notice, message.zone)
-    ]
-    blocks.append({"type": "section", "fields": fields[:SLACK_MAX_FIELDS]})
-    found = links(notice)
-    if found:
-        text = " · ".join(SLACK.parts([link]) for link in found)
-        blocks.append({"type": "section", "text": _mrkdwn(text, SLACK_SECTION_MAX)})
-    return blocks
-
-
-_HTML_STYLE = (
-    "font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;font-size:14px;color:#1f2328"
-)
-
-
-def render_html(message: Message) -> str:
-    """A small HTML document for the e-mail's HTML part; every value escaped."""
-    fmt = HTML
-    title = fmt.parts(title_parts(message))
-    body: list[str] = [f'<h2 style="font-size:18px;margin:0 0 12px">{title}</h2>']
-    if as_lines(message):
-        mixed = len({notice.kind for notice in message.notices}) > 1
-        items = "".join(
-            f"<li>{fmt.parts(summary_line(n, with_kind=mixed))}</li>" for n in listed(message)
-        )
-        body.append(f"<ul>{items}</ul>")
-        if message.at_start and start_rest(message):
-            body.append(f"<p>{fmt.own(start_more(message))}</p>")
-    else:
-        notice = message.notices[0]
-        rows = "".join(
-            f'<tr><th align="left" style="padding:2px 12px 2px 0">{fmt.own(fact.label)}</th>'
-            f"<td>{fmt.parts(fact.parts)}</td></tr>"
-            for fact in facts(notice, message.zone)
-        )
-        body.append(f'<table style="border-collapse:collapse">{rows}</table>')
-        found = links(notice)
-        if found:
-            body.append("<p>" + " · ".join(fmt.parts([link]) for link in found) + "</p>")
-    return (
-        '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
-        f"<title>{title}</title></head>"
-        f'<body style="{_HTML_STYLE}">{"".join(body)}</body></html>\n'
-    )
-
-
 # --- size limits ---------------------------------------------------------------------------
 
 
-def _cut(text: str, limit: int) -> str:
+def cut(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters, the last one an ellipsis."""
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

@@ -130,26 +130,48 @@ def _reason(exc: BaseException, url: str | URL) -> str:
 BUSY_ERRCODES = frozenset({-1})
 
 
-def errcode_verdict(answer: Answer, label: str, *, rate_limited: int, wait: float) -> Delivery:
-    """The verdict of a chat robot (DingTalk, WeCom) that answers HTTP 200 with
-    `{"errcode": N, "errmsg": "..."}`: 0 is delivered; `rate_limited` is retryable after `wait`
-    seconds; -1 (busy) is retryable; any other code is permanent: the same message will be
-    refused again until the configuration changes. A body without an errcode is retryable."""
+def code_verdict(
+    answer: Answer,
+    label: str,
+    *,
+    codes: tuple[str, ...],
+    messages: tuple[str, ...],
+    retryable: Mapping[int, float | None],
+) -> Delivery:
+    """The verdict of a robot that answers HTTP 200 with a JSON result code: the first of
+    `codes` present in the reply (`errcode`; Feishu's `code`, or `StatusCode` in its older
+    replies), explained by the first of `messages` present. 0 is delivered; a code in
+    `retryable` is retryable (after the seconds it maps to, when not None); any other code is
+    permanent: the same message will be refused again until the configuration changes. A body
+    without any of `codes` is retryable (a proxy's page, say)."""
     try:
         reply = json.loads(answer.body)
-        errcode = int(reply["errcode"])
-        errmsg = str(reply.get("errmsg", ""))
-    except (ValueError, TypeError, KeyError) as exc:
-        message = f"{label}: HTTP {answer.status} without an errcode: {answer.snippet()}"
+        code = int(next(reply[name] for name in codes if name in reply))
+        text = str(next((reply[name] for name in messages if reply.get(name)), ""))
+    except (ValueError, TypeError, KeyError, StopIteration) as exc:
+        wanted = " or ".join(codes)
+        message = (
+            f"{label}: HTTP {answer.status} without a result code ({wanted}): {answer.snippet()}"
+        )
         raise ChannelError(message, permanent=False) from exc
-    if errcode == 0:
-        return Delivery(f"errcode 0 ({errmsg or 'ok'})")
-    message = f"{label}: errcode {errcode}: {' '.join(errmsg.split())[:300]}"
-    if errcode == rate_limited:
-        raise ChannelError(message, permanent=False, retry_after=wait)
-    if errcode in BUSY_ERRCODES:
-        raise ChannelError(message, permanent=False)
+    name = next(name for name in codes if name in reply)
+    if code == 0:
+        return Delivery(f"{name} 0 ({text or 'ok'})")
+    message = f"{label}: {name} {code}: {' '.join(text.split())[:300]}"
+    if code in retryable:
+        raise ChannelError(message, permanent=False, retry_after=retryable[code])
     raise ChannelError(message, permanent=True)
+
+
+def errcode_verdict(answer: Answer, label: str, *, rate_limited: int, wait: float) -> Delivery:
+    """The verdict of a chat robot (DingTalk, WeCom) that answers HTTP 200 with
+    `{"errcode": N, "errmsg": "..."}`: `rate_limited` is retryable after `wait` seconds, -1
+    (busy) is retryable, see `code_verdict`."""
+    retryable: dict[int, float | None] = dict.fromkeys(BUSY_ERRCODES)
+    retryable[rate_limited] = wait
+    return code_verdict(
+        answer, label, codes=("errcode",), messages=("errmsg",), retryable=retryable
+    )
 
 
 SettingsT = TypeVar("SettingsT", bound=BaseChannel)

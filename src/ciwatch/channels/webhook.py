@@ -10,11 +10,15 @@ import hashlib
 import hmac
 import json
 from dataclasses import asdict
+from datetime import datetime
 from typing import Any
+
+import aiohttp
 
 from ciwatch.channels.base import Delivery, Message, Notice
 from ciwatch.channels.render import PLAIN, render_title, safe_url, start_sentence
-from ciwatch.channels.transport import HttpSender
+from ciwatch.channels.spec import EXAMPLE_SECRET, ChannelSpec
+from ciwatch.channels.transport import Answer, HttpSender
 from ciwatch.config.models import WebhookChannel
 from ciwatch.serialize import run_to_dict
 
@@ -76,6 +80,18 @@ def document(message: Message) -> dict[str, Any]:
     }
 
 
+def payload(
+    settings: WebhookChannel, message: Message, now: datetime | None = None
+) -> dict[str, Any]:
+    """The JSON body (`document`); the headers and signature are added by the sender."""
+    return document(message)
+
+
+def verdict(answer: Answer, label: str) -> Delivery:
+    """The receiver's reply after `check_status`: any 2xx is a delivery."""
+    return Delivery(f"HTTP {answer.status}" + (f" {answer.snippet()}" if answer.body else ""))
+
+
 class WebhookSender(HttpSender[WebhookChannel]):
     """POSTs events to one URL (`WebhookChannel` settings)."""
 
@@ -84,7 +100,7 @@ class WebhookSender(HttpSender[WebhookChannel]):
 
     def request(self, message: Message) -> tuple[bytes, dict[str, str]]:
         """The body and the headers (the configured ones, then ours, which win)."""
-        body = json.dumps(document(message), ensure_ascii=False).encode("utf-8")
+        body = json.dumps(payload(self.settings, message), ensure_ascii=False).encode("utf-8")
         ours = {"content-type", EVENT_HEADER.lower(), SIGNATURE_HEADER.lower()}
         headers = {k: v for k, v in self.settings.headers.items() if k.lower() not in ours}
         headers["Content-Type"] = "application/json"
@@ -97,4 +113,24 @@ class WebhookSender(HttpSender[WebhookChannel]):
         body, headers = self.request(message)
         answer = await self.http.post(self.settings.url, body, headers)
         self.http.check_status(answer)
-        return Delivery(f"HTTP {answer.status}" + (f" {answer.snippet()}" if answer.body else ""))
+        return verdict(answer, self.http.label)
+
+
+def _build(settings: WebhookChannel, session: aiohttp.ClientSession | None) -> WebhookSender:
+    return WebhookSender(settings, session=session)
+
+
+SPEC = ChannelSpec(
+    kind="webhook",
+    title="Webhook",
+    settings=WebhookChannel,
+    build=_build,
+    payload=payload,
+    verdict=verdict,
+    example={
+        "url": f"https://hooks.example.com/ciwatch?token={EXAMPLE_SECRET}",
+        "secret": EXAMPLE_SECRET,
+        "headers": {"Authorization": f"Bearer {EXAMPLE_SECRET}"},
+    },
+    secrets=("secret",),
+)

@@ -31,6 +31,7 @@ from ciwatch.alerting.views import (
 )
 from ciwatch.channels import build_channel
 from ciwatch.channels.base import Delivery, make_test_message
+from ciwatch.channels.registry import spec as channel_spec
 from ciwatch.cli.common import (
     EXIT_RUNTIME,
     EXIT_USAGE,
@@ -46,7 +47,6 @@ from ciwatch.cli.common import (
     run_async,
 )
 from ciwatch.clock import SystemClock
-from ciwatch.config import mask_url
 from ciwatch.errors import ChannelError, StoreError
 from ciwatch.store import SqlStore, Store
 from ciwatch.store.alerting import SilenceRow
@@ -85,7 +85,8 @@ def alerts_test(
             f"{channel} ({found.type}) refused the test message ({kind}): {exc}", markup=False
         )
         raise typer.Exit(EXIT_RUNTIME) from None
-    target = mask_url(str(getattr(found, "url", "") or getattr(found, "smtp_url", "")))
+    described = channel_spec(found.type)  # its URL, masked the channel's way
+    target = described.mask(str(getattr(found, described.url_field)))
     out.print(f"{channel} ({found.type}, {target}) answered: {delivery.answer}", markup=False)
 
 

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from ciwatch.config.masking import MASK, SECRET_FIELDS, mask_tree, mask_url
     from ciwatch.config.models import (
         CHANNEL_TYPES,
+        CHANNEL_URL_MASKS,
         SOURCE_TYPES,
         AlertSettings,
         AppriseChannel,
@@ -61,6 +62,7 @@ _exports = exports(
         "mask_tree": "masking",
         "mask_url": "masking",
         "CHANNEL_TYPES": "models",
+        "CHANNEL_URL_MASKS": "models",
         "SOURCE_TYPES": "models",
         "AlertSettings": "models",
         "AppriseChannel": "models",
@@ -100,7 +102,8 @@ def __getattr__(name: str) -> Any:
 def masked_dump(settings: Settings) -> dict[str, Any]:
     """The normalised configuration as JSON-able data: defaults filled in, durations as text
     (`30s`), every secret `***` and credentials in URLs masked. Safe to print or log."""
-    dump: dict[str, Any] = mask_tree(settings.model_dump(mode="json", by_alias=True))
+    data = settings.model_dump(mode="json", by_alias=True)
+    dump: dict[str, Any] = mask_tree(data, CHANNEL_URL_MASKS)
     return dump
 
 

@@ -22,7 +22,6 @@ from ciwatch.config.masking import (
     MASK,
     SECRET_FIELDS,
     URL_FIELDS,
-    mask_all_but_scheme,
     mask_url,
     sensitive_header,
 )
@@ -41,8 +40,7 @@ class ConfigModel(BaseModel):
             if name in SECRET_FIELDS and value is not None:
                 yield name, MASK
             elif name in URL_FIELDS and isinstance(value, str):
-                apprise = getattr(self, "type", None) == "apprise"
-                yield name, mask_all_but_scheme(value) if apprise else mask_url(value)
+                yield name, getattr(type(self), "url_mask", mask_url)(value)
             elif name == "headers" and isinstance(value, Mapping):
                 yield name, {k: MASK if sensitive_header(k) else v for k, v in value.items()}
             else:

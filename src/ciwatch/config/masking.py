@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -19,8 +19,9 @@ _SECRET_PARAMS = frozenset(
 )
 _SECRET_PARAM_SUFFIXES = ("token", "secret", "password", "key", "signature", "sign")
 # Path segments after which every segment is a credential (Discord /api/webhooks/ID/TOKEN,
-# Mattermost and Rocket.Chat /hooks/..., Microsoft Teams /webhookb2/...).
-_HOOK_SEGMENTS = frozenset({"hooks", "webhooks", "webhookb2"})
+# Mattermost and Rocket.Chat /hooks/..., Microsoft Teams /webhookb2/..., Feishu and Lark bots
+# /open-apis/bot/v2/hook/TOKEN).
+_HOOK_SEGMENTS = frozenset({"hook", "hooks", "webhooks", "webhookb2"})
 # Hosts where everything after the first path segment is a credential.
 _TOKEN_PATH_HOSTS = frozenset({"hooks.slack.com"})
 _TELEGRAM_BOT = re.compile(r"bot\d+:[\w-]+")
@@ -36,8 +37,8 @@ def mask_url(url: str) -> str:
 
     Masks the password of the userinfo (`postgresql://bot:***@db/ci`), secret-looking query
     parameters (`access_token`, `key`, `token`, `secret`, `sig`, `signature`, `password`, ...),
-    the token path of Slack-, Discord-, Mattermost- and Teams-style webhook URLs and Telegram bot
-    tokens. A value that cannot be parsed as a URL is masked whole.
+    the token path of Slack-, Discord-, Mattermost-, Teams- and Feishu-style webhook URLs and
+    Telegram bot tokens. A value that cannot be parsed as a URL is masked whole.
     """
     scheme_match = _SCHEME.match(url)
     scheme = scheme_match.group(0) if scheme_match else ""
@@ -108,24 +109,28 @@ def sensitive_header(name: str) -> bool:
     return bool(_SENSITIVE_HEADER.search(name))
 
 
-def mask_tree(value: Any) -> Any:
-    """A JSON-able dump (from `model_dump(mode="json")`) with every secret masked."""
+def mask_tree(value: Any, url_masks: Mapping[str, Callable[[str], str]] | None = None) -> Any:
+    """A JSON-able dump (from `model_dump(mode="json")`) with every secret masked. `url_masks`
+    maps a `type` (a channel kind) to the function masking the URLs of a mapping of that type
+    (`mask_url` for every other one): see `BaseChannel.url_mask`."""
+    masks = url_masks or {}
     if isinstance(value, Mapping):
         masked: dict[str, Any] = {}
+        kind = value.get("type")
         for key, item in value.items():
             if key in SECRET_FIELDS:
                 masked[key] = None if item is None else MASK
             elif key in URL_FIELDS and isinstance(item, str):
-                apprise = key == "url" and value.get("type") == "apprise"
-                masked[key] = mask_all_but_scheme(item) if apprise else mask_url(item)
+                own = masks.get(kind) if isinstance(kind, str) else None
+                masked[key] = (own or mask_url)(item)
             elif key == "headers" and isinstance(item, Mapping):
                 masked[key] = {
                     name: MASK if sensitive_header(str(name)) else header
                     for name, header in item.items()
                 }
             else:
-                masked[key] = mask_tree(item)
+                masked[key] = mask_tree(item, masks)
         return masked
     if isinstance(value, list):
-        return [mask_tree(item) for item in value]
+        return [mask_tree(item, masks) for item in value]
     return value

@@ -8,15 +8,16 @@ in step. Checks that span several fields raise errors located at the field to fi
 from __future__ import annotations
 
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, ClassVar, Literal, Self
 from zoneinfo import ZoneInfo
 
 from pydantic import Field, model_validator
 
 from ciwatch.alerting.kinds import DEFAULT_EVENTS
 from ciwatch.config.base import BaseSource, Check, ConfigModel, Loc, both_or_neither, raise_problems
+from ciwatch.config.masking import mask_all_but_scheme, mask_url
 from ciwatch.config.types import (
     AppriseUrl,
     BaseUrl,
@@ -24,6 +25,7 @@ from ciwatch.config.types import (
     DingTalkHandle,
     Duration,
     Email,
+    FeishuUser,
     Glob,
     HttpUrl,
     Listen,
@@ -46,7 +48,6 @@ from ciwatch.providers.registry import SPECS
 # builds the `sources:` union from them, so a new CI system adds no line here.
 SOURCE_MODELS: tuple[type[BaseSource], ...] = tuple(spec.settings for spec in SPECS)
 SOURCE_TYPES = tuple(spec.kind for spec in SPECS)
-CHANNEL_TYPES = ("email", "dingtalk", "wecom", "slack", "webhook", "apprise")
 
 
 class ServerSettings(ConfigModel):
@@ -100,10 +101,13 @@ else:
 
 
 class BaseChannel(ConfigModel):
-    """What every notification channel has."""
+    """What every notification channel has. `url_mask` hides the secret of its URL in dumps,
+    reprs and messages (`mask_url`: userinfo passwords, secret-looking query parameters, hook
+    path tokens); a channel whose URL keeps secrets elsewhere sets its own."""
 
     name: Name
     type: str
+    url_mask: ClassVar[Callable[[str], str]] = staticmethod(mask_url)
 
 
 class EmailChannel(BaseChannel):
@@ -152,17 +156,44 @@ class WebhookChannel(BaseChannel):
     headers: dict[str, str] = {}
 
 
+class FeishuChannel(BaseChannel):
+    """Feishu (Lark) custom bot; `secret` enables signed requests."""
+
+    type: Literal["feishu"] = "feishu"
+    url: HttpUrl
+    secret: Secret = None
+    at_user_ids: list[FeishuUser] = []
+    at_all: bool = False
+
+
 class AppriseChannel(BaseChannel):
     """Any Apprise URL (tgram://, discord://, mailto://, ...)."""
 
     type: Literal["apprise"] = "apprise"
     url: AppriseUrl
+    # Tokens sit anywhere in an Apprise URL (host, path, userinfo): only the scheme is shown.
+    url_mask: ClassVar[Callable[[str], str]] = staticmethod(mask_all_but_scheme)
 
 
+# Every channel's settings; `channels/registry.py` lists the same kinds (a test checks it).
 ChannelSettings = Annotated[
-    EmailChannel | DingTalkChannel | WeComChannel | SlackChannel | WebhookChannel | AppriseChannel,
+    EmailChannel
+    | DingTalkChannel
+    | WeComChannel
+    | SlackChannel
+    | WebhookChannel
+    | FeishuChannel
+    | AppriseChannel,
     Field(discriminator="type"),
 ]
+CHANNEL_URL_MASKS: dict[str, Callable[[str], str]] = {
+    model.model_fields["type"].default: model.url_mask
+    for model in typing.get_args(typing.get_args(ChannelSettings)[0])
+}
+CHANNEL_TYPES: tuple[str, ...] = tuple(
+    model.model_fields["type"].default
+    for model in typing.get_args(typing.get_args(ChannelSettings)[0])
+)
 
 
 def channel_model(kind: str) -> type[BaseChannel] | None:
@@ -244,14 +275,16 @@ class PersonSettings(ConfigModel):
     slack: SlackMember | None = None
     dingtalk: DingTalkHandle | None = None
     wecom: WeComUser | None = None
+    feishu: FeishuUser | None = None
     email: Email | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Self:
         problems: list[Check] = []
-        if not any((self.slack, self.dingtalk, self.wecom, self.email)):
-            message = "has no handle: give at least one of slack, dingtalk, wecom or email"
-            problems.append(Check((), message, ("slack", "dingtalk", "wecom", "email")))
+        if not any((self.slack, self.dingtalk, self.wecom, self.feishu, self.email)):
+            message = "has no handle: give at least one of slack, dingtalk, wecom, feishu or email"
+            fields = ("slack", "dingtalk", "wecom", "feishu", "email")
+            problems.append(Check((), message, fields))
         raise_problems(self, problems)
         return self
 

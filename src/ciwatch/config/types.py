@@ -146,6 +146,9 @@ DingTalkHandle = Annotated[
 WeComUser = Annotated[
     str, _matching(r"[A-Za-z0-9_.@-]{1,64}", "a WeCom userid (letters, digits, _ . @ -)")
 ]
+FeishuUser = Annotated[
+    str, _matching(r"[A-Za-z0-9_-]{1,64}", "a Feishu open_id, user_id or union_id (e.g. ou_1a2b3c)")
+]
 PersonName = Annotated[
     str,
     _matching(r"[^\x00-\x1f\x7f]{1,200}", "a login, e-mail address or name (one line)"),
