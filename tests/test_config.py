@@ -530,6 +530,11 @@ def test_fields_of_the_chosen_type_only() -> None:
         ("alerts: {routes: [{channels: [x], events: [broke]}]}", 1,
          "alerts.routes[0].events[0]: 'broke' is not one of broken, still_failing, recovered, "
          "stuck, queued, unhealthy, healthy"),
+        # A `type` that is not a word is refused as one, not a crash (hypothesis found it).
+        ("sources: [{name: s, type: [gitlab]}]", 1, "sources[0].type: \"['gitlab']\" is not "
+         "one of gitlab, github, jenkins, azure; did you mean 'gitlab'?"),
+        ("sources: [{name: s, type: {a: 1}}]", 1, "sources[0].type: \"{'a': 1}\" is not one "
+         "of gitlab, github, jenkins, azure"),
         ("database: 2024-01-01", 1, "database: expected a string, got a date"),
         ("database: [a]", 1, "database: expected a string, got a list"),
         ("database: ci.db", 1, "database: not a database URL (use sqlite:///PATH or "

@@ -102,6 +102,8 @@ def __getattr__(name: str) -> Any:
 def masked_dump(settings: Settings) -> dict[str, Any]:
     """The normalised configuration as JSON-able data: defaults filled in, durations as text
     (`30s`), every secret `***` and credentials in URLs masked. Safe to print or log."""
+    from ciwatch.config.models import CHANNEL_URL_MASKS
+
     data = settings.model_dump(mode="json", by_alias=True)
     dump: dict[str, Any] = mask_tree(data, CHANNEL_URL_MASKS)
     return dump
@@ -109,6 +111,7 @@ def masked_dump(settings: Settings) -> dict[str, Any]:
 
 __all__ = [
     "CHANNEL_TYPES",
+    "CHANNEL_URL_MASKS",
     "DEFAULT_PATH",
     "MASK",
     "SECRET_FIELDS",

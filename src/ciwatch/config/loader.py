@@ -199,7 +199,9 @@ def _prepare_problems(data: dict[str, Any]) -> list[tuple[Loc, str]]:
                 )
     sources = data.get("sources")
     for i, source in enumerate(sources if isinstance(sources, list) else []):
-        if isinstance(source, Mapping) and source.get("type") not in _SOURCE_MODELS:
+        kind = source.get("type") if isinstance(source, Mapping) else None
+        # A `type` that is not a string (a list, a mapping) is no kind: its own error says so.
+        if isinstance(source, Mapping) and not (isinstance(kind, str) and kind in _SOURCE_MODELS):
             for key in _own(source):
                 if key not in _ANY_SOURCE_FIELD:
                     problems.append((("sources", i, key), _unknown(str(key), _ANY_SOURCE_FIELD)))
