@@ -14,7 +14,10 @@ jobs' unique key `(source, project, run_id, job_id)`: nothing outside the window
 **Time to recovery.** A ref's red period starts at the finish of its first failed run after a
 success (or at the first failed run of the window) and ends at the finish of the first following
 successful run, as `RefState.since` does. One window function (`lag` over the ref's decisive runs
-in creation order) keeps only the runs where the colour changes; Python pairs those.
+in creation order) keeps only the runs where the colour changes; Python pairs those. A run that
+passed on a later attempt of the same run id (a GitHub re-run) after its earlier attempt failed
+counts as a failed run ending when that attempt's failed jobs ended, then a success: its red
+period is not lost because the run's row now says success.
 """
 
 from __future__ import annotations
@@ -307,6 +310,7 @@ async def recovery_stats(
             *key,
             runs.c.status,
             moment.label("moment"),
+            _rerun_failed_at().label("rerun_failed_at"),
             func.lag(runs.c.status)
             .over(partition_by=key, order_by=(runs.c.order_time, runs.c.run_id))
             .label("before"),
@@ -324,8 +328,13 @@ async def recovery_stats(
             ordered.c.ref_key,
             ordered.c.status,
             ordered.c.moment,
+            ordered.c.rerun_failed_at,
         )
-        .where((ordered.c.before.is_(None)) | (ordered.c.before != ordered.c.status))
+        .where(
+            ordered.c.before.is_(None)
+            | (ordered.c.before != ordered.c.status)
+            | ordered.c.rerun_failed_at.is_not(None)
+        )
         .order_by(ordered.c.source, ordered.c.project, ordered.c.ref_key, ordered.c.position)
     )
     counts = (
@@ -338,19 +347,53 @@ async def recovery_stats(
         .group_by(*key)
     )
     per_ref: dict[RefKey, list[tuple[str, datetime]]] = {}
+    reruns: dict[RefKey, int] = {}
     for row in await conn.execute(changes):
-        per_ref.setdefault(RefKey(row[0], row[1], row[2]), []).append((row[3], row[4]))
+        ref_key = RefKey(row[0], row[1], row[2])
+        moments = per_ref.setdefault(ref_key, [])
+        if row[5] is not None:
+            # The run's earlier attempt ended red before this attempt passed: the ref was red
+            # from then on, though the run's row now says success (see `_rerun_failed_at`).
+            moments.append(("failed", min(row[5], row[4])))
+            reruns[ref_key] = reruns.get(ref_key, 0) + 1
+        moments.append((row[3], row[4]))
     result: dict[RefKey, RecoveryStats] = {}
     for row in await conn.execute(counts):
         ref_key = RefKey(row[0], row[1], row[2])
+        extra = reruns.get(ref_key, 0)
         result[ref_key] = RecoveryStats(
             ref=ref_key,
-            decided=int(row[3]),
-            failed=int(row[4] or 0),
+            decided=int(row[3]) + extra,
+            failed=int(row[4] or 0) + extra,
             periods=tuple(red_periods(per_ref.get(ref_key, []))),
             now=now,
         )
     return result
+
+
+def _rerun_failed_at() -> ColumnElement[datetime]:
+    """For a successful run on a later attempt (a GitHub re-run keeps the run id and raises
+    `run_attempt`; its row is overwritten with the passing attempt), when its earlier attempt
+    ended red: the latest end of a failed job (not allowed to fail) of an earlier attempt, which
+    the store keeps (GitHub jobs are listed with `filter=all`). Else NULL. Only rows on a later
+    attempt evaluate the lookup, through the jobs' unique key `(source, project, run_id, ...)`.
+
+    GitLab retries keep `attempt` 1 (a retried job is a new job id in the same pipeline) and
+    Jenkins rebuilds are new runs, so neither needs this."""
+    failed_attempt = (
+        select(func.max(func.coalesce(jobs.c.finished_at, jobs.c.updated_at)))
+        .where(
+            jobs.c.source == runs.c.source,
+            jobs.c.project == runs.c.project,
+            jobs.c.run_id == runs.c.run_id,
+            jobs.c.attempt < runs.c.attempt,
+            jobs.c.status == _FAILED,
+            jobs.c.allow_failure.is_(False),
+        )
+        .correlate(runs)
+        .scalar_subquery()
+    )
+    return case((and_(runs.c.status == _SUCCESS, runs.c.attempt > 1), failed_attempt))
 
 
 def recovery_fields(stats: RecoveryStats | None) -> dict[str, object]:
