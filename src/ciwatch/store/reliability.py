@@ -148,42 +148,56 @@ async def flaky_jobs(
             jobs.c.allow_failure.is_(False),
         )
         .group_by(*job_key, window_runs.c.sha)
-        .subquery("per_sha")
+        .cte("per_sha")
+        .prefix_with("MATERIALIZED")
     )
     is_flaky = and_(per_sha.c.failed > 0, per_sha.c.last_success > per_sha.c.first_failed)
-    flag = case((is_flaky, 1), else_=0)
-    ranked = select(
-        per_sha,
-        flag.label("flaky"),
-        # 1 for the job's latest flaky commit (flaky ones first, then by their passing time).
-        func.row_number()
-        .over(
-            partition_by=(per_sha.c.source, per_sha.c.project, per_sha.c.name),
-            order_by=(flag.desc(), per_sha.c.last_success.desc()),
-        )
-        .label("position"),
-    ).subquery("ranked")
-    flaky = ranked.c.flaky == 1
-    latest = and_(flaky, ranked.c.position == 1)
-    flaky_runs = func.sum(case((flaky, ranked.c.failed), else_=0))
-    totals = (
+    flagged = select(per_sha, case((is_flaky, 1), else_=0).label("flaky")).subquery("flagged")
+    flaky = flagged.c.flaky == 1
+    flaky_runs = func.sum(case((flaky, flagged.c.failed), else_=0))
+    per_job = (flagged.c.source, flagged.c.project, flagged.c.name)
+    sums = (
         select(
-            ranked.c.source,
-            ranked.c.project,
-            ranked.c.name,
-            func.max(ranked.c.provider).label("provider"),
-            func.sum(ranked.c.failed).label("failures"),
+            *per_job,
+            func.max(flagged.c.provider).label("provider"),
+            func.sum(flagged.c.failed).label("failures"),
             flaky_runs.label("flaky_runs"),
             func.count().label("commits"),
-            func.sum(ranked.c.flaky).label("flaky_commits"),
-            func.max(case((flaky, ranked.c.last_success))).label("last_seen"),
-            func.max(case((latest, ranked.c.ref))).label("ref"),
-            func.max(case((latest, ranked.c.stage))).label("stage"),
-            func.max(case((latest, ranked.c.url))).label("url"),
+            func.sum(flagged.c.flaky).label("flaky_commits"),
+            func.max(case((flaky, flagged.c.last_success))).label("last_seen"),
         )
-        .group_by(ranked.c.source, ranked.c.project, ranked.c.name)
-        .having(func.sum(ranked.c.flaky) > 0)
-        .order_by(flaky_runs.desc(), ranked.c.source, ranked.c.project, ranked.c.name)
+        .group_by(*per_job)
+        .having(func.sum(flagged.c.flaky) > 0)
+        .subquery("sums")
+    )
+    # Where to look: the ref, stage and page of each job's latest flaky commit, ranked among
+    # the flaky commits only (a few per job), not among every commit of the window.
+    latest = (
+        select(
+            *per_job,
+            flagged.c.ref,
+            flagged.c.stage,
+            flagged.c.url,
+            func.row_number()
+            .over(partition_by=per_job, order_by=flagged.c.last_success.desc())
+            .label("position"),
+        )
+        .where(flaky)
+        .subquery("latest")
+    )
+    totals = (
+        select(sums, latest.c.ref, latest.c.stage, latest.c.url)
+        .join_from(
+            sums,
+            latest,
+            and_(
+                latest.c.source == sums.c.source,
+                latest.c.project == sums.c.project,
+                latest.c.name == sums.c.name,
+                latest.c.position == 1,
+            ),
+        )
+        .order_by(sums.c.flaky_runs.desc(), sums.c.source, sums.c.project, sums.c.name)
     )
     if limit is not None:
         totals = totals.limit(limit)
