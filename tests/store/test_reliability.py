@@ -71,6 +71,50 @@ async def test_time_to_recovery_of_a_hand_built_history(store: SqlStore) -> None
     assert late[RefKey("gitlab-main", "group/app", "main")].breaks == 2
 
 
+async def test_a_rerun_that_passed_on_the_same_run_id_still_counts_its_red_period(
+    store: SqlStore,
+) -> None:
+    """A GitHub re-run keeps the run id: once attempt 2 passed, the run's row says success, but
+    the ref was red from the end of attempt 1's failed job until then."""
+    S, F = Status.SUCCESS, Status.FAILED
+    await store.upsert_runs([_run(1, S, 0, 5 * MINUTE)])  # type: ignore[list-item]
+    failed = make_job(
+        run_id="2", job_id="21", status=F, finished_at=at(HOUR + 10 * MINUTE), attempt=1
+    )
+    await store.upsert_runs(
+        [_run(2, F, HOUR, HOUR + 10 * MINUTE)],  # type: ignore[list-item]
+        [failed],
+    )
+    passed = make_job(
+        run_id="2",
+        job_id="22",
+        status=S,
+        started_at=at(2 * HOUR),
+        finished_at=at(2 * HOUR + 40 * MINUTE),
+        updated_at=at(2 * HOUR + 40 * MINUTE),
+        attempt=2,
+    )
+    rerun = _run(2, S, HOUR, 2 * HOUR + 40 * MINUTE, attempt=2)
+    await store.upsert_runs([rerun], [passed])  # type: ignore[list-item]
+    # A re-run of a green run that passed again is no red period; neither is an allowed failure.
+    allowed = make_job(
+        run_id="3", job_id="31", status=F, allow_failure=True, finished_at=at(3 * HOUR), attempt=1
+    )
+    await store.upsert_runs(
+        [_run(3, S, 3 * HOUR, 4 * HOUR, attempt=2)],  # type: ignore[list-item]
+        [allowed],
+    )
+    now = at(5 * HOUR)
+    found = await store.read(
+        "ttr", lambda conn: recovery_stats(conn, now=now, window=timedelta(days=1))
+    )
+    main = found[RefKey("gitlab-main", "group/app", "main")]
+    assert main.breaks == 1
+    assert main.recoveries == [90 * MINUTE]  # 1h10m (attempt 1's failed job) → 2h40m
+    assert main.red_since is None
+    assert (main.decided, main.failed) == (4, 1)
+
+
 def test_red_periods_pair_each_failure_with_the_next_success() -> None:
     assert red_periods([]) == []
     periods = red_periods([("success", T0), ("failed", at(10)), ("success", at(70))])

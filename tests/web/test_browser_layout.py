@@ -129,6 +129,28 @@ def run_jobs(run: Run) -> list[Job]:
     return jobs
 
 
+def retried(runs: list[Run]) -> Job:
+    """`unit-tests` passing on group/lib's commit after the failed run's `unit-tests` failed
+    (every sample run is on one SHA): a flaky job for the Flaky page, in an older green run of
+    release/2.x so that no page showing a ref's newest run changes."""
+    older = next(
+        r
+        for r in runs
+        if r.project == "group/lib" and r.ref == "release/2.x" and r.status is Status.SUCCESS
+    )
+    return make_job(
+        project="group/lib",
+        run_id=older.run_id,
+        job_id="190",
+        name="unit-tests",
+        stage="test",
+        status=Status.SUCCESS,
+        finished_at=NOW - timedelta(minutes=10),
+        updated_at=NOW - timedelta(minutes=10),
+        url="https://gitlab.example.com/group/lib/-/jobs/190",
+    )
+
+
 class Server:
     def __init__(self, url: str, shots: Path, failed_run: Run) -> None:
         self.url = url
@@ -150,7 +172,7 @@ def server(tmp_path: Path) -> Iterator[Server]:
         (r for r in runs if r.project == "group/lib" and r.status is Status.FAILED),
         key=lambda r: r.created_at or NOW,
     )
-    jobs = [j for j in jobs if j.run_id != failed.run_id] + run_jobs(failed)
+    jobs = [j for j in jobs if j.run_id != failed.run_id] + run_jobs(failed) + [retried(runs)]
 
     async def fill() -> None:
         store = open_store(database)
@@ -261,6 +283,7 @@ PAGES = [
     ("project", "/projects/gitlab-main/group/lib?refresh=0"),
     ("run", None),
     ("alerts", "/alerts?refresh=0"),
+    ("flaky", "/flaky?refresh=0"),
 ]
 
 
@@ -396,3 +419,42 @@ def test_run_page_in_chromium(server: Server, browser: Any) -> None:
     page.goto(f"{server.url}/runs/gitlab-main/group/lib/no-such-run")
     expect(page.locator("h1")).to_contain_text("No run “no-such-run”")
     assert [p for p in problems if "404" not in p] == []
+
+
+def test_flaky_page_in_chromium(server: Server, browser: Any) -> None:
+    """The Flaky page lists group/lib's `unit-tests` (failed, then passed on the same SHA), its
+    filter keeps or drops it, and its project link opens the project page."""
+    expect = playwright_api.expect
+    page = browser.new_page(viewport={"width": 1366, "height": 900})
+    problems = watch_console(page)
+    page.goto(f"{server.url}/?refresh=0")
+    page.locator("a", has_text="Flaky").first.click()
+    page.wait_for_url("**/flaky*")
+    expect(page).to_have_title("Flaky jobs · ciwatch")
+    rows = page.locator("table.flaky tbody tr")
+    expect(rows).to_have_count(1)
+    cells = rows.first.locator("td")
+    expect(cells.nth(0)).to_have_text("unit-tests (test)")
+    expect(cells.nth(1)).to_contain_text("group/lib")
+    expect(cells.nth(2)).to_have_text("main")  # the ref of the flaky commit's failed attempt
+    expect(cells.nth(3)).to_have_text("1")  # flaky runs
+    expect(cells.nth(5)).to_have_text("100%")  # 1 of 1 commits
+    expect(cells.nth(7).locator("a")).to_have_attribute(
+        "href", "https://gitlab.example.com/group/lib/-/jobs/92"
+    )
+    align = rows.first.locator("td.num").first.evaluate("e => getComputedStyle(e).textAlign")
+    assert align == "right"
+    page.screenshot(path=server.shots / "flaky.png", full_page=True)
+
+    page.fill("input[name=project]", "group/app")
+    page.locator("button", has_text="Apply").click()
+    page.wait_for_url("**/flaky?*project=group%2Fapp*")
+    expect(page.locator("table.flaky")).to_have_count(0)
+    expect(page.locator("a.button", has_text="Reset")).to_be_visible()
+    page.locator("a.button", has_text="Reset").click()
+    expect(page.locator("table.flaky tbody tr")).to_have_count(1)
+
+    page.locator("table.flaky td a", has_text="group/lib").click()
+    page.wait_for_url("**/projects/gitlab-main/group/lib*")
+    expect(page.locator("h1")).to_have_text("group/lib")
+    assert problems == []

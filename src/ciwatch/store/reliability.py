@@ -14,7 +14,10 @@ jobs' unique key `(source, project, run_id, job_id)`: nothing outside the window
 **Time to recovery.** A ref's red period starts at the finish of its first failed run after a
 success (or at the first failed run of the window) and ends at the finish of the first following
 successful run, as `RefState.since` does. One window function (`lag` over the ref's decisive runs
-in creation order) keeps only the runs where the colour changes; Python pairs those.
+in creation order) keeps only the runs where the colour changes; Python pairs those. A run that
+passed on a later attempt of the same run id (a GitHub re-run) after its earlier attempt failed
+counts as a failed run ending when that attempt's failed jobs ended, then a success: its red
+period is not lost because the run's row now says success.
 """
 
 from __future__ import annotations
@@ -145,42 +148,56 @@ async def flaky_jobs(
             jobs.c.allow_failure.is_(False),
         )
         .group_by(*job_key, window_runs.c.sha)
-        .subquery("per_sha")
+        .cte("per_sha")
+        .prefix_with("MATERIALIZED")
     )
     is_flaky = and_(per_sha.c.failed > 0, per_sha.c.last_success > per_sha.c.first_failed)
-    flag = case((is_flaky, 1), else_=0)
-    ranked = select(
-        per_sha,
-        flag.label("flaky"),
-        # 1 for the job's latest flaky commit (flaky ones first, then by their passing time).
-        func.row_number()
-        .over(
-            partition_by=(per_sha.c.source, per_sha.c.project, per_sha.c.name),
-            order_by=(flag.desc(), per_sha.c.last_success.desc()),
-        )
-        .label("position"),
-    ).subquery("ranked")
-    flaky = ranked.c.flaky == 1
-    latest = and_(flaky, ranked.c.position == 1)
-    flaky_runs = func.sum(case((flaky, ranked.c.failed), else_=0))
-    totals = (
+    flagged = select(per_sha, case((is_flaky, 1), else_=0).label("flaky")).subquery("flagged")
+    flaky = flagged.c.flaky == 1
+    flaky_runs = func.sum(case((flaky, flagged.c.failed), else_=0))
+    per_job = (flagged.c.source, flagged.c.project, flagged.c.name)
+    sums = (
         select(
-            ranked.c.source,
-            ranked.c.project,
-            ranked.c.name,
-            func.max(ranked.c.provider).label("provider"),
-            func.sum(ranked.c.failed).label("failures"),
+            *per_job,
+            func.max(flagged.c.provider).label("provider"),
+            func.sum(flagged.c.failed).label("failures"),
             flaky_runs.label("flaky_runs"),
             func.count().label("commits"),
-            func.sum(ranked.c.flaky).label("flaky_commits"),
-            func.max(case((flaky, ranked.c.last_success))).label("last_seen"),
-            func.max(case((latest, ranked.c.ref))).label("ref"),
-            func.max(case((latest, ranked.c.stage))).label("stage"),
-            func.max(case((latest, ranked.c.url))).label("url"),
+            func.sum(flagged.c.flaky).label("flaky_commits"),
+            func.max(case((flaky, flagged.c.last_success))).label("last_seen"),
         )
-        .group_by(ranked.c.source, ranked.c.project, ranked.c.name)
-        .having(func.sum(ranked.c.flaky) > 0)
-        .order_by(flaky_runs.desc(), ranked.c.source, ranked.c.project, ranked.c.name)
+        .group_by(*per_job)
+        .having(func.sum(flagged.c.flaky) > 0)
+        .subquery("sums")
+    )
+    # Where to look: the ref, stage and page of each job's latest flaky commit, ranked among
+    # the flaky commits only (a few per job), not among every commit of the window.
+    latest = (
+        select(
+            *per_job,
+            flagged.c.ref,
+            flagged.c.stage,
+            flagged.c.url,
+            func.row_number()
+            .over(partition_by=per_job, order_by=flagged.c.last_success.desc())
+            .label("position"),
+        )
+        .where(flaky)
+        .subquery("latest")
+    )
+    totals = (
+        select(sums, latest.c.ref, latest.c.stage, latest.c.url)
+        .join_from(
+            sums,
+            latest,
+            and_(
+                latest.c.source == sums.c.source,
+                latest.c.project == sums.c.project,
+                latest.c.name == sums.c.name,
+                latest.c.position == 1,
+            ),
+        )
+        .order_by(sums.c.flaky_runs.desc(), sums.c.source, sums.c.project, sums.c.name)
     )
     if limit is not None:
         totals = totals.limit(limit)
@@ -307,6 +324,7 @@ async def recovery_stats(
             *key,
             runs.c.status,
             moment.label("moment"),
+            _rerun_failed_at().label("rerun_failed_at"),
             func.lag(runs.c.status)
             .over(partition_by=key, order_by=(runs.c.order_time, runs.c.run_id))
             .label("before"),
@@ -324,8 +342,13 @@ async def recovery_stats(
             ordered.c.ref_key,
             ordered.c.status,
             ordered.c.moment,
+            ordered.c.rerun_failed_at,
         )
-        .where((ordered.c.before.is_(None)) | (ordered.c.before != ordered.c.status))
+        .where(
+            ordered.c.before.is_(None)
+            | (ordered.c.before != ordered.c.status)
+            | ordered.c.rerun_failed_at.is_not(None)
+        )
         .order_by(ordered.c.source, ordered.c.project, ordered.c.ref_key, ordered.c.position)
     )
     counts = (
@@ -338,19 +361,53 @@ async def recovery_stats(
         .group_by(*key)
     )
     per_ref: dict[RefKey, list[tuple[str, datetime]]] = {}
+    reruns: dict[RefKey, int] = {}
     for row in await conn.execute(changes):
-        per_ref.setdefault(RefKey(row[0], row[1], row[2]), []).append((row[3], row[4]))
+        ref_key = RefKey(row[0], row[1], row[2])
+        moments = per_ref.setdefault(ref_key, [])
+        if row[5] is not None:
+            # The run's earlier attempt ended red before this attempt passed: the ref was red
+            # from then on, though the run's row now says success (see `_rerun_failed_at`).
+            moments.append(("failed", min(row[5], row[4])))
+            reruns[ref_key] = reruns.get(ref_key, 0) + 1
+        moments.append((row[3], row[4]))
     result: dict[RefKey, RecoveryStats] = {}
     for row in await conn.execute(counts):
         ref_key = RefKey(row[0], row[1], row[2])
+        extra = reruns.get(ref_key, 0)
         result[ref_key] = RecoveryStats(
             ref=ref_key,
-            decided=int(row[3]),
-            failed=int(row[4] or 0),
+            decided=int(row[3]) + extra,
+            failed=int(row[4] or 0) + extra,
             periods=tuple(red_periods(per_ref.get(ref_key, []))),
             now=now,
         )
     return result
+
+
+def _rerun_failed_at() -> ColumnElement[datetime]:
+    """For a successful run on a later attempt (a GitHub re-run keeps the run id and raises
+    `run_attempt`; its row is overwritten with the passing attempt), when its earlier attempt
+    ended red: the latest end of a failed job (not allowed to fail) of an earlier attempt, which
+    the store keeps (GitHub jobs are listed with `filter=all`). Else NULL. Only rows on a later
+    attempt evaluate the lookup, through the jobs' unique key `(source, project, run_id, ...)`.
+
+    GitLab retries keep `attempt` 1 (a retried job is a new job id in the same pipeline) and
+    Jenkins rebuilds are new runs, so neither needs this."""
+    failed_attempt = (
+        select(func.max(func.coalesce(jobs.c.finished_at, jobs.c.updated_at)))
+        .where(
+            jobs.c.source == runs.c.source,
+            jobs.c.project == runs.c.project,
+            jobs.c.run_id == runs.c.run_id,
+            jobs.c.attempt < runs.c.attempt,
+            jobs.c.status == _FAILED,
+            jobs.c.allow_failure.is_(False),
+        )
+        .correlate(runs)
+        .scalar_subquery()
+    )
+    return case((and_(runs.c.status == _SUCCESS, runs.c.attempt > 1), failed_attempt))
 
 
 def recovery_fields(stats: RecoveryStats | None) -> dict[str, object]:
