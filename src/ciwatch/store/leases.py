@@ -21,11 +21,11 @@ from sqlalchemy import case, delete, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ciwatch.store.sql import SqlStore
 from ciwatch.store.tables import leases
+from ciwatch.store.units import SqlUnits
 
 
-async def acquire(store: SqlStore, name: str, holder: str, now: datetime, ttl: timedelta) -> bool:
+async def acquire(store: SqlUnits, name: str, holder: str, now: datetime, ttl: timedelta) -> bool:
     """Take or renew the lease `name` for `holder` until `now + ttl`; False while another
     holder's lease on it has not expired."""
     insert = postgresql.insert if store.dialect == "postgresql" else sqlite.insert
@@ -43,7 +43,7 @@ async def acquire(store: SqlStore, name: str, holder: str, now: datetime, ttl: t
 
 
 async def renew(
-    store: SqlStore, names: Sequence[str], holder: str, expires_at: datetime
+    store: SqlUnits, names: Sequence[str], holder: str, expires_at: datetime
 ) -> set[str]:
     """Renew, in one transaction, the leases `names` that `holder` still holds, until
     `expires_at` (a lease already held longer keeps its end); the names renewed. A lease that
@@ -73,7 +73,7 @@ async def renew(
     return await store.write("lease renewal", work)
 
 
-async def release(store: SqlStore, holder: str, *, prefix: str = "") -> int:
+async def release(store: SqlUnits, holder: str, *, prefix: str = "") -> int:
     """Give up every lease of `holder` (whose name starts with `prefix`), so that others may
     take them at once; returns how many."""
     statement = delete(leases).where(
