@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import case, delete, update
+from sqlalchemy import case, delete, literal, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -51,6 +51,10 @@ async def renew(
     if not names:
         return set()
     wanted = list(dict.fromkeys(names))
+    # Typed as the column, so that SQLite stores it in the column's text form: an untyped value
+    # in CASE was stored as "YYYY-MM-DD HH:MM:SS", which sorts before every stored
+    # "YYYY-MM-DDTHH:MM:SS+00:00" and made a renewed lease look expired to other holders.
+    until = literal(expires_at, leases.c.expires_at.type)
 
     async def work(conn: AsyncConnection) -> set[str]:
         renewed: set[str] = set()
@@ -61,8 +65,8 @@ async def renew(
                 .where((leases.c.holder == holder) & leases.c.name.in_(part))
                 .values(
                     expires_at=case(
-                        (leases.c.expires_at > expires_at, leases.c.expires_at),
-                        else_=expires_at,
+                        (leases.c.expires_at > until, leases.c.expires_at),
+                        else_=until,
                     )
                 )
                 .returning(leases.c.name)
