@@ -9,10 +9,12 @@ One small protocol per concern, each implemented by `SqlStore` (mypy checks it a
   `OutboxStore` and `SilenceStore`;
 - `LeaseStore`: named leases with an expiry (partitioned polling, the write probe);
 - `ReliabilityStore`: flaky jobs and time to recovery over a window of runs;
+- `StatsStore`: the dashboard's pages, each read in one transaction;
 - `Store`: all of them, what the composition root (`ciwatch.runtime`) holds.
 
-Callers type against the protocol they need; nothing outside `ciwatch.store` touches a
-connection. Query modules inside this package work on `store/units.py`'s `SqlUnits`.
+Callers type against the protocol they need; outside `ciwatch.store` only the `/metrics`
+snapshot still runs read units of work (`store/snapshot.py`). Query modules inside this
+package work on `store/units.py`'s `SqlUnits`.
 
 Errors: every method raises `ciwatch.errors.StoreError` (raised `from` the driver's error) when
 the database is unreachable or a statement fails; its message names the database with any
@@ -30,7 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from ciwatch.domain import Job, RefKey, RefState, Run, RunKey, Status, TargetState
@@ -44,6 +46,7 @@ if TYPE_CHECKING:
     from ciwatch.store.outbox import ChannelTrouble, OutboxRow
     from ciwatch.store.reliability import FlakyJob, RecoveryStats
     from ciwatch.store.silences import SilenceRow
+    from ciwatch.store.stats import Filters, Overview, ProjectOverview, StatsCache
 
 
 @dataclass(frozen=True)
@@ -358,7 +361,50 @@ class ReliabilityStore(Protocol):
 
 
 @runtime_checkable
-class Store(RunStore, AlertStore, LeaseStore, ReliabilityStore, Protocol):
+class StatsStore(Protocol):
+    """The dashboard's pages (`store/stats.py`), each in one read transaction; past days'
+    aggregates and the lists of sources and projects come from `cache` while fresh. The
+    defaults (`...` here) are `stats.overview`'s and `stats.project_overview`'s."""
+
+    async def overview(
+        self,
+        filters: Filters,
+        *,
+        now: datetime,
+        board_limit: int = ...,
+        board_offset: int = ...,
+        recent_limit: int = ...,
+        days: int = ...,
+        with_recent: bool = ...,
+        cache: StatsCache | None = ...,
+        zone: tzinfo = ...,
+    ) -> Overview:
+        """The main dashboard: a page of the ref board, recent runs, daily aggregates, the
+        unhealthy targets, the known sources and projects."""
+        ...
+
+    async def project_overview(
+        self,
+        source: str,
+        project: str,
+        *,
+        now: datetime,
+        ref: str | Match | None = ...,
+        focus: str | None = ...,
+        board_limit: int = ...,
+        board_offset: int = ...,
+        history_limit: int = ...,
+        cursor: str | None = ...,
+        days: int = ...,
+        cache: StatsCache | None = ...,
+        zone: tzinfo = ...,
+    ) -> ProjectOverview:
+        """A project's page: its refs, history (ValueError for a bad cursor) and aggregates."""
+        ...
+
+
+@runtime_checkable
+class Store(RunStore, AlertStore, LeaseStore, ReliabilityStore, StatsStore, Protocol):
     """Every store protocol at once: what `Runtime.store` is, `SqlStore` on both engines."""
 
 
@@ -370,5 +416,6 @@ PROTOCOLS: tuple[type, ...] = (
     AlertStore,
     LeaseStore,
     ReliabilityStore,
+    StatsStore,
     Store,
 )

@@ -9,7 +9,7 @@ import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from functools import partial
 from typing import TYPE_CHECKING, TypeVar
 
@@ -30,6 +30,7 @@ from ciwatch.store import (
     reads,
     reliability,
     silences,
+    stats,
     writes,
 )
 from ciwatch.store.alert_views import AlertsOverview, AlertView
@@ -40,6 +41,7 @@ from ciwatch.store.base import (
     ReliabilityStore,
     RunPage,
     RunStore,
+    StatsStore,
     Store,
     TargetOverlay,
 )
@@ -58,6 +60,7 @@ from ciwatch.store.outbox import ChannelTrouble, OutboxRow
 from ciwatch.store.reliability import FlakyJob, RecoveryStats
 from ciwatch.store.rows import target_values
 from ciwatch.store.silences import SilenceRow
+from ciwatch.store.stats import DEFAULT_DAYS, Filters, Overview, ProjectOverview, StatsCache
 from ciwatch.store.tables import targets
 from ciwatch.store.units import SqlUnits
 from ciwatch.store.upserts import target_upsert
@@ -565,6 +568,68 @@ class SqlStore:
             ),
         )
 
+    # -- the dashboard's pages (store/stats.py) ----------------------------------------------
+
+    async def overview(
+        self,
+        filters: Filters,
+        *,
+        now: datetime,
+        board_limit: int = 50,
+        board_offset: int = 0,
+        recent_limit: int = 20,
+        days: int = DEFAULT_DAYS,
+        with_recent: bool = True,
+        cache: StatsCache | None = None,
+        zone: tzinfo = UTC,
+    ) -> Overview:
+        """The main dashboard's data in one read transaction."""
+        return await stats.overview(
+            self,
+            filters,
+            now=now,
+            board_limit=board_limit,
+            board_offset=board_offset,
+            recent_limit=recent_limit,
+            days=days,
+            with_recent=with_recent,
+            cache=cache,
+            zone=zone,
+        )
+
+    async def project_overview(
+        self,
+        source: str,
+        project: str,
+        *,
+        now: datetime,
+        ref: str | Match | None = None,
+        focus: str | None = None,
+        board_limit: int = 50,
+        board_offset: int = 0,
+        history_limit: int = 25,
+        cursor: str | None = None,
+        days: int = DEFAULT_DAYS,
+        cache: StatsCache | None = None,
+        zone: tzinfo = UTC,
+    ) -> ProjectOverview:
+        """One project's page data in one read transaction."""
+        return await stats.project_overview(
+            self,
+            source,
+            project,
+            now=now,
+            ref=ref,
+            focus=focus,
+            board_limit=board_limit,
+            board_offset=board_offset,
+            history_limit=history_limit,
+            cursor=cursor,
+            days=days,
+            cache=cache,
+            zone=zone,
+        )
+
 
 def _newer(stored: TargetState | None, live: TargetState | None) -> TargetState | None:
     """The more recently polled of a stored row and this process's view (the row on a tie:
@@ -591,5 +656,6 @@ if TYPE_CHECKING:  # mypy proves that SqlStore implements every protocol others 
     _alerts: type[AlertStore] = SqlStore
     _leases: type[LeaseStore] = SqlStore
     _reliability: type[ReliabilityStore] = SqlStore
+    _stats: type[StatsStore] = SqlStore
     _everything: type[Store] = SqlStore
     _units: type[SqlUnits] = SqlStore

@@ -496,8 +496,7 @@ async def index(request: Request) -> HTMLResponse:
     page = _positive(request, "page")
     runtime = request.app.state.runtime
     try:
-        data = await stats.overview(
-            runtime.store,
+        data = await runtime.store.overview(
             filters,
             now=view.now,
             board_limit=per_page,
@@ -655,8 +654,7 @@ async def project_page(request: Request, source: str, project: str) -> HTMLRespo
     source, project = storable(source), storable(project)
     context.update(source=source, project=project, ref=_joined(ref))
     try:
-        data = await stats.project_overview(
-            runtime.store,
+        data = await runtime.store.project_overview(
             source,
             project,
             now=view.now,
