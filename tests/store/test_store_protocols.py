@@ -77,7 +77,7 @@ def test_only_the_store_package_names_the_sql_store() -> None:
     naming = sorted(
         str(path.relative_to(SRC))
         for path in SRC.rglob("*.py")
-        if path.parent.name != "store" and "SqlStore" in path.read_text()
+        if path.relative_to(SRC).parts[0] != "store" and "SqlStore" in path.read_text()
     )
     assert naming == []
 
