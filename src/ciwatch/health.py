@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 
 from ciwatch.clock import Clock
 from ciwatch.errors import StoreError
-from ciwatch.store import SqlStore, Store, leases
+from ciwatch.store.base import LeaseStore, RunStore
 
 log = logging.getLogger("ciwatch.health")
 
@@ -45,13 +45,11 @@ class Problem:
     message: str
 
 
-async def probe_once(store: Store, health: StoreHealth, holder: str, now: datetime) -> None:
+async def probe_once(store: LeaseStore, health: StoreHealth, holder: str, now: datetime) -> None:
     """Write the probe row; record the outcome in `health` (logged when it changes)."""
-    if not isinstance(store, SqlStore):
-        return
     try:
         ttl = timedelta(seconds=PROBE_INTERVAL * 6)
-        await leases.acquire(store, PROBE_PREFIX + holder, holder, now, ttl)
+        await store.acquire_lease(PROBE_PREFIX + holder, holder, now, ttl)
     except StoreError as exc:
         if health.writable:
             log.error("store: the write probe failed: %s", exc)
@@ -64,7 +62,7 @@ async def probe_once(store: Store, health: StoreHealth, holder: str, now: dateti
 
 
 async def probe_loop(
-    store: Store,
+    store: LeaseStore,
     health: StoreHealth,
     clock: Clock,
     holder: str,
@@ -77,14 +75,13 @@ async def probe_loop(
         await probe_once(store, health, holder, clock.now())
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=interval)
-    if isinstance(store, SqlStore):
-        try:
-            await leases.release(store, holder, prefix=PROBE_PREFIX)
-        except StoreError as exc:
-            log.info("store: could not drop the write probe row: %s", exc)
+    try:
+        await store.release_leases(holder, prefix=PROBE_PREFIX)
+    except StoreError as exc:
+        log.info("store: could not drop the write probe row: %s", exc)
 
 
-async def readiness(store: Store, health: StoreHealth, down: dict[str, str]) -> list[Problem]:
+async def readiness(store: RunStore, health: StoreHealth, down: dict[str, str]) -> list[Problem]:
     """Every failed readiness check (empty when ready)."""
     problems: list[Problem] = []
     try:

@@ -41,14 +41,16 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Coroutine, Sequence
 from dataclasses import replace
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ciwatch.domain import Job, Run, RunKey
 from ciwatch.errors import CiwatchError
 from ciwatch.providers.github_poll import GitHubProvider
 from ciwatch.providers.jenkins import UNDATED, untimed_end
 from ciwatch.providers.jenkins_poll import JenkinsProvider
-from ciwatch.runtime import Runtime
+
+if TYPE_CHECKING:  # the runtime owns its ingest (`Runtime.ingest`)
+    from ciwatch.runtime import Runtime
 
 log = logging.getLogger("ciwatch.ingest")
 

@@ -159,16 +159,16 @@ async def test_two_evaluators_queuing_one_group_at_once_share_its_window(
     """The quick and the full evaluation (or two replicas) each queue a first row of one group
     at the same moment: the second waits for the first and joins its window instead of opening
     one of its own (PostgreSQL: an advisory lock per window; SQLite: one writer at a time)."""
-    import ciwatch.store.alerting as store_alerting
+    import ciwatch.store.outbox as store_outbox
 
-    looked = store_alerting._open_window
+    looked = store_outbox._open_window
 
     async def slowly(*args: Any) -> Any:
         found = await looked(*args)
         await asyncio.sleep(0.3)  # the other evaluator would look now, and find nothing
         return found
 
-    monkeypatch.setattr(store_alerting, "_open_window", slowly)
+    monkeypatch.setattr(store_outbox, "_open_window", slowly)
     other = open_store(store_url)
     try:
         await asyncio.gather(

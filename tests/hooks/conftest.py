@@ -86,9 +86,7 @@ class Server:
             return resp.status, payload
 
     async def settle(self) -> None:
-        ingest = getattr(self.app.state, "ingest", None)
-        if ingest is not None:
-            await ingest.drain()
+        await self.runtime.ingest.drain()
 
 
 @contextlib.asynccontextmanager

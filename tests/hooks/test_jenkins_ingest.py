@@ -179,7 +179,7 @@ async def test_dropped_api_reads_lose_no_notification(
     polled: Server, jenkins_api: tuple[str, JenkinsApi]
 ) -> None:
     _, api = jenkins_api
-    ingest = polled.app.state.ingest = Ingest(polled.runtime, running=1, waiting=1)
+    ingest = polled.runtime.ingest = Ingest(polled.runtime, running=1, waiting=1)
     for n in range(1, 6):
         await notify(polled, jenkins_notification(n, status="FAILURE"), f"n{n}")
     assert (ingest.pending, ingest.dropped) == (2, 3)

@@ -33,8 +33,8 @@ from ciwatch.errors import ChannelError, StoreError
 from ciwatch.http import Backoff
 from ciwatch.selfmetrics import CollectionMetrics
 from ciwatch.serialize import run_to_dict
-from ciwatch.store.alerting import OutboxRow, claim, failing_jobs_of, record
-from ciwatch.store.sql import SqlStore
+from ciwatch.store.alerting import OutboxRow
+from ciwatch.store.base import AlertStore
 from ciwatch.supervisor import Supervisor
 from ciwatch.timeutil import parse_time
 
@@ -105,7 +105,7 @@ class DeliveryWorkers:
 
     def __init__(
         self,
-        store: SqlStore,
+        store: AlertStore,
         channels: Mapping[str, Channel],
         clock: Clock | None = None,
         *,
@@ -141,8 +141,8 @@ class DeliveryWorkers:
         """Claim the due rows of channel `name`, send them (one message per group: the rows of
         one route, grouped when there are several) and record each outcome; returns how many rows
         were handled (0 when nothing was due)."""
-        rows = await claim(
-            self.store, name, self.worker_id, self.clock.now(), lease=self.lease, limit=self.batch
+        rows = await self.store.claim_outbox(
+            name, self.worker_id, self.clock.now(), lease=self.lease, limit=self.batch
         )
         groups: dict[str, list[OutboxRow]] = {}
         for row in rows:
@@ -172,8 +172,8 @@ class DeliveryWorkers:
             error = f"internal error: {type(exc).__name__}: {exc}"[:1000]
             await self._failed(name, rows, ChannelError(error, permanent=True))
         else:
-            await record(
-                self.store, [r.id for r in rows], self.worker_id, self.clock.now(), outcome="sent"
+            await self.store.record_outbox(
+                [r.id for r in rows], self.worker_id, self.clock.now(), outcome="sent"
             )
             self._count(name, "sent")
             log.info("alert delivery: channel=%s rows=%d sent", name, len(rows))
@@ -189,7 +189,7 @@ class DeliveryWorkers:
             if n.run is not None and n.run.status is Status.FAILED and not n.failing_jobs
         ]
         try:
-            known = await failing_jobs_of(self.store, keys)
+            known = await self.store.failing_jobs_of(keys)
         except StoreError as exc:
             log.info("alert delivery: failing jobs unknown: %s", exc)
             return tuple(notices)
@@ -206,14 +206,16 @@ class DeliveryWorkers:
         now = self.clock.now()
         attempts = max(row.attempts for row in rows) + 1
         if exc.permanent or attempts >= self.max_attempts:
-            await record(self.store, ids, self.worker_id, now, outcome="failed", error=str(exc))
+            await self.store.record_outbox(
+                ids, self.worker_id, now, outcome="failed", error=str(exc)
+            )
             self._count(name, "failed")
             log.warning("alert delivery: channel=%s rows=%d failed: %s", name, len(rows), exc)
             return
         delay = self.backoff.delay(attempts, exc.retry_after)
         retry_at = now + timedelta(seconds=delay)
-        await record(
-            self.store, ids, self.worker_id, now, outcome="retry", error=str(exc), retry_at=retry_at
+        await self.store.record_outbox(
+            ids, self.worker_id, now, outcome="retry", error=str(exc), retry_at=retry_at
         )
         self._count(name, "retried")
         log.info(

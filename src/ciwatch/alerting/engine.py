@@ -26,8 +26,6 @@ from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from ciwatch.alerting import health, kinds, rules
 from ciwatch.alerting.delivery import notice_to_payload
 from ciwatch.alerting.people import People
@@ -39,17 +37,9 @@ from ciwatch.config.durations import format_duration
 from ciwatch.config.models import AlertSettings, RouteSettings
 from ciwatch.domain import RefKey, RefState, Run, RunKey, Status
 from ciwatch.errors import StoreError
-from ciwatch.store.alerting import (
-    Change,
-    NewNotice,
-    SilenceRow,
-    apply_changes,
-    channel_troubles,
-    evaluation_inputs,
-    failing_jobs_of,
-)
-from ciwatch.store.reliability import DEFAULT_WINDOW, FlakyJob, flaky_jobs
-from ciwatch.store.sql import SqlStore
+from ciwatch.store.alerting import Change, NewNotice, SilenceRow
+from ciwatch.store.base import Store
+from ciwatch.store.reliability import DEFAULT_WINDOW, FlakyJob
 from ciwatch.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
@@ -129,7 +119,7 @@ class AlertEngine:
 
     def __init__(
         self,
-        store: SqlStore,
+        store: Store,
         settings: AlertSettings,
         clock: Clock | None = None,
         *,
@@ -179,8 +169,7 @@ class AlertEngine:
     async def _decide(
         self, now: datetime, refs: Sequence[RefKey] | None
     ) -> tuple[list[Decision], list[SilenceRow]]:
-        inputs = await evaluation_inputs(
-            self.store,
+        inputs = await self.store.evaluation_inputs(
             now,
             running_before=now - self.limits.stuck_after - rules.CLOCK_SKEW,
             queued_before=now - self.limits.queued_after - rules.CLOCK_SKEW,
@@ -340,7 +329,7 @@ class AlertEngine:
         """The `unhealthy` alerts of every target, discovery and channel (full evaluations)."""
         conditions = health.target_conditions(await self.store.target_states())
         channels = [channel.name for channel in self.settings.channels]
-        troubles = await channel_troubles(self.store, channels)
+        troubles = await self.store.channel_troubles(channels)
         conditions += health.channel_conditions(
             health.ChannelFailure(t.channel, t.since, t.error or "deliveries fail")
             for t in troubles
@@ -370,14 +359,14 @@ class AlertEngine:
             for d in decisions
             if d.notify and d.run is not None and d.run.status is Status.FAILED
         ]
-        failing = await failing_jobs_of(self.store, failed)
+        failing = await self.store.failing_jobs_of(failed)
         greens = await self._last_greens(decisions)
         flaky = await self._known_flaky(now, decisions, failing)
         changes = [
             self._change(decision, now, silences, failing, greens=greens, flaky=flaky)
             for decision in decisions
         ]
-        applied = await apply_changes(self.store, changes, now)
+        applied = await self.store.apply_changes(changes, now)
         for change in applied:
             d = change.decision
             log.info(
@@ -410,21 +399,18 @@ class AlertEngine:
         if not projects:
             return {}
 
-        async def work(conn: AsyncConnection) -> dict[tuple[str, str], dict[str, FlakyJob]]:
-            found: dict[tuple[str, str], dict[str, FlakyJob]] = {}
-            for source, project in projects:
-                listed = await flaky_jobs(
-                    conn, now=now, window=self.flaky_window, source=source, project=project
-                )
-                found[(source, project)] = {job.job: job for job in listed}
-            return found
-
-        return await self.store.read("known-flaky jobs", work)
+        found: dict[tuple[str, str], dict[str, FlakyJob]] = {}
+        for source, project in projects:
+            listed = await self.store.flaky_jobs(
+                now=now, window=self.flaky_window, source=source, project=project
+            )
+            found[(source, project)] = {job.job: job for job in listed}
+        return found
 
     async def run(self, stop: asyncio.Event) -> None:
         """Evaluate until `stop` is set: every ref every `interval` seconds (which is what fires
         the time-based rules, and picks up other replicas' writes), and meanwhile, at once, the
-        refs this process's store writes changed (`SqlStore.changes`). The full evaluation runs
+        refs this process's store writes changed (`RunStore.changes`). The full evaluation runs
         beside the quick ones rather than holding them up (over thousands of refs it takes a
         while); both are compare-and-set, so neither can notify what the other did. A store
         error is logged, and the refs it concerned are evaluated again on the next round."""

@@ -13,8 +13,8 @@ from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
 
 from ciwatch.config.durations import parse_duration
-from ciwatch.store.alerting import SilenceRow, add_silence, delete_silence, list_silences
-from ciwatch.store.sql import SqlStore
+from ciwatch.store.base import SilenceStore
+from ciwatch.store.silences import SilenceRow
 from ciwatch.timeutil import to_utc
 
 MATCHER_KEYS = ("source", "project", "ref", "event")
@@ -91,7 +91,7 @@ def silenced(silences: Iterable[SilenceRow], labels: Mapping[str, str], now: dat
 
 
 async def create_silence(
-    store: SqlStore,
+    store: SilenceStore,
     matchers: Mapping[str, str],
     starts_at: datetime,
     ends_at: datetime,
@@ -103,14 +103,25 @@ async def create_silence(
     empty window."""
     if ends_at <= starts_at:
         raise ValueError("a silence must end after it starts")
-    return await add_silence(
-        store,
+    return await store.add_silence(
         check_matchers(matchers),
         starts_at,
         ends_at,
         created_by=created_by,
         comment=comment,
     )
+
+
+async def list_silences(
+    store: SilenceStore, *, active_at: datetime | None = None
+) -> list[SilenceRow]:
+    """Every silence, or those in force at `active_at`, by id."""
+    return await store.list_silences(active_at=active_at)
+
+
+async def delete_silence(store: SilenceStore, silence_id: int) -> bool:
+    """Delete a silence; False when there was none with that id."""
+    return await store.delete_silence(silence_id)
 
 
 __all__ = [

@@ -17,7 +17,6 @@ from ciwatch.alerting.silences import (
     SilenceInputError,
     create_silence,
     given_matchers,
-    list_silences,
     silence_end,
 )
 from ciwatch.alerting.views import (
@@ -47,8 +46,7 @@ from ciwatch.cli.common import (
     run_async,
 )
 from ciwatch.clock import SystemClock
-from ciwatch.errors import ChannelError, StoreError
-from ciwatch.store import SqlStore, Store
+from ciwatch.errors import ChannelError
 from ciwatch.store.alerting import SilenceRow
 from ciwatch.timeutil import human_duration, iso_z, parse_time
 
@@ -99,12 +97,6 @@ OUTCOME_STYLE = {SENT: ("✔", "green"), FAILED: ("✘", "bold red"), PENDING: (
 AllOption = Annotated[bool, typer.Option("--all", help="Also resolved (or expired) ones.")]
 
 
-def _sql(store: Store) -> SqlStore:
-    if not isinstance(store, SqlStore):  # alerting's queries are SQL
-        raise StoreError("alerting needs the SQL store")
-    return store
-
-
 def _label(entry: dict[str, Any]) -> str:
     where = f"{entry['source']}/{entry['project']}"
     return f"{where}:{entry['ref']}" if entry["ref"] else where
@@ -137,7 +129,7 @@ def alerts_list(
     async def go() -> list[dict[str, Any]]:
         async with opened_store(settings) as store:
             state = None if everything else FIRING
-            return await alert_list(_sql(store), state=state, limit=limit)
+            return await alert_list(store, state=state, limit=limit)
 
     found = run_async(go)
     if json_out:
@@ -219,8 +211,7 @@ def silence_add(
     who = created_by if created_by is not None else _login()
 
     async def go() -> dict[str, Any]:
-        async with opened_store(settings) as opened:
-            store = _sql(opened)
+        async with opened_store(settings) as store:
             silence_id = await create_silence(
                 store, matchers, now, ends_at, created_by=who, comment=comment
             )
@@ -259,7 +250,7 @@ def silence_list(
 
     async def go() -> list[dict[str, Any]]:
         async with opened_store(settings) as store:
-            found = await list_silences(_sql(store), active_at=None if everything else now)
+            found = await store.list_silences(active_at=None if everything else now)
             return [silence_to_dict(silence, now) for silence in found]
 
     silences = run_async(go)
@@ -284,7 +275,7 @@ def silence_expire(
 
     async def go() -> SilenceRow | None:
         async with opened_store(settings) as store:
-            return await expire_silence(_sql(store), silence_id, now)
+            return await expire_silence(store, silence_id, now)
 
     silence = run_async(go)
     if silence is None:

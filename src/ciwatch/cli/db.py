@@ -17,8 +17,7 @@ from ciwatch.cli.common import (
 )
 from ciwatch.clock import SystemClock
 from ciwatch.config import mask_url, parse_duration
-from ciwatch.store import SqlStore
-from ciwatch.store.alerting import Pruned, prune_alerting
+from ciwatch.store.alerting import Pruned
 from ciwatch.timeutil import iso_z
 
 app = typer.Typer(help="Database migrations and retention.", no_args_is_help=True)
@@ -56,17 +55,14 @@ def prune(
     settings = load_config(config, database)
     cutoff = SystemClock().now() - age
 
-    async def go() -> tuple[int, Pruned | None]:
+    async def go() -> tuple[int, Pruned]:
         async with opened_store(settings) as store:
-            runs = await store.prune(cutoff)
-            done = await prune_alerting(store, cutoff) if isinstance(store, SqlStore) else None
-            return runs, done
+            return await store.prune(cutoff), await store.prune_alerting(cutoff)
 
     deleted, done = run_async(go)
     err.print(f"pruned {deleted} runs created before {iso_z(cutoff)}", markup=False)
-    if done is not None:
-        err.print(
-            f"pruned {done.outbox} delivered or failed notifications, {done.alerts} resolved "
-            f"alerts and {done.silences} ended silences from before {iso_z(cutoff)}",
-            markup=False,
-        )
+    err.print(
+        f"pruned {done.outbox} delivered or failed notifications, {done.alerts} resolved "
+        f"alerts and {done.silences} ended silences from before {iso_z(cutoff)}",
+        markup=False,
+    )

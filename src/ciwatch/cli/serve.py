@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote
 
 import typer
 import uvicorn
@@ -47,9 +46,6 @@ ListenOption = Annotated[
 ]
 DEMO_LISTEN = "127.0.0.1:8080"
 DEMO_STATS_MAX_AGE = 5.0
-# Seconds between evaluations of every project/ref by the alert engine (a changed ref is
-# evaluated at once): what bounds the delay of the time-based rules and of other replicas' runs.
-ALERT_INTERVAL = 15.0
 
 
 class _Server(uvicorn.Server):
@@ -181,60 +177,21 @@ async def run_collection(runtime: Runtime, stop: asyncio.Event) -> None:
 
 
 async def run_alerting(runtime: Runtime, stop: asyncio.Event) -> None:
-    """The alert engine (it evaluates a project/ref as soon as this process changes it, and its
-    ticker re-evaluates every project/ref, so time-based rules fire without new runs) and one
-    delivery worker per configured channel, each supervised, until `stop`. Queuing a
-    notification wakes the channel's worker."""
-    from ciwatch.alerting import AlertEngine, DeliveryWorkers
-    from ciwatch.alerting.engine import route_channels
-    from ciwatch.alerting.health import SELF, STORE, StoreAlarm
-    from ciwatch.alerting.people import People
-    from ciwatch.channels import build_channel
+    """The runtime's alert engine (it evaluates a project/ref as soon as this process changes
+    it, and its ticker re-evaluates every project/ref, so time-based rules fire without new
+    runs), the store's own alarm and one delivery worker per configured channel, each
+    supervised, until `stop`. Queuing a notification wakes the channel's worker; the channels
+    close with the runtime."""
     from ciwatch.health import PROBE_INTERVAL
-    from ciwatch.store import SqlStore
 
-    store = runtime.store
-    if not isinstance(store, SqlStore):  # the engine's queries are SQL
-        return
-    settings = runtime.settings
-    base = str(settings.server.base_url).rstrip("/") if settings.server.base_url else None
-
-    def dashboard_url(source: str, project: str, ref: str) -> str:
-        return f"{base}/projects/{quote(source)}/{quote(project)}?ref={quote(ref, safe='')}"
-
-    channels = {c.name: build_channel(c) for c in settings.alerts.channels}
+    alerting = runtime.alerting
     supervisor = runtime.supervisor
-    workers = DeliveryWorkers(
-        store,
-        channels,
-        runtime.clock,
-        metrics=runtime.metrics,
-        supervisor=supervisor,
-        zone=settings.zone,
-    )
-    engine = AlertEngine(
-        store,
-        settings.alerts,
-        runtime.clock,
-        interval=ALERT_INTERVAL,
-        dashboard_url=dashboard_url if base else None,
-        on_queued=workers.wake,
-        supervisor=supervisor,
-        people=People(settings.people),
-        flaky_window=settings.flaky.window,
-    )
-    alarm = StoreAlarm(
-        channels,
-        route_channels(settings.alerts.routes, "unhealthy", SELF, STORE, ""),
-        instance=runtime.instance,
-        unhealthy_after=settings.alerts.unhealthy_after,
-    )
 
     async def watch_store(stopped: asyncio.Event) -> None:
         """The store's own unhealthy alert, straight to the channels (alerting/health.py)."""
         health = runtime.store_health
         while not stopped.is_set():
-            await alarm.check(
+            await alerting.alarm.check(
                 runtime.clock.now(),
                 writable=health.writable,
                 error=health.error,
@@ -243,16 +200,12 @@ async def run_alerting(runtime: Runtime, stop: asyncio.Event) -> None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopped.wait(), timeout=PROBE_INTERVAL)
 
-    tasks = [supervisor.start("alert-engine", engine.run, stop)]
+    tasks = [supervisor.start("alert-engine", alerting.engine.run, stop)]
     tasks.append(supervisor.start("store-alarm", watch_store, stop))
-    for name in channels:
-        loop = partial(workers.channel_loop, name)
+    for name in alerting.channels:
+        loop = partial(alerting.workers.channel_loop, name)
         tasks.append(supervisor.start(f"delivery:{name}", loop, stop))
-    try:
-        await asyncio.gather(*tasks)
-    finally:
-        for channel in channels.values():
-            await channel.close()
+    await asyncio.gather(*tasks)
 
 
 def _display_host(host: str) -> str:

@@ -14,7 +14,7 @@ and digests that moved on: the next process re-fetches from the older ones and f
 already stored. Never wrong data, only a repeated request.
 
 In-process readers (`/api/v1/targets`, `/readyz`, `/metrics`, the unhealthy alert) see this
-view at once: the store overlays it on what it reads (`SqlStore.overlay`). Other processes see
+view at once: the store overlays it on what it reads (`RunStore.overlay`). Other processes see
 changes within a flush window, and the timestamps of unchanged polls within `HEARTBEAT`.
 """
 

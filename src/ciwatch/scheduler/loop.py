@@ -31,7 +31,8 @@ from ciwatch.providers.base import Provider
 from ciwatch.scheduler.book import TargetBook
 from ciwatch.scheduler.tasks import Cadence, KnownRuns, PollOutcome, poll_target
 from ciwatch.selfmetrics import CollectionMetrics
-from ciwatch.store import SqlStore, Store, leases
+from ciwatch.store import Store
+from ciwatch.store.base import LeaseStore
 from ciwatch.supervisor import Supervisor
 from ciwatch.timeutil import iso_z
 
@@ -70,7 +71,7 @@ class PollLeases:
     """Divides the targets between replicas sharing a database (`collection.partition`): a
     target is polled only by the replica holding its lease (`store/leases.py`)."""
 
-    store: SqlStore
+    store: LeaseStore
     holder: str
     intervals: Mapping[str, float]  # each source's polling interval, seconds
 
@@ -89,11 +90,11 @@ class PollLeases:
         ttl = self.ttl(target)
         if next_poll is not None and next_poll > now:
             ttl += next_poll - now
-        return await leases.acquire(self.store, self.name(target), self.holder, now, ttl)
+        return await self.store.acquire_lease(self.name(target), self.holder, now, ttl)
 
     async def release(self) -> int:
         """Give up this replica's poll leases (on stop), so others take its targets at once."""
-        return await leases.release(self.store, self.holder, prefix="poll:")
+        return await self.store.release_leases(self.holder, prefix="poll:")
 
 
 @dataclass(frozen=True, slots=True)
@@ -428,7 +429,7 @@ class Scheduler:
             by_ttl.setdefault(self.leases.ttl(entry.target), []).append(entry)
         for ttl, entries in by_ttl.items():
             names = [self.leases.name(entry.target) for entry in entries]
-            renewed = await leases.renew(self.leases.store, names, self.leases.holder, now + ttl)
+            renewed = await self.leases.store.renew_leases(names, self.leases.holder, now + ttl)
             for entry, name in zip(entries, names, strict=True):
                 if name in renewed:
                     entry.held_until = max(entry.held_until or now, now + ttl)
@@ -444,8 +445,7 @@ class Scheduler:
                 # Read with the rest, so that discovery needs no read of its own.
                 self._discovery[source] = discovery.get(source)
                 self._honour_pause(source, discovery.get(source))
-        if isinstance(self.store, SqlStore):
-            self.store.overlay = book
+        self.store.overlay = book
         return book
 
     async def _close_book(self) -> None:
@@ -458,7 +458,7 @@ class Scheduler:
         except StoreError as exc:
             log.warning("stopping: could not write %d target states: %s", book.dirty, exc)
         finally:
-            if isinstance(self.store, SqlStore) and self.store.overlay is book:
+            if self.store.overlay is book:
                 self.store.overlay = None
 
     async def _run(self, stop: asyncio.Event) -> None:

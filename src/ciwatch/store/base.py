@@ -1,4 +1,20 @@
-"""The Store protocol: what the rest of ciwatch asks of the database, in domain words.
+"""The store protocols: what the rest of ciwatch asks of the database, in domain words.
+
+One small protocol per concern, each implemented by `SqlStore` (mypy checks it at the end of
+`store/sql.py`; `tests/store/test_store_protocols.py` checks it at run time too):
+
+- `RunStore`: runs, jobs, ref states and target sync state (the collection's and the pages');
+- `AlertStore`: alert rows and evaluation reads, the transactional outbox, silences (the
+  alert engine's, the delivery workers' and the alerts pages'), as `AlertRowStore`,
+  `OutboxStore` and `SilenceStore`;
+- `LeaseStore`: named leases with an expiry (partitioned polling, the write probe);
+- `ReliabilityStore`: flaky jobs and time to recovery over a window of runs;
+- `StatsStore`: the dashboard's pages, each read in one transaction;
+- `Store`: all of them, what the composition root (`ciwatch.runtime`) holds.
+
+Callers type against the protocol they need; outside `ciwatch.store` only the `/metrics`
+snapshot still runs read units of work (`store/snapshot.py`). Query modules inside this
+package work on `store/units.py`'s `SqlUnits`.
 
 Errors: every method raises `ciwatch.errors.StoreError` (raised `from` the driver's error) when
 the database is unreachable or a statement fails; its message names the database with any
@@ -14,13 +30,23 @@ times; `prune` may be repeated.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Protocol
+from datetime import datetime, timedelta, tzinfo
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from ciwatch.domain import Job, RefState, Run, RunKey, Status, TargetState
+from ciwatch.domain import Job, RefKey, RefState, Run, RunKey, Status, TargetState
 from ciwatch.filters import Match
+
+if TYPE_CHECKING:
+    from ciwatch.alerting.rules import AlertRow
+    from ciwatch.store.alert_views import AlertsOverview, AlertView
+    from ciwatch.store.alerts import Change, EvaluationInputs, Pruned
+    from ciwatch.store.changes import RefChanges
+    from ciwatch.store.outbox import ChannelTrouble, OutboxRow
+    from ciwatch.store.reliability import FlakyJob, RecoveryStats
+    from ciwatch.store.silences import SilenceRow
+    from ciwatch.store.stats import Filters, Overview, ProjectOverview, StatsCache
 
 
 @dataclass(frozen=True)
@@ -32,8 +58,24 @@ class RunPage:
     next: str | None
 
 
-class Store(Protocol):
-    """Persistent runs, jobs, ref states and target sync state (docs/architecture.md#storage)."""
+class TargetOverlay(Protocol):
+    """A view of target states newer than the stored rows (the scheduler's `TargetBook`)."""
+
+    def live(self) -> Mapping[tuple[str, str], TargetState]: ...
+
+    def forget(self, keys: Iterable[tuple[str, str]]) -> None: ...
+
+
+@runtime_checkable
+class RunStore(Protocol):
+    """Persistent runs, jobs, ref states and target sync state (docs/architecture.md#storage).
+
+    `changes` publishes, after each committed run write of this process, the refs it changed
+    (`store/changes.py`, for the alert engine). `overlay`, when set, is this process's newer
+    view of target states: target reads return it where it is newer than the row."""
+
+    changes: RefChanges
+    overlay: TargetOverlay | None
 
     async def upgrade(self) -> None:
         """Apply the schema migrations up to head. Idempotent; safe from several replicas."""
@@ -140,3 +182,240 @@ class Store(Protocol):
         """Delete the target states of these (source, project) keys (targets no longer
         watched); returns how many were deleted. Their runs stay."""
         ...
+
+
+@runtime_checkable
+class AlertRowStore(Protocol):
+    """Alert rows (one per fingerprint, changed by compare-and-set with their outbox rows) and
+    what an evaluation and the alerts pages read. `apply_changes` is one transaction: a change
+    whose row is no longer the one it was decided from is skipped (another evaluator owns it),
+    so replicas never notify twice."""
+
+    async def load_alerts(self, *, firing_only: bool = False) -> list[AlertRow]:
+        """Every stored alert (or only the firing ones), by fingerprint."""
+        ...
+
+    async def evaluation_inputs(
+        self,
+        now: datetime,
+        *,
+        running_before: datetime,
+        queued_before: datetime,
+        refs: Sequence[RefKey] | None = None,
+    ) -> EvaluationInputs:
+        """Ref states, their alerts, their runs queued or running past the thresholds and the
+        silences in force at `now`, of every ref (or of `refs`), in one read."""
+        ...
+
+    async def failing_jobs_of(self, keys: Sequence[RunKey]) -> dict[RunKey, tuple[str, ...]]:
+        """The failing jobs' names of each of the runs `keys`; a run without any is left out."""
+        ...
+
+    async def apply_changes(self, changes: Sequence[Change], now: datetime) -> list[Change]:
+        """Apply alert changes with their outbox rows in one transaction; the changes applied."""
+        ...
+
+    async def alert_views(
+        self, *, state: str | None = None, limit: int | None = None
+    ) -> list[AlertView]:
+        """Alerts, firing first, each with its newest notice per channel; ValueError for a
+        `state` other than `firing` or `resolved`."""
+        ...
+
+    async def firing_count(self) -> int:
+        """How many alerts are firing (one count)."""
+        ...
+
+    async def alerts_overview(self, *, firing_limit: int, history_limit: int) -> AlertsOverview:
+        """Firing alerts (at most `firing_limit`, with the total) and the `history_limit` most
+        recently resolved, with the runs they are about; one read."""
+        ...
+
+    async def prune_alerting(self, older_than: datetime) -> Pruned:
+        """Delete outbox rows done, alerts resolved and silences ended before `older_than`
+        (never a pending row, a firing alert or a silence in force); one transaction."""
+        ...
+
+
+@runtime_checkable
+class OutboxStore(Protocol):
+    """The outbox's deliveries: rows are claimed by one worker at a time (a lease), and an
+    outcome is recorded only for rows the worker still holds."""
+
+    async def claim_outbox(
+        self, channel: str, worker: str, now: datetime, *, lease: timedelta, limit: int
+    ) -> list[OutboxRow]:
+        """Claim up to `limit` due rows of `channel` for `worker` until `now + lease`."""
+        ...
+
+    async def record_outbox(
+        self,
+        ids: Sequence[int],
+        worker: str,
+        now: datetime,
+        *,
+        outcome: str,
+        error: str | None = None,
+        retry_at: datetime | None = None,
+    ) -> int:
+        """Record `sent`, `failed` or `retry` (at `retry_at`) for the rows `worker` holds;
+        the rows updated. ValueError for another outcome or a retry without `retry_at`."""
+        ...
+
+    async def outbox_rows(self, *, channel: str | None = None) -> list[OutboxRow]:
+        """Every outbox row (of one channel), oldest first."""
+        ...
+
+    async def channel_troubles(self, channels: Sequence[str]) -> list[ChannelTrouble]:
+        """Each of `channels` with failed or retried rows newer than its newest sent one."""
+        ...
+
+
+@runtime_checkable
+class SilenceStore(Protocol):
+    """Stored silences (matchers muting alerts until a time)."""
+
+    async def add_silence(
+        self,
+        matchers: Mapping[str, str],
+        starts_at: datetime,
+        ends_at: datetime,
+        *,
+        created_by: str | None = None,
+        comment: str | None = None,
+    ) -> int:
+        """Store a silence as given (checked by `alerting.silences.create_silence`); its id."""
+        ...
+
+    async def list_silences(self, *, active_at: datetime | None = None) -> list[SilenceRow]:
+        """Every silence, or those in force at `active_at`, by id."""
+        ...
+
+    async def get_silence(self, silence_id: int) -> SilenceRow | None:
+        """One silence by id, or None."""
+        ...
+
+    async def expire_silence(self, silence_id: int, now: datetime) -> SilenceRow | None:
+        """End a silence at `now` (one already over stays as it is); None when unknown."""
+        ...
+
+    async def delete_silence(self, silence_id: int) -> bool:
+        """Delete a silence; False when there was none with that id."""
+        ...
+
+
+@runtime_checkable
+class AlertStore(AlertRowStore, OutboxStore, SilenceStore, Protocol):
+    """Everything alerting keeps: alert rows, the outbox, silences."""
+
+
+@runtime_checkable
+class LeaseStore(Protocol):
+    """Named leases (docs/architecture.md#several-replicas): a right one holder has until it
+    expires; taking or renewing is one conditional statement, so two holders never hold one."""
+
+    async def acquire_lease(self, name: str, holder: str, now: datetime, ttl: timedelta) -> bool:
+        """Take or renew `name` for `holder` until `now + ttl`; False while another holds it."""
+        ...
+
+    async def renew_leases(
+        self, names: Sequence[str], holder: str, expires_at: datetime
+    ) -> set[str]:
+        """Renew the leases of `names` that `holder` still holds; the names renewed."""
+        ...
+
+    async def release_leases(self, holder: str, *, prefix: str = "") -> int:
+        """Give up every lease of `holder` whose name starts with `prefix`; how many."""
+        ...
+
+
+@runtime_checkable
+class ReliabilityStore(Protocol):
+    """Flaky jobs and time to recovery over the runs created in a window (at most
+    `reliability.MAX_WINDOW`), read through the window's index only."""
+
+    async def flaky_jobs(
+        self,
+        *,
+        now: datetime,
+        window: timedelta,
+        source: str | Match | None = None,
+        project: str | Match | None = None,
+        ref: str | Match | None = None,
+        limit: int | None = None,
+    ) -> list[FlakyJob]:
+        """Jobs that failed and then passed on one SHA in the window, most flaky runs first."""
+        ...
+
+    async def recovery_stats(
+        self,
+        *,
+        now: datetime,
+        window: timedelta,
+        source: str | Match | None = None,
+        project: str | Match | None = None,
+        ref: str | Match | None = None,
+    ) -> dict[RefKey, RecoveryStats]:
+        """Per ref with a decisive run in the window: its time to recovery and failure rate."""
+        ...
+
+
+@runtime_checkable
+class StatsStore(Protocol):
+    """The dashboard's pages (`store/stats.py`), each in one read transaction; past days'
+    aggregates and the lists of sources and projects come from `cache` while fresh. The
+    defaults (`...` here) are `stats.overview`'s and `stats.project_overview`'s."""
+
+    async def overview(
+        self,
+        filters: Filters,
+        *,
+        now: datetime,
+        board_limit: int = ...,
+        board_offset: int = ...,
+        recent_limit: int = ...,
+        days: int = ...,
+        with_recent: bool = ...,
+        cache: StatsCache | None = ...,
+        zone: tzinfo = ...,
+    ) -> Overview:
+        """The main dashboard: a page of the ref board, recent runs, daily aggregates, the
+        unhealthy targets, the known sources and projects."""
+        ...
+
+    async def project_overview(
+        self,
+        source: str,
+        project: str,
+        *,
+        now: datetime,
+        ref: str | Match | None = ...,
+        focus: str | None = ...,
+        board_limit: int = ...,
+        board_offset: int = ...,
+        history_limit: int = ...,
+        cursor: str | None = ...,
+        days: int = ...,
+        cache: StatsCache | None = ...,
+        zone: tzinfo = ...,
+    ) -> ProjectOverview:
+        """A project's page: its refs, history (ValueError for a bad cursor) and aggregates."""
+        ...
+
+
+@runtime_checkable
+class Store(RunStore, AlertStore, LeaseStore, ReliabilityStore, StatsStore, Protocol):
+    """Every store protocol at once: what `Runtime.store` is, `SqlStore` on both engines."""
+
+
+PROTOCOLS: tuple[type, ...] = (
+    RunStore,
+    AlertRowStore,
+    OutboxStore,
+    SilenceStore,
+    AlertStore,
+    LeaseStore,
+    ReliabilityStore,
+    StatsStore,
+    Store,
+)

@@ -17,15 +17,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import case, delete, update
+from sqlalchemy import case, delete, literal, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ciwatch.store.sql import SqlStore
 from ciwatch.store.tables import leases
+from ciwatch.store.units import SqlUnits
 
 
-async def acquire(store: SqlStore, name: str, holder: str, now: datetime, ttl: timedelta) -> bool:
+async def acquire(store: SqlUnits, name: str, holder: str, now: datetime, ttl: timedelta) -> bool:
     """Take or renew the lease `name` for `holder` until `now + ttl`; False while another
     holder's lease on it has not expired."""
     insert = postgresql.insert if store.dialect == "postgresql" else sqlite.insert
@@ -43,7 +43,7 @@ async def acquire(store: SqlStore, name: str, holder: str, now: datetime, ttl: t
 
 
 async def renew(
-    store: SqlStore, names: Sequence[str], holder: str, expires_at: datetime
+    store: SqlUnits, names: Sequence[str], holder: str, expires_at: datetime
 ) -> set[str]:
     """Renew, in one transaction, the leases `names` that `holder` still holds, until
     `expires_at` (a lease already held longer keeps its end); the names renewed. A lease that
@@ -51,6 +51,10 @@ async def renew(
     if not names:
         return set()
     wanted = list(dict.fromkeys(names))
+    # Typed as the column, so that SQLite stores it in the column's text form: an untyped value
+    # in CASE was stored as "YYYY-MM-DD HH:MM:SS", which sorts before every stored
+    # "YYYY-MM-DDTHH:MM:SS+00:00" and made a renewed lease look expired to other holders.
+    until = literal(expires_at, leases.c.expires_at.type)
 
     async def work(conn: AsyncConnection) -> set[str]:
         renewed: set[str] = set()
@@ -61,8 +65,8 @@ async def renew(
                 .where((leases.c.holder == holder) & leases.c.name.in_(part))
                 .values(
                     expires_at=case(
-                        (leases.c.expires_at > expires_at, leases.c.expires_at),
-                        else_=expires_at,
+                        (leases.c.expires_at > until, leases.c.expires_at),
+                        else_=until,
                     )
                 )
                 .returning(leases.c.name)
@@ -73,7 +77,7 @@ async def renew(
     return await store.write("lease renewal", work)
 
 
-async def release(store: SqlStore, holder: str, *, prefix: str = "") -> int:
+async def release(store: SqlUnits, holder: str, *, prefix: str = "") -> int:
     """Give up every lease of `holder` (whose name starts with `prefix`), so that others may
     take them at once; returns how many."""
     statement = delete(leases).where(

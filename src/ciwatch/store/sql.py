@@ -1,25 +1,50 @@
-"""`SqlStore`: the Store protocol on SQLite or PostgreSQL through SQLAlchemy Core (async)."""
+"""`SqlStore`: every store protocol (`store/base.py`) on SQLite or PostgreSQL through SQLAlchemy
+Core (async). Runs, jobs and targets are written here; the alerting, lease and reliability
+methods hand their unit of work to the query module of their concern."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, tzinfo
 from functools import partial
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy import delete, text, tuple_
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from ciwatch.alerting.rules import AlertRow
 from ciwatch.domain import Job, RefKey, RefState, Run, RunKey, Status, TargetState
 from ciwatch.errors import StoreError
 from ciwatch.filters import Match
-from ciwatch.store import migrate, reads, writes
-from ciwatch.store.base import RunPage, Store
+from ciwatch.store import (
+    alert_views,
+    alerts,
+    leases,
+    migrate,
+    outbox,
+    reads,
+    reliability,
+    silences,
+    stats,
+    writes,
+)
+from ciwatch.store.alert_views import AlertsOverview, AlertView
+from ciwatch.store.alerts import Change, EvaluationInputs, Pruned
+from ciwatch.store.base import (
+    AlertStore,
+    LeaseStore,
+    ReliabilityStore,
+    RunPage,
+    RunStore,
+    StatsStore,
+    Store,
+    TargetOverlay,
+)
 from ciwatch.store.changes import RefChanges
 from ciwatch.store.engine import (
     WRITE_OPTION,
@@ -31,8 +56,13 @@ from ciwatch.store.engine import (
     parse_url,
 )
 from ciwatch.store.group import GroupCommit, Pending
+from ciwatch.store.outbox import ChannelTrouble, OutboxRow
+from ciwatch.store.reliability import FlakyJob, RecoveryStats
 from ciwatch.store.rows import target_values
+from ciwatch.store.silences import SilenceRow
+from ciwatch.store.stats import DEFAULT_DAYS, Filters, Overview, ProjectOverview, StatsCache
 from ciwatch.store.tables import targets
+from ciwatch.store.units import SqlUnits
 from ciwatch.store.upserts import target_upsert
 
 log = logging.getLogger(__name__)
@@ -63,7 +93,7 @@ def open_store(url: str, *, echo: bool = False) -> SqlStore:
 
 
 class SqlStore:
-    """The Store protocol over an async SQLAlchemy engine (see `ciwatch.store.base.Store`)."""
+    """Every store protocol over an async SQLAlchemy engine (see `ciwatch.store.base`)."""
 
     def __init__(self, endpoint: Endpoint, *, echo: bool = False) -> None:
         self.endpoint = endpoint
@@ -368,13 +398,237 @@ class SqlStore:
 
         return await self._write("target forget", work)
 
+    # -- alerting: alert rows, outbox, silences (store/alerts.py, outbox.py, silences.py) ----
 
-class TargetOverlay(Protocol):
-    """A view of target states newer than the stored rows (the scheduler's `TargetBook`)."""
+    async def load_alerts(self, *, firing_only: bool = False) -> list[AlertRow]:
+        """Every stored alert (or only the firing ones), by fingerprint."""
+        return await alerts.load_alerts(self, firing_only=firing_only)
 
-    def live(self) -> Mapping[tuple[str, str], TargetState]: ...
+    async def evaluation_inputs(
+        self,
+        now: datetime,
+        *,
+        running_before: datetime,
+        queued_before: datetime,
+        refs: Sequence[RefKey] | None = None,
+    ) -> EvaluationInputs:
+        """The inputs of an evaluation at `now`, read together."""
+        return await alerts.evaluation_inputs(
+            self, now, running_before=running_before, queued_before=queued_before, refs=refs
+        )
 
-    def forget(self, keys: Iterable[tuple[str, str]]) -> None: ...
+    async def failing_jobs_of(self, keys: Sequence[RunKey]) -> dict[RunKey, tuple[str, ...]]:
+        """The failing jobs' names of each of the runs `keys`."""
+        return await alerts.failing_jobs_of(self, keys)
+
+    async def apply_changes(self, changes: Sequence[Change], now: datetime) -> list[Change]:
+        """Apply alert changes and queue their outbox rows, in one transaction."""
+        return await alerts.apply_changes(self, changes, now)
+
+    async def alert_views(
+        self, *, state: str | None = None, limit: int | None = None
+    ) -> list[AlertView]:
+        """Alerts, firing first, each with its newest notice per channel."""
+        return await alert_views.alert_views(self, state=state, limit=limit)
+
+    async def firing_count(self) -> int:
+        """How many alerts are firing."""
+        return await alert_views.firing_count(self)
+
+    async def alerts_overview(self, *, firing_limit: int, history_limit: int) -> AlertsOverview:
+        """The alerts page's firing and resolved alerts, in one read."""
+        return await alert_views.alerts_overview(
+            self, firing_limit=firing_limit, history_limit=history_limit
+        )
+
+    async def prune_alerting(self, older_than: datetime) -> Pruned:
+        """Delete what alerting no longer needs from before `older_than`."""
+        return await alerts.prune_alerting(self, older_than)
+
+    async def claim_outbox(
+        self, channel: str, worker: str, now: datetime, *, lease: timedelta, limit: int
+    ) -> list[OutboxRow]:
+        """Claim due outbox rows of `channel` for `worker`."""
+        return await outbox.claim(self, channel, worker, now, lease=lease, limit=limit)
+
+    async def record_outbox(
+        self,
+        ids: Sequence[int],
+        worker: str,
+        now: datetime,
+        *,
+        outcome: str,
+        error: str | None = None,
+        retry_at: datetime | None = None,
+    ) -> int:
+        """Record the outcome of one send for the rows `worker` holds."""
+        return await outbox.record(
+            self, ids, worker, now, outcome=outcome, error=error, retry_at=retry_at
+        )
+
+    async def outbox_rows(self, *, channel: str | None = None) -> list[OutboxRow]:
+        """Every outbox row (of one channel), oldest first."""
+        return await outbox.outbox_rows(self, channel=channel)
+
+    async def channel_troubles(self, channels: Sequence[str]) -> list[ChannelTrouble]:
+        """The channels whose newest deliveries fail."""
+        return await outbox.channel_troubles(self, channels)
+
+    async def add_silence(
+        self,
+        matchers: Mapping[str, str],
+        starts_at: datetime,
+        ends_at: datetime,
+        *,
+        created_by: str | None = None,
+        comment: str | None = None,
+    ) -> int:
+        """Store a silence; its id."""
+        return await silences.add_silence(
+            self, matchers, starts_at, ends_at, created_by=created_by, comment=comment
+        )
+
+    async def list_silences(self, *, active_at: datetime | None = None) -> list[SilenceRow]:
+        """Every silence, or those in force at `active_at`."""
+        return await silences.list_silences(self, active_at=active_at)
+
+    async def get_silence(self, silence_id: int) -> SilenceRow | None:
+        """One silence by id, or None."""
+        return await silences.get_silence(self, silence_id)
+
+    async def expire_silence(self, silence_id: int, now: datetime) -> SilenceRow | None:
+        """End a silence at `now`."""
+        return await silences.expire_silence(self, silence_id, now)
+
+    async def delete_silence(self, silence_id: int) -> bool:
+        """Delete a silence; False when there was none."""
+        return await silences.delete_silence(self, silence_id)
+
+    # -- leases (store/leases.py) -----------------------------------------------------------
+
+    async def acquire_lease(self, name: str, holder: str, now: datetime, ttl: timedelta) -> bool:
+        """Take or renew a lease."""
+        return await leases.acquire(self, name, holder, now, ttl)
+
+    async def renew_leases(
+        self, names: Sequence[str], holder: str, expires_at: datetime
+    ) -> set[str]:
+        """Renew the leases `holder` still holds."""
+        return await leases.renew(self, names, holder, expires_at)
+
+    async def release_leases(self, holder: str, *, prefix: str = "") -> int:
+        """Give up the leases of `holder`."""
+        return await leases.release(self, holder, prefix=prefix)
+
+    # -- reliability (store/reliability.py) -------------------------------------------------
+
+    async def flaky_jobs(
+        self,
+        *,
+        now: datetime,
+        window: timedelta,
+        source: str | Match | None = None,
+        project: str | Match | None = None,
+        ref: str | Match | None = None,
+        limit: int | None = None,
+    ) -> list[FlakyJob]:
+        """The flaky jobs of the window, most flaky runs first."""
+        return await self._read(
+            "flaky jobs",
+            partial(
+                reliability.flaky_jobs,
+                now=now,
+                window=window,
+                source=source,
+                project=project,
+                ref=ref,
+                limit=limit,
+            ),
+        )
+
+    async def recovery_stats(
+        self,
+        *,
+        now: datetime,
+        window: timedelta,
+        source: str | Match | None = None,
+        project: str | Match | None = None,
+        ref: str | Match | None = None,
+    ) -> dict[RefKey, RecoveryStats]:
+        """Time to recovery per ref of the window."""
+        return await self._read(
+            "time to recovery",
+            partial(
+                reliability.recovery_stats,
+                now=now,
+                window=window,
+                source=source,
+                project=project,
+                ref=ref,
+            ),
+        )
+
+    # -- the dashboard's pages (store/stats.py) ----------------------------------------------
+
+    async def overview(
+        self,
+        filters: Filters,
+        *,
+        now: datetime,
+        board_limit: int = 50,
+        board_offset: int = 0,
+        recent_limit: int = 20,
+        days: int = DEFAULT_DAYS,
+        with_recent: bool = True,
+        cache: StatsCache | None = None,
+        zone: tzinfo = UTC,
+    ) -> Overview:
+        """The main dashboard's data in one read transaction."""
+        return await stats.overview(
+            self,
+            filters,
+            now=now,
+            board_limit=board_limit,
+            board_offset=board_offset,
+            recent_limit=recent_limit,
+            days=days,
+            with_recent=with_recent,
+            cache=cache,
+            zone=zone,
+        )
+
+    async def project_overview(
+        self,
+        source: str,
+        project: str,
+        *,
+        now: datetime,
+        ref: str | Match | None = None,
+        focus: str | None = None,
+        board_limit: int = 50,
+        board_offset: int = 0,
+        history_limit: int = 25,
+        cursor: str | None = None,
+        days: int = DEFAULT_DAYS,
+        cache: StatsCache | None = None,
+        zone: tzinfo = UTC,
+    ) -> ProjectOverview:
+        """One project's page data in one read transaction."""
+        return await stats.project_overview(
+            self,
+            source,
+            project,
+            now=now,
+            ref=ref,
+            focus=focus,
+            board_limit=board_limit,
+            board_offset=board_offset,
+            history_limit=history_limit,
+            cursor=cursor,
+            days=days,
+            cache=cache,
+            zone=zone,
+        )
 
 
 def _newer(stored: TargetState | None, live: TargetState | None) -> TargetState | None:
@@ -397,5 +651,11 @@ def _require_aware(value: datetime | None, name: str) -> None:
         raise ValueError(f"{name} must be an aware datetime, got {value!r}")
 
 
-if TYPE_CHECKING:  # mypy proves that SqlStore implements the protocol others code against
-    _conforms: type[Store] = SqlStore
+if TYPE_CHECKING:  # mypy proves that SqlStore implements every protocol others code against
+    _runs: type[RunStore] = SqlStore
+    _alerts: type[AlertStore] = SqlStore
+    _leases: type[LeaseStore] = SqlStore
+    _reliability: type[ReliabilityStore] = SqlStore
+    _stats: type[StatsStore] = SqlStore
+    _everything: type[Store] = SqlStore
+    _units: type[SqlUnits] = SqlStore

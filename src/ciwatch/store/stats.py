@@ -7,7 +7,8 @@ for the rows of the page; daily aggregates read the runs of the last days throug
 three index probes of the partial indexes `ix_runs_ref_success` / `ix_runs_ref_failed`.
 
 The functions run in one read unit of work of `SqlStore.read` (one connection, one transaction,
-errors as `StoreError`); `overview` and `project_overview` gather what a page needs in one.
+errors as `StoreError`); `overview` and `project_overview` gather what a page needs in one, and
+are what the store's `StatsStore` protocol offers the dashboard (`store/base.py`).
 """
 
 from __future__ import annotations

@@ -21,7 +21,6 @@ from ciwatch.alerting.silences import (
     SilenceInputError,
     create_silence,
     given_matchers,
-    list_silences,
     silence_end,
 )
 from ciwatch.alerting.views import alert_list, expire_silence, get_silence, silence_to_dict
@@ -36,9 +35,7 @@ from ciwatch.filters import (
     query_filters,
 )
 from ciwatch.serialize import job_to_dict, run_to_dict
-from ciwatch.store import SqlStore
-from ciwatch.store.reliability import MAX_WINDOW, FlakyJob, flaky_jobs, recovery_fields
-from ciwatch.store.reliability import recovery_stats as read_recovery_stats
+from ciwatch.store.reliability import MAX_WINDOW, FlakyJob, recovery_fields
 from ciwatch.timeutil import iso_z, to_utc
 from ciwatch.validation import MAX_ID, NO_CONTROL_PATTERN, Invalid, storable
 from ciwatch.web.context import runtime_of
@@ -290,21 +287,15 @@ async def list_flaky(
     Jenkins rebuild. Most flaky runs first. `rate` is the share of the commits the job ran on
     where it was flaky; `links.web` opens its latest flaky failure on the CI server."""
     runtime = runtime_of(request)
-    store = _sql_store(request)
     length = _window(window, runtime.settings.flaky.window)
-    now = runtime.clock.now()
     wanted = filters_of(request)
-    found = await store.read(
-        "flaky jobs",
-        lambda conn: flaky_jobs(
-            conn,
-            now=now,
-            window=length,
-            source=wanted.source,
-            project=wanted.project,
-            ref=wanted.ref,
-            limit=limit,
-        ),
+    found = await runtime.store.flaky_jobs(
+        now=runtime.clock.now(),
+        window=length,
+        source=wanted.source,
+        project=wanted.project,
+        ref=wanted.ref,
+        limit=limit,
     )
     base = str(request.base_url).rstrip("/")
     body = {
@@ -395,20 +386,15 @@ async def list_projects(
             raise ApiError(400, "invalid cursor", {"field": "cursor", "message": str(exc)}) from exc
     chosen = [state for state in states if wanted.keep(state)]
     recovery = None
-    if isinstance(store, SqlStore) and chosen:
-        now = runtime.clock.now()
+    if chosen:
         # A page reads the runs of its own projects only, not of every ref the filters match.
         projects = Match(values=tuple(sorted({s.project for s in chosen}))) if paged else None
-        recovery = await store.read(
-            "time to recovery",
-            lambda conn: read_recovery_stats(
-                conn,
-                now=now,
-                window=length,
-                source=wanted.source,
-                project=projects or wanted.project,
-                ref=wanted.ref,
-            ),
+        recovery = await store.recovery_stats(
+            now=runtime.clock.now(),
+            window=length,
+            source=wanted.source,
+            project=projects or wanted.project,
+            ref=wanted.ref,
         )
     page = (next_page,) if paged else ()
     return Response(
@@ -470,13 +456,6 @@ AlertStateQ = Annotated[
 ]
 
 
-def _sql_store(request: Request) -> SqlStore:
-    store = runtime_of(request).store
-    if not isinstance(store, SqlStore):  # alerting's queries are SQL
-        raise ApiError(501, "alerting needs the SQL store")
-    return store
-
-
 @router.get("/alerts", response_model=AlertsAnswer, summary="Alerts and their deliveries")
 async def list_alerts(
     request: Request,
@@ -488,7 +467,7 @@ async def list_alerts(
     """Firing alerts first (newest first), then resolved ones (most recently seen first). Each
     carries the newest notice per channel and its outcome: `sent`, `failed` (for good, with the
     channel's `error`) or `pending` (with the last `error` while it is being retried)."""
-    answer = await alert_list(_sql_store(request), state=state, limit=limit)
+    answer = await alert_list(runtime_of(request).store, state=state, limit=limit)
     return JSONResponse({"alerts": answer})
 
 
@@ -500,9 +479,9 @@ async def get_silences(
     ] = False,
 ) -> JSONResponse:
     """The silences in force now, by id; with `all=1` every stored silence."""
-    store = _sql_store(request)
-    now = runtime_of(request).clock.now()
-    found = await list_silences(store, active_at=None if everything else now)
+    runtime = runtime_of(request)
+    now = runtime.clock.now()
+    found = await runtime.store.list_silences(active_at=None if everything else now)
     return JSONResponse({"silences": [silence_to_dict(s, now) for s in found]})
 
 
@@ -517,7 +496,7 @@ async def post_silence(request: Request, body: SilenceCreate) -> JSONResponse:
     """Mute alerts whose labels match every given glob (`source`, `project`, `ref`, `event`;
     at least one) from now until `ends_at`, or for `duration` (e.g. `2h`). Answers 201 with the
     silence; 400 naming the bad field."""
-    store = _sql_store(request)
+    store = runtime_of(request).store
     now = runtime_of(request).clock.now()
     try:
         matchers = given_matchers(body.matchers.model_dump(exclude_none=True))
@@ -547,7 +526,7 @@ async def expire(
 ) -> JSONResponse:
     """End a silence now (it stays listed with `?all=1`); 200 with the silence, 404 when there
     is none with that id. A silence already over is answered unchanged."""
-    store = _sql_store(request)
+    store = runtime_of(request).store
     now = runtime_of(request).clock.now()
     silence = await expire_silence(store, silence_id, now)
     if silence is None:

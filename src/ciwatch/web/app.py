@@ -19,7 +19,6 @@ import importlib.util
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from functools import partial
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -28,13 +27,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from ciwatch.health import readiness
-from ciwatch.metrics import (
-    CONTENT_TYPE,
-    CiwatchCollector,
-    MetricsRenderer,
-    SnapshotCache,
-    build_registry,
-)
+from ciwatch.metrics import CONTENT_TYPE, CiwatchCollector, MetricsRenderer, build_registry
 from ciwatch.runtime import Runtime
 from ciwatch.web import api, cctray, hooks, report
 from ciwatch.web.auth import require_auth, require_metrics_auth
@@ -68,23 +61,20 @@ Errors are always `{"error": "...", "detail": ...}`. When `server.username` and
 def create_app(
     runtime: Runtime,
     *,
-    metrics_max_age: float = 5.0,
-    metrics_slow_max_age: float = 60.0,
+    metrics_max_age: float | None = None,
+    metrics_slow_max_age: float | None = None,
 ) -> FastAPI:
-    """The web application over `runtime` (its store, settings, clock and self-metrics).
+    """The web application over `runtime`: its store, settings, clock, self-metrics, metrics
+    snapshot and ingest (`ciwatch.runtime`, the composition root); nothing is built twice.
 
-    The metrics snapshot is refreshed at most every `metrics_max_age` seconds and the run counts
-    every `metrics_slow_max_age` seconds.
+    `metrics_max_age` and `metrics_slow_max_age` replace how old the runtime's snapshot and its
+    run counts may be (seconds; by default 5 and 60).
     """
-    cache = SnapshotCache(
-        runtime.store,
-        runtime.clock.now,
-        max_age=metrics_max_age,
-        slow_max_age=metrics_slow_max_age,
-        on_error=partial(runtime.supervisor.item_failed, "metrics-snapshot"),
-        flaky_window=runtime.settings.flaky.window,
-        recovery_window=runtime.settings.recovery.window,
-    )
+    cache = runtime.snapshot
+    if metrics_max_age is not None:
+        cache.max_age = metrics_max_age
+    if metrics_slow_max_age is not None:
+        cache.slow_max_age = metrics_slow_max_age
     settings = runtime.settings
     collector = CiwatchCollector(
         cache,
@@ -104,9 +94,7 @@ def create_app(
             await cache.aclose()
             # Webhook follow-ups (Jenkins API reads, job fetches) get a bounded drain, then are
             # cancelled before the store closes; what the webhooks accepted is stored already.
-            ingest = getattr(app.state, "ingest", None)
-            if ingest is not None:
-                await ingest.drain()
+            await runtime.ingest.drain()
 
     app = FastAPI(
         title="ciwatch",

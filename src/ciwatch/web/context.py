@@ -1,6 +1,5 @@
-"""What a request handler reads from the app: the runtime and the metrics snapshot.
-
-`create_app` puts them on `app.state`; these accessors give them their types back.
+"""What a request handler reads from the app: the runtime, and what it owns (the metrics
+snapshot). `create_app` puts the runtime on `app.state`; these accessors give it its type back.
 """
 
 from __future__ import annotations
@@ -20,5 +19,5 @@ def runtime_of(request: HTTPConnection) -> Runtime:
 
 
 def snapshot_cache_of(request: HTTPConnection) -> SnapshotCache:
-    """The app's metrics snapshot (`app.state.metrics_cache`), shared by /metrics and /cc.xml."""
-    return cast("SnapshotCache", request.app.state.metrics_cache)
+    """The runtime's metrics snapshot (`Runtime.snapshot`), shared by /metrics and /cc.xml."""
+    return runtime_of(request).snapshot

@@ -38,7 +38,6 @@ from ciwatch.alerting.silences import (
     SilenceInputError,
     create_silence,
     given_matchers,
-    list_silences,
     silence_end,
 )
 from ciwatch.channels.render import commit_author, tests_sentence
@@ -47,8 +46,7 @@ from ciwatch.domain import Job, Run, RunKey, Status
 from ciwatch.errors import StoreError
 from ciwatch.filters import Match, parse_filter, query_filters
 from ciwatch.store import Store, stats
-from ciwatch.store.reliability import RecoveryStats, flaky_jobs, recovery_stats
-from ciwatch.store.sql import SqlStore
+from ciwatch.store.reliability import RecoveryStats
 from ciwatch.store.stats import DayStats, Filters
 from ciwatch.timeutil import human_duration, iso_z, local_time, zone_label, zone_name
 from ciwatch.validation import MAX_ID, Invalid, loggable, storable
@@ -425,10 +423,7 @@ def _base_context(request: Request, view: View) -> dict[str, Any]:
 
 
 async def firing_badge(store: Store) -> int | None:
-    """The count of firing alerts for the navigation (one count query), None without the SQL
-    store (alerts live there)."""
-    if not isinstance(store, SqlStore):
-        return None
+    """The count of firing alerts for the navigation (one count query)."""
     return await alert_views.firing_count(store)
 
 
@@ -477,8 +472,7 @@ async def index(request: Request) -> HTMLResponse:
     page = _positive(request, "page")
     runtime = request.app.state.runtime
     try:
-        data = await stats.overview(
-            runtime.store,
+        data = await runtime.store.overview(
             filters,
             now=view.now,
             board_limit=per_page,
@@ -636,8 +630,7 @@ async def project_page(request: Request, source: str, project: str) -> HTMLRespo
     source, project = storable(source), storable(project)
     context.update(source=source, project=project, ref=_joined(ref))
     try:
-        data = await stats.project_overview(
-            runtime.store,
+        data = await runtime.store.project_overview(
             source,
             project,
             now=view.now,
@@ -770,15 +763,9 @@ async def _time_to_recovery(
 ) -> dict[str, Any]:
     """The project's time to recovery per ref (`recovery.window`), for its page."""
     window: timedelta = runtime.settings.recovery.window
-    found: list[RecoveryStats] = []
-    if isinstance(runtime.store, SqlStore):
-        per_ref = await runtime.store.read(
-            "time to recovery",
-            lambda conn: recovery_stats(
-                conn, now=now, window=window, source=source, project=project
-            ),
-        )
-        found = sorted(per_ref.values(), key=lambda item: item.ref.ref)
+    store: Store = runtime.store
+    per_ref = await store.recovery_stats(now=now, window=window, source=source, project=project)
+    found: list[RecoveryStats] = sorted(per_ref.values(), key=lambda item: item.ref.ref)
     return {"ttr": found, "ttr_window": format_duration(window)}
 
 
@@ -788,8 +775,7 @@ async def alerts_page(request: Request) -> HTMLResponse:
     the channels that failed for good with their error, recently resolved alerts and the
     silences in force, with the forms that add and expire silences. `silence_source`,
     `silence_project`, `silence_ref`, `silence_event` prefill the new silence (the "Silence"
-    link of a firing alert); `created` and `expired` (a silence id) confirm a change. Without the
-    SQL store the page says alerting needs it."""
+    link of a firing alert); `created` and `expired` (a silence id) confirm a change."""
     form = {key: _text(request, f"silence_{key}") or "" for key in MATCHER_KEYS}
     if any(form.values()):
         form["duration"] = SILENCE_DEFAULT
@@ -813,7 +799,6 @@ async def _alerts_response(
     settings = runtime.settings.alerts
     token, fresh_nonce = csrf.form_token(request)
     context.update(
-        sql=isinstance(runtime.store, SqlStore),
         no_channels=not settings.channels,
         no_routes=not settings.routes,
         overview=None,
@@ -827,14 +812,12 @@ async def _alerts_response(
         csrf_token=token,
         max_silence_days=MAX_SILENCE.days,
     )
-    store = runtime.store
-    if not isinstance(store, SqlStore):
-        return _with_cookie(request, render("alerts.html", context, status_code), fresh_nonce)
+    store: Store = runtime.store
     try:
         overview = await alert_views.alerts_overview(
             store, firing_limit=ALERTS_FIRING, history_limit=ALERTS_HISTORY
         )
-        silences = await list_silences(store, active_at=view.now)
+        silences = await store.list_silences(active_at=view.now)
     except StoreError as exc:
         return _unavailable(request, view, exc)
     context.update(
@@ -974,11 +957,7 @@ async def add_silence_form(request: Request) -> Response:
         return _refused(request, refused)
     form = {key: fields.get(key, "") for key in SILENCE_FORM}
     runtime = request.app.state.runtime
-    store = runtime.store
-    if not isinstance(store, SqlStore):
-        return await _alerts_response(
-            request, form=form, problem="Alerting needs the SQL store.", status_code=501
-        )
+    store: Store = runtime.store
     now = runtime.clock.now()
     try:
         body = _silence_request(fields)
@@ -1014,12 +993,8 @@ async def expire_silence_form(request: Request, silence_id: str) -> Response:
     except FormRefused as refused:
         return _refused(request, refused)
     runtime = request.app.state.runtime
-    store = runtime.store
+    store: Store = runtime.store
     number = int(silence_id) if silence_id.isdigit() and len(silence_id) < 19 else 0
-    if not isinstance(store, SqlStore):
-        return await _alerts_response(
-            request, problem="Alerting needs the SQL store.", status_code=501
-        )
     try:
         found = None
         if 1 <= number <= MAX_ID:
@@ -1053,7 +1028,6 @@ async def flaky_page(request: Request) -> HTMLResponse:
     source, project = _text(request, "source"), _text(request, "project")
     window: timedelta = runtime.settings.flaky.window
     context.update(
-        sql=isinstance(runtime.store, SqlStore),
         jobs=[],
         source=source,
         project=project,
@@ -1061,20 +1035,10 @@ async def flaky_page(request: Request) -> HTMLResponse:
         sources=sorted(s.name for s in runtime.settings.sources),
         limit=FLAKY_LIMIT,
     )
-    store = runtime.store
-    if not isinstance(store, SqlStore):
-        return render("flaky.html", context)
+    store: Store = runtime.store
     try:
-        found = await store.read(
-            "flaky jobs",
-            lambda conn: flaky_jobs(
-                conn,
-                now=view.now,
-                window=window,
-                source=source,
-                project=project,
-                limit=FLAKY_LIMIT,
-            ),
+        found = await store.flaky_jobs(
+            now=view.now, window=window, source=source, project=project, limit=FLAKY_LIMIT
         )
         context["alerts_firing"] = await firing_badge(store)
     except StoreError as exc:

@@ -73,12 +73,8 @@ def _runtime(request: Request) -> Runtime:
 
 
 def ingest_of(request: Request) -> Ingest:
-    """The app's ingest service (created on first use)."""
-    state = request.app.state
-    if getattr(state, "ingest", None) is None:
-        state.ingest = Ingest(_runtime(request))
-    ingest: Ingest = state.ingest
-    return ingest
+    """The runtime's ingest service (the composition root owns it: `Runtime.ingest`)."""
+    return _runtime(request).ingest
 
 
 def _source(request: Request, name: str, kind: str) -> BaseSource:
