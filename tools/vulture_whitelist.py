@@ -68,6 +68,8 @@ METRIC_NAMES, GCPE_METRIC_NAMES, GCPE_NOT_PROVIDED  # metrics.py: the docs and d
 load_alerts, outbox_rows  # store/alerting.py: what the alerting tests read back
 merge_job, fold_runs, ref_state  # state.py: the reference the SQL merge is tested against
 example  # channels/spec.ChannelSpec: the sample settings tests/channels/test_channel_registry.py loads
+PROTOCOLS  # store/base.py: every store protocol, for tests/store/test_store_protocols.py
+_.metrics_cache  # web/app.py: app.state, closed by the tests that build an app
 spec_of  # providers/registry.py: a kind's spec, read by the registry agreement tests
 _.repeats_as, _.resolves_as  # alerting/kinds.AlertKind: declared, checked by tests/alerting/test_kinds.py
 pauses_source  # retries.Rule: the table's rate-limit column (http.is_rate_limit acts on it)
