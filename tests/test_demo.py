@@ -1,5 +1,5 @@
 """`ciwatch demo`, the README's first command, as a newcomer runs it: within 30 s the dashboard,
-the API and /metrics show runs of all three providers, and two weeks of history fill the
+the API and /metrics show runs of all four providers, and two weeks of history fill the
 14-day charts and stats; SIGTERM stops it cleanly."""
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import urllib.request
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from ciwatch.providers.registry import KINDS
+
 
 def _free_port() -> int:
     with socket.socket() as sock:
@@ -28,7 +30,7 @@ def _get(url: str) -> tuple[int, str]:
         return resp.status, resp.read().decode()
 
 
-def test_demo_shows_all_three_providers_and_stops_on_sigterm() -> None:
+def test_demo_shows_every_provider_and_stops_on_sigterm() -> None:
     port = _free_port()
     base = f"http://127.0.0.1:{port}/"
     with subprocess.Popen(
@@ -45,21 +47,21 @@ def test_demo_shows_all_three_providers_and_stops_on_sigterm() -> None:
             projects: list[dict[str, Any]] = []
             deadline = time.monotonic() + 30
             names: set[str] = set()
-            wanted = {"platform/backend/api", "octo-org/service", "backend/billing"}
+            wanted = {project for _, project in HISTORY}
             while time.monotonic() < deadline and not wanted <= names:
                 time.sleep(0.5)
                 _, body = _get(base + "api/v1/projects")
                 projects = json.loads(body)["projects"]
                 providers = {p["provider"] for p in projects}
                 names = {p["project"] for p in projects}
-            assert providers == {"gitlab", "github", "jenkins"}, projects
+            assert providers == set(KINDS), projects
             assert wanted <= names, names
             assert {p["status"] for p in projects} >= {"success", "failed"}
             status, page = _get(base)
             assert status == 200
             assert "platform/backend/api" in page
             _, metrics = _get(base + "metrics")
-            for provider in ("gitlab", "github", "jenkins"):
+            for provider in KINDS:
                 assert f'provider="{provider}"' in metrics
             assert "ci_pipeline_status{" in metrics
             # The demo's re-runs (a GitLab retry, a GitHub attempt 2, a Jenkins rebuild) make
@@ -86,6 +88,7 @@ HISTORY = [
     ("gitlab", "platform/backend/api"),
     ("github", "octo-org/service"),
     ("jenkins", "backend/billing"),
+    ("azure", "Fabrikam/web-ci"),
 ]
 
 

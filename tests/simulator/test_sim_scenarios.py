@@ -3,6 +3,7 @@ demo is lively, and ten thousand generated targets stay light."""
 
 from __future__ import annotations
 
+import base64
 import re
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 
 from ciwatch.clock import FakeClock
+from ciwatch.providers.registry import SIMULATED
 from ciwatch.simulator import (
     Simulator,
     demo_scenario,
@@ -17,6 +19,7 @@ from ciwatch.simulator import (
     load_scenario,
     scenario_from_dict,
 )
+from ciwatch.simulator.azure import DEFAULT_AZURE_TOKEN
 from ciwatch.simulator.timeline import Generator
 from ciwatch.timeutil import parse_time
 
@@ -131,7 +134,7 @@ def _ago(h: Harness, stamp: str) -> float:
 async def test_the_demo_is_lively(demo: Harness) -> None:
     scenario = demo.sim.scenario
     assert len(scenario.projects) >= 8
-    assert {p.provider for p in scenario.projects} == {"gitlab", "github", "jenkins"}
+    assert {p.provider for p in scenario.projects} == set(SIMULATED)  # every simulated kind
     gl = {"PRIVATE-TOKEN": "glpat-simulator"}
     base = f"{demo.running.gitlab_url}/api/v4/projects"
     api = (
@@ -161,6 +164,10 @@ async def test_the_demo_is_lively(demo: Harness) -> None:
     }  # admin:simulator-api-token
     items = (await demo.get(f"{demo.running.jenkins_url}/queue/api/json", jk)).json()["items"]
     assert any(i["task"]["name"] == "deploy" and i["stuck"] for i in items)
+    pat = base64.b64encode(f":{DEFAULT_AZURE_TOKEN}".encode()).decode()
+    builds = f"{demo.running.azure_url}/fabrikam/Fabrikam/_apis/build/builds?api-version=7.1"
+    azure = (await demo.get(builds, {"Authorization": f"Basic {pat}"})).json()["value"]
+    assert {b["result"] for b in azure if b["status"] == "completed"} >= {"succeeded", "failed"}
     before = (await demo.get(f"{base}/platform%2Fbackend%2Fapi/pipelines", gl)).headers["X-Total"]
     demo.clock.advance(3600)
     after = (await demo.get(f"{base}/platform%2Fbackend%2Fapi/pipelines", gl)).headers["X-Total"]

@@ -291,6 +291,8 @@ async def _demo(listen: str, tmp: Path) -> None:
 
 def demo_settings(simulator_url: str, tmp: Path, listen: str) -> Settings:
     """Sources pointing at the simulator's demo scenario, polled briskly so it looks alive."""
+    from ciwatch.simulator.azure import DEFAULT_AZURE_TOKEN
+
     # `backfill` covers the scenario's two weeks of history (simulator.builtin.history): the
     # first poll of each target collects it, so the charts are full from the start.
     common: dict[str, Any] = {
@@ -329,6 +331,15 @@ def demo_settings(simulator_url: str, tmp: Path, listen: str) -> Settings:
                 "username": "admin",
                 "token": "simulator-api-token",
                 "folders": ["backend", "tools"],
+                **common,
+            },
+            {
+                "name": "azure",
+                "type": "azure",
+                "url": f"{simulator_url}/azure",
+                "organization": "fabrikam",
+                "projects": ["Fabrikam"],
+                "token": DEFAULT_AZURE_TOKEN,
                 **common,
             },
         ],

@@ -13,6 +13,7 @@ import typer
 from ciwatch.cli.common import EXIT_USAGE, err
 from ciwatch.config import split_listen
 from ciwatch.simulator import RunningSimulator
+from ciwatch.simulator.azure import DEFAULT_AZURE_TOKEN
 from ciwatch.simulator.serve import simulate as serve_simulator
 
 DEFAULT_LISTEN = "127.0.0.1:8900"
@@ -29,7 +30,8 @@ def simulate(
         int | None, typer.Option(help="Generate N projects over the three providers.")
     ] = None,
 ) -> None:
-    """Run the built-in GitLab / GitHub / Jenkins API simulator until Ctrl-C or SIGTERM.
+    """Run the built-in GitLab / GitHub / Jenkins / Azure Pipelines API simulator until Ctrl-C
+    or SIGTERM.
 
     Without --scenario or --targets it serves the lively demo scenario. See docs/simulator.md."""
     try:
@@ -44,6 +46,7 @@ def simulate(
             f"  GitLab  {running.gitlab_url}   (token glpat-simulator unless the scenario says)\n"
             f"  GitHub  {running.github_url}   (token ghp_simulator)\n"
             f"  Jenkins {running.jenkins_url}  (user admin, token simulator-api-token)\n"
+            f"  Azure   {running.azure_url}    (organization fabrikam, PAT {DEFAULT_AZURE_TOKEN})\n"
         )
         sys.stdout.flush()
 

@@ -38,6 +38,10 @@ KINDS: tuple[str, ...] = tuple(BY_KIND)
 PUSH = "push"
 RUN_PROVIDERS: tuple[str, ...] = (*KINDS, PUSH)
 
+# The kinds the built-in simulator serves, with the module that simulates each (mounted at
+# `/<kind>` by simulator/app.py; scenario projects, faults and the demo take their kinds from it).
+SIMULATED: dict[str, str] = {spec.kind: spec.simulator for spec in SPECS if spec.simulator}
+
 assert len(BY_KIND) == len(SPECS), "two provider specs share a kind"
 
 

@@ -1,24 +1,23 @@
-"""The simulator server: one aiohttp application, three prefixes (`/gitlab`, `/github`,
-`/jenkins`), request counters and fault injection in front of them."""
+"""The simulator server: one aiohttp application, one prefix per simulated CI system
+(`/gitlab`, `/github`, `/jenkins`, `/azure`: each provider spec's `simulator` module, mounted at
+`/<kind>`), request counters and fault injection in front of them."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 from types import TracebackType
 
 from aiohttp import web
 
 from ciwatch.clock import Clock, SystemClock
-from ciwatch.simulator.azure import AzureApi
+from ciwatch.providers.registry import SIMULATED
 from ciwatch.simulator.context import Context
 from ciwatch.simulator.fault_responses import FaultResponder
 from ciwatch.simulator.faults import Fault, FaultBook
-from ciwatch.simulator.github import GitHubApi
-from ciwatch.simulator.gitlab import GitLabApi
 from ciwatch.simulator.httputil import Handler, Stats, json_response
-from ciwatch.simulator.jenkins import JenkinsApi
-from ciwatch.simulator.scenario import Scenario
+from ciwatch.simulator.scenario import PROVIDERS, Scenario
 
 CONTROL = "/_simulator"
 RESET = 0  # the status counted for a connection closed without an answer
@@ -26,11 +25,12 @@ RESET = 0  # the status counted for a connection closed without an answer
 
 def provider_of(path: str) -> str | None:
     head = path.split("/", 2)[1] if path.startswith("/") else ""
-    return head if head in ("gitlab", "github", "jenkins", "azure") else None
+    return head if head in PROVIDERS else None
 
 
 class Simulator:
-    """A simulated GitLab, GitHub and Jenkins; all times come from the injected clock.
+    """A simulated GitLab, GitHub, Jenkins and Azure Pipelines (every kind whose provider spec
+    names a simulator module); all times come from the injected clock.
 
     `stats` counts requests; `faults` (or `add_fault` / `clear_faults`) breaks and heals
     targets at run time.
@@ -60,10 +60,10 @@ class Simulator:
         """A fresh aiohttp application serving this simulator's state."""
         self._stopping.clear()  # serving (again): faults may hold requests
         app = web.Application(middlewares=[self._front])
-        app.add_subapp("/gitlab", GitLabApi(self.ctx).app())
-        app.add_subapp("/github", GitHubApi(self.ctx).app())
-        app.add_subapp("/jenkins", JenkinsApi(self.ctx).app())
-        app.add_subapp("/azure", AzureApi(self.ctx).app())
+        for kind, module in SIMULATED.items():
+            # A simulator module's `API` takes the shared context and gives its aiohttp app.
+            api = importlib.import_module(module).API
+            app.add_subapp(f"/{kind}", api(self.ctx).app())
         app.router.add_get(f"{CONTROL}/stats", self._stats)
         return app
 
@@ -108,6 +108,7 @@ class RunningSimulator:
         self.gitlab_url = f"{url}/gitlab"
         self.github_url = f"{url}/github"
         self.jenkins_url = f"{url}/jenkins"
+        self.azure_url = f"{url}/azure"
         self._runner = runner
 
     async def stop(self) -> None:

@@ -369,3 +369,7 @@ def _parse(value: str | None) -> datetime | None:
     except ValueError:
         return None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+# What simulator/app.py mounts at `/azure` (the provider spec names this module).
+API = AzureApi

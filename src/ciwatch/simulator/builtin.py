@@ -30,6 +30,8 @@ GITLAB_JOBS = (
     JobSpec("deploy", "deploy"),
 )
 GITHUB_JOBS = (JobSpec("build", "build"), JobSpec("test", "test"))
+# An Azure Pipelines YAML pipeline: stages with their jobs (timeline records).
+AZURE_JOBS = (JobSpec("Build", "Build"), JobSpec("Test", "Test"), JobSpec("Publish", "Deploy"))
 JENKINS_STAGES = (
     JobSpec("Checkout", "Checkout"),
     JobSpec("Build", "Build"),
@@ -115,6 +117,8 @@ DEMO_HABITS = {
     "backend/gateway": Habits((2, 4), 240.0, 0.1),
     "tools/nightly": Habits((1, 1), 1500.0, 0.2, event="schedule"),
     "tools/deploy": Habits((0, 2), 200.0, 0.1),
+    "Fabrikam/web-ci": Habits((2, 5), 330.0, 0.15),
+    "Fabrikam/deploy/infra": Habits((1, 2), 480.0, 0.1),
 }
 
 
@@ -128,9 +132,9 @@ def with_history(project: ProjectSpec) -> ProjectSpec:
 
 
 def demo_scenario() -> Scenario:
-    """Ten projects over GitLab, GitHub and Jenkins with two weeks of history (`history`),
-    successes, failures, recoveries, re-runs, a stuck run, long queues, an `input` step waiting,
-    and runs that keep arriving."""
+    """Twelve projects over GitLab, GitHub, Jenkins and Azure Pipelines with two weeks of
+    history (`history`), successes, failures, recoveries, re-runs, a stuck run, long queues, an
+    `input` step waiting, and runs that keep arriving."""
     fail_test = (
         JobSpec("compile", "build", "success", 70),
         JobSpec("unit", "test", "failed", 95),
@@ -241,6 +245,26 @@ def demo_scenario() -> Scenario:
                 RunSpec(-20 * _M, queue=35 * _M),
             ),
             generate=_every(8),
+        ),
+        # Azure Pipelines: builds with stages and jobs from the timeline.
+        ProjectSpec(
+            "azure",
+            "Fabrikam/web-ci",
+            refs=("main", "release/1.x"),
+            jobs=AZURE_JOBS,
+            runs=(
+                RunSpec(-45 * _M),
+                RunSpec(-25 * _M, jobs=fail_test),
+                RunSpec(-12 * _M, ref="release/1.x"),
+            ),
+            generate=_every(6, ("success", 0.75), ("failed", 0.2), ("canceled", 0.05)),
+        ),
+        ProjectSpec(
+            "azure",
+            "Fabrikam/deploy/infra",
+            jobs=AZURE_JOBS,
+            runs=(RunSpec(-30 * _M), RunSpec(-10 * _M, duration=6 * _M)),
+            generate=_every(10),
         ),
     ]
     # Retention above the history's size: the first poll's backfill finds all of it.

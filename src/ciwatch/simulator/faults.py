@@ -14,6 +14,8 @@ import random
 from dataclasses import dataclass
 from typing import Literal, get_args
 
+from ciwatch.providers.registry import SIMULATED
+
 FaultKind = Literal[
     "status", "rate_limit", "exhausted", "slow", "timeout", "bad_json", "truncated", "html", "reset"
 ]
@@ -45,8 +47,8 @@ class Fault:
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
             raise ValueError(f"kind: {self.kind!r} is not one of {', '.join(FAULT_KINDS)}")
-        if self.provider not in (None, "gitlab", "github", "jenkins"):
-            raise ValueError(f"provider: {self.provider!r} is not gitlab, github or jenkins")
+        if self.provider is not None and self.provider not in SIMULATED:
+            raise ValueError(f"provider: {self.provider!r} is not one of {', '.join(SIMULATED)}")
         if self.count is not None and self.count < 0:
             raise ValueError(f"count: {self.count} is negative")
         if self.probability is not None and not 0.0 <= self.probability <= 1.0:

@@ -239,3 +239,7 @@ def quota_json(quota: Quota) -> dict[str, Any]:
         "remaining": quota.remaining,
         "reset": quota.reset,
     }
+
+
+# What simulator/app.py mounts at `/github` (the provider spec names this module).
+API = GitHubApi

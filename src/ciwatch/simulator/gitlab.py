@@ -231,3 +231,7 @@ def paging_headers(request: web.Request, page: Page[Any]) -> dict[str, str]:
         "X-Total-Pages": str(page.pages),
         "Link": page_links(url, page.page, page.pages),
     }
+
+
+# What simulator/app.py mounts at `/gitlab` (the provider spec names this module).
+API = GitLabApi

@@ -155,3 +155,7 @@ class JenkinsApi:
         except ValueError as problem:
             return html(400, "Bad Request", str(problem))
         return json_response(prune(data, tree))
+
+
+# What simulator/app.py mounts at `/jenkins` (the provider spec names this module).
+API = JenkinsApi

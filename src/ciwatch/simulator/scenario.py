@@ -11,12 +11,12 @@ import math
 from dataclasses import dataclass, field
 
 from ciwatch.config.durations import parse_duration
-from ciwatch.providers.registry import SPECS
+from ciwatch.providers.registry import SIMULATED
 from ciwatch.simulator.faults import Fault
 
 # A provider kind the simulator serves: the registry's kinds whose spec names a simulator module.
 Provider = str
-PROVIDERS: tuple[Provider, ...] = tuple(spec.kind for spec in SPECS if spec.simulator)
+PROVIDERS: tuple[Provider, ...] = tuple(SIMULATED)
 
 # The scenario's own result words; each provider module translates them into its vocabulary.
 RESULTS = ("success", "failed", "canceled", "skipped", "manual", "unstable", "timed_out")
