@@ -10,26 +10,13 @@ Replays are cheap twice over: a bounded in-memory set of stored delivery ids ans
 "duplicate" without touching the store, and the store's forward-only merge makes any replay that
 gets past it (after a restart) a no-op.
 
-Jenkins (see providers/jenkins.py): every update of one build carries the build's constant
-`timestamp` as `updated_at`, so the status rank alone orders them. A notification is stored
-before it is answered:
-
-- for a stored build it is re-dated to that build's `updated_at`, and its phase moves it on;
-- for a build the store has never seen it is stored as it is when its payload carries the
-  build's time (floored to the second, never later than Jenkins' own `timestamp`), else dated
-  `UNDATED` (1970), earlier than any timestamp. Either way the build read from the API in the
-  background (or by the next poll) is newer by `updated_at`, so it wins the merge and the run
-  takes Jenkins' own created/started times. Should Jenkins answer with less progress than a
-  notification already stored (a read racing the build's end), the read keeps the stored status:
-  status never goes backwards. The read and the notifications of one build are serialized in
-  this process (`_exclusive`) so that this check and the write see the same stored run.
-
-A FINALIZED notification is dated "now" by the plugin and carries no time of the build
-(`providers.jenkins.untimed_end`). It never moves a stored build's start and finish: for a build
-stored as finished it is not written at all (it brings nothing), for one stored as queued or
-running it ends it, finishing at the stored start plus its `duration`. A timed end (COMPLETED,
-or the API) of a build known only from a FINALIZED is written one microsecond after the stored
-`updated_at`, so that its times win the merge rather than a tie of equal ranks.
+A CI system whose notifications may lack the run's own times (Jenkins' Notification plugin)
+stores them through `store_notification`: its provider module gives the `merge` that aligns a
+notification with the stored run, and the date a run never seen is stored at when the payload
+has no time of its own; the run is then read from the API in the background through its
+provider (a `RunReader`), and that read never lowers the stored status. The notifications and
+the read of one run are serialized in this process (`_exclusive`), so that the check and the
+write see the same stored run. providers/jenkins.py says why Jenkins needs this.
 """
 
 from __future__ import annotations
@@ -38,21 +25,23 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ciwatch.domain import Job, Run, RunKey
 from ciwatch.errors import CiwatchError
-from ciwatch.providers.github_poll import GitHubProvider
-from ciwatch.providers.jenkins import UNDATED, untimed_end
-from ciwatch.providers.jenkins_poll import JenkinsProvider
+from ciwatch.providers.base import RunReader
 
 if TYPE_CHECKING:  # the runtime owns its ingest (`Runtime.ingest`)
     from ciwatch.runtime import Runtime
 
 log = logging.getLogger("ciwatch.ingest")
+
+# `merge(notification, stored)`: the notification aligned with the stored run (None: it brings
+# nothing to write).
+Merge = Callable[[Run, Run], Run | None]
 
 DEDUP_SIZE = 10_000
 
@@ -157,12 +146,13 @@ class Ingest:
         self.later(f"fetching the jobs of {run.source}/{run.project} run {run.run_id}", fetch())
 
     def fetch_run_of_job_later(self, job: Job) -> None:
-        """A GitHub `workflow_job` can arrive before its run is stored (its `workflow_run` lost,
-        late, or filtered out): when the source is polled, read the run and its jobs from the API
-        in the background, unless the store has the run by then. Otherwise the job waits for the
-        run's webhook or the next poll. One read per run at a time."""
+        """A job's webhook can arrive before its run is stored (GitHub's `workflow_job` with its
+        `workflow_run` lost, late, or filtered out): when the source is polled by a provider that
+        reads single runs (a `RunReader`), read the run and its jobs from the API in the
+        background, unless the store has the run by then. Otherwise the job waits for the run's
+        webhook or the next poll. One read per run at a time."""
         provider = self.runtime.providers.get(job.source)
-        if not isinstance(provider, GitHubProvider) or job.run_key in self._runs_fetched:
+        if not isinstance(provider, RunReader) or job.run_key in self._runs_fetched:
             return
         key = job.run_key
         self._runs_fetched.add(key)
@@ -194,55 +184,59 @@ class Ingest:
             if not users[0]:
                 del self._locks[key]
 
-    async def store_jenkins(self, run: Run, *, dated: bool) -> bool:
-        """Store a Jenkins notification now (see the module's doc); True when the run changed.
-        `dated`: the payload carried the build's time. Reading the build from the API, when the
-        store has not had it from there yet, is left to the background."""
+    async def store_notification(
+        self, run: Run, *, dated: bool, merge: Merge, undated: datetime
+    ) -> bool:
+        """Store a notification now (see the module's doc); True when the run changed. `dated`:
+        the payload carried the run's own time; else a run never stored is stored at `undated`
+        (earlier than any real time, so the API's answer wins the merge). Reading the run from
+        the API, when the store has not had it from there yet, is left to the background."""
         provider = self.runtime.providers.get(run.source)
-        reader = provider if isinstance(provider, JenkinsProvider) else None
+        reader = provider if isinstance(provider, RunReader) else None
         async with self._exclusive(run.key):
             stored = await self.runtime.store.get_run(run.key)
             write: Run | None = run
             if stored is not None:
-                write = keep_stored_times(run, stored)
+                write = merge(run, stored)
             elif reader is not None and not dated:
-                write = replace(run, updated_at=UNDATED)
+                write = replace(run, updated_at=undated)
             if write is None:
                 return False
             run = write
             changed = await self.store(run)
-        if reader is not None and (stored is None or stored.updated_at == UNDATED):
-            what = f"reading {run.source}/{run.project} #{run.run_id} from Jenkins"
-            self.later(what, self._read_jenkins(reader, run))
+        if reader is not None and (stored is None or stored.updated_at == undated):
+            what = f"reading {run.source}/{run.project} #{run.run_id} from its API"
+            self.later(what, self._read_from_api(reader, run))
         elif changed and run.status.terminal:
             self.fetch_details_later(run)
         return changed
 
-    async def _read_jenkins(self, reader: JenkinsProvider, run: Run) -> None:
-        """The build as Jenkins' API has it, merged over the stored notifications: it brings
-        Jenkins' own timestamp (and author, queue time, ref and sha), never a lower status."""
-        build = await reader.build(run.project, run.run_id)
+    async def _read_from_api(self, reader: RunReader, run: Run) -> None:
+        """The run as the CI system's API has it, merged over the stored notifications: it
+        brings the run's own timestamp (and author, queue time, ref and sha), never a lower
+        status."""
+        read = await reader.run(run.project, run.run_id)
         async with self._exclusive(run.key):
             stored = await self.runtime.store.get_run(run.key)
             if (
                 stored is not None
-                and stored.attempt == build.attempt
-                and stored.status.rank > build.status.rank
+                and stored.attempt == read.attempt
+                and stored.status.rank > read.status.rank
             ):
-                build = replace(
-                    build,
+                read = replace(
+                    read,
                     status=stored.status,
                     provider_status=stored.provider_status,
-                    finished_at=stored.finished_at or build.finished_at,
+                    finished_at=stored.finished_at or read.finished_at,
                     duration_seconds=(
-                        build.duration_seconds
+                        read.duration_seconds
                         if stored.duration_seconds is None
                         else stored.duration_seconds
                     ),
                 )
-            await self.store(build)
-        if build.status.terminal:
-            self.fetch_details_later(build)
+            await self.store(read)
+        if read.status.terminal:
+            self.fetch_details_later(read)
 
     async def drain(self, seconds: float = 10.0) -> int:
         """On shutdown: wait up to `seconds` for background work (and the work it starts), then
@@ -269,40 +263,3 @@ class Ingest:
     @property
     def pending(self) -> int:
         return len(self._tasks)
-
-
-def keep_stored_times(run: Run, stored: Run) -> Run | None:
-    """A notification of a stored build, aligned to it (`align`), such that a FINALIZED never
-    moves the stored start and finish (see the module's doc). None: nothing to write."""
-    untimed = untimed_end(run)
-    run = align(run, stored)
-    if stored.attempt != run.attempt:
-        return run
-    if untimed:
-        if stored.status.terminal:
-            return None
-        started = stored.started_at
-        finished = (
-            started + timedelta(seconds=run.duration_seconds)
-            if started is not None and run.duration_seconds is not None
-            else None
-        )
-        return replace(run, started_at=started, finished_at=finished)
-    if stored.status.terminal and untimed_end(stored) and run.status.terminal:
-        return replace(run, updated_at=stored.updated_at + timedelta(microseconds=1))
-    return run
-
-
-def align(run: Run, stored: Run) -> Run:
-    """A Jenkins notification re-dated to the stored build's `updated_at` (its constant
-    timestamp, or `UNDATED`), with the stored build's created/started times, so that the status
-    rank alone orders them. Both ways: a notification floored to the second is earlier than the
-    API's millisecond timestamp, one dated on arrival is later."""
-    if run.updated_at == stored.updated_at:
-        return run
-    return replace(
-        run,
-        updated_at=stored.updated_at,
-        created_at=stored.created_at or run.created_at,
-        started_at=stored.started_at or run.started_at,
-    )

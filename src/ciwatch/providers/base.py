@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from ciwatch.domain import Job, Run, Target, TargetState
 
@@ -56,6 +56,16 @@ class Provider(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class RunReader(Protocol):
+    """A provider that reads one run by id (GitHub, Jenkins): what a webhook's follow-up uses
+    for a run it has not stored yet, or whose payload lacked the run's own times."""
+
+    async def run(self, project: str, run_id: str) -> Run:
+        """The run `run_id` of `project` as the API has it (without its jobs)."""
+        ...
 
 
 def matches(name: str, patterns: Iterable[str]) -> bool:

@@ -27,13 +27,37 @@ Mapping choices:
 - Pipeline stages (wfapi) are the jobs of a build; their status words are mapped by
   `WFAPI_STATUS` below. A stage's `updated_at` is its start plus its duration so far (never
   before the run's start), so a stage that pauses for input after running is still ordered.
-- Notification plugin: see `parse_notification_dated` for how its phases and times are used.
+- Notification plugin: see `parse_notification_dated` for how its phases and times are used,
+  and below for how a notification is stored.
+
+Storing notifications (`ciwatch.ingest.Ingest.store_notification` with `keep_stored_times`
+and `UNDATED`, the webhook handler's store step). Every update of one build carries the
+build's constant `timestamp` as `updated_at`, so the status rank alone orders them. A
+notification is stored before it is answered:
+
+- for a stored build it is re-dated to that build's `updated_at`, and its phase moves it on;
+- for a build the store has never seen it is stored as it is when its payload carries the
+  build's time (floored to the second, never later than Jenkins' own `timestamp`), else dated
+  `UNDATED` (1970), earlier than any timestamp. Either way the build read from the API in the
+  background (or by the next poll) is newer by `updated_at`, so it wins the merge and the run
+  takes Jenkins' own created/started times. Should Jenkins answer with less progress than a
+  notification already stored (a read racing the build's end), the read keeps the stored status:
+  status never goes backwards. The read and the notifications of one build are serialized in
+  this process (`_exclusive`) so that this check and the write see the same stored run.
+
+A FINALIZED notification is dated "now" by the plugin and carries no time of the build
+(`untimed_end`). It never moves a stored build's start and finish: for a build
+stored as finished it is not written at all (it brings nothing), for one stored as queued or
+running it ends it, finishing at the stored start plus its `duration`. A timed end (COMPLETED,
+or the API) of a build known only from a FINALIZED is written one microsecond after the stored
+`updated_at`, so that its times win the merge rather than a tie of equal ranks.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import unquote, urlsplit
@@ -382,13 +406,13 @@ def parse_notification_dated(source: str, body: Body, received_at: datetime) -> 
     FINALIZED is sent when Jenkins is done with the build (after post-build steps, log and
     artifacts), and its `timestamp` is the time it was sent, not a time of the build: it gives
     no start and no finish (only `duration_seconds`) and counts as undated, so that it never
-    moves a stored build's times (`ciwatch.ingest` keeps them, see `untimed_end`).
+    moves a stored build's times (`keep_stored_times` keeps them, see `untimed_end`).
 
     Limitation: with `received_at` as `updated_at`, a non-terminal notification is dated later
     than the polled build's constant `timestamp`, so a poll could not move that build on from
     queued/running. The receiver therefore stores an undated notification of a build it has
     never seen at `UNDATED` instead (when it can read the build from the API), and re-dates a
-    notification of a stored build to that build's `updated_at` (`ciwatch.ingest`).
+    notification of a stored build to that build's `updated_at` (`align`).
     """
     what = "Jenkins notification"
     note = decode(body, _Notification, what)
@@ -449,6 +473,43 @@ def untimed_end(run: Run) -> bool:
     """Whether `run` is a notification of a build's end that carries no end time of its own
     (FINALIZED): it must not replace the times a stored build has."""
     return run.status.terminal and run.finished_at is None and run.started_at is None
+
+
+def keep_stored_times(run: Run, stored: Run) -> Run | None:
+    """A notification of a stored build, aligned to it (`align`), such that a FINALIZED never
+    moves the stored start and finish (see the module's doc). None: nothing to write."""
+    untimed = untimed_end(run)
+    run = align(run, stored)
+    if stored.attempt != run.attempt:
+        return run
+    if untimed:
+        if stored.status.terminal:
+            return None
+        started = stored.started_at
+        finished = (
+            started + timedelta(seconds=run.duration_seconds)
+            if started is not None and run.duration_seconds is not None
+            else None
+        )
+        return replace(run, started_at=started, finished_at=finished)
+    if stored.status.terminal and untimed_end(stored) and run.status.terminal:
+        return replace(run, updated_at=stored.updated_at + timedelta(microseconds=1))
+    return run
+
+
+def align(run: Run, stored: Run) -> Run:
+    """A Jenkins notification re-dated to the stored build's `updated_at` (its constant
+    timestamp, or `UNDATED`), with the stored build's created/started times, so that the status
+    rank alone orders them. Both ways: a notification floored to the second is earlier than the
+    API's millisecond timestamp, one dated on arrival is later."""
+    if run.updated_at == stored.updated_at:
+        return run
+    return replace(
+        run,
+        updated_at=stored.updated_at,
+        created_at=stored.created_at or run.created_at,
+        started_at=stored.started_at or run.started_at,
+    )
 
 
 def job_full_name_from_url(url: str | None) -> str | None:
@@ -665,7 +726,9 @@ def _require_notification_json(request: hooks.HookRequest) -> None:
 
 def _store_dated(run: Run, dated: bool) -> hooks.StoreFn:
     async def store(ingest: Ingest) -> bool:
-        return await ingest.store_jenkins(run, dated=dated)
+        return await ingest.store_notification(
+            run, dated=dated, merge=keep_stored_times, undated=UNDATED
+        )
 
     return store
 
@@ -673,7 +736,8 @@ def _store_dated(run: Run, dated: bool) -> hooks.StoreFn:
 class JenkinsHooks:
     """The Notification plugin's JSON (every phase of a build); the secret as
     `notification_token` reads it; the delivery id is `Idempotency-Key`, else the body's
-    SHA-256. Stored through `ingest.store_jenkins`, which knows notifications without times."""
+    SHA-256. Stored through `ingest.store_notification` with `keep_stored_times` (the module's
+    doc: notifications without times)."""
 
     events = ("QUEUED", "STARTED", "COMPLETED", "FINALIZED")
     summary = "Jenkins Notification plugin"

@@ -126,8 +126,9 @@ class JenkinsProvider:
             return f"{job_path(project)}/job/{quote(branch, safe='')}/{number}"
         return f"{job_path(project)}/{run_id}"
 
-    async def build(self, project: str, run_id: str) -> Run:
-        """One build read from the API (for a webhook naming a build never polled)."""
+    async def run(self, project: str, run_id: str) -> Run:
+        """One build read from the API (for a webhook naming a build never polled): this
+        provider is a `RunReader`."""
         resp = await self.http.get(
             f"{self._build_path(project, run_id)}/api/json",
             params={"tree": BUILD_FIELDS},
