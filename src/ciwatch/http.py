@@ -295,9 +295,9 @@ class HttpClient:
         relative = path.lstrip("/")
         if not _PLAIN_PATH.fullmatch(relative) or _RESOLVED_SEGMENT.search(relative):
             return urljoin(self.base_url, relative)
-        # A plain path (no `.`, `..` or empty segment, scheme, query, fragment or parameters) joined to a
-        # base ending in `/` is appended: a concatenation per request instead of `urljoin`'s
-        # parse, a fair part of an unchanged poll's CPU.
+        # A plain path (no `.`, `..` or empty segment, scheme, query, fragment or parameters)
+        # joined to a base ending in `/` is appended: a concatenation per request instead of
+        # `urljoin`'s parse, a fair part of an unchanged poll's CPU.
         return self.base_url + relative
 
     async def get(
