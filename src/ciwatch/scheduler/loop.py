@@ -484,6 +484,9 @@ class Scheduler:
             tasks.discard(task)
             wake.set()
 
+        # `stop` wakes the loop too: one waiter for the whole run, not two tasks per wait.
+        stopping = asyncio.ensure_future(stop.wait())
+        stopping.add_done_callback(lambda _: wake.set())
         while not stop.is_set():
             now = self.clock.now()
             if now >= next_discovery:
@@ -515,7 +518,8 @@ class Scheduler:
             if len(tasks) >= self.concurrency:
                 wait = self.discovery_interval
             wake.clear()
-            await _wait_any(stop, wake, max(wait, 0.01))
+            await _wait_for(wake, max(wait, 0.01))
+        stopping.cancel()
         if tasks:
             log.info("stopping: letting %d in-flight polls finish", len(tasks))
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -680,10 +684,11 @@ def _pause_of(state: TargetState | None) -> dict[str, str]:
     return {PAUSED_UNTIL: state.extra[PAUSED_UNTIL]}
 
 
-async def _wait_any(stop: asyncio.Event, wake: asyncio.Event, seconds: float) -> None:
-    waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(wake.wait())]
+async def _wait_for(wake: asyncio.Event, seconds: float) -> None:
+    """Until `wake` is set or `seconds` have passed: a timer, not a task per wait (the loop
+    waits once per finished poll)."""
+    timer = asyncio.get_running_loop().call_later(seconds, wake.set)
     try:
-        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        await wake.wait()
     finally:
-        for waiter in waiters:
-            waiter.cancel()
+        timer.cancel()
