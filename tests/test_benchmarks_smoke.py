@@ -63,9 +63,9 @@ def test_static_poll_benchmark_prints_its_figures() -> None:
     """The static-server benchmark measures the serve (`run_once` and the loop), cron and
     baseline paths, with a changed fraction, and every target is answered (no unknown URL, no
     failed poll)."""
+    command = [sys.executable, str(STATIC), "--targets", "9", "--changed", "0.3", "--cycles", "1"]
     done = subprocess.run(
-        [sys.executable, str(STATIC), "--targets", "9", "--changed", "0.3", "--cycles", "1"]
-        + ["--loop", "1"],
+        [*command, "--loop", "1"],
         capture_output=True,
         text=True,
         timeout=300,
