@@ -1,7 +1,8 @@
 """ciwatch's own cost of polling N targets, against a static server that costs next to nothing.
 
     python benchmarks/static_poll.py --targets 1000,10000 [--engine sqlite|postgresql]
-        [--changed 0.1] [--cycles 2] [--runs 3] [--concurrency 64] [--profile] [--json]
+        [--changed 0.1] [--cycles 2] [--runs 3] [--concurrency 64] [--loop 10] [--profile]
+        [--json]
 
 Prints figures, asserts nothing. benchmarks/poll.py measures against the simulator, whose CPU
 (it computes every answer from a timeline) competes with ciwatch's on the same cores; here the
@@ -36,6 +37,12 @@ Per target count three pollers are measured, each on its own figures:
 3. `baseline`: plain aiohttp with the same concurrency, the first page of every target every
    cycle, no cursor, no ETag, the JSON decoded and nothing stored: the floor a poller that
    remembers nothing pays for the requests alone.
+
+With `--loop SECONDS` the serve path also runs `scheduler.run()`, the loop `ciwatch serve` runs,
+with every source's interval set to SECONDS: after one interval (the loop's first round, its
+book loaded and discovery done), `--cycles` windows of one interval each are measured ("serve
+loop N"): CPU per poll over the window, without `run_once`'s per-cycle read of every target
+state and final write of every timestamp.
 
 Requests and bytes (response bodies) are counted by the server. Peak RSS is the process's high
 water mark, reset (Linux `/proc/self/clear_refs`) before each target count; for the cron path
@@ -415,10 +422,11 @@ class Row:
     peak_rss_mb: float = 0.0
     server_cpu_s: float = 0.0
     failed: int = 0
+    polls: int = 0  # serve loop: the polls of the window (else one per target)
 
     @property
     def cpu_ms_per_target(self) -> float:
-        return 1000 * self.cpu_s / self.targets
+        return 1000 * self.cpu_s / (self.polls or self.targets)
 
 
 def reset_peak_rss() -> None:
@@ -470,7 +478,13 @@ def settings_data(
     url: str, database: str, args: argparse.Namespace, targets: int
 ) -> dict[str, Any]:
     lists = project_lists(targets)
-    common = {"requests_per_second": 1_000_000.0, "backfill": args.runs, "token": "bench"}
+    common: dict[str, Any] = {
+        "requests_per_second": 1_000_000.0,
+        "backfill": args.runs,
+        "token": "bench",
+    }
+    if args.loop:
+        common.update(interval=f"{args.loop}s", active_interval=f"{args.loop}s")
     sources: list[dict[str, Any]] = []
     if lists["gitlab"]:
         sources.append(
@@ -530,6 +544,8 @@ async def bench_serve(
             row.failed += sum(1 for o in report.outcomes if not o.ok)
             rows.append(row)
             out(row)
+        if args.loop:
+            rows += await bench_loop(scheduler, base, meter, args, out)
         if args.profile and base.targets == max(args.targets):
             await flip(meter.server, meter.session, args, seed=args.cycles + 1)
             profiler = cProfile.Profile()
@@ -542,6 +558,29 @@ async def bench_serve(
             print("\n".join(text.getvalue().splitlines()[: args.profile_top + 12]), flush=True)
     finally:
         await runtime.close()
+    return rows
+
+
+async def bench_loop(
+    scheduler: Any, base: Row, meter: Meter, args: argparse.Namespace, out: Callable[[Row], None]
+) -> list[Row]:
+    """`scheduler.run()` as `ciwatch serve` runs it: windows of one interval each."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(scheduler.run(stop))
+    rows = []
+    try:
+        await asyncio.sleep(args.loop)  # the first round: the book loaded, discovery done
+        for window in range(1, args.cycles + 1):
+            row = Row(**{**asdict(base), "path": f"serve loop {window}"})
+            await flip(meter.server, meter.session, args, seed=300 + window)
+            async with meter.measure(row):
+                await asyncio.sleep(args.loop)
+            row.polls = row.requests - row.details
+            rows.append(row)
+            out(row)
+    finally:
+        stop.set()
+        await task
     return rows
 
 
@@ -664,6 +703,7 @@ def row_text(row: Row) -> str:
 
 
 LEGEND = (
+    "CPU ms/tgt: per target (serve loop: per poll of the window); "
     "CPU s: the poller's process CPU (cron: the `ciwatch poll --once` child's, start-up and "
     "imports included); requests, details (GitLab pipeline/jobs and GitHub jobs requests), 304 "
     "and MB recv (response bodies) as the static server counted them; RSS MB: peak; srv CPU: "
@@ -683,6 +723,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--cycles", type=int, default=2, help="measured cycles per path")
     parser.add_argument("--runs", type=int, default=3, help="runs per target")
     parser.add_argument("--concurrency", type=int, default=64, help="polls in flight")
+    parser.add_argument(
+        "--loop", type=float, default=0.0, metavar="SECONDS", help="also measure the serve loop"
+    )
     parser.add_argument("--no-cron", action="store_true", help="skip the cron path")
     parser.add_argument("--no-baseline", action="store_true", help="skip the baseline")
     parser.add_argument("--profile", action="store_true", help="cProfile one steady cycle")
@@ -695,6 +738,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         parser.error("--targets: comma-separated integers")
     if min(args.targets) < 1 or args.cycles < 1 or args.runs < 1 or args.concurrency < 1:
         parser.error("--targets, --cycles, --runs and --concurrency must be 1 or more")
+    if args.loop < 0:
+        parser.error("--loop must be 0 (off) or a number of seconds")
     if not 0.0 <= args.changed <= 1.0:
         parser.error("--changed must be between 0 and 1")
     return args

@@ -60,17 +60,19 @@ STATIC = Path(__file__).parents[1] / "benchmarks" / "static_poll.py"
 
 
 def test_static_poll_benchmark_prints_its_figures() -> None:
-    """The static-server benchmark measures the serve, cron and baseline paths, with a changed
-    fraction, and every target is answered (no unknown URL, no failed poll)."""
+    """The static-server benchmark measures the serve (`run_once` and the loop), cron and
+    baseline paths, with a changed fraction, and every target is answered (no unknown URL, no
+    failed poll)."""
+    command = [sys.executable, str(STATIC), "--targets", "9", "--changed", "0.3", "--cycles", "1"]
     done = subprocess.run(
-        [sys.executable, str(STATIC), "--targets", "9", "--changed", "0.3", "--cycles", "1"],
+        [*command, "--loop", "1"],
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    for label in ("serve backfill", "serve steady 1", "cron 1", "baseline 1"):
+    for label in ("serve backfill", "serve steady 1", "serve loop 1", "cron 1", "baseline 1"):
         assert label in done.stdout
     for figure in ("CPU s", "CPU ms/tgt", "requests", "MB recv", "RSS MB", "fail"):
         assert figure in done.stdout

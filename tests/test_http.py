@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urljoin
 
 import pytest
 from aiohttp import web
@@ -423,3 +424,18 @@ async def test_a_short_retry_after_holds_every_request_of_the_source(
         await http.close()
     assert hits[0] == start
     assert hits[1] >= start + timedelta(seconds=7)
+
+
+@given(
+    st.lists(
+        st.sampled_from(["api", "v4", "a%2Fb", "job", "x.y", ".", "..", "", "a:b", "q?x=1", "f#g"]),
+        max_size=6,
+    ),
+    st.sampled_from(["http://h:1/gitlab", "https://api.github.com/", "http://h/jenkins/sub"]),
+)
+def test_a_path_joins_its_base_as_urljoin_would(parts: list[str], base: str) -> None:
+    """`url_for` appends plain paths without `urljoin` (a poll's hot path), and gives the same
+    URL as `urljoin` for every path, dot segments, empty segments, schemes and queries too."""
+    path = "/".join(parts)
+    client = HttpClient("src", base)
+    assert client.url_for(path) == urljoin(client.base_url, path.lstrip("/"))

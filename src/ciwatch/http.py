@@ -57,6 +57,10 @@ SECONDARY_MAX_WAIT = 3600.0
 # "API rate limit exceeded for ...", and the older "abuse detection mechanism".
 RATE_LIMIT_WORDS = re.compile(r"rate limit|abuse detection", re.IGNORECASE)
 USER_AGENT = "ciwatch (+https://github.com/ciwatch/ciwatch)"
+# What `HttpClient.url_for` appends without `urljoin`: percent-encoded path characters only,
+# and no `.`, `..` or empty segment (which `urljoin` resolves).
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9_.~%/+=,@!$&'()*-]*")
+_RESOLVED_SEGMENT = re.compile(r"(?:^|/)\.\.?(?:/|$)|//")
 
 
 class RequestRecorder(Protocol):
@@ -286,7 +290,15 @@ class HttpClient:
             await self._session.close()
 
     def url_for(self, path: str) -> str:
-        return urljoin(self.base_url, path.lstrip("/")) if "://" not in path else path
+        if "://" in path:
+            return path
+        relative = path.lstrip("/")
+        if not _PLAIN_PATH.fullmatch(relative) or _RESOLVED_SEGMENT.search(relative):
+            return urljoin(self.base_url, relative)
+        # A plain path (no `.`, `..` or empty segment, scheme, query, fragment or parameters)
+        # joined to a base ending in `/` is appended: a concatenation per request instead of
+        # `urljoin`'s parse, a fair part of an unchanged poll's CPU.
+        return self.base_url + relative
 
     async def get(
         self,

@@ -90,6 +90,9 @@ class GitLabProvider:
         while page is not None and len(runs) < max(limit, 1):
             resp = await self.http.get(path, params={**params, "page": page}, target=target.project)
             requests += 1
+            if state is not None and cursor is not None and not runs and _empty(resp.body):
+                # Nothing updated since the cursor: not decoded, and the state stays as it is.
+                return PollResult([], state, requests=requests)
             runs.extend(gitlab.parse_pipelines(self.source, target.project, resp.body))
             page = _next_page(resp.headers)
         runs = runs[: max(limit, 0)]
@@ -155,6 +158,12 @@ class GitLabProvider:
             jobs.extend(gitlab.parse_jobs(self.source, run.project, run.run_id, resp.body))
             page = _next_page(resp.headers)
         return jobs
+
+
+def _empty(body: bytes) -> bool:
+    """Whether a list answer is the empty JSON array (`[]`, white space allowed)."""
+    text = body.strip() if len(body) < 64 else b""
+    return text[:1] == b"[" and text[-1:] == b"]" and not text[1:-1].strip()
 
 
 def _next_page(headers: Mapping[str, str]) -> int | None:

@@ -1,0 +1,186 @@
+"""What an unchanged poll costs, counted rather than timed: a GitLab page answering `[]` is not
+decoded and issues no SQL statement, a cycle keeps no more poll tasks alive than polls may be in
+flight, and `poll --once` reads the target states once. Decodes are counted with a profile hook
+on the parser's code, SQL with a `before_cursor_execute` listener on the real engine (SQLite and
+PostgreSQL); the servers are real, on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from types import FrameType
+from typing import Any
+
+import pytest
+from aiohttp import web
+from sqlalchemy import event
+
+from ciwatch.clock import FakeClock, SystemClock
+from ciwatch.config import GitLabSource, Settings
+from ciwatch.domain import Target, TargetState
+from ciwatch.http import HttpClient
+from ciwatch.providers import gitlab
+from ciwatch.providers.gitlab_poll import GitLabProvider
+from ciwatch.runtime import Runtime
+from ciwatch.scheduler.book import TargetBook
+from ciwatch.scheduler.tasks import KnownRuns, poll_target
+from ciwatch.simulator import RunningSimulator, Simulator
+from ciwatch.store import SqlStore
+from collection.basic import basic_sources
+
+
+@contextmanager
+def statements(store: SqlStore) -> Iterator[list[str]]:
+    """Every SQL statement the store's engine sends while the block runs."""
+    sent: list[str] = []
+
+    def count(*args: Any) -> None:
+        sent.append(str(args[2]))
+
+    engine = store._engine.sync_engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        yield sent
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+
+
+@contextmanager
+def calls_of(*functions: Callable[..., Any]) -> Iterator[Counter[str]]:
+    """How often each of these functions is entered while the block runs."""
+    codes = {f.__code__: f.__qualname__ for f in functions}
+    counted: Counter[str] = Counter()
+
+    def profile(frame: FrameType, event: str, arg: object) -> None:
+        if event == "call" and frame.f_code in codes:
+            counted[codes[frame.f_code]] += 1
+
+    previous = sys.getprofile()
+    sys.setprofile(profile)
+    try:
+        yield counted
+    finally:
+        sys.setprofile(previous)
+
+
+@pytest.fixture
+async def empty_gitlab() -> AsyncIterator[tuple[str, list[web.Request]]]:
+    """A GitLab whose pipelines lists say nothing was updated: `[]`."""
+    seen: list[web.Request] = []
+
+    async def pipelines(request: web.Request) -> web.StreamResponse:
+        seen.append(request)
+        return web.Response(body=b"[]", content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/api/v4/projects/{project}/pipelines", pipelines)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"http://127.0.0.1:{port}", seen
+    finally:
+        await runner.cleanup()
+
+
+async def test_an_unchanged_gitlab_poll_decodes_nothing(
+    store: SqlStore, empty_gitlab: tuple[str, list[web.Request]]
+) -> None:
+    url, seen = empty_gitlab
+    settings = GitLabSource(name="gl", url=url, projects=["group/app"])
+    provider = GitLabProvider(settings, HttpClient("gl", url, retries=0), SystemClock())
+    target = Target("gl", "gitlab", "group/app")
+    now = datetime.now(UTC).replace(microsecond=0)
+    cursor = "2026-12-01T10:00:00Z"
+    before = now - timedelta(seconds=30)  # the previous poll, as it was stored
+    polled = TargetState(
+        "gl",
+        "group/app",
+        cursor=cursor,
+        last_polled_at=before,
+        last_success_at=before,
+        digest=KnownRuns().encode(),
+    )
+    await store.save_target_states([polled])
+    book = TargetBook(store)
+    await book.load()
+    try:
+        with (
+            calls_of(gitlab.parse_pipelines, gitlab.decode) as decoded,
+            statements(store) as sent,
+        ):
+            outcome = await poll_target(
+                provider, store, target, now=now, known=KnownRuns(), book=book
+            )
+    finally:
+        await provider.close()
+    assert [r.query.get("updated_after") for r in seen] == ["2026-12-01T09:59:00Z"]
+    assert outcome.ok and outcome.seen == 0 and outcome.changed == 0
+    assert decoded == Counter()
+    assert sent == []
+    state = book.get(target.key)
+    assert state is not None and state.cursor == cursor and state.last_polled_at == now
+    assert book.dirty == 0  # only its timestamps moved: written with the heartbeat or on stop
+
+
+def _settings(running: RunningSimulator, **collection: Any) -> Settings:
+    return Settings(
+        database="sqlite:///unused.db",
+        collection={"retries": 0, "jitter": 0.0, **collection},
+        sources=basic_sources(running),
+    )
+
+
+async def _close_providers(runtime: Runtime) -> None:
+    for provider in runtime.providers.values():
+        await provider.close()
+
+
+async def test_a_cycle_keeps_no_more_poll_tasks_than_polls_in_flight(
+    store: SqlStore, sim: tuple[Simulator, RunningSimulator, FakeClock]
+) -> None:
+    """Six targets, two polls in flight: two poll tasks, each taking the next target, not one
+    task per target waiting on the semaphore."""
+    _, running, clock = sim
+    runtime = await Runtime.open(_settings(running, concurrency=2), clock=clock, store=store)
+    alive: list[int] = []
+
+    def sample(*_: object) -> None:
+        alive.append(
+            sum(
+                1
+                for task in asyncio.all_tasks()
+                if "Scheduler._run_once" in task.get_coro().__qualname__  # type: ignore[union-attr]
+            )
+        )
+
+    try:
+        assert runtime.scheduler is not None
+        report = await runtime.scheduler.run_once(on_done=sample)
+    finally:
+        await _close_providers(runtime)
+    assert not report.failed and len(report.outcomes) == 6
+    assert len(alive) == 6 and max(alive) == 2
+
+
+async def test_poll_once_reads_the_target_states_once(
+    store: SqlStore, sim: tuple[Simulator, RunningSimulator, FakeClock]
+) -> None:
+    """The book's load serves the check for targets no longer watched too."""
+    _, running, clock = sim
+    runtime = await Runtime.open(_settings(running), clock=clock, store=store)
+    try:
+        assert runtime.scheduler is not None
+        await runtime.scheduler.run_once()
+        with statements(store) as sent:
+            report = await runtime.scheduler.run_once()
+    finally:
+        await _close_providers(runtime)
+    assert not report.failed
+    reads = [s for s in sent if s.lstrip().upper().startswith("SELECT") and "FROM targets" in s]
+    assert len(reads) == 1
