@@ -14,6 +14,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from ciwatch.providers.registry import SPECS
 from ciwatch.store import SqlStore, open_store
 from ciwatch.web import auth
 from ciwatch.web.app import create_app
@@ -23,7 +24,7 @@ from .harness import GOOD, PASSWORD, USER, basic, get_routes, make_runtime, serv
 OPEN = {"/healthz", "/readyz", "/static"}
 # Routes with their own secret (tested in tests/hooks): the source's webhook secret, the bearer
 # report token.
-OWN_SECRET = {"/hooks/gitlab/{source}", "/hooks/github/{source}", "/hooks/jenkins/{source}"}
+OWN_SECRET = {f"/hooks/{spec.kind}/{{source}}" for spec in SPECS if spec.webhook is not None}
 OWN_SECRET_METHODS = {("POST", "/api/v1/report")}
 METRICS = "/metrics"
 
