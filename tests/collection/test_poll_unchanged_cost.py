@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from sqlalchemy import event
 
 from ciwatch.clock import FakeClock, SystemClock
 from ciwatch.config import GitLabSource, Settings
@@ -31,22 +30,7 @@ from ciwatch.scheduler.tasks import KnownRuns, poll_target
 from ciwatch.simulator import RunningSimulator, Simulator
 from ciwatch.store import SqlStore
 from collection.basic import basic_sources
-
-
-@contextmanager
-def statements(store: SqlStore) -> Iterator[list[str]]:
-    """Every SQL statement the store's engine sends while the block runs."""
-    sent: list[str] = []
-
-    def count(*args: Any) -> None:
-        sent.append(str(args[2]))
-
-    engine = store._engine.sync_engine
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield sent
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
+from collection.test_poll_state_memory import statements
 
 
 @contextmanager
