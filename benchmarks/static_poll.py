@@ -2,7 +2,7 @@
 
     python benchmarks/static_poll.py --targets 1000,10000 [--engine sqlite|postgresql]
         [--changed 0.1] [--cycles 2] [--runs 3] [--concurrency 64] [--loop 10] [--profile]
-        [--json]
+        [--baseline aiohttp|httpx|both|none] [--json]
 
 Prints figures, asserts nothing. benchmarks/poll.py measures against the simulator, whose CPU
 (it computes every answer from a timeline) competes with ciwatch's on the same cores; here the
@@ -27,7 +27,7 @@ replaced:
 `--changed F` flips F of the targets before every measured cycle (the same seeded choice for
 every path): the newest run finishes, or a new one starts, and its `updated_at` is now.
 
-Per target count three pollers are measured, each on its own figures:
+Per target count four pollers are measured, each on its own figures:
 
 1. `serve`: `Runtime.open` and `scheduler.run_once()` in this long-lived process, as
    `ciwatch serve` does: the first cycle is the backfill (every run new), then `--cycles`
@@ -37,6 +37,12 @@ Per target count three pollers are measured, each on its own figures:
 3. `baseline`: plain aiohttp with the same concurrency, the first page of every target every
    cycle, no cursor, no ETag, the JSON decoded and nothing stored: the floor a poller that
    remembers nothing pays for the requests alone.
+4. `httpx baseline`: the same requests through `httpx.AsyncClient` (a pool of `--concurrency`
+   connections, a semaphore of as many), the JSON decoded, nothing stored, CPU by
+   `time.process_time`: the plain baseline poller issue 14 states its goals against.
+
+`--baseline aiohttp|httpx|both|none` picks the baselines (default both; `--no-baseline` is
+`--baseline none`).
 
 With `--loop SECONDS` the serve path also runs `scheduler.run()`, the loop `ciwatch serve` runs,
 with every source's interval set to SECONDS: after one interval (the loop's first round, its
@@ -617,10 +623,9 @@ async def bench_cron(
     return rows
 
 
-async def bench_baseline(
-    url: str, base: Row, meter: Meter, args: argparse.Namespace, out: Callable[[Row], None]
-) -> list[Row]:
-    lists = project_lists(base.targets)
+def baseline_requests(url: str, targets: int) -> list[tuple[str, dict[str, str]]]:
+    """The first page of every target: no cursor, no ETag (the same for both baselines)."""
+    lists = project_lists(targets)
     tree = "_class,name,builds[number,url,result,building,timestamp,duration]{0,100}"
     requests = [
         (f"{url}/gitlab/api/v4/projects/{quote(p, safe='')}/pipelines", {"per_page": "100"})
@@ -633,6 +638,13 @@ async def bench_baseline(
         (f"{url}/jenkins/job/{p.split('/')[0]}/job/{p.split('/')[1]}/api/json", {"tree": tree})
         for p in lists["jenkins"]
     ]
+    return requests
+
+
+async def bench_baseline(
+    url: str, base: Row, meter: Meter, args: argparse.Namespace, out: Callable[[Row], None]
+) -> list[Row]:
+    requests = baseline_requests(url, base.targets)
     connector = aiohttp.TCPConnector(limit=args.concurrency)
     rows = []
     async with aiohttp.ClientSession(connector=connector) as session:
@@ -646,6 +658,38 @@ async def bench_baseline(
         for cycle in range(1, args.cycles + 1):
             row = Row(**{**asdict(base), "path": f"baseline {cycle}"})
             await flip(meter.server, meter.session, args, seed=200 + cycle)
+            async with meter.measure(row):
+                seen = await asyncio.gather(*(one(u, p) for u, p in requests))
+            row.failed += sum(1 for n in seen if n < 0)
+            rows.append(row)
+            out(row)
+    return rows
+
+
+async def bench_httpx(
+    url: str, base: Row, meter: Meter, args: argparse.Namespace, out: Callable[[Row], None]
+) -> list[Row]:
+    """Issue 14's baseline: the same requests through `httpx.AsyncClient`, a pool of
+    `--concurrency` connections and a semaphore of as many, the JSON decoded, nothing stored."""
+    import httpx
+
+    requests = baseline_requests(url, base.targets)
+    limits = httpx.Limits(
+        max_connections=args.concurrency, max_keepalive_connections=args.concurrency
+    )
+    rows = []
+    async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(300.0)) as client:
+        semaphore = asyncio.Semaphore(args.concurrency)
+
+        async def one(target_url: str, params: dict[str, str]) -> int:
+            async with semaphore:
+                resp = await client.get(target_url, params=params)
+                data = json.loads(resp.content)
+                return len(data) if resp.status_code == 200 else -1
+
+        for cycle in range(1, args.cycles + 1):
+            row = Row(**{**asdict(base), "path": f"httpx baseline {cycle}"})
+            await flip(meter.server, meter.session, args, seed=400 + cycle)
             async with meter.measure(row):
                 seen = await asyncio.gather(*(one(u, p) for u, p in requests))
             row.failed += sum(1 for n in seen if n < 0)
@@ -727,7 +771,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--loop", type=float, default=0.0, metavar="SECONDS", help="also measure the serve loop"
     )
     parser.add_argument("--no-cron", action="store_true", help="skip the cron path")
-    parser.add_argument("--no-baseline", action="store_true", help="skip the baseline")
+    parser.add_argument(
+        "--baseline",
+        choices=["aiohttp", "httpx", "both", "none"],
+        default="both",
+        help="which plain baseline poller(s) to measure",
+    )
+    parser.add_argument(
+        "--no-baseline", action="store_const", const="none", dest="baseline", help=argparse.SUPPRESS
+    )
     parser.add_argument("--profile", action="store_true", help="cProfile one steady cycle")
     parser.add_argument("--profile-top", type=int, default=25, help="functions shown")
     parser.add_argument("--json", action="store_true", help="print one JSON list instead")
@@ -774,8 +826,10 @@ async def run(args: argparse.Namespace) -> list[Row]:
                     rows += await bench_serve(config, base, meter, args, out)
                     if not args.no_cron:
                         rows += await bench_cron(config, base, meter, args, out)
-                    if not args.no_baseline:
+                    if args.baseline in ("aiohttp", "both"):
                         rows += await bench_baseline(server.url, base, meter, args, out)
+                    if args.baseline in ("httpx", "both"):
+                        rows += await bench_httpx(server.url, base, meter, args, out)
         finally:
             server.stop()
     return rows

@@ -61,8 +61,8 @@ STATIC = Path(__file__).parents[1] / "benchmarks" / "static_poll.py"
 
 def test_static_poll_benchmark_prints_its_figures() -> None:
     """The static-server benchmark measures the serve (`run_once` and the loop), cron and
-    baseline paths, with a changed fraction, and every target is answered (no unknown URL, no
-    failed poll)."""
+    both baseline paths (aiohttp and httpx), with a changed fraction, and every target is
+    answered (no unknown URL, no failed poll)."""
     command = [sys.executable, str(STATIC), "--targets", "9", "--changed", "0.3", "--cycles", "1"]
     done = subprocess.run(
         [*command, "--loop", "1"],
@@ -72,7 +72,8 @@ def test_static_poll_benchmark_prints_its_figures() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    for label in ("serve backfill", "serve steady 1", "serve loop 1", "cron 1", "baseline 1"):
+    labels = ("serve backfill", "serve steady 1", "serve loop 1", "cron 1", "baseline 1")
+    for label in (*labels, "httpx baseline 1"):
         assert label in done.stdout
     for figure in ("CPU s", "CPU ms/tgt", "requests", "MB recv", "RSS MB", "fail"):
         assert figure in done.stdout
@@ -96,6 +97,8 @@ def test_static_poll_benchmark_json() -> None:
         "cron 2",
         "baseline 1",
         "baseline 2",
+        "httpx baseline 1",
+        "httpx baseline 2",
     }
     assert all(row["failed"] == 0 and row["targets"] == 9 for row in rows.values())
     # The backfill reads every run's details; a steady cycle only the changed ones (2 of 9
@@ -104,6 +107,29 @@ def test_static_poll_benchmark_json() -> None:
     assert rows["serve steady 1"]["requests"] >= 9
     assert rows["serve steady 1"]["not_modified"] >= 1
     assert rows["baseline 1"]["requests"] == 9 and rows["baseline 1"]["details"] == 0
+    # The httpx baseline sends the same requests: first pages only, no ETag, so no 304.
+    for name in ("httpx baseline 1", "httpx baseline 2"):
+        assert rows[name]["requests"] == 9 and rows[name]["details"] == 0
+        assert rows[name]["not_modified"] == 0
+
+
+def test_static_poll_benchmark_one_baseline() -> None:
+    """`--baseline httpx` measures only the httpx baseline, `--baseline aiohttp` only aiohttp's."""
+    for choice, present, absent in (
+        ("httpx", "httpx baseline 1", "baseline 1"),
+        ("aiohttp", "baseline 1", "httpx baseline 1"),
+    ):
+        command = [sys.executable, str(STATIC), "--targets", "3", "--cycles", "1"]
+        done = subprocess.run(
+            [*command, "--no-cron", "--baseline", choice, "--json"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        paths = {row["path"] for row in json.loads(done.stdout)}
+        assert present in paths and absent not in paths
 
 
 def test_reliability_benchmark_prints_its_figures() -> None:
