@@ -225,9 +225,11 @@ async def test_a_new_process_with_a_stored_digest_reads_no_run(
     assert spy.calls["get_run"] == 0
     assert spy.calls["get_target_state"] == 0  # all read at once
     assert spy.calls["target_states"] <= 2  # the book's load, discovery's forget check
-    # Without the digests the same cycle reads each run the lists show.
+    # Without the digests (and the answers' tags, which would say "not modified" without any
+    # decode: GitLab's overlap page is byte for byte the same) the same cycle reads each run
+    # the lists show.
     states = await store.target_states()
-    await store.save_target_states([replace(s, digest=None) for s in states])
+    await store.save_target_states([replace(s, digest=None, etag=None) for s in states])
     spy, seen = await fresh_cycle()
     assert spy.calls["get_run"] >= seen > 0
 

@@ -11,7 +11,9 @@ import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -110,6 +112,62 @@ async def test_an_unchanged_gitlab_poll_decodes_nothing(
     state = book.get(target.key)
     assert state is not None and state.cursor == cursor and state.last_polled_at == now
     assert book.dirty == 0  # only its timestamps moved: written with the heartbeat or on stop
+
+
+PIPELINES = Path(__file__).parents[1] / "fixtures" / "gitlab" / "api" / "pipelines-list.json"
+
+
+@pytest.fixture
+async def idle_gitlab() -> AsyncIterator[tuple[str, list[web.Request]]]:
+    """A GitLab whose project is idle: every pipelines list answers the same page, the vendor's
+    sample (its newest pipeline is always within `updated_after`'s overlap)."""
+    seen: list[web.Request] = []
+    body = PIPELINES.read_bytes()
+
+    async def pipelines(request: web.Request) -> web.StreamResponse:
+        seen.append(request)
+        return web.Response(body=body, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/api/v4/projects/{project}/pipelines", pipelines)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}", seen
+    finally:
+        await runner.cleanup()
+
+
+async def test_an_idle_gitlab_project_answering_the_same_page_is_decoded_once(
+    idle_gitlab: tuple[str, list[web.Request]],
+) -> None:
+    """The first incremental poll decodes the page and keeps its hash as the target's `etag`;
+    the next, byte for byte the same, is "not modified" and decodes nothing. A changed page is
+    decoded again."""
+    url, seen = idle_gitlab
+    settings = GitLabSource(name="gl", url=url, projects=["group/app"])
+    provider = GitLabProvider(settings, HttpClient("gl", url, retries=0), SystemClock())
+    target = Target("gl", "gitlab", "group/app")
+    state = TargetState("gl", "group/app", cursor="2016-08-11T11:32:35.169Z")
+    try:
+        with calls_of(gitlab.parse_pipelines) as first_decodes:
+            first = await provider.poll(target, state)
+        assert first_decodes["parse_pipelines"] == 1 and len(first.runs) == 2
+        assert first.state.etag is not None and first.state.etag.startswith("b2:")
+        with calls_of(gitlab.parse_pipelines, gitlab.decode) as decoded:
+            second = await provider.poll(target, first.state)
+        assert decoded == Counter()
+        assert second.not_modified and second.runs == [] and second.state == first.state
+        # Another page (a pipeline moved on): decoded, with a new tag.
+        changed = replace(first.state, etag="b2:another-page")
+        with calls_of(gitlab.parse_pipelines) as again:
+            third = await provider.poll(target, changed)
+        assert again["parse_pipelines"] == 1 and not third.not_modified
+        assert third.state.etag == first.state.etag
+    finally:
+        await provider.close()
+    assert len(seen) == 3 and all(r.query.get("updated_after") for r in seen)
 
 
 def _settings(running: RunningSimulator, **collection: Any) -> Settings:

@@ -22,7 +22,6 @@ hash is kept as the target's `etag`) is a "not modified" and is not decoded.
 from __future__ import annotations
 
 import base64
-import hashlib
 from dataclasses import replace
 from datetime import datetime, timedelta
 from urllib.parse import quote
@@ -35,6 +34,7 @@ from ciwatch.http import HttpClient, RequestRecorder
 from ciwatch.providers import azure
 from ciwatch.providers.base import PollResult, matches
 from ciwatch.providers.client import source_client
+from ciwatch.providers.common import body_tag
 from ciwatch.providers.watch import exclude_project, ref_wanted
 
 PAGE = 100
@@ -162,7 +162,7 @@ class AzureProvider:
                 requests += 1
                 bodies.append(resp.body)
                 token = resp.headers.get("x-ms-continuationtoken")
-                if not token and len(bodies) == 1 and previous.etag == _tag(bodies):
+                if not token and len(bodies) == 1 and previous.etag == body_tag(*bodies):
                     return PollResult([], previous, not_modified=True, requests=requests)
                 builds.extend(azure.parse_builds(resp.body))
                 if not token:
@@ -173,7 +173,7 @@ class AzureProvider:
         new_state = replace(
             previous,
             cursor=_next_cursor(cursor, runs),
-            etag=_tag(bodies) if cursor is not None else None,
+            etag=body_tag(*bodies) if cursor is not None else None,
             extra=extra,
         )
         return PollResult(kept, new_state, requests=requests)
@@ -203,11 +203,6 @@ class AzureProvider:
         if not resp.body.strip():
             return run, []  # Azure answers 204 No Content before the timeline exists
         return run, azure.parse_timeline(self.source, run.project, run.run_id, resp.body)
-
-
-def _tag(bodies: list[bytes]) -> str:
-    """A short hash of the answers of one poll, to know an identical one without decoding."""
-    return "b2:" + hashlib.blake2b(b"\0".join(bodies), digest_size=12).hexdigest()
 
 
 def _parse_cursor(value: str | None) -> datetime | None:

@@ -3,7 +3,9 @@
 Each poll is one request when nothing changed: `GET /projects/:id/pipelines` with
 `updated_after` (the stored cursor minus an overlap for clock skew) and
 `order_by=updated_at&sort=desc`. The first poll of a project fetches the `backfill` newest
-pipelines instead.
+pipelines instead. Nothing changed is known without decoding: an empty page (`[]`), or a page
+identical byte for byte to the previous incremental answer (its hash is kept as the target's
+`etag`; the newest pipeline is always in the overlap, so an idle project answers the same page).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from ciwatch.domain import MAX_FAILING_TESTS, Job, Run, Status, Target, TargetSt
 from ciwatch.http import HttpClient
 from ciwatch.providers import gitlab
 from ciwatch.providers.base import PollResult
+from ciwatch.providers.common import body_tag
 from ciwatch.providers.gitlab import GitLabSource
 from ciwatch.providers.watch import exclude_project, ref_wanted
 from ciwatch.timeutil import iso_z, parse_time
@@ -86,15 +89,23 @@ class GitLabProvider:
         path = f"api/v4/projects/{_pid(target.project)}/pipelines"
         runs: list[Run] = []
         requests = 0
+        tag: str | None = None
         page: int | None = 1
         while page is not None and len(runs) < max(limit, 1):
             resp = await self.http.get(path, params={**params, "page": page}, target=target.project)
             requests += 1
-            if state is not None and cursor is not None and not runs and _empty(resp.body):
-                # Nothing updated since the cursor: not decoded, and the state stays as it is.
-                return PollResult([], state, requests=requests)
-            runs.extend(gitlab.parse_pipelines(self.source, target.project, resp.body))
             page = _next_page(resp.headers)
+            if state is not None and cursor is not None and not runs:
+                if _empty(resp.body):
+                    # Nothing updated since the cursor: not decoded, the state stays as it is.
+                    return PollResult([], state, requests=requests)
+                if page is None:
+                    tag = body_tag(resp.body)
+                    if state.etag == tag:
+                        # The overlap's pipelines, byte for byte as last time (the newest is
+                        # always in it: `updated_after` is the cursor minus OVERLAP): not decoded.
+                        return PollResult([], state, not_modified=True, requests=requests)
+            runs.extend(gitlab.parse_pipelines(self.source, target.project, resp.body))
         runs = runs[: max(limit, 0)]
         newest = max((run.updated_at for run in runs), default=cursor)
         kept = [run for run in runs if ref_wanted(self.settings, run.ref)]
@@ -102,6 +113,8 @@ class GitLabProvider:
             self.source,
             target.project,
             cursor=iso_z(newest) if newest else None,
+            # Saved once these runs are stored: an identical answer later means stored.
+            etag=tag if cursor is not None else None,
             extra=state.extra if state else {},
         )
         return PollResult(kept, new_state, requests=requests)

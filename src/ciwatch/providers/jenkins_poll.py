@@ -14,7 +14,6 @@ across branches).
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import replace
 from typing import Any
 from urllib.parse import quote, unquote
@@ -25,6 +24,7 @@ from ciwatch.errors import NotFound
 from ciwatch.http import HttpClient
 from ciwatch.providers import jenkins
 from ciwatch.providers.base import PollResult
+from ciwatch.providers.common import body_tag
 from ciwatch.providers.jenkins import JenkinsSource
 from ciwatch.providers.watch import exclude_project, ref_wanted
 
@@ -190,8 +190,3 @@ def _leaf_targets(prefix: str, jobs: list[jenkins.JenkinsJob]) -> list[str]:
         else:
             found.extend(_leaf_targets(name, job.jobs))
     return found
-
-
-def body_tag(body: bytes) -> str:
-    """A short hash of a `tree=` answer, to know the next identical one without decoding it."""
-    return "b2:" + hashlib.blake2b(body, digest_size=12).hexdigest()
