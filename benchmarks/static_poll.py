@@ -477,7 +477,7 @@ class Meter:
         row.failed += stats["not_found"]
 
 
-# -- the three pollers -------------------------------------------------------------------------
+# -- the pollers -------------------------------------------------------------------------------
 
 
 def settings_data(
@@ -751,7 +751,8 @@ LEGEND = (
     "CPU s: the poller's process CPU (cron: the `ciwatch poll --once` child's, start-up and "
     "imports included); requests, details (GitLab pipeline/jobs and GitHub jobs requests), 304 "
     "and MB recv (response bodies) as the static server counted them; RSS MB: peak; srv CPU: "
-    "the static server's CPU meanwhile; fail: failed targets or unknown URLs."
+    "the static server's CPU meanwhile; fail: failed targets or unknown URLs; baseline: plain "
+    "aiohttp, httpx baseline: plain httpx (issue 14's), both without cursor or ETag."
 )
 
 
