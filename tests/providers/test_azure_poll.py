@@ -1,6 +1,7 @@
 """The Azure Pipelines poller against the simulator over real loopback HTTP: discovery with
 folders and filters, the backfill, incremental polls by `minTime` with continuation tokens, the
-"not modified" poll, the timeline, the test results of `tests: true`, reading one build by project id, errors."""
+"not modified" poll, the timeline, the test results of `tests: true`, reading one build by
+project id, errors."""
 
 from __future__ import annotations
 
@@ -15,9 +16,9 @@ import pytest
 from ciwatch.clock import FakeClock
 from ciwatch.config.models import CollectionSettings
 from ciwatch.domain import Status, Target
-from ciwatch.errors import AuthFailed, NotFound
+from ciwatch.errors import AuthFailed, NotFound, ProviderError
 from ciwatch.providers.azure import AzureSource
-from ciwatch.providers.azure_poll import AzureProvider, make_provider
+from ciwatch.providers.azure_poll import AzureProvider, make_provider, preview
 from ciwatch.simulator import (
     RunningSimulator,
     Scenario,
@@ -230,6 +231,14 @@ async def test_details_with_tests_read_the_builds_test_runs(setup: Setup) -> Non
         await provider.close()
 
 
+def test_a_preview_api_version() -> None:
+    assert [preview(v) for v in ("7.1", "6.0", "7.1-preview.6")] == [
+        "7.1-preview",
+        "6.0-preview",
+        "7.1-preview.6",
+    ]
+
+
 async def test_a_build_without_test_runs_has_no_counts(setup: Setup) -> None:
     provider = setup.provider(tests=True)
     target = Target("az", "azure", "Fabrikam/web-ci")
@@ -273,13 +282,18 @@ async def test_the_simulated_test_api(setup: Setup) -> None:
         ]
         unit = runs["value"][1]["id"]
         page = await provider.http.get(
-            f"{base}/Runs/{unit}/results", params={"outcomes": "Passed,NotExecuted", "$top": 2}
+            f"{base}/Runs/{unit}/results",
+            params={"api-version": "7.1-preview.6", "outcomes": "Passed,NotExecuted", "$top": 2},
         )
         assert [r["outcome"] for r in json.loads(page.body)["value"]] == ["Passed", "Passed"]
         nothing = await provider.http.get(f"{base}/runs", params={"buildUri": "no"})
         assert json.loads(nothing.body)["value"] == []
         with pytest.raises(NotFound):
-            await provider.http.get(f"{base}/Runs/{unit + 50}/results")
+            await provider.http.get(
+                f"{base}/Runs/{unit + 50}/results", params={"api-version": "7.1-preview"}
+            )
+        with pytest.raises(ProviderError):  # a preview API: "7.1" alone is refused
+            await provider.http.get(f"{base}/Runs/{unit}/results", params={"api-version": "7.1"})
     finally:
         await provider.close()
 

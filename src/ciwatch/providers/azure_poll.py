@@ -210,8 +210,9 @@ class AzureProvider:
     async def _tests(self, run: Run, project: str) -> Run:
         """With `tests: true`, the test results of a finished build: its test runs' counts
         summed (`GET _apis/test/runs?buildUri=...`) and, when some failed, the first failed
-        results' names (`GET _apis/test/Runs/{id}/results?outcomes=Failed`). Called for changed
-        runs only (`details`): never per poll. A build without test runs leaves the counts None."""
+        results' names (`GET _apis/test/Runs/{id}/results?outcomes=Failed`, a preview API).
+        Called for changed runs only (`details`): never per poll. A build without test runs
+        leaves the counts None."""
         if not self.settings.tests or not run.status.terminal:
             return run
         org = quote(self.settings.organization, safe="")
@@ -230,11 +231,21 @@ class AzureProvider:
                 break
             resp = await self.http.get(
                 f"{base}/Runs/{test_run}/results",
-                params=self._params(outcomes="Failed", **{"$top": MAX_FAILING_TESTS - len(names)}),
+                params={
+                    "api-version": preview(self.settings.api_version),
+                    "outcomes": "Failed",
+                    "$top": MAX_FAILING_TESTS - len(names),
+                },
                 target=run.project,
             )
             names.extend(azure.parse_failing_results(resp.body, MAX_FAILING_TESTS - len(names)))
         return replace(run, **counts, tests_failing=tuple(names))
+
+
+def preview(version: str) -> str:
+    """The `api-version` of a preview API (Results - List is one: `7.1-preview.6`): the
+    source's version with `-preview` (the newest preview of it)."""
+    return version if "-preview" in version else f"{version}-preview"
 
 
 def _parse_cursor(value: str | None) -> datetime | None:

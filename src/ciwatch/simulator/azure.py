@@ -6,7 +6,8 @@
 `/{organization}/{project}/_apis/build/builds/{id}/timeline`, and the Test API's
 `/{organization}/{project}/_apis/test/runs?buildUri=vstfs:///Build/Build/{id}` (one test run per
 job that reported cases, see simulator/reports.py) and
-`/{organization}/{project}/_apis/test/Runs/{runId}/results` (`outcomes`, `$top`, `$skip`);
+`/{organization}/{project}/_apis/test/Runs/{runId}/results` (`outcomes`, `$top`, `$skip`; a
+preview API: its `api-version` must end in `-preview`);
 `{project}` is the project's name
 or its id (a GUID, as service hooks give it). Any organization name is served. A personal
 access token is the Basic password (any user name).
@@ -59,7 +60,7 @@ _REASONS = {
 }
 _OUTCOMES = {"success": "Passed", "failed": "Failed", "skipped": "NotExecuted"}  # TestOutcome
 _BUILD_URI = "vstfs:///Build/Build/"
-_RUNS_PER_BUILD = 1000  # a test run id is build id * this + the job's place (from 1)
+_RUNS_PER_BUILD = 1000  # a test run id: build id * this + its place among the reporting jobs
 _WORST = ("failed", "succeededWithIssues", "canceled", "succeeded", "skipped")
 
 
@@ -339,6 +340,9 @@ class AzureApi:
     async def test_results(self, request: web.Request) -> web.Response:
         """`GET _apis/test/Runs/{id}/results` (`outcomes`, `$top`, `$skip`): `TestCaseResult`."""
         project = self._project(request)
+        if "-preview" not in request.query.get("api-version", ""):
+            # Results - List is a preview API (7.1-preview.6): a version without it is refused.
+            return _error(400, "Results - List needs a -preview api-version.", "ApiVersion")
         run_id = int(request.match_info["run_id"])
         build_id, k = divmod(run_id, _RUNS_PER_BUILD)
         suites = self._suites(project, build_id)
