@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -27,9 +28,10 @@ class World:
     clock: FakeClock
     running: RunningSimulator
     store: Store
+    sim: Simulator
 
-    async def runtime(self) -> Runtime:
-        source = {
+    async def runtime(self, **extra: Any) -> Runtime:
+        source: dict[str, Any] = {
             "name": "az",
             "type": "azure",
             "url": f"{self.running.url}/azure",
@@ -38,6 +40,7 @@ class World:
             "token": DEFAULT_AZURE_TOKEN,
             # The token bucket sleeps on the fake clock, which also drives the simulator.
             "requests_per_second": 100_000,
+            **extra,
         }
         settings = Settings(
             database="sqlite:///unused.db",
@@ -67,8 +70,9 @@ async def world(store: Store) -> AsyncIterator[World]:
             ProjectSpec("azure", "Fabrikam/apps/api", runs=(RunSpec(at=-100, duration=30),)),
         ]
     )
-    async with await start_simulator(Simulator(scenario, clock)) as running:
-        yield World(clock, running, store)
+    sim = Simulator(scenario, clock)
+    async with await start_simulator(sim) as running:
+        yield World(clock, running, store, sim)
 
 
 async def _close(runtime: Runtime) -> None:
@@ -106,5 +110,55 @@ async def test_cycles_collect_azure_pipelines(world: World) -> None:
         await runtime.scheduler.run_once()
         states = {(s.project, s.ref): s for s in await world.store.ref_states()}
         assert states[("Fabrikam/web-ci", "main")].last_run.status is Status.SUCCESS
+    finally:
+        await _close(runtime)
+
+
+def _test_requests(world: World) -> int:
+    return sum(n for path, n in world.sim.stats.by_path.items() if "/_apis/test/" in path)
+
+
+async def test_tests_true_stores_the_builds_test_results(world: World) -> None:
+    runtime = await world.runtime(tests=True)
+    try:
+        assert runtime.scheduler is not None
+        first = await runtime.scheduler.run_once()
+        assert not first.failed, [o.error for o in first.failed]
+        history = await world.store.history(source="az", project="Fabrikam/web-ci", limit=10)
+        by_ref = {(r.ref, r.status): r for r in history.runs}
+        broken = by_ref[("dev", Status.FAILED)]
+        assert (broken.tests_total, broken.tests_failed, broken.tests_skipped) == (12, 2, 2)
+        assert broken.tests_failing == ("unit.case_1", "unit.case_2")
+        green = by_ref[("main", Status.SUCCESS)]
+        assert (green.tests_total, green.tests_failed, green.tests_failing) == (12, 0, ())
+        running = by_ref[("main", Status.RUNNING)]
+        assert running.tests_total is None  # not finished: no test request
+        # An unchanged cycle reads no test results: discovery, then one request a target.
+        world.sim.stats.reset()
+        steady = await runtime.scheduler.run_once()
+        assert not steady.failed
+        assert steady.requests == 1 + len(steady.outcomes)
+        assert _test_requests(world) == 0
+        # The running build finishes: its test runs are read once, when it is stored.
+        world.clock.advance(400)
+        world.sim.stats.reset()
+        await runtime.scheduler.run_once()
+        assert _test_requests(world) == 1  # a green build: the runs list, no results
+        history = await world.store.history(source="az", project="Fabrikam/web-ci", limit=10)
+        newest = max(history.runs, key=lambda r: int(r.run_id))
+        assert (newest.status, newest.tests_total, newest.tests_failed) == (Status.SUCCESS, 12, 0)
+    finally:
+        await _close(runtime)
+
+
+async def test_without_tests_no_test_request(world: World) -> None:
+    runtime = await world.runtime()
+    try:
+        assert runtime.scheduler is not None
+        first = await runtime.scheduler.run_once()
+        assert not first.failed
+        assert _test_requests(world) == 0
+        history = await world.store.history(source="az", project="Fabrikam/web-ci", limit=10)
+        assert history.runs and all(r.tests_total is None for r in history.runs)
     finally:
         await _close(runtime)

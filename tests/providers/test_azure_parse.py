@@ -38,6 +38,8 @@ def test_every_fixture_is_read_by_a_test() -> None:
         "api/builds-list.json",
         "api/definitions-list.json",
         "api/timeline.json",
+        "api/test-runs-list.json",
+        "api/test-results-failed.json",
         "webhooks/build.complete.json",
         "webhooks/run-state-changed.json",
         "webhooks/stage-state-changed.json",
@@ -190,11 +192,42 @@ def test_a_record_without_a_stage_is_a_job_of_no_stage() -> None:
     assert job.stage is None and job.status is Status.RUNNING
 
 
+def test_test_runs_are_summed_over_the_build() -> None:
+    counts, failing = azure.parse_test_runs(raw("api/test-runs-list.json"))
+    assert counts == {
+        "tests_total": 158,
+        "tests_failed": 5,  # unanalyzedTests
+        "tests_skipped": 5,  # notApplicableTests
+        "tests_errored": None,
+    }
+    assert failing == [1001, 1003]  # the runs with failed tests, whose results are read
+    assert azure.build_uri("2727068") == "vstfs:///Build/Build/2727068"
+
+
+def test_a_build_without_test_runs_has_no_report() -> None:
+    counts, failing = azure.parse_test_runs(b'{"count": 0, "value": []}')
+    assert counts == dict.fromkeys(azure.TEST_FIELDS) and failing == []
+
+
+def test_failing_results_by_automated_name_else_title() -> None:
+    body = raw("api/test-results-failed.json")
+    assert azure.parse_failing_results(body, 20) == (
+        "Fabrikam.Web.Tests.ParserTests.ParsesEmptyBody",
+        "Fabrikam.Web.Tests.AuthTests.RejectsBadToken",
+        "Manual smoke check of the login page",  # no automatedTestName: the title
+    )  # the Passed result is not a failure
+    assert azure.parse_failing_results(body, 1) == (
+        "Fabrikam.Web.Tests.ParserTests.ParsesEmptyBody",
+    )
+
+
 def test_malformed_bodies_are_bad_payloads() -> None:
     with pytest.raises(BadPayload, match="builds list"):
         azure.parse_builds(b"<html>sign in</html>")
     with pytest.raises(BadPayload, match="no time at all"):
         azure.build_to_run(SRC, "p/x", azure.parse_build(b'{"id": 3, "status": "none"}'))
+    with pytest.raises(BadPayload, match="Test runs list"):
+        azure.parse_test_runs(b'{"value": [{"totalTests": 3}]}')  # no id
 
 
 # -- Service Hooks ----------------------------------------------------------------------------

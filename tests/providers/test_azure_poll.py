@@ -1,11 +1,13 @@
 """The Azure Pipelines poller against the simulator over real loopback HTTP: discovery with
 folders and filters, the backfill, incremental polls by `minTime` with continuation tokens, the
-"not modified" poll, the timeline, reading one build by project id, errors."""
+"not modified" poll, the timeline, the test results of `tests: true`, reading one build by
+project id, errors."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,9 +16,9 @@ import pytest
 from ciwatch.clock import FakeClock
 from ciwatch.config.models import CollectionSettings
 from ciwatch.domain import Status, Target
-from ciwatch.errors import AuthFailed, NotFound
+from ciwatch.errors import AuthFailed, NotFound, ProviderError
 from ciwatch.providers.azure import AzureSource
-from ciwatch.providers.azure_poll import AzureProvider, make_provider
+from ciwatch.providers.azure_poll import AzureProvider, make_provider, preview
 from ciwatch.simulator import (
     RunningSimulator,
     Scenario,
@@ -62,6 +64,7 @@ def scenario() -> Scenario:
 class Setup:
     clock: FakeClock
     running: RunningSimulator
+    sim: Simulator
 
     def provider(self, **extra: Any) -> AzureProvider:
         data: dict[str, Any] = {
@@ -81,7 +84,7 @@ async def setup() -> AsyncIterator[Setup]:
     clock = FakeClock(START)
     sim = Simulator(scenario(), clock)
     async with await start_simulator(sim) as running:
-        yield Setup(clock, running)
+        yield Setup(clock, running, sim)
 
 
 async def test_discovery_names_pipelines_by_folder_and_filters(setup: Setup) -> None:
@@ -186,6 +189,111 @@ async def test_details_read_the_timeline(setup: Setup) -> None:
             r for r in (await provider.poll(target, None)).runs if r.status is Status.QUEUED
         )
         assert await provider.details(queued) == (queued, [])
+    finally:
+        await provider.close()
+
+
+def _test_requests(sim: Simulator) -> int:
+    return sum(n for path, n in sim.stats.by_path.items() if "/_apis/test/" in path)
+
+
+async def test_details_with_tests_read_the_builds_test_runs(setup: Setup) -> None:
+    provider = setup.provider(tests=True)
+    target = Target("az", "azure", "Fabrikam/web-ci")
+    try:
+        await provider.discover()
+        runs = (await provider.poll(target, None)).runs
+        failed = next(r for r in runs if r.status is Status.FAILED)
+        setup.sim.stats.reset()
+        run, jobs = await provider.details(failed)
+        assert len(jobs) == 3
+        # Six cases a finished job (simulator/reports.py): "unit" failed its first two, the
+        # last case of each job is skipped; one test run a job, summed.
+        assert (run.tests_total, run.tests_failed, run.tests_skipped, run.tests_errored) == (
+            18,
+            2,
+            3,
+            None,
+        )
+        assert run.tests_failing == ("unit.case_1", "unit.case_2")
+        # The test runs, then the results of the one run with failures.
+        assert _test_requests(setup.sim) == 2
+        green = next(r for r in runs if r.status is Status.SUCCESS)
+        setup.sim.stats.reset()
+        run, _jobs = await provider.details(green)
+        assert (run.tests_total, run.tests_failed, run.tests_failing) == (18, 0, ())
+        assert _test_requests(setup.sim) == 1  # no failure: no results read
+        running = next(r for r in runs if r.status is Status.RUNNING)
+        setup.sim.stats.reset()
+        run, _jobs = await provider.details(running)
+        assert run.tests_total is None and _test_requests(setup.sim) == 0  # not finished
+    finally:
+        await provider.close()
+
+
+def test_a_preview_api_version() -> None:
+    assert [preview(v) for v in ("7.1", "6.0", "7.1-preview.6")] == [
+        "7.1-preview",
+        "6.0-preview",
+        "7.1-preview.6",
+    ]
+
+
+async def test_a_build_without_test_runs_has_no_counts(setup: Setup) -> None:
+    provider = setup.provider(tests=True)
+    target = Target("az", "azure", "Fabrikam/web-ci")
+    try:
+        await provider.discover()
+        green = next(r for r in (await provider.poll(target, None)).runs if r.status.terminal)
+        # A finished build the Test API has no test run for (it published no results).
+        unknown = replace(green, run_id="99999")
+        setup.sim.stats.reset()
+        run, jobs = await provider.details(unknown)
+        assert (run.tests_total, run.tests_failed, run.tests_failing, jobs) == (None, None, (), [])
+        assert _test_requests(setup.sim) == 1  # the test runs list alone
+    finally:
+        await provider.close()
+
+
+async def test_details_without_tests_read_no_test_results(setup: Setup) -> None:
+    provider = setup.provider()
+    target = Target("az", "azure", "Fabrikam/web-ci")
+    try:
+        await provider.discover()
+        failed = next(r for r in (await provider.poll(target, None)).runs if r.ref == "feature/x")
+        run, _jobs = await provider.details(failed)
+        assert run.tests_total is None
+        assert _test_requests(setup.sim) == 0
+    finally:
+        await provider.close()
+
+
+async def test_the_simulated_test_api(setup: Setup) -> None:
+    """The simulator's Test API beside the poller: filters, paging, unknown runs."""
+    provider = setup.provider()
+    try:
+        base = "fabrikam/Fabrikam/_apis/test"
+        params = {"api-version": "7.1", "buildUri": "vstfs:///Build/Build/20"}
+        runs = json.loads((await provider.http.get(f"{base}/runs", params=params)).body)
+        assert [(r["name"], r["unanalyzedTests"]) for r in runs["value"]] == [
+            ("compile", 0),
+            ("unit", 2),
+            ("lint", 0),
+        ]
+        unit = runs["value"][1]["id"]
+        page = await provider.http.get(
+            f"{base}/Runs/{unit}/results",
+            params={"api-version": "7.1-preview.6", "outcomes": "Passed,NotExecuted", "$top": 2},
+        )
+        assert [r["outcome"] for r in json.loads(page.body)["value"]] == ["Passed", "Passed"]
+        nothing = await provider.http.get(f"{base}/runs", params={"buildUri": "no"})
+        assert json.loads(nothing.body)["value"] == []
+        with pytest.raises(NotFound):
+            await provider.http.get(
+                f"{base}/Runs/{unit + 50}/results", params={"api-version": "7.1-preview"}
+            )
+        with pytest.raises(ProviderError):  # a preview API: "7.1" alone is refused
+            await provider.http.get(f"{base}/Runs/{unit}/results", params={"api-version": "7.1"})
     finally:
         await provider.close()
 

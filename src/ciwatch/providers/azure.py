@@ -29,7 +29,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 import msgspec
 from pydantic import AfterValidator
@@ -198,6 +198,9 @@ def _record_status(state: str | None, result: str | None) -> Status:
     return logged(map_record(state, result))
 
 
+TEST_FIELDS = ("tests_total", "tests_failed", "tests_skipped", "tests_errored")
+
+
 # -- payloads ---------------------------------------------------------------------------------
 
 
@@ -279,6 +282,30 @@ class _Record(Payload):
 
 class _Timeline(Payload):
     records: list[_Record] = []
+
+
+class _TestRun(Payload):
+    """The counts of a `TestRun` (models.py of Microsoft's test client) ciwatch reads."""
+
+    id: int
+    total_tests: int | None = msgspec.field(name="totalTests", default=None)
+    passed_tests: int | None = msgspec.field(name="passedTests", default=None)
+    unanalyzed_tests: int | None = msgspec.field(name="unanalyzedTests", default=None)
+    not_applicable_tests: int | None = msgspec.field(name="notApplicableTests", default=None)
+
+
+class _TestRunList(Payload):
+    value: list[_TestRun] = []
+
+
+class _TestCaseResult(Payload):
+    outcome: str | None = None
+    test_case_title: str | None = msgspec.field(name="testCaseTitle", default=None)
+    automated_test_name: str | None = msgspec.field(name="automatedTestName", default=None)
+
+
+class _TestCaseResultList(Payload):
+    value: list[_TestCaseResult] = []
 
 
 # -- parsers ----------------------------------------------------------------------------------
@@ -371,6 +398,42 @@ def build_target(build: AzureBuild, fallback_project: str | None) -> str | None:
     )
     project = project or fallback_project
     return None if project is None else target_name(project, definition.name, definition.path)
+
+
+def build_uri(build_id: str) -> str:
+    """The artifact URI a test run names its build by (`buildUri` of `GET _apis/test/runs`)."""
+    return f"vstfs:///Build/Build/{build_id}"
+
+
+def parse_test_runs(body: Body) -> tuple[dict[str, Any], list[int]]:
+    """`GET {project}/_apis/test/runs?buildUri=...` → the build's test counts summed over its
+    test runs, and the ids of the runs with failed tests. Failed is `unanalyzedTests` ("number
+    of failed tests in the run"), skipped `notApplicableTests`; Azure has no errored count. A
+    build without test runs published no report: every count None."""
+    runs = decode(body, _TestRunList, "Azure Test runs list").value
+    if not runs:
+        return dict.fromkeys(TEST_FIELDS), []
+    return {
+        "tests_total": sum(r.total_tests or 0 for r in runs),
+        "tests_failed": sum(r.unanalyzed_tests or 0 for r in runs),
+        "tests_skipped": sum(r.not_applicable_tests or 0 for r in runs),
+        "tests_errored": None,
+    }, [r.id for r in runs if (r.unanalyzed_tests or 0) > 0]
+
+
+def parse_failing_results(body: Body, limit: int) -> tuple[str, ...]:
+    """`GET {project}/_apis/test/Runs/{id}/results?outcomes=Failed` → the first `limit` failed
+    results' names (`automatedTestName`, else `testCaseTitle`)."""
+    results = decode(body, _TestCaseResultList, "Azure Test results list").value
+    names: list[str] = []
+    for result in results:
+        name = result.automated_test_name or result.test_case_title
+        if (result.outcome or "").lower() != "failed" or not name:
+            continue
+        names.append(name)
+        if len(names) >= limit:
+            break
+    return tuple(names)
 
 
 def parse_timeline(source: str, project: str, run_id: str, body: Body) -> list[Job]:

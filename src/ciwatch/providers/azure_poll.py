@@ -28,7 +28,7 @@ from urllib.parse import quote
 
 from ciwatch.clock import Clock
 from ciwatch.config.models import CollectionSettings
-from ciwatch.domain import Job, Run, Target, TargetState
+from ciwatch.domain import MAX_FAILING_TESTS, Job, Run, Target, TargetState
 from ciwatch.errors import NotFound
 from ciwatch.http import HttpClient, RequestRecorder
 from ciwatch.providers import azure
@@ -192,6 +192,7 @@ class AzureProvider:
 
     async def details(self, run: Run) -> tuple[Run, list[Job]]:
         project = run.project.split("/", 1)[0]
+        jobs: list[Job] = []
         try:
             resp = await self.http.get(
                 self._path(project, f"builds/{quote(run.run_id, safe='')}/timeline"),
@@ -199,10 +200,52 @@ class AzureProvider:
                 target=run.project,
             )
         except NotFound:
-            return run, []  # a build still in the queue has no timeline yet
-        if not resp.body.strip():
-            return run, []  # Azure answers 204 No Content before the timeline exists
-        return run, azure.parse_timeline(self.source, run.project, run.run_id, resp.body)
+            pass  # a build still in the queue has no timeline yet
+        else:
+            # Azure answers 204 No Content before the timeline exists.
+            if resp.body.strip():
+                jobs = azure.parse_timeline(self.source, run.project, run.run_id, resp.body)
+        return await self._tests(run, project), jobs
+
+    async def _tests(self, run: Run, project: str) -> Run:
+        """With `tests: true`, the test results of a finished build: its test runs' counts
+        summed (`GET _apis/test/runs?buildUri=...`) and, when some failed, the first failed
+        results' names (`GET _apis/test/Runs/{id}/results?outcomes=Failed`, a preview API).
+        Called for changed runs only (`details`): never per poll. A build without test runs
+        leaves the counts None."""
+        if not self.settings.tests or not run.status.terminal:
+            return run
+        org = quote(self.settings.organization, safe="")
+        base = f"{org}/{quote(project, safe='')}/_apis/test"
+        resp = await self.http.get(
+            f"{base}/runs",
+            params=self._params(buildUri=azure.build_uri(run.run_id)),
+            target=run.project,
+        )
+        counts, failing_runs = azure.parse_test_runs(resp.body)
+        if counts["tests_total"] is None:
+            return run
+        names: list[str] = []
+        for test_run in failing_runs:
+            if len(names) >= MAX_FAILING_TESTS:
+                break
+            resp = await self.http.get(
+                f"{base}/Runs/{test_run}/results",
+                params={
+                    "api-version": preview(self.settings.api_version),
+                    "outcomes": "Failed",
+                    "$top": MAX_FAILING_TESTS - len(names),
+                },
+                target=run.project,
+            )
+            names.extend(azure.parse_failing_results(resp.body, MAX_FAILING_TESTS - len(names)))
+        return replace(run, **counts, tests_failing=tuple(names))
+
+
+def preview(version: str) -> str:
+    """The `api-version` of a preview API (Results - List is one: `7.1-preview.6`): the
+    source's version with `-preview` (the newest preview of it)."""
+    return version if "-preview" in version else f"{version}-preview"
 
 
 def _parse_cursor(value: str | None) -> datetime | None:

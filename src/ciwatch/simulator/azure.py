@@ -3,7 +3,12 @@
 `/{organization}/{project}/_apis/build/definitions`, `/{organization}/{project}/_apis/build/builds`
 (`definitions`, `minTime`, `queryOrder`, `statusFilter`, `$top`, continuation tokens in the
 `x-ms-continuationtoken` header), `/{organization}/{project}/_apis/build/builds/{id}` and
-`/{organization}/{project}/_apis/build/builds/{id}/timeline`; `{project}` is the project's name
+`/{organization}/{project}/_apis/build/builds/{id}/timeline`, and the Test API's
+`/{organization}/{project}/_apis/test/runs?buildUri=vstfs:///Build/Build/{id}` (one test run per
+job that reported cases, see simulator/reports.py) and
+`/{organization}/{project}/_apis/test/Runs/{runId}/results` (`outcomes`, `$top`, `$skip`; a
+preview API: its `api-version` must end in `-preview`);
+`{project}` is the project's name
 or its id (a GUID, as service hooks give it). Any organization name is served. A personal
 access token is the Basic password (any user name).
 
@@ -21,6 +26,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ciwatch.simulator import reports
 from ciwatch.simulator.context import Context, basic_credentials, known
 from ciwatch.simulator.httputil import Handler, json_response
 from ciwatch.simulator.plans import FOREVER, Attempt, JobPlan, RunPlan
@@ -52,6 +58,9 @@ _REASONS = {
     "schedule": "schedule",
     "merge_request": "pullRequest",
 }
+_OUTCOMES = {"success": "Passed", "failed": "Failed", "skipped": "NotExecuted"}  # TestOutcome
+_BUILD_URI = "vstfs:///Build/Build/"
+_RUNS_PER_BUILD = 1000  # a test run id: build id * this + its place among the reporting jobs
 _WORST = ("failed", "succeededWithIssues", "canceled", "succeeded", "skipped")
 
 
@@ -127,6 +136,9 @@ class AzureApi:
         app.router.add_get(f"{base}/builds", self.builds)
         app.router.add_get(f"{base}/builds/{{build_id:\\d+}}", self.build)
         app.router.add_get(f"{base}/builds/{{build_id:\\d+}}/timeline", self.timeline)
+        tests = "/{org}/{project}/_apis/test"
+        app.router.add_get(f"{tests}/runs", self.test_runs)
+        app.router.add_get(f"{tests}/{{runs:[Rr]uns}}/{{run_id:\\d+}}/results", self.test_results)
         return app
 
     @web.middleware
@@ -282,6 +294,82 @@ class AzureApi:
             return web.Response(status=204)  # no timeline before the build starts
         build_id = self.world.build_id(pipeline, plan.n)
         return json_response(self._records(f"{build_id}", attempt, now))
+
+    def _suites(self, project: str, build_id: int) -> list[list[reports.Case]]:
+        """The test runs of a visible build of `project`: one per job that reported cases
+        (simulator/reports.py), in job order; none while the build runs."""
+        found = self.world.decode(build_id)
+        now = self.ctx.now()
+        if found is None or found[0].project != project:
+            return []
+        pipeline, n = found
+        if n not in pipeline.timeline.visible(now):
+            return []
+        suites: dict[str, list[reports.Case]] = {}
+        for case in reports.cases(pipeline.timeline.plan(n).attempt_at(now), now) or []:
+            suites.setdefault(case.classname, []).append(case)
+        return list(suites.values())
+
+    async def test_runs(self, request: web.Request) -> web.Response:
+        """`GET _apis/test/runs?buildUri=vstfs:///Build/Build/{id}`: Microsoft's `TestRun`."""
+        project = self._project(request)
+        uri = request.query.get("buildUri", "")
+        build = uri.removeprefix(_BUILD_URI)
+        if not uri.startswith(_BUILD_URI) or not build.isdigit():
+            return json_response({"count": 0, "value": []})
+        build_id = int(build)
+        runs = []
+        for k, group in enumerate(self._suites(project, build_id), start=1):
+            total = reports.counts(group)
+            runs.append(
+                {
+                    "id": build_id * _RUNS_PER_BUILD + k,
+                    "name": group[0].classname,
+                    "state": "Completed",
+                    "isAutomated": True,
+                    "build": {"id": str(build_id)},
+                    "totalTests": total["total"],
+                    "passedTests": total["success"],
+                    "unanalyzedTests": total["failed"],
+                    "notApplicableTests": total["skipped"],
+                    "incompleteTests": 0,
+                }
+            )
+        return json_response({"count": len(runs), "value": runs})
+
+    async def test_results(self, request: web.Request) -> web.Response:
+        """`GET _apis/test/Runs/{id}/results` (`outcomes`, `$top`, `$skip`): `TestCaseResult`."""
+        project = self._project(request)
+        if "-preview" not in request.query.get("api-version", ""):
+            # Results - List is a preview API (7.1-preview.6): a version without it is refused.
+            return _error(400, "Results - List needs a -preview api-version.", "ApiVersion")
+        run_id = int(request.match_info["run_id"])
+        build_id, k = divmod(run_id, _RUNS_PER_BUILD)
+        suites = self._suites(project, build_id)
+        if not 1 <= k <= len(suites):
+            return _error(404, f"Test run {run_id} not found.", "TestObjectNotFoundException")
+        wanted = {w.strip().lower() for w in request.query.get("outcomes", "").split(",")}
+        wanted.discard("")
+        results = []
+        for i, case in enumerate(suites[k - 1], start=1):
+            outcome = _OUTCOMES[case.status]
+            if wanted and outcome.lower() not in wanted:
+                continue
+            results.append(
+                {
+                    "id": 100000 + i,
+                    "outcome": outcome,
+                    "state": "Completed",
+                    "testCaseTitle": case.name,
+                    "automatedTestName": f"{case.classname}.{case.name}",
+                    "testRun": {"id": str(run_id)},
+                }
+            )
+        skip_text, top_text = request.query.get("$skip", ""), request.query.get("$top", "")
+        start = int(skip_text) if skip_text.isdigit() else 0
+        top = int(top_text) if top_text.isdigit() else _MAX_TOP
+        page = results[start : start + top]
+        return json_response({"count": len(page), "value": page})
 
     def _records(self, key: str, attempt: Attempt, now: int) -> dict[str, Any]:
         records: list[dict[str, Any]] = []
