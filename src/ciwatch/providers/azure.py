@@ -289,7 +289,6 @@ class _TestRun(Payload):
 
     id: int
     total_tests: int | None = msgspec.field(name="totalTests", default=None)
-    passed_tests: int | None = msgspec.field(name="passedTests", default=None)
     unanalyzed_tests: int | None = msgspec.field(name="unanalyzedTests", default=None)
     not_applicable_tests: int | None = msgspec.field(name="notApplicableTests", default=None)
 
