@@ -21,6 +21,8 @@ put in a log line.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 import re
 from collections.abc import Callable, Iterable
@@ -283,3 +285,22 @@ def loggable(value: object, limit: int = _LOG_LIMIT) -> str:
 
 def _shorten(text: str, limit: int = _LOG_LIMIT) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def basic_userinfo(authorization: str | None) -> str | None:
+    """The decoded `user:password` of an `Authorization: Basic ...` header (UTF-8), or None when
+    the header is absent, of another scheme or malformed."""
+    scheme, _, param = (authorization or "").strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        return base64.b64decode(param.strip(), validate=True).decode("utf-8")
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        return None
+
+
+def parse_basic(authorization: str | None) -> tuple[str, str] | None:
+    """(user, password) from an `Authorization: Basic ...` header, or None when the header is
+    absent or malformed (no colon included)."""
+    user, separator, password = (basic_userinfo(authorization) or "").partition(":")
+    return (user, password) if separator else None

@@ -32,7 +32,7 @@ from ciwatch.scheduler.tasks import KnownRuns, poll_target
 from ciwatch.simulator import RunningSimulator, Simulator
 from ciwatch.store import SqlStore
 from collection.basic import basic_sources
-from collection.test_poll_state_memory import statements
+from collection.test_poll_state_memory import _close_providers, statements
 
 
 @contextmanager
@@ -176,11 +176,6 @@ def _settings(running: RunningSimulator, **collection: Any) -> Settings:
         collection={"retries": 0, "jitter": 0.0, **collection},
         sources=basic_sources(running),
     )
-
-
-async def _close_providers(runtime: Runtime) -> None:
-    for provider in runtime.providers.values():
-        await provider.close()
 
 
 async def test_a_cycle_keeps_no_more_poll_tasks_than_polls_in_flight(

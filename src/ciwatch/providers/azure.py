@@ -22,8 +22,6 @@ The model (docs/extending.md):
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hmac
 import re
 from collections.abc import Sequence
@@ -62,6 +60,7 @@ from ciwatch.providers.hooks import (
 )
 from ciwatch.providers.spec import ProviderSpec
 from ciwatch.providers.watch import unwatched
+from ciwatch.validation import parse_basic
 
 if TYPE_CHECKING:
     from ciwatch.clock import Clock
@@ -580,15 +579,8 @@ def parse_pipeline_event(body: Body) -> BuildRef:
 def basic_password(header: str | None) -> str | None:
     """The password of `Authorization: Basic ...` (the Web Hooks consumer's "Basic
     authentication username/password"); the user name is not checked."""
-    scheme, _, value = (header or "").strip().partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    _, colon, password = decoded.partition(":")
-    return password if colon else None
+    given = parse_basic(header)
+    return given[1] if given is not None else None
 
 
 class AzureHooks:

@@ -56,7 +56,6 @@ or the API) of a build known only from a FINALIZED is written one microsecond af
 from __future__ import annotations
 
 import base64
-import binascii
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -81,7 +80,7 @@ from ciwatch.providers.common import (
 )
 from ciwatch.providers.spec import ProviderSpec
 from ciwatch.timeutil import from_epoch_ms, to_utc
-from ciwatch.validation import parsed
+from ciwatch.validation import basic_userinfo, parsed
 
 if TYPE_CHECKING:
     from ciwatch.clock import Clock
@@ -705,14 +704,11 @@ def notification_token(request: hooks.HookRequest) -> str | None:
     scheme, _, value = request.headers.get("authorization", "").strip().partition(" ")
     if scheme.lower() == "bearer":
         return value.strip()
-    if scheme.lower() == "basic":
-        try:
-            decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
-            return None
-        user, colon, password = decoded.partition(":")
-        return unquote(password if colon else user)
-    return None
+    decoded = basic_userinfo(request.headers.get("authorization"))
+    if decoded is None:
+        return None
+    user, colon, password = decoded.partition(":")
+    return unquote(password if colon else user)
 
 
 def _require_notification_json(request: hooks.HookRequest) -> None:

@@ -16,8 +16,6 @@ Which routes are protected is decided where the routers are included (`web/app.p
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hmac
 from collections.abc import Callable
 
@@ -25,29 +23,12 @@ from fastapi.security import HTTPBasic
 from starlette.requests import Request
 
 from ciwatch.config.models import ServerSettings
+from ciwatch.validation import parse_basic
 from ciwatch.web.context import runtime_of
 from ciwatch.web.errors import ApiError
 
 REALM = "ciwatch"
 CHALLENGE = f'Basic realm="{REALM}", charset="UTF-8"'
-
-
-def parse_basic(authorization: str | None) -> tuple[str, str] | None:
-    """(user, password) from an `Authorization: Basic ...` header (UTF-8, as the challenge
-    announces), or None when the header is absent or malformed."""
-    if not authorization:
-        return None
-    scheme, _, param = authorization.strip().partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        decoded = base64.b64decode(param.strip(), validate=True).decode("utf-8")
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        return None
-    user, separator, password = decoded.partition(":")
-    if not separator:
-        return None
-    return user, password
 
 
 def credentials_match(authorization: str | None, username: str, password: str) -> bool:

@@ -49,9 +49,8 @@ from ciwatch.store import Store, stats
 from ciwatch.store.reliability import RecoveryStats
 from ciwatch.store.stats import DayStats, Filters
 from ciwatch.timeutil import human_duration, iso_z, local_time, zone_label, zone_name
-from ciwatch.validation import MAX_ID, Invalid, loggable, storable
+from ciwatch.validation import MAX_ID, Invalid, loggable, parse_basic, storable
 from ciwatch.web import csrf
-from ciwatch.web.auth import parse_basic
 from ciwatch.web.charts import (
     Bar,
     Point,
