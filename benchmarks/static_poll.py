@@ -76,7 +76,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -641,12 +641,38 @@ def baseline_requests(url: str, targets: int) -> list[tuple[str, dict[str, str]]
     return requests
 
 
+One = Callable[[str, dict[str, str]], Awaitable[int]]
+
+
+async def _baseline_cycles(
+    label: str,
+    seed: int,
+    one: One,
+    requests: list[tuple[str, dict[str, str]]],
+    base: Row,
+    meter: Meter,
+    args: argparse.Namespace,
+    out: Callable[[Row], None],
+) -> list[Row]:
+    """`--cycles` measured cycles of a baseline: every request once, through `one` (the
+    number of items decoded, -1 for a failed request)."""
+    rows = []
+    for cycle in range(1, args.cycles + 1):
+        row = Row(**{**asdict(base), "path": f"{label} {cycle}"})
+        await flip(meter.server, meter.session, args, seed=seed + cycle)
+        async with meter.measure(row):
+            seen = await asyncio.gather(*(one(u, p) for u, p in requests))
+        row.failed += sum(1 for n in seen if n < 0)
+        rows.append(row)
+        out(row)
+    return rows
+
+
 async def bench_baseline(
     url: str, base: Row, meter: Meter, args: argparse.Namespace, out: Callable[[Row], None]
 ) -> list[Row]:
     requests = baseline_requests(url, base.targets)
     connector = aiohttp.TCPConnector(limit=args.concurrency)
-    rows = []
     async with aiohttp.ClientSession(connector=connector) as session:
         semaphore = asyncio.Semaphore(args.concurrency)
 
@@ -655,15 +681,7 @@ async def bench_baseline(
                 data = json.loads(await resp.read())
                 return len(data) if resp.status == 200 else -1
 
-        for cycle in range(1, args.cycles + 1):
-            row = Row(**{**asdict(base), "path": f"baseline {cycle}"})
-            await flip(meter.server, meter.session, args, seed=200 + cycle)
-            async with meter.measure(row):
-                seen = await asyncio.gather(*(one(u, p) for u, p in requests))
-            row.failed += sum(1 for n in seen if n < 0)
-            rows.append(row)
-            out(row)
-    return rows
+        return await _baseline_cycles("baseline", 200, one, requests, base, meter, args, out)
 
 
 async def bench_httpx(
@@ -677,7 +695,6 @@ async def bench_httpx(
     limits = httpx.Limits(
         max_connections=args.concurrency, max_keepalive_connections=args.concurrency
     )
-    rows = []
     async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(300.0)) as client:
         semaphore = asyncio.Semaphore(args.concurrency)
 
@@ -687,15 +704,7 @@ async def bench_httpx(
                 data = json.loads(resp.content)
                 return len(data) if resp.status_code == 200 else -1
 
-        for cycle in range(1, args.cycles + 1):
-            row = Row(**{**asdict(base), "path": f"httpx baseline {cycle}"})
-            await flip(meter.server, meter.session, args, seed=400 + cycle)
-            async with meter.measure(row):
-                seen = await asyncio.gather(*(one(u, p) for u, p in requests))
-            row.failed += sum(1 for n in seen if n < 0)
-            rows.append(row)
-            out(row)
-    return rows
+        return await _baseline_cycles("httpx baseline", 400, one, requests, base, meter, args, out)
 
 
 @contextlib.asynccontextmanager
