@@ -1,7 +1,7 @@
 """Collection over N simulated targets: ciwatch's poll cycles against a naive poller.
 
     python benchmarks/poll.py --targets 1000 [--cycles 3] [--engine sqlite|postgresql]
-        [--concurrency 16] [--backfill N] [--explicit] [--no-naive] [--json]
+        [--concurrency 16] [--backfill N] [--explicit] [--tests] [--no-naive] [--json]
 
 Prints figures, asserts nothing. Steps:
 
@@ -14,7 +14,8 @@ Prints figures, asserts nothing. Steps:
    `requests_per_second` is raised so that the token bucket never waits. The store is a
    temporary SQLite file, or with `--engine postgresql` a throw-away database on `--pg`, dropped
    afterwards. `--backfill N` sets every source's `backfill` and the Jenkins `builds` window
-   (at most 20) to N.
+   (at most 20) to N. `--tests` sets every source's `tests: true` (issue 13's test reports):
+   the per-provider table's "detail/changed" column then includes the test-report requests.
 3. `Runtime.open`, one `scheduler.run_once()` as the backfill cycle, then `--cycles` steady-state
    cycles back to back. The simulator runs on real time, so runs keep arriving meanwhile.
 4. A naive poller with plain aiohttp and the same concurrency: for every target the full first
@@ -309,6 +310,8 @@ def build_settings(
     sim_url: str, database: str, args: argparse.Namespace, lists: dict[str, list[str]]
 ) -> Settings:
     common: dict[str, Any] = {"requests_per_second": FAST}
+    if args.tests:
+        common["tests"] = True
     builds: dict[str, Any] = {}
     if args.backfill is not None:
         common["backfill"] = args.backfill
@@ -771,6 +774,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--explicit", action="store_true", help="list the projects instead of discovering them"
+    )
+    parser.add_argument(
+        "--tests", action="store_true", help="`tests: true` on every source (test reports)"
     )
     parser.add_argument("--no-naive", action="store_true", help="skip the naive baseline")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead")
