@@ -15,7 +15,7 @@ from dataclasses import replace
 from urllib.parse import quote
 
 from ciwatch.clock import Clock
-from ciwatch.domain import Job, Run, Target, TargetState
+from ciwatch.domain import MAX_FAILING_TESTS, Job, Run, Status, Target, TargetState
 from ciwatch.http import HttpClient
 from ciwatch.providers import github
 from ciwatch.providers.base import PollResult
@@ -23,6 +23,9 @@ from ciwatch.providers.github import GitHubSource
 from ciwatch.providers.watch import exclude_project, ref_wanted, workflow_wanted
 
 PER_PAGE = 100
+# Failed check runs whose annotations are read per failed run (`tests: true`): with the commit's
+# check-run list, a failed run costs at most 1 + MAX_ANNOTATED requests.
+MAX_ANNOTATED = 3
 
 
 class GitHubProvider:
@@ -97,7 +100,36 @@ class GitHubProvider:
             resp = await self.http.get(url, params=params, target=run.project)
             jobs.extend(github.parse_jobs(self.source, run.project, run.run_id, resp.body))
             url, params = _next_link(resp.headers), None
-        return run, jobs
+        return await self._tests(run, jobs), jobs
+
+    async def _tests(self, run: Run, jobs: list[Job]) -> Run:
+        """With `tests: true`, the failing tests of a failed run from check-run annotations:
+        `GET .../commits/{sha}/check-runs` (first page), then the annotations (first page) of
+        at most `MAX_ANNOTATED` failed check runs that have some, the run's own jobs first.
+        At most `1 + MAX_ANNOTATED` requests, for changed failed runs only (`details`). GitHub
+        gives no counts: `tests_failed` is the number of distinct failure annotations found,
+        the other counts stay None; no failure annotation leaves the run as it was."""
+        if not self.settings.tests or run.status is not Status.FAILED or not run.sha:
+            return run
+        repo = self._repo(run.project)
+        resp = await self.http.get(
+            f"repos/{repo}/commits/{quote(run.sha, safe='')}/check-runs",
+            params={"per_page": PER_PAGE, "filter": "latest"},
+            target=run.project,
+        )
+        own = [int(job.job_id) for job in jobs if job.job_id.isdigit()]
+        names: dict[str, None] = {}
+        for check_run in github.parse_failing_check_runs(resp.body, own, MAX_ANNOTATED):
+            resp = await self.http.get(
+                f"repos/{repo}/check-runs/{check_run}/annotations",
+                params={"per_page": PER_PAGE},
+                target=run.project,
+            )
+            names.update(dict.fromkeys(github.parse_failing_annotations(resp.body)))
+        if not names:
+            return run
+        failing = tuple(list(names)[:MAX_FAILING_TESTS])
+        return replace(run, tests_failed=len(names), tests_failing=failing)
 
 
 def _next_link(headers: Mapping[str, str]) -> str | None:
