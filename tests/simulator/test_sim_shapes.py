@@ -50,6 +50,22 @@ async def github_jobs(h: Harness) -> Any:
     return (await h.github(f"repos/octo-org/web/actions/runs/{await rerun_id(h)}/jobs")).json()
 
 
+async def failed_job_id(h: Harness) -> int:
+    """A failed job of the re-run's attempt 1 (its check run has the job's id)."""
+    path = f"repos/octo-org/web/actions/runs/{await rerun_id(h)}/jobs"
+    jobs = (await h.github(path, filter="all")).json()["jobs"]
+    return next(j["id"] for j in jobs if j["conclusion"] == "failure")
+
+
+async def github_check_run(h: Harness) -> Any:
+    return (await h.github(f"repos/octo-org/web/check-runs/{await failed_job_id(h)}")).json()
+
+
+async def github_annotations(h: Harness) -> Any:
+    path = f"repos/octo-org/web/check-runs/{await failed_job_id(h)}/annotations"
+    return (await h.github(path)).json()
+
+
 async def github_repos(h: Harness) -> Any:
     return (await h.github("orgs/octo-org/repos")).json()[0]
 
@@ -130,6 +146,24 @@ CASES: list[tuple[str, Callable[[], Any], Fetch, dict[str, str]]] = [
             "$.jobs[].run_attempt: extra": "in the real API; tells the attempts apart",
             "$.jobs[].created_at: extra": "in the real API; when the job was queued",
         },
+    ),
+    (
+        "github check run",
+        lambda: fixture("github/api/check-run.json"),
+        github_check_run,
+        {"$.output.text: null, fixture has string": "a job's check run has no text"},
+    ),
+    (
+        "github annotations",
+        lambda: fixture("github/api/check-run-annotations.json"),
+        github_annotations,
+        dict.fromkeys(
+            [
+                "$[].start_column: null, fixture has integer",
+                "$[].end_column: null, fixture has integer",
+            ],
+            "nullable in the `check-annotation` schema: test annotations name a line, no column",
+        ),
     ),
     (
         "github repos",

@@ -428,13 +428,38 @@ def check_run_json(
         "completed_at": j["completed_at"],
         "output": {
             "title": f"{job.name} failed" if count else None,
-            "summary": None,
+            "summary": f"{count} annotations" if count else None,
             "text": None,
             "annotations_count": count,
             "annotations_url": f"{url}/annotations",
         },
         "name": job.name,
         "check_suite": {"id": suite},
-        "app": {"id": 15368, "slug": "github-actions", "name": "GitHub Actions"},
+        "app": actions_app(urls),
         "pull_requests": [],
+    }
+
+
+def actions_app(urls: Urls) -> dict[str, Any]:
+    """The GitHub App that owns the check runs of Actions jobs (`app` of the `check-run`)."""
+    # Seconds and a numeric offset, as in GitHub's `check-run` example.
+    created = (github_time(urls.start_ms - 3 * 365 * 86_400_000) or "").replace("Z", "+00:00")
+    return {
+        "id": 15368,
+        "slug": "github-actions",
+        "node_id": node_id("Integration", 15368),
+        "owner": user(urls, "github", "Organization"),
+        "name": "GitHub Actions",
+        "description": "Automate your workflow from idea to production",
+        "external_url": "https://help.github.com/en/actions",
+        "html_url": f"{urls.web}/apps/github-actions",
+        "created_at": created,
+        "updated_at": created,
+        "permissions": {
+            "metadata": "read",
+            "contents": "write",
+            "issues": "write",
+            "single_file": "write",
+        },
+        "events": ["check_run", "check_suite", "push", "pull_request"],
     }
