@@ -327,3 +327,31 @@ def test_what_a_source_watches() -> None:
     assert "ref" in (unwatched(settings, "Fabrikam/apps/web", "dev") or "")
     everything = source(pipelines=["apps/*"], webhooks_accept_unwatched=True)
     assert unwatched(everything, "Other/x", None) is None
+
+
+def _changes(*changes: dict[str, object]) -> bytes:
+    return json.dumps({"count": len(changes), "value": list(changes)}).encode()
+
+
+def test_build_changes_give_the_built_commit() -> None:
+    # The `Change` fields of "Builds - Get Build Changes" (build.json, 7.1): id, message, author.
+    built = {
+        "id": "5d2bba5",
+        "message": "Fix the parser\n\nlong text",
+        "author": {"displayName": "Ada Lovelace", "uniqueName": "ada@example.com"},
+    }
+    older = {"id": "0aa0aa0", "message": "Older", "author": {"displayName": "Bob"}}
+    assert azure.parse_build_changes(_changes(older, built), "5D2BBA5") == {
+        "commit_title": "Fix the parser",
+        "commit_author": "Ada Lovelace",
+        "commit_email": "ada@example.com",
+    }
+    # Not found by SHA: the first listed; a unique name that is no e-mail address is not one.
+    assert azure.parse_build_changes(_changes(older), "5d2bba5") == {
+        "commit_title": "Older",
+        "commit_author": "Bob",
+        "commit_email": None,
+    }
+    windows = {**built, "author": {"displayName": "Ada", "uniqueName": "CONTOSO\\ada"}}
+    assert azure.parse_build_changes(_changes(windows), None)["commit_email"] is None
+    assert set(azure.parse_build_changes(_changes(), "5d2bba5").values()) == {None}
