@@ -215,11 +215,14 @@ class AzureProvider:
         builds only (`details`), unless the run already has its commit."""
         if run.status is not Status.FAILED or run.commit_title is not None or not run.sha:
             return run
-        resp = await self.http.get(
-            self._path(project, f"builds/{quote(run.run_id, safe='')}/changes"),
-            params={**self._params(), "$top": CHANGES_TOP, "includeSourceChange": "true"},
-            target=run.project,
-        )
+        try:
+            resp = await self.http.get(
+                self._path(project, f"builds/{quote(run.run_id, safe='')}/changes"),
+                params={**self._params(), "$top": CHANGES_TOP, "includeSourceChange": "true"},
+                target=run.project,
+            )
+        except NotFound:
+            return run  # the build is gone (deleted, retention): no commit, the run as it was
         fields = azure.parse_build_changes(resp.body, run.sha)
         return replace(run, **fields) if fields["commit_title"] is not None else run
 
