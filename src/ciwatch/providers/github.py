@@ -21,6 +21,10 @@ Mapping choices:
 - `author` is `triggering_actor.login` (who started this attempt), else `actor.login`.
 - `commit_title`, `commit_author`, `commit_email`: `head_commit.message` (its first line) and
   `head_commit.author.name` / `.email`, in the REST run and the `workflow_run` webhook alike.
+- Failing tests (`tests: true`, failed runs only, `github_poll.GitHubProvider._tests`): the
+  `failure` annotations of the commit's failed check runs (`check-run`, `check-annotation`
+  schemas), named by `title`, else `path:start_line`, else the message's first line; the
+  runner's "Process completed with exit code N." is no test. GitHub gives no counts besides.
 - `attempt` is `run_attempt` (default 1): a re-run keeps the run id and raises the attempt, which
   is what lets it reopen a finished run (docs/architecture.md#state-machine-and-time).
 - Jobs: GitHub gives a queued job a `started_at` equal to its `created_at` before any runner
