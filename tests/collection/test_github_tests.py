@@ -4,6 +4,7 @@ annotations, at most `1 + MAX_ANNOTATED` requests per failed run, none per uncha
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,6 +24,7 @@ from ciwatch.simulator import (
     Simulator,
     start_simulator,
 )
+from ciwatch.simulator.faults import Fault
 from ciwatch.simulator.scenario import JobSpec, ProjectSpec, RunSpec
 from ciwatch.store import Store
 
@@ -150,5 +152,26 @@ async def test_without_tests_no_check_run_is_read(world: World) -> None:
         assert _check_requests(world) == (0, 0)
         runs = (await world.store.history(source="gh", project="octo-org/app", limit=10)).runs
         assert runs and all(r.tests_failed is None and not r.tests_failing for r in runs)
+    finally:
+        await _close(runtime)
+
+
+async def test_a_token_without_checks_permission_stores_the_run_without_tests(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GitHub answers 403 to a fine-grained token without the Checks permission.
+    world.sim.add_fault(Fault(kind="status", status=403, provider="github", path="*/check-runs"))
+    runtime = await world.runtime(tests=True)
+    try:
+        assert runtime.scheduler is not None
+        with caplog.at_level(logging.WARNING, logger="ciwatch.providers.github_poll"):
+            first = await runtime.scheduler.run_once()
+        assert not first.failed, [o.error for o in first.failed]
+        runs = (await world.store.history(source="gh", project="octo-org/app", limit=10)).runs
+        failed = next(r for r in runs if r.status is Status.FAILED)
+        assert (failed.tests_failed, failed.tests_failing) == (None, ())
+        assert {j.name for j in await world.store.jobs_for(failed.key)} == {"build", "unit", "lint"}
+        assert "Checks (read) permission" in caplog.text
+        assert _check_requests(world) == (1, 0)
     finally:
         await _close(runtime)
