@@ -30,9 +30,15 @@ def check_run(id_: int, conclusion: str | None, annotations: int) -> dict[str, A
     return run
 
 
-def test_the_documented_check_run_is_not_a_failing_one() -> None:
-    # GitHub's example: `conclusion: neutral` with two annotations: nothing to read.
-    assert github.parse_failing_check_runs(page(load("check-run.json")), [], 3) == []
+def test_the_documented_check_run_list_has_no_failing_run() -> None:
+    # GitHub's `check-run-paginated` example: one `conclusion: neutral` check run with two
+    # annotations: nothing to read.
+    body = (FIXTURES / "check-runs-list.json").read_bytes()
+    assert github.parse_failing_check_runs(body, [], 3) == []
+    listed = load("check-runs-list.json")
+    assert listed["check_runs"] == [load("check-run.json")]  # the list holds the example run
+    listed["check_runs"][0]["conclusion"] = "failure"
+    assert github.parse_failing_check_runs(json.dumps(listed).encode(), [], 3) == [4]
 
 
 def test_failing_check_runs_with_annotations_own_jobs_first_and_bounded() -> None:
@@ -80,6 +86,41 @@ def test_failure_annotations_name_tests_title_else_place_runner_exit_skipped() -
     ]
     names = github.parse_failing_annotations(json.dumps(notes).encode())
     assert names == ["parser::empty_input", "src/lib.rs:2", "boom"]
+
+
+def _no_file(level: str, message: str) -> dict[str, object]:
+    """An annotation made from an error with no file, as the API gives it (SOURCES.md)."""
+    return {
+        **load("check-run-annotations.json")[0],
+        "path": ".github",
+        "start_line": 1,
+        "end_line": 1,
+        "start_column": None,
+        "end_column": None,
+        "annotation_level": level,
+        "title": ".github#L1",
+        "message": message,
+        "raw_details": None,
+    }
+
+
+def test_github_default_title_and_no_file_path_name_nothing() -> None:
+    documented = load("check-run-annotations.json")[0]
+    notes = [
+        _no_file("failure", "Process completed with exit code 2."),  # the runner's own
+        _no_file("warning", "Node.js 16 actions are deprecated."),
+        _no_file("failure", "Error: 3 snapshots are obsolete\nmore"),  # a bare `::error::`
+        {  # a file-located error without a title: GitHub's title is the location
+            **documented,
+            "annotation_level": "failure",
+            "path": "tests/test_parser.py",
+            "start_line": 570,
+            "title": "tests/test_parser.py#L570",
+            "message": "test_empty_input\n\nAssertionError",
+        },
+    ]
+    names = github.parse_failing_annotations(json.dumps(notes).encode())
+    assert names == ["Error: 3 snapshots are obsolete", "tests/test_parser.py:570"]
 
 
 def test_a_wrong_annotations_body_is_a_bad_payload() -> None:

@@ -28,6 +28,7 @@ COVERED = {
     "api/workflow-run-jobs-list.json": "parse_jobs",
     "api/job.json": "parse_job",
     "api/check-run.json": "parse_failing_check_runs (test_github_checks_parse.py)",
+    "api/check-runs-list.json": "parse_failing_check_runs (test_github_checks_parse.py)",
     "api/check-run-annotations.json": "parse_failing_annotations (test_github_checks_parse.py)",
     "webhooks/workflow_run.requested.json": "parse_workflow_run_event",
     "webhooks/workflow_run.completed.json": "parse_workflow_run_event (+ parse_repos)",

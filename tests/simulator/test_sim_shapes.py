@@ -61,6 +61,11 @@ async def github_check_run(h: Harness) -> Any:
     return (await h.github(f"repos/octo-org/web/check-runs/{await failed_job_id(h)}")).json()
 
 
+async def github_check_runs(h: Harness) -> Any:
+    sha = (await github_run(h))["head_sha"]
+    return (await h.github(f"repos/octo-org/web/commits/{sha}/check-runs")).json()
+
+
 async def github_annotations(h: Harness) -> Any:
     path = f"repos/octo-org/web/check-runs/{await failed_job_id(h)}/annotations"
     return (await h.github(path)).json()
@@ -154,6 +159,17 @@ CASES: list[tuple[str, Callable[[], Any], Fetch, dict[str, str]]] = [
         {"$.output.text: null, fixture has string": "a job's check run has no text"},
     ),
     (
+        "github check runs",
+        lambda: fixture("github/api/check-runs-list.json"),
+        github_check_runs,
+        {
+            "$.check_runs[].output.text: null, fixture has string": "a job's check run has no text",
+            "$.check_runs[].output.title: null, fixture has string": "nullable: a green job's "
+            "check run has no output title",
+            "$.check_runs[].output.summary: null, fixture has string": "nullable: nor summary",
+        },
+    ),
+    (
         "github annotations",
         lambda: fixture("github/api/check-run-annotations.json"),
         github_annotations,
@@ -163,7 +179,11 @@ CASES: list[tuple[str, Callable[[], Any], Fetch, dict[str, str]]] = [
                 "$[].end_column: null, fixture has integer",
             ],
             "nullable in the `check-annotation` schema: test annotations name a line, no column",
-        ),
+        )
+        | {
+            "$[].raw_details: null, fixture has string": "nullable; null in annotations made "
+            "from an error with no file, as the API gives them (SOURCES.md)"
+        },
     ),
     (
         "github repos",

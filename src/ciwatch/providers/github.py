@@ -23,8 +23,9 @@ Mapping choices:
   `head_commit.author.name` / `.email`, in the REST run and the `workflow_run` webhook alike.
 - Failing tests (`tests: true`, failed runs only, `github_poll.GitHubProvider._tests`): the
   `failure` annotations of the commit's failed check runs (`check-run`, `check-annotation`
-  schemas), named by `title`, else `path:start_line`, else the message's first line; the
-  runner's "Process completed with exit code N." is no test. GitHub gives no counts besides.
+  schemas), named by `title`, else `path:start_line`, else the message's first line; GitHub's
+  own `<path>#L<line>` title and `.github` path (no file) name nothing, and the runner's
+  "Process completed with exit code N." is no test. GitHub gives no counts besides.
 - `attempt` is `run_attempt` (default 1): a re-run keeps the run id and raises the attempt, which
   is what lets it reopen a finished run (docs/architecture.md#state-machine-and-time).
 - Jobs: GitHub gives a queued job a `started_at` equal to its `created_at` before any runner
@@ -294,9 +295,12 @@ def parse_repos(body: Body) -> list[GithubRepo]:
 
 # The conclusions of a check run that failed (the `check-run` schema's `conclusion` enum).
 FAILING_CHECK_CONCLUSIONS = frozenset({"failure", "timed_out"})
-# The runner's own annotation on a failed step ("Process completed with exit code 1."): it says
-# that a step failed, not which test.
-_RUNNER_EXIT = re.compile(r"Process completed with exit code \d+\.?", re.IGNORECASE)
+# The runner's own annotation on a failed step ("Process completed with exit code 1.", from
+# actions/runner's ScriptHandler): it says that a step failed, not which test.
+_RUNNER_EXIT = re.compile(r"Process completed with exit code -?\d+\.?", re.IGNORECASE)
+# The `path` GitHub gives an annotation made from an error with no file (the runner's own, or a
+# bare `::error::`): no place in the repository.
+_NO_FILE = ".github"
 
 
 class _CheckOutput(Payload):
@@ -344,8 +348,10 @@ def parse_failing_check_runs(body: Body, first: Sequence[int], limit: int) -> li
 
 def parse_failing_annotations(body: Body) -> list[str]:
     """`GET .../check-runs/{check_run_id}/annotations` → one name per `failure` annotation: its
-    `title`, else `path:start_line`, else the first line of its `message`. The runner's
-    "Process completed with exit code N." annotations are skipped. Repeated names are kept once."""
+    `title`, else `path:start_line`, else the first line of its `message`. A title GitHub filled
+    in itself (`<path>#L<start_line>`, for an annotation made without one) is no title, and the
+    path `.github` (an error with no file) no place. The runner's "Process completed with exit
+    code N." annotations are skipped. Repeated names are kept once."""
     notes = decode(body, list[_Annotation], "GitHub check run annotations")
     names: dict[str, None] = {}
     for note in notes:
@@ -354,8 +360,11 @@ def parse_failing_annotations(body: Body) -> list[str]:
         message = (note.message or "").strip()
         if _RUNNER_EXIT.fullmatch(message):
             continue
+        path = (note.path or "").strip()
         title = (note.title or "").strip()
-        place = note.path.strip() if note.path else ""
+        if title == f"{path}#L{note.start_line}":
+            title = ""  # GitHub's default title: the location, not a name
+        place = path if path != _NO_FILE else ""
         if place and note.start_line:
             place = f"{place}:{note.start_line}"
         name = title or place or first_line(message)

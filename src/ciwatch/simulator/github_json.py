@@ -373,17 +373,26 @@ def annotations_json(
         )
         for k, case in enumerate(found, 1)
     ]
-    notes.append(
-        annotation(
-            f"{blob}/.github", ".github", 1, "warning", "", "Node.js 16 actions are deprecated."
+    # An error or warning with no file: GitHub's path `.github` and its own `<path>#L<line>`
+    # title (as annotations read from the API show them, tests/fixtures/SOURCES.md).
+    for level, message in (
+        ("warning", "Node.js 16 actions are deprecated."),
+        ("failure", RUNNER_EXIT),
+    ):
+        notes.append(
+            annotation(f"{blob}/.github", ".github", 1, level, ".github#L1", message, None)
         )
-    )
-    notes.append(annotation(f"{blob}/.github", ".github", 1, "failure", "", RUNNER_EXIT))
     return notes
 
 
 def annotation(
-    blob: str, path: str, line: int, level: str, title: str, message: str
+    blob: str,
+    path: str,
+    line: int,
+    level: str,
+    title: str,
+    message: str,
+    raw_details: str | None = "",
 ) -> dict[str, Any]:
     """One annotation, its keys in the order of the `check-annotation-items` example."""
     return {
@@ -395,7 +404,7 @@ def annotation(
         "annotation_level": level,
         "title": title,
         "message": message,
-        "raw_details": "",
+        "raw_details": raw_details,
         "blob_href": blob,
     }
 
