@@ -118,9 +118,28 @@ def test_github_default_title_and_no_file_path_name_nothing() -> None:
             "title": "tests/test_parser.py#L570",
             "message": "test_empty_input\n\nAssertionError",
         },
+        {  # a multi-line location is no name either
+            **documented,
+            "annotation_level": "failure",
+            "path": "src/lib.rs",
+            "start_line": 7,
+            "title": "src/lib.rs#L7-L9",
+            "message": "unused",
+        },
+        {  # a real title that happens to hold a `#L`
+            **documented,
+            "annotation_level": "failure",
+            "path": "src/lib.rs",
+            "title": "lib::anchors#L1 parse",
+        },
     ]
     names = github.parse_failing_annotations(json.dumps(notes).encode())
-    assert names == ["Error: 3 snapshots are obsolete", "tests/test_parser.py:570"]
+    assert names == [
+        "Error: 3 snapshots are obsolete",
+        "tests/test_parser.py:570",
+        "src/lib.rs:7",
+        "lib::anchors#L1 parse",
+    ]
 
 
 def test_a_wrong_annotations_body_is_a_bad_payload() -> None:

@@ -362,7 +362,7 @@ def parse_failing_annotations(body: Body) -> list[str]:
             continue
         path = (note.path or "").strip()
         title = (note.title or "").strip()
-        if title == f"{path}#L{note.start_line}":
+        if path and re.fullmatch(rf"{re.escape(path)}#L\d+(-L\d+)?", title):
             title = ""  # GitHub's default title: the location, not a name
         place = path if path != _NO_FILE else ""
         if place and note.start_line:
