@@ -5,6 +5,9 @@ empty store: once with `tests: false`, once with `tests: true` on every source. 
 backfill cycle, then one cycle after the clock moved 15 minutes, then one unchanged cycle.
 Prints, per source, the runs stored or changed and the requests made to the commit and
 test-report endpoints (the only extra requests this feature makes), and asserts nothing.
+basic.yaml has no GitHub run that is failed when polled, so the same is done for the three
+GitHub repositories of the demo scenario (`demo_scenario()`, failed runs among them), whose
+check runs and annotations are GitHub's "tests".
 
     PYTHONPATH=src python benchmarks/extras.py
 """
@@ -21,7 +24,7 @@ from pathlib import Path
 from ciwatch.clock import FakeClock
 from ciwatch.config import GitHubSource, GitLabSource, JenkinsSource, Settings
 from ciwatch.runtime import Runtime
-from ciwatch.simulator import Simulator, load_scenario, start_simulator
+from ciwatch.simulator import Scenario, Simulator, demo_scenario, load_scenario, start_simulator
 from ciwatch.store import open_store
 
 BASIC = Path(__file__).parents[1] / "examples" / "scenarios" / "basic.yaml"
@@ -34,42 +37,57 @@ def kind(path: str) -> str | None:
         return "commit"
     if "test_report" in path or "/testReport/" in path:
         return "tests"
+    if path.endswith(("/check-runs", "/annotations")):  # GitHub: check-run annotations
+        return "tests"
     return None
 
 
-async def measure(tests: bool, directory: str) -> None:
+async def measure(tests: bool, directory: str, demo: bool = False) -> None:
     clock = FakeClock(START)
-    sim = Simulator(load_scenario(BASIC), clock)
+    scenario: Scenario = demo_scenario() if demo else load_scenario(BASIC)
+    sim = Simulator(scenario, clock)
     sim.clear_faults()
     running = await start_simulator(sim)
     common = {"requests_per_second": 100_000, "tests": tests}
-    settings = Settings(
-        database=f"sqlite:///{directory}/extras-{tests}.db",
-        collection={"retries": 2, "jitter": 0.0},
-        sources=[
-            GitLabSource(
-                name="gl",
-                url=running.gitlab_url,
-                token="glpat-basic-example",  # noqa: S106 - the scenario's own credential
-                projects=["platform/backend/api", "platform/frontend/web", "tools/scripts"],
-                **common,
-            ),
+    sources: list[GitLabSource | GitHubSource | JenkinsSource] = [
+        GitLabSource(
+            name="gl",
+            url=running.gitlab_url,
+            token="glpat-basic-example",  # noqa: S106 - the scenario's own credential
+            projects=["platform/backend/api", "platform/frontend/web", "tools/scripts"],
+            **common,
+        ),
+        GitHubSource(
+            name="gh",
+            url=running.github_url,
+            token="ghp_basic_example",  # noqa: S106 - the scenario's own credential
+            repos=["octo-org/web", "octo-org/api"],
+            **common,
+        ),
+        JenkinsSource(
+            name="jk",
+            url=running.jenkins_url,
+            username="ci-bot",
+            token="jenkins-basic-token",  # noqa: S106 - the scenario's own credential
+            jobs=["smoke", "team/app", "team/tools/nightly", "team/gateway"],
+            **common,
+        ),
+    ]
+    if demo:
+        sources = [
             GitHubSource(
                 name="gh",
                 url=running.github_url,
-                token="ghp_basic_example",  # noqa: S106 - the scenario's own credential
-                repos=["octo-org/web", "octo-org/api"],
+                token="ghp_simulator",  # noqa: S106 - the simulator's default credential
+                repos=["octo-org/service", "octo-org/docs", "octo-org/mobile"],
+                backfill=100,
                 **common,
-            ),
-            JenkinsSource(
-                name="jk",
-                url=running.jenkins_url,
-                username="ci-bot",
-                token="jenkins-basic-token",  # noqa: S106 - the scenario's own credential
-                jobs=["smoke", "team/app", "team/tools/nightly", "team/gateway"],
-                **common,
-            ),
-        ],
+            )
+        ]
+    settings = Settings(
+        database=f"sqlite:///{directory}/extras-{tests}-{demo}.db",
+        collection={"retries": 2, "jitter": 0.0},
+        sources=sources,
     )
     store = open_store(settings.database)
     await store.upgrade()
@@ -88,6 +106,7 @@ async def measure(tests: bool, directory: str) -> None:
                     extra[f"{path.split('/')[1]} {kind(path)}"] += count
             changed = sum(o.changed for o in report.outcomes)
             print(
+                f"{'demo gh ' if demo else ''}"
                 f"tests={str(tests).lower():5} {label:9} requests {report.requests:4}  "
                 f"changed runs {changed:3}  extra {dict(sorted(extra.items())) or '{}'}"
             )
@@ -100,8 +119,9 @@ async def measure(tests: bool, directory: str) -> None:
 
 async def main() -> None:
     with tempfile.TemporaryDirectory() as directory:
-        for tests in (False, True):
-            await measure(tests, directory)
+        for demo in (False, True):
+            for tests in (False, True):
+                await measure(tests, directory, demo)
 
 
 if __name__ == "__main__":

@@ -162,3 +162,30 @@ async def test_without_tests_no_test_request(world: World) -> None:
         assert history.runs and all(r.tests_total is None for r in history.runs)
     finally:
         await _close(runtime)
+
+
+def _change_requests(world: World) -> int:
+    return sum(n for path, n in world.sim.stats.by_path.items() if path.endswith("/changes"))
+
+
+async def test_a_failed_build_carries_its_commit(world: World) -> None:
+    runtime = await world.runtime()
+    try:
+        assert runtime.scheduler is not None
+        first = await runtime.scheduler.run_once()
+        assert not first.failed, [o.error for o in first.failed]
+        history = await world.store.history(source="az", project="Fabrikam/web-ci", limit=10)
+        failed = [r for r in history.runs if r.status is Status.FAILED]
+        assert len(failed) == 2
+        for run in failed:  # "Builds - Get Build Changes": the change whose id is the SHA
+            assert run.commit_title and run.commit_author
+            assert run.commit_email and run.commit_email.endswith("@example.com")
+        others = [r for r in history.runs if r.status is not Status.FAILED]
+        assert others and all(r.commit_title is None for r in others)
+        assert _change_requests(world) == len(failed)  # one per failed build, none for others
+        world.sim.stats.reset()
+        steady = await runtime.scheduler.run_once()
+        assert not steady.failed
+        assert _change_requests(world) == 0  # unchanged: nothing read again
+    finally:
+        await _close(runtime)

@@ -75,10 +75,13 @@ async def test_failed_runs_carry_their_commit_and_finished_runs_their_tests(worl
     broken = next(r for r in login if r.status is Status.FAILED)
     assert broken.commit_author and broken.commit_email and broken.commit_title
     assert broken.tests_failed and broken.tests_failing
-    # GitHub: every run carries `head_commit`; check-run annotations are not read (no tests).
+    # GitHub: every run carries `head_commit`. Check-run annotations are read for failed runs
+    # only (tests/collection/test_github_tests.py) and no GitHub run here is failed (the failed
+    # one was re-run green): no check run is read, and GitHub never gives a total.
     web = await _runs(world, "gh", "octo-org/web")
     assert web and all(r.commit_title and r.commit_author for r in web)
-    assert all(r.tests_total is None for r in web)
+    assert all(r.tests_total is None and r.tests_failed is None for r in web)
+    assert not any("check-runs" in path for path in world.sim.stats.by_path)
 
 
 async def test_without_tests_no_report_is_read(world: World) -> None:

@@ -36,6 +36,7 @@ def test_every_fixture_is_read_by_a_test() -> None:
     files = {str(p.relative_to(FIXTURES)) for p in FIXTURES.rglob("*.json")}
     assert files == {
         "api/builds-list.json",
+        "api/build-changes.json",
         "api/definitions-list.json",
         "api/timeline.json",
         "api/test-runs-list.json",
@@ -327,3 +328,48 @@ def test_what_a_source_watches() -> None:
     assert "ref" in (unwatched(settings, "Fabrikam/apps/web", "dev") or "")
     everything = source(pipelines=["apps/*"], webhooks_accept_unwatched=True)
     assert unwatched(everything, "Other/x", None) is None
+
+
+def _changes(*changes: dict[str, object]) -> bytes:
+    return json.dumps({"count": len(changes), "value": list(changes)}).encode()
+
+
+def test_build_changes_fixture_gives_the_built_commit() -> None:
+    # Every field of the spec's `Change` (build.json 7.1, see SOURCES.md); the built commit
+    # (`sourceVersion` of the example build) is listed second, after an older one.
+    sha = loaded("api/builds-list.json")["value"][1]["sourceVersion"]
+    assert azure.parse_build_changes(raw("api/build-changes.json"), sha) == {
+        "commit_title": "Fix the build script",
+        "commit_author": "Jamal Hartnett",
+        "commit_email": "fabrikamfiber4@hotmail.com",
+    }
+    # Another SHA: the first listed, whose unique name (a Windows account) is no e-mail address.
+    assert azure.parse_build_changes(raw("api/build-changes.json"), "f" * 40) == {
+        "commit_title": "Update the README",
+        "commit_author": "Normal Paulk",
+        "commit_email": None,
+    }
+
+
+def test_build_changes_give_the_built_commit() -> None:
+    # The `Change` fields of "Builds - Get Build Changes" (build.json, 7.1): id, message, author.
+    built = {
+        "id": "5d2bba5",
+        "message": "Fix the parser\n\nlong text",
+        "author": {"displayName": "Ada Lovelace", "uniqueName": "ada@example.com"},
+    }
+    older = {"id": "0aa0aa0", "message": "Older", "author": {"displayName": "Bob"}}
+    assert azure.parse_build_changes(_changes(older, built), "5D2BBA5") == {
+        "commit_title": "Fix the parser",
+        "commit_author": "Ada Lovelace",
+        "commit_email": "ada@example.com",
+    }
+    # Not found by SHA: the first listed; a unique name that is no e-mail address is not one.
+    assert azure.parse_build_changes(_changes(older), "5d2bba5") == {
+        "commit_title": "Older",
+        "commit_author": "Bob",
+        "commit_email": None,
+    }
+    windows = {**built, "author": {"displayName": "Ada", "uniqueName": "CONTOSO\\ada"}}
+    assert azure.parse_build_changes(_changes(windows), None)["commit_email"] is None
+    assert set(azure.parse_build_changes(_changes(), "5d2bba5").values()) == {None}

@@ -50,6 +50,27 @@ async def github_jobs(h: Harness) -> Any:
     return (await h.github(f"repos/octo-org/web/actions/runs/{await rerun_id(h)}/jobs")).json()
 
 
+async def failed_job_id(h: Harness) -> int:
+    """A failed job of the re-run's attempt 1 (its check run has the job's id)."""
+    path = f"repos/octo-org/web/actions/runs/{await rerun_id(h)}/jobs"
+    jobs = (await h.github(path, filter="all")).json()["jobs"]
+    return next(j["id"] for j in jobs if j["conclusion"] == "failure")
+
+
+async def github_check_run(h: Harness) -> Any:
+    return (await h.github(f"repos/octo-org/web/check-runs/{await failed_job_id(h)}")).json()
+
+
+async def github_check_runs(h: Harness) -> Any:
+    sha = (await github_run(h))["head_sha"]
+    return (await h.github(f"repos/octo-org/web/commits/{sha}/check-runs")).json()
+
+
+async def github_annotations(h: Harness) -> Any:
+    path = f"repos/octo-org/web/check-runs/{await failed_job_id(h)}/annotations"
+    return (await h.github(path)).json()
+
+
 async def github_repos(h: Harness) -> Any:
     return (await h.github("orgs/octo-org/repos")).json()[0]
 
@@ -129,6 +150,39 @@ CASES: list[tuple[str, Callable[[], Any], Fetch, dict[str, str]]] = [
         {
             "$.jobs[].run_attempt: extra": "in the real API; tells the attempts apart",
             "$.jobs[].created_at: extra": "in the real API; when the job was queued",
+        },
+    ),
+    (
+        "github check run",
+        lambda: fixture("github/api/check-run.json"),
+        github_check_run,
+        {"$.output.text: null, fixture has string": "a job's check run has no text"},
+    ),
+    (
+        "github check runs",
+        lambda: fixture("github/api/check-runs-list.json"),
+        github_check_runs,
+        {
+            "$.check_runs[].output.text: null, fixture has string": "a job's check run has no text",
+            "$.check_runs[].output.title: null, fixture has string": "nullable: a green job's "
+            "check run has no output title",
+            "$.check_runs[].output.summary: null, fixture has string": "nullable: nor summary",
+        },
+    ),
+    (
+        "github annotations",
+        lambda: fixture("github/api/check-run-annotations.json"),
+        github_annotations,
+        dict.fromkeys(
+            [
+                "$[].start_column: null, fixture has integer",
+                "$[].end_column: null, fixture has integer",
+            ],
+            "nullable in the `check-annotation` schema: test annotations name a line, no column",
+        )
+        | {
+            "$[].raw_details: null, fixture has string": "nullable; null in annotations made "
+            "from an error with no file, as the API gives them (SOURCES.md)"
         },
     ),
     (

@@ -34,7 +34,7 @@ from pydantic import AfterValidator
 
 from ciwatch.config.base import BaseSource
 from ciwatch.config.types import BaseUrl, Glob, problem
-from ciwatch.domain import Job, Run, Status, UnknownStatus
+from ciwatch.domain import Job, Run, Status, UnknownStatus, first_line
 from ciwatch.errors import ProviderError, StoreError
 from ciwatch.providers.base import matches
 from ciwatch.providers.common import (
@@ -401,6 +401,41 @@ def build_target(build: AzureBuild, fallback_project: str | None) -> str | None:
 def build_uri(build_id: str) -> str:
     """The artifact URI a test run names its build by (`buildUri` of `GET _apis/test/runs`)."""
     return f"vstfs:///Build/Build/{build_id}"
+
+
+class _Change(Payload):
+    """A `Change` of "Builds - Get Build Changes": `id` (for a commit, its SHA-1), `message`,
+    `author` (an IdentityRef)."""
+
+    id: str | None = None
+    message: str | None = None
+    author: _Identity | None = None
+
+
+class _ChangeList(Payload):
+    """The list envelope `{"count", "value"}`, as every Azure DevOps list."""
+
+    value: list[_Change] = []
+
+
+def parse_build_changes(body: Body, sha: str | None) -> dict[str, Any]:
+    """`GET {project}/_apis/build/builds/{id}/changes` → the commit fields of the change whose
+    `id` is the built `sha` (else the first listed): `commit_title` (the message's first line),
+    `commit_author` (`author.displayName`) and `commit_email` (`author.uniqueName` when it is
+    an e-mail address: Azure DevOps gives the identity's name, not the git author's e-mail).
+    No change: all None."""
+    changes = decode(body, _ChangeList, "Azure Pipelines build changes").value
+    wanted = (sha or "").lower()
+    change = next((c for c in changes if wanted and (c.id or "").lower() == wanted), None)
+    if change is None and changes:
+        change = changes[0]
+    who = change.author if change else None
+    email = (who.unique_name or "").strip() if who else ""
+    return {
+        "commit_title": first_line(change.message) if change else None,
+        "commit_author": (who.display_name or None) if who else None,
+        "commit_email": email if "@" in email and " " not in email else None,
+    }
 
 
 def parse_test_runs(body: Body) -> tuple[dict[str, Any], list[int]]:

@@ -28,7 +28,7 @@ from urllib.parse import quote
 
 from ciwatch.clock import Clock
 from ciwatch.config.models import CollectionSettings
-from ciwatch.domain import MAX_FAILING_TESTS, Job, Run, Target, TargetState
+from ciwatch.domain import MAX_FAILING_TESTS, Job, Run, Status, Target, TargetState
 from ciwatch.errors import NotFound
 from ciwatch.http import HttpClient, RequestRecorder
 from ciwatch.providers import azure
@@ -39,6 +39,7 @@ from ciwatch.providers.watch import exclude_project, ref_wanted
 
 PAGE = 100
 OVERLAP = timedelta(seconds=1)
+CHANGES_TOP = 10  # changes asked for a failed build's commit (the built one is among them)
 DEFINITION = "definition"  # TargetState.extra key: the pipeline's definition id
 
 
@@ -205,7 +206,25 @@ class AzureProvider:
             # Azure answers 204 No Content before the timeline exists.
             if resp.body.strip():
                 jobs = azure.parse_timeline(self.source, run.project, run.run_id, resp.body)
-        return await self._tests(run, project), jobs
+        return await self._commit(await self._tests(run, project), project), jobs
+
+    async def _commit(self, run: Run, project: str) -> Run:
+        """The commit of a changed failed build (the Build resource carries only its SHA):
+        `GET {project}/_apis/build/builds/{id}/changes?$top=10&includeSourceChange=true`, the
+        change whose id is the built SHA, else the first. One request, for changed failed
+        builds only (`details`), unless the run already has its commit."""
+        if run.status is not Status.FAILED or run.commit_title is not None or not run.sha:
+            return run
+        try:
+            resp = await self.http.get(
+                self._path(project, f"builds/{quote(run.run_id, safe='')}/changes"),
+                params={**self._params(), "$top": CHANGES_TOP, "includeSourceChange": "true"},
+                target=run.project,
+            )
+        except NotFound:
+            return run  # the build is gone (deleted, retention): no commit, the run as it was
+        fields = azure.parse_build_changes(resp.body, run.sha)
+        return replace(run, **fields) if fields["commit_title"] is not None else run
 
     async def _tests(self, run: Run, project: str) -> Run:
         """With `tests: true`, the test results of a finished build: its test runs' counts

@@ -21,6 +21,11 @@ Mapping choices:
 - `author` is `triggering_actor.login` (who started this attempt), else `actor.login`.
 - `commit_title`, `commit_author`, `commit_email`: `head_commit.message` (its first line) and
   `head_commit.author.name` / `.email`, in the REST run and the `workflow_run` webhook alike.
+- Failing tests (`tests: true`, failed runs only, `github_poll.GitHubProvider._tests`): the
+  `failure` annotations of the commit's failed check runs (`check-run`, `check-annotation`
+  schemas), named by `title`, else `path:start_line`, else the message's first line; GitHub's
+  own `<path>#L<line>` title and `.github` path (no file) name nothing, and the runner's
+  "Process completed with exit code N." is no test. GitHub gives no counts besides.
 - `attempt` is `run_attempt` (default 1): a re-run keeps the run id and raises the attempt, which
   is what lets it reopen a finished run (docs/architecture.md#state-machine-and-time).
 - Jobs: GitHub gives a queued job a `started_at` equal to its `created_at` before any runner
@@ -34,6 +39,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, ClassVar, Literal
@@ -281,6 +287,90 @@ def parse_workflow_job_event(source: str, body: Body) -> Job:
 def parse_repos(body: Body) -> list[GithubRepo]:
     """A JSON array of repositories (`GET /orgs/{org}/repos`, `GET /users/{user}/repos`)."""
     return decode(body, list[GithubRepo], "GitHub repositories list")
+
+
+# --------------------------------------------------------------------------------------------
+# Failing tests from check-run annotations (`tests: true`)
+# --------------------------------------------------------------------------------------------
+
+# The conclusions of a check run that failed (the `check-run` schema's `conclusion` enum).
+FAILING_CHECK_CONCLUSIONS = frozenset({"failure", "timed_out"})
+# The runner's own annotation on a failed step ("Process completed with exit code 1.", from
+# actions/runner's ScriptHandler): it says that a step failed, not which test.
+_RUNNER_EXIT = re.compile(r"Process completed with exit code -?\d+\.?", re.IGNORECASE)
+# The `path` GitHub gives an annotation made from an error with no file (the runner's own, or a
+# bare `::error::`): no place in the repository.
+_NO_FILE = ".github"
+
+
+class _CheckOutput(Payload):
+    annotations_count: int = 0
+
+
+class _CheckRun(Payload):
+    """A check run (`GET /repos/{owner}/{repo}/commits/{ref}/check-runs`, `check-run` schema)."""
+
+    id: int
+    conclusion: str | None = None
+    output: _CheckOutput | None = None
+
+
+class _CheckRunsPage(Payload):
+    check_runs: list[_CheckRun]
+
+
+class _Annotation(Payload):
+    """A check-run annotation (`GET .../check-runs/{check_run_id}/annotations`)."""
+
+    path: str | None = None
+    start_line: int | None = None
+    annotation_level: str | None = None
+    title: str | None = None
+    message: str | None = None
+
+
+def parse_failing_check_runs(body: Body, first: Sequence[int], limit: int) -> list[int]:
+    """`GET .../commits/{ref}/check-runs` → the ids of at most `limit` check runs that failed
+    (`conclusion` failure or timed_out) and carry annotations (`output.annotations_count` > 0);
+    the ids in `first` (the run's own jobs: a job's check run has the job's id) come first, the
+    others (a test reporter's own check run) after, each group in the listed order."""
+    page = decode(body, _CheckRunsPage, "GitHub check runs list")
+    failing = [
+        c.id
+        for c in page.check_runs
+        if (c.conclusion or "").lower() in FAILING_CHECK_CONCLUSIONS
+        and c.output is not None
+        and c.output.annotations_count > 0
+    ]
+    own = set(first)
+    return ([i for i in failing if i in own] + [i for i in failing if i not in own])[:limit]
+
+
+def parse_failing_annotations(body: Body) -> list[str]:
+    """`GET .../check-runs/{check_run_id}/annotations` → one name per `failure` annotation: its
+    `title`, else `path:start_line`, else the first line of its `message`. A title GitHub filled
+    in itself (`<path>#L<start_line>`, for an annotation made without one) is no title, and the
+    path `.github` (an error with no file) no place. The runner's "Process completed with exit
+    code N." annotations are skipped. Repeated names are kept once."""
+    notes = decode(body, list[_Annotation], "GitHub check run annotations")
+    names: dict[str, None] = {}
+    for note in notes:
+        if (note.annotation_level or "").lower() != "failure":
+            continue
+        message = (note.message or "").strip()
+        if _RUNNER_EXIT.fullmatch(message):
+            continue
+        path = (note.path or "").strip()
+        title = (note.title or "").strip()
+        if path and re.fullmatch(rf"{re.escape(path)}#L\d+(-L\d+)?", title):
+            title = ""  # GitHub's default title: the location, not a name
+        place = path if path != _NO_FILE else ""
+        if place and note.start_line:
+            place = f"{place}:{note.start_line}"
+        name = title or place or first_line(message)
+        if name:
+            names.setdefault(name)
+    return list(names)
 
 
 def _provider_status(status: str | None, conclusion: str | None) -> str | None:

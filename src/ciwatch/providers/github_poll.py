@@ -10,19 +10,26 @@ their own (a documented limit).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import replace
 from urllib.parse import quote
 
 from ciwatch.clock import Clock
-from ciwatch.domain import Job, Run, Target, TargetState
+from ciwatch.domain import MAX_FAILING_TESTS, Job, Run, Status, Target, TargetState
+from ciwatch.errors import AuthFailed, NotFound
 from ciwatch.http import HttpClient
 from ciwatch.providers import github
 from ciwatch.providers.base import PollResult
 from ciwatch.providers.github import GitHubSource
 from ciwatch.providers.watch import exclude_project, ref_wanted, workflow_wanted
 
+log = logging.getLogger(__name__)
+
 PER_PAGE = 100
+# Failed check runs whose annotations are read per failed run (`tests: true`): with the commit's
+# check-run list, a failed run costs at most 1 + MAX_ANNOTATED requests.
+MAX_ANNOTATED = 3
 
 
 class GitHubProvider:
@@ -33,6 +40,8 @@ class GitHubProvider:
         self.source = settings.name
         self.http = http
         self.clock = clock
+        # Why the check runs could not be read (logged the first time), else None.
+        self._checks_refused: str | None = None
 
     async def close(self) -> None:
         await self.http.close()
@@ -97,7 +106,49 @@ class GitHubProvider:
             resp = await self.http.get(url, params=params, target=run.project)
             jobs.extend(github.parse_jobs(self.source, run.project, run.run_id, resp.body))
             url, params = _next_link(resp.headers), None
-        return run, jobs
+        return await self._tests(run, jobs), jobs
+
+    async def _tests(self, run: Run, jobs: list[Job]) -> Run:
+        """With `tests: true`, the failing tests of a failed run from check-run annotations:
+        `GET .../commits/{sha}/check-runs` (first page), then the annotations (first page) of
+        at most `MAX_ANNOTATED` failed check runs that have some, the run's own jobs first.
+        At most `1 + MAX_ANNOTATED` requests, for changed failed runs only (`details`). GitHub
+        gives no counts: `tests_failed` is the number of distinct failure annotations found,
+        the other counts stay None; no failure annotation leaves the run as it was."""
+        if not self.settings.tests or run.status is not Status.FAILED or not run.sha:
+            return run
+        repo = self._repo(run.project)
+        names: dict[str, None] = {}
+        try:
+            resp = await self.http.get(
+                f"repos/{repo}/commits/{quote(run.sha, safe='')}/check-runs",
+                params={"per_page": PER_PAGE, "filter": "latest"},
+                target=run.project,
+            )
+            own = [int(job.job_id) for job in jobs if job.job_id.isdigit()]
+            for check_run in github.parse_failing_check_runs(resp.body, own, MAX_ANNOTATED):
+                resp = await self.http.get(
+                    f"repos/{repo}/check-runs/{check_run}/annotations",
+                    params={"per_page": PER_PAGE},
+                    target=run.project,
+                )
+                names.update(dict.fromkeys(github.parse_failing_annotations(resp.body)))
+        except (AuthFailed, NotFound) as problem:
+            # A token without the Checks permission (403) must not stop the run and its jobs
+            # from being stored, poll after poll: the run keeps no tests, and it is logged.
+            if self._checks_refused is None:
+                log.warning(
+                    "GitHub source %s: check runs not readable (%s); tests: true needs the "
+                    "token's Checks (read) permission: failing tests are not read",
+                    self.source,
+                    problem,
+                )
+            self._checks_refused = str(problem)
+            return run
+        if not names:
+            return run
+        failing = tuple(list(names)[:MAX_FAILING_TESTS])
+        return replace(run, tests_failed=len(names), tests_failing=failing)
 
 
 def _next_link(headers: Mapping[str, str]) -> str | None:

@@ -136,6 +136,7 @@ class AzureApi:
         app.router.add_get(f"{base}/builds", self.builds)
         app.router.add_get(f"{base}/builds/{{build_id:\\d+}}", self.build)
         app.router.add_get(f"{base}/builds/{{build_id:\\d+}}/timeline", self.timeline)
+        app.router.add_get(f"{base}/builds/{{build_id:\\d+}}/changes", self.changes)
         tests = "/{org}/{project}/_apis/test"
         app.router.add_get(f"{tests}/runs", self.test_runs)
         app.router.add_get(f"{tests}/{{runs:[Rr]uns}}/{{run_id:\\d+}}/results", self.test_results)
@@ -294,6 +295,32 @@ class AzureApi:
             return web.Response(status=204)  # no timeline before the build starts
         build_id = self.world.build_id(pipeline, plan.n)
         return json_response(self._records(f"{build_id}", attempt, now))
+
+    async def changes(self, request: web.Request) -> web.Response:
+        """Builds - Get Build Changes: the build's commit (a `Change`: `id` the SHA, `message`,
+        `author`), in the list envelope; `$top` honoured."""
+        found = self._find(request)
+        if found is None:
+            return _error(404, "The build could not be found.", "BuildNotFoundException")
+        pipeline, plan = found
+        org = request.match_info["org"]
+        base = f"{request.url.origin()}{PREFIX}/{org}/{pipeline.project}"
+        change = {
+            "id": plan.sha,
+            "message": plan.message,
+            "type": "commit",
+            "author": {
+                "displayName": plan.author.title(),
+                "uniqueName": f"{plan.author}@example.com",
+                "id": _guid(f"user/{plan.author}"),
+            },
+            "timestamp": self._time(plan.created - 30_000),
+            "location": f"{base}/_apis/git/repositories/{pipeline.name}/commits/{plan.sha}",
+            "displayUri": f"{base}/_git/{pipeline.name}/commit/{plan.sha}",
+            "messageTruncated": False,
+            "pusher": plan.author,
+        }
+        return self._page(request, [change])
 
     def _suites(self, project: str, build_id: int) -> list[list[reports.Case]]:
         """The test runs of a visible build of `project`: one per job that reported cases

@@ -26,7 +26,7 @@ from ciwatch.simulator.httputil import (
     page_of,
     page_runs,
 )
-from ciwatch.simulator.plans import Attempt, RunPlan
+from ciwatch.simulator.plans import Attempt, JobPlan, RunPlan
 from ciwatch.simulator.ratelimit import Quota, github_headers
 from ciwatch.simulator.world import GitHubRepo
 
@@ -72,6 +72,9 @@ class GitHubApi:
         route(runs + "/{run_id}/jobs", self.jobs)
         route(runs + "/{run_id}/attempts/{attempt}", self.run)
         route(runs + "/{run_id}/attempts/{attempt}/jobs", self.jobs)
+        route("/repos/{owner}/{repo}/commits/{ref}/check-runs", self.check_runs)
+        route("/repos/{owner}/{repo}/check-runs/{check_run_id}", self.check_run)
+        route("/repos/{owner}/{repo}/check-runs/{check_run_id}/annotations", self.annotations)
         route("/orgs/{owner}/repos", self.owner_repos)
         route("/users/{owner}/repos", self.owner_repos)
         route("/rate_limit", self.rate_limit)
@@ -203,6 +206,66 @@ class GitHubApi:
         page = page_of(request, rows, 30)
         body = {"total_count": page.total, "jobs": page.items}
         return json_response(body, headers=link_headers(request, page))
+
+    async def check_runs(self, request: web.Request) -> web.Response:
+        """`GET .../commits/{ref}/check-runs`: the check runs of the jobs of every run on the
+        commit (`ref`: a SHA, or a branch for its newest run's commit); `filter=latest` (the
+        default) keeps the newest check run of each name, `all` every attempt's."""
+        repo = self.find_repo(request)
+        now = self.ctx.now()
+        wanted = request.query.get("filter", "latest")
+        if wanted not in ("latest", "all"):
+            raise BadParam(f"filter: {wanted!r} is not one of latest, all")
+        ref = request.match_info["ref"]
+        plans = [repo.timeline.plan(n) for n in repo.timeline.visible(now)]
+        branch = [p for p in plans if p.ref == ref]
+        sha = branch[-1].sha if branch else ref
+        urls, stride = self.urls(request), self.world.github_stride
+        rows: dict[Any, dict[str, Any]] = {}
+        for plan in (p for p in plans if p.sha == sha):
+            current = plan.attempt_at(now)
+            for attempt in (a for a in plan.attempts if a.number <= current.number):
+                if wanted == "latest" and attempt is not current:
+                    continue
+                for job in attempt.jobs:
+                    row = gh.check_run_json(urls, stride, repo, plan, attempt, job, now)
+                    rows[row["name"] if wanted == "latest" else row["id"]] = row
+        newest_first = sorted(rows.values(), key=lambda row: row["id"], reverse=True)
+        page = page_of(request, newest_first, 30)
+        body = {"total_count": page.total, "check_runs": page.items}
+        return json_response(body, headers=link_headers(request, page))
+
+    def find_job(self, request: web.Request) -> tuple[GitHubRepo, RunPlan, Attempt, JobPlan]:
+        """The repo, run, attempt and job of the check run the path names."""
+        repo = self.find_repo(request)
+        raw = request.match_info["check_run_id"]
+        if not raw.isdigit():
+            raise Missing("Not Found")
+        rid, number, index = gh.job_key(int(raw))
+        n = gh.run_index(self.world.github_stride, repo, rid)
+        now = self.ctx.now()
+        if n is None or n not in repo.timeline.visible(now):
+            raise Missing("Not Found")
+        plan = repo.timeline.plan(n)
+        if not 1 <= number <= plan.attempt_at(now).number:
+            raise Missing("Not Found")
+        attempt = plan.attempts[number - 1]
+        job = next((j for j in attempt.jobs if j.index == index), None)
+        if job is None:
+            raise Missing("Not Found")
+        return repo, plan, attempt, job
+
+    async def check_run(self, request: web.Request) -> web.Response:
+        repo, plan, attempt, job = self.find_job(request)
+        urls, stride, now = self.urls(request), self.world.github_stride, self.ctx.now()
+        return json_response(gh.check_run_json(urls, stride, repo, plan, attempt, job, now))
+
+    async def annotations(self, request: web.Request) -> web.Response:
+        """`GET .../check-runs/{check_run_id}/annotations`: a JSON array, paged."""
+        repo, plan, attempt, job = self.find_job(request)
+        rows = gh.annotations_json(self.urls(request), repo, plan, attempt, job, self.ctx.now())
+        page = page_of(request, rows, 30)
+        return json_response(page.items, headers=link_headers(request, page))
 
     async def owner_repos(self, request: web.Request) -> web.Response:
         repos = self.world.owners.get(request.match_info["owner"].lower())

@@ -8,6 +8,7 @@ from typing import Any
 
 from yarl import URL
 
+from ciwatch.simulator import reports
 from ciwatch.simulator.httputil import github_time, offset_time
 from ciwatch.simulator.plans import FOREVER, Attempt, JobPlan, RunPlan, sha_for
 from ciwatch.simulator.world import GitHubRepo
@@ -329,3 +330,145 @@ def steps(
             }
         )
     return result
+
+
+# --- Check runs and their annotations (the failing tests a run's jobs report) ----------------
+
+# A job's check run has the job's id (`check_run_url` ends with it).
+_FAILED_JOB_WORDS = frozenset({"failed", "timed_out", "unstable"})
+RUNNER_EXIT = "Process completed with exit code 1."
+
+
+def job_key(jid: int) -> tuple[int, int, int]:
+    """A job (check run) id → (run id, attempt number, job index); see `job_json`."""
+    rid, rest = divmod(jid, 100)
+    attempt, index = divmod(rest, 50)
+    return rid, attempt + 1, index
+
+
+def annotations_json(
+    urls: Urls, repo: GitHubRepo, plan: RunPlan, attempt: Attempt, job: JobPlan, now: int
+) -> list[dict[str, Any]]:
+    """The annotations of a job's check run at `now`: for a failed job, one `failure` per failed
+    test case (simulator/reports.py, once the attempt is done), a `warning`, and the runner's
+    "Process completed with exit code 1."; none for any other job."""
+    word, _started, finished = job.status_at(attempt, now)
+    if finished is None or word not in _FAILED_JOB_WORDS:
+        return []
+    blob = f"{urls.web}/{repo.full_name}/blob/{plan.sha}"
+    path = f"tests/test_{job.name.lower().replace(' ', '_')}.py"
+    found = [
+        case
+        for case in reports.cases(attempt, now) or []
+        if case.classname == job.name and case.status == "failed"
+    ]
+    notes = [
+        annotation(
+            f"{blob}/{path}",
+            path,
+            10 * k,
+            "failure",
+            f"{case.classname}::{case.name}",
+            f"AssertionError: {case.name} failed",
+        )
+        for k, case in enumerate(found, 1)
+    ]
+    # An error or warning with no file: GitHub's path `.github` and its own `<path>#L<line>`
+    # title (as annotations read from the API show them, tests/fixtures/SOURCES.md).
+    for level, message in (
+        ("warning", "Node.js 16 actions are deprecated."),
+        ("failure", RUNNER_EXIT),
+    ):
+        notes.append(
+            annotation(f"{blob}/.github", ".github", 1, level, ".github#L1", message, None)
+        )
+    return notes
+
+
+def annotation(
+    blob: str,
+    path: str,
+    line: int,
+    level: str,
+    title: str,
+    message: str,
+    raw_details: str | None = "",
+) -> dict[str, Any]:
+    """One annotation, its keys in the order of the `check-annotation-items` example."""
+    return {
+        "path": path,
+        "start_line": line,
+        "end_line": line,
+        "start_column": None,
+        "end_column": None,
+        "annotation_level": level,
+        "title": title,
+        "message": message,
+        "raw_details": raw_details,
+        "blob_href": blob,
+    }
+
+
+def check_run_json(
+    urls: Urls,
+    stride: int,
+    repo: GitHubRepo,
+    plan: RunPlan,
+    attempt: Attempt,
+    job: JobPlan,
+    now: int,
+) -> dict[str, Any]:
+    """A job's check run (the `check-run` schema), as GitHub Actions makes one per job."""
+    j = job_json(urls, stride, repo, plan, attempt, job, now)
+    count = len(annotations_json(urls, repo, plan, attempt, job, now))
+    url = j["check_run_url"]
+    suite = run_id(stride, repo, plan.n) * 10 + attempt.number
+    return {
+        "id": j["id"],
+        "head_sha": plan.sha,
+        "node_id": j["node_id"],
+        "external_id": "",
+        "url": url,
+        "html_url": j["html_url"],
+        "details_url": j["html_url"],
+        "status": j["status"],
+        "conclusion": j["conclusion"],
+        "started_at": j["started_at"],
+        "completed_at": j["completed_at"],
+        "output": {
+            "title": f"{job.name} failed" if count else None,
+            "summary": f"{count} annotations" if count else None,
+            "text": None,
+            "annotations_count": count,
+            "annotations_url": f"{url}/annotations",
+        },
+        "name": job.name,
+        "check_suite": {"id": suite},
+        "app": actions_app(urls),
+        "pull_requests": [],
+    }
+
+
+def actions_app(urls: Urls) -> dict[str, Any]:
+    """The GitHub App that owns the check runs of Actions jobs (`app` of the `check-run`)."""
+    # Seconds and a numeric offset, as in GitHub's `check-run` example.
+    created = (github_time(urls.start_ms - 3 * 365 * 86_400_000) or "").replace("Z", "+00:00")
+    return {
+        "id": 15368,
+        "slug": "github-actions",
+        "node_id": node_id("Integration", 15368),
+        "owner": user(urls, "github", "Organization"),
+        "name": "GitHub Actions",
+        "description": "Automate your workflow from idea to production",
+        "external_url": "https://help.github.com/en/actions",
+        "html_url": f"{urls.web}/apps/github-actions",
+        "created_at": created,
+        "updated_at": created,
+        "permissions": {
+            "metadata": "read",
+            "contents": "write",
+            "issues": "write",
+            "single_file": "write",
+        },
+        "events": ["check_run", "check_suite", "push", "pull_request"],
+    }
