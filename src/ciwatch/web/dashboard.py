@@ -40,7 +40,7 @@ from ciwatch.alerting.silences import (
     given_matchers,
     silence_end,
 )
-from ciwatch.channels.render import commit_author, tests_sentence
+from ciwatch.channels.render import commit_author, commits_count, tests_sentence
 from ciwatch.config.durations import format_duration
 from ciwatch.domain import Job, Run, RunKey, Status
 from ciwatch.errors import StoreError
@@ -670,6 +670,7 @@ async def project_page(request: Request, source: str, project: str) -> HTMLRespo
         provider=data.board.rows[0].state.provider if data.board.rows else "",
         days=len(data.days),
         commit_author=commit_author,
+        commits_count=commits_count,
         tests_sentence=tests_sentence,
     )
     try:
