@@ -1,0 +1,245 @@
+"""The commits since green, end to end (issue 13): a ref of the simulator goes green → red, the
+real poller collects it, the alert engine asks the source's provider for the commits between
+the last green run and the breaking one (GitLab `repository/compare`, GitHub `compare`) once,
+and the `broken` message lists them and mentions their authors in Slack, DingTalk and WeCom
+syntax; the range is kept on the failing run for the project page. A vendor error or a slow
+answer leaves the list out, and the notice still goes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+
+from ciwatch.clock import FakeClock
+from ciwatch.config import Settings
+from ciwatch.domain import RunKey, Status
+from ciwatch.runtime import Runtime
+from ciwatch.selfmetrics import CollectionMetrics
+from ciwatch.simulator import Simulator, start_simulator
+from ciwatch.simulator.faults import Fault
+from ciwatch.simulator.loader import scenario_from_dict
+from ciwatch.store import SqlStore
+
+from .harness import DingTalkRobot, SlackWebhook, WeComRobot
+
+START = datetime(2026, 1, 1, tzinfo=UTC)
+TOKENS = {"gitlab": "glpat-range", "github": "ghp_range"}
+PROJECT = {"gitlab": "team/app", "github": "octo/app"}
+SOURCE = {"gitlab": "gl", "github": "gh"}
+
+# main: green (alice), two canceled runs (which leave the ref green: bob, dave), then the
+# breaking run one minute in (carol). The simulator's history of a ref is its runs' SHAs.
+RUNS = [
+    {"at": "-3h", "author": "alice", "message": "Add the parser"},
+    {"at": "-2h", "result": "canceled", "author": "bob", "message": "Tune the pool"},
+    {"at": "-1h", "result": "canceled", "author": "dave", "message": "Bump dependencies"},
+    {
+        "at": "1m",
+        "queue": "10s",
+        "duration": "2m",
+        "result": "failed",
+        "author": "carol",
+        "message": "Break the parser",
+    },
+]
+
+PEOPLE = [
+    {"names": ["carol"], "slack": "U0CAROL", "dingtalk": "13800000001", "wecom": "carol.w"},
+    # Bob is named by his e-mail (GitLab's commits) and his login (GitHub's commit authors).
+    {"names": ["bob@example.com", "bob"], "slack": "U0BOB", "dingtalk": "bob-id", "wecom": "bob.w"},
+]
+
+
+def scenario(kind: str) -> dict[str, Any]:
+    project: dict[str, Any] = {"provider": kind, "path": PROJECT[kind], "runs": RUNS}
+    if kind == "gitlab":
+        project.update(id=7, refs=["main"])
+    else:
+        project.update(workflow="Build")
+    return {
+        "name": "range",
+        "seed": 1,
+        "retention": 50,
+        "tokens": {kind: [TOKENS[kind]]},
+        "projects": [project],
+    }
+
+
+class Receivers:
+    def __init__(self) -> None:
+        self.slack = SlackWebhook()
+        self.dingtalk = DingTalkRobot()
+        self.wecom = WeComRobot()
+        self.all = (self.slack, self.dingtalk, self.wecom)
+
+
+@pytest.fixture
+async def receivers() -> AsyncIterator[Receivers]:
+    found = Receivers()
+    for receiver in found.all:
+        await receiver.start()
+    try:
+        yield found
+    finally:
+        for receiver in found.all:
+            await receiver.stop()
+
+
+def settings(kind: str, url: str, receivers: Receivers) -> Settings:
+    source: dict[str, Any] = {
+        "type": kind,
+        "name": SOURCE[kind],
+        "url": url,
+        "token": TOKENS[kind],
+        # The token bucket must never wait on the fake clock that drives the simulator.
+        "requests_per_second": 100_000,
+    }
+    source["projects" if kind == "gitlab" else "repos"] = [PROJECT[kind]]
+    return Settings.model_validate(
+        {
+            "database": "sqlite:///unused.db",
+            "collection": {"retries": 0, "jitter": 0.0},
+            "sources": [source],
+            "people": PEOPLE,
+            "alerts": {
+                "group_wait": "0s",
+                "channels": [
+                    {"name": "slack", "type": "slack", "url": receivers.slack.url},
+                    {"name": "ding", "type": "dingtalk", "url": receivers.dingtalk.url},
+                    {"name": "wecom", "type": "wecom", "url": receivers.wecom.url},
+                ],
+                "routes": [{"channels": ["slack", "ding", "wecom"]}],
+            },
+        }
+    )
+
+
+class Rig:
+    def __init__(self, kind: str, store: SqlStore, receivers: Receivers) -> None:
+        self.kind = kind
+        self.store = store
+        self.receivers = receivers
+        self.clock = FakeClock(START)
+        self.sim = Simulator(scenario_from_dict(scenario(kind)), self.clock)
+
+    async def __aenter__(self) -> Rig:
+        self.running = await start_simulator(self.sim)
+        url = self.running.gitlab_url if self.kind == "gitlab" else self.running.github_url
+        self.runtime = await Runtime.open(
+            settings(self.kind, url, self.receivers), clock=self.clock, store=self.store
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for channel in self.runtime.alerting.channels.values():
+            await channel.close()
+        for provider in self.runtime.providers.values():
+            await provider.close()
+        await self.running.stop()
+
+    async def cycle(self) -> None:
+        """Poll every target, evaluate, deliver what was queued."""
+        assert self.runtime.scheduler is not None
+        report = await self.runtime.scheduler.run_once()
+        assert not report.failed, [o.error for o in report.failed]
+        await self.runtime.alerting.engine.evaluate()
+        while await self.runtime.alerting.workers.drain():
+            pass
+
+    def compares(self) -> int:
+        return sum(n for path, n in self.sim.stats.by_path.items() if "compare" in path)
+
+    async def broken_run(self) -> RunKey:
+        page = await self.store.history(source=SOURCE[self.kind], status=Status.FAILED)
+        (run,) = page.runs
+        return run.key
+
+    async def go_red(self) -> None:
+        """Green at the start (nothing sent, nothing compared), red five minutes in."""
+        await self.cycle()
+        assert [r.messages for r in self.receivers.all] == [[], [], []]
+        assert self.compares() == 0
+        self.clock.advance(300)
+        await self.cycle()
+
+
+async def project_page(store: SqlStore, clock: FakeClock, source: str, project: str) -> str:
+    from ciwatch.web.app import create_app
+
+    runtime = Runtime(Settings(database="sqlite:///unused.db"), store, clock, CollectionMetrics())
+    app = create_app(runtime)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://dash.test") as c:
+            answer = await c.get(f"/projects/{source}/{project}?ref=main")
+    assert answer.status_code == 200
+    return answer.text
+
+
+@pytest.mark.parametrize("kind", ["gitlab", "github"])
+async def test_a_break_lists_and_mentions_the_commits_since_green(
+    kind: str, store: SqlStore, receivers: Receivers
+) -> None:
+    async with Rig(kind, store, receivers) as rig:
+        await rig.go_red()
+        # One compare request for the one break.
+        assert rig.compares() == 1
+        [slack] = receivers.slack.messages
+        [ding] = receivers.dingtalk.messages
+        [wecom] = receivers.wecom.messages
+
+    # Newest first: the breaking commit, then the two canceled runs' commits.
+    titles = ["Break the parser", "Bump dependencies", "Tune the pool"]
+    text = json.dumps(slack["blocks"], ensure_ascii=False)
+    assert "Since green" in text and "3 commits (" in text
+    positions = [text.index(title) for title in titles]
+    assert positions == sorted(positions)
+    assert "Add the parser" not in text  # the green run's own commit is not in the range
+    # The breaking commit's author first, then the range's (dave is nobody in `people:`).
+    assert slack["text"].endswith("\ncc <@U0CAROL> <@U0BOB>")
+    assert ding["at"]["atMobiles"] == ["13800000001"]
+    assert ding["at"]["atUserIds"] == ["bob-id"]
+    assert ding["markdown"]["text"].endswith("@13800000001 @bob-id")
+    assert all(title in ding["markdown"]["text"] for title in titles)
+    content = wecom["markdown"]["content"]
+    assert all(title in content for title in titles)
+    assert content.index("<@carol.w>") < content.index("<@bob.w>")
+
+    # Kept on the failing run, so the project page lists them too.
+    kept = await store.commit_range(await rig.broken_run())
+    assert kept is not None and kept.total == 3 and not kept.cut
+    assert [c.title for c in kept.commits] == titles
+    html = await project_page(store, rig.clock, SOURCE[kind], PROJECT[kind])
+    assert "3 commits since green" in html
+    assert all(title in html for title in titles)
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault(kind="status", status=404, path="*compare*"),
+        Fault(kind="slow", delay=3.0, path="*compare*"),
+    ],
+    ids=["vendor-error", "too-slow"],
+)
+async def test_without_an_answer_the_notice_goes_without_the_list(
+    fault: Fault, store: SqlStore, receivers: Receivers
+) -> None:
+    async with Rig("gitlab", store, receivers) as rig:
+        rig.runtime.alerting.engine.range_timeout = 0.3
+        rig.sim.add_fault(fault)
+        await rig.go_red()
+        assert rig.compares() == 1
+        [slack] = receivers.slack.messages
+        key = await rig.broken_run()
+    text = json.dumps(slack["blocks"], ensure_ascii=False)
+    assert "Since green" in text  # the compare link remains
+    assert "commits (" not in text and "Bump dependencies" not in text
+    # Only the breaking run's own author is mentioned.
+    assert slack["text"].endswith("\ncc <@U0CAROL>")
+    assert await store.commit_range(key) is None
