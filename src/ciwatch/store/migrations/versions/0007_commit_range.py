@@ -25,5 +25,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("runs") as batch:
-        batch.drop_column("commit_range")
+    # Plain DROP COLUMN too (SQLite 3.35+): a batch copy of `runs` cannot write its generated
+    # columns on SQLite.
+    op.drop_column("runs", "commit_range")

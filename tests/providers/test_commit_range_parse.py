@@ -1,0 +1,126 @@
+"""The commits since green (issue 13): the vendors' compare answers parsed into a bounded
+`CommitRange` (newest first), its JSON shape read back forgivingly, and the people it names."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ciwatch.alerting.people import People
+from ciwatch.config.models import PersonSettings
+from ciwatch.domain import MAX_RANGE_COMMITS, CommitRange, RangeCommit
+from ciwatch.providers import github, gitlab
+from ciwatch.serialize import commit_range_from_dict, commit_range_to_dict
+from factories import make_run
+
+FIXTURES = Path(__file__).parent.parent / "fixtures"
+
+
+def _commit(n: int) -> dict[str, Any]:
+    return {
+        "id": f"{n:040x}",
+        "title": f"Change {n}",
+        "author_name": f"Dev {n}",
+        "author_email": f"dev{n}@example.com",
+    }
+
+
+def test_gitlab_compare_fixture() -> None:
+    found = gitlab.parse_compare((FIXTURES / "gitlab/api/compare.json").read_bytes(), 20)
+    assert found == CommitRange(
+        (
+            RangeCommit(
+                "12d65c8dd2b2676fa3ac47d955accc085a37a9c1",
+                title="JS fix",
+                author="Example User",
+                email="user@example.com",
+            ),
+        ),
+        total=1,
+    )
+    assert not found.cut
+
+
+def test_gitlab_lists_oldest_first_and_the_range_keeps_the_newest() -> None:
+    body = json.dumps({"commits": [_commit(n) for n in range(1, 31)]})
+    found = gitlab.parse_compare(body, MAX_RANGE_COMMITS)
+    assert [c.title for c in found.commits[:2]] == ["Change 30", "Change 29"]
+    assert len(found.commits) == MAX_RANGE_COMMITS
+    assert (found.total, found.cut) == (30, True)
+
+
+def test_github_compare_fixture_newest_first_with_logins() -> None:
+    page = github.parse_comparison((FIXTURES / "github/api/compare.json").read_bytes())
+    found = github.comparison_range([page], 20)
+    assert found.total == 2 and not found.cut
+    newest, oldest = found.commits
+    # `author: null`: a git identity without a GitHub account; the title is the first line.
+    assert newest == RangeCommit(
+        "0328041d1152db8ae77652d1618a02e57f745f17",
+        title="Update the topic",
+        author="Mona Lisa",
+        email="mona@example.com",
+    )
+    assert (oldest.login, oldest.author, oldest.title) == (
+        "octocat",
+        "Monalisa Octocat",
+        "Fix all the bugs",
+    )
+
+
+def test_github_long_range_is_read_from_its_last_page() -> None:
+    def page(numbers: range) -> github.GithubComparison:
+        commits = [
+            {"sha": f"{n:040x}", "commit": {"message": f"Change {n}"}, "author": None}
+            for n in numbers
+        ]
+        return github.parse_comparison(json.dumps({"total_commits": 230, "commits": commits}))
+
+    found = github.comparison_range([page(range(1, 101)), page(range(201, 231))], 20)
+    assert [c.title for c in found.commits[:2]] == ["Change 230", "Change 229"]
+    assert (len(found.commits), found.total, found.cut) == (20, 230, True)
+
+
+def test_strings_are_bounded_and_cleaned() -> None:
+    commit = RangeCommit("a" * 100, title="x\x00y\n" + "z" * 500, author=" ", login="l" * 300)
+    assert len(commit.sha) == 64 and commit.title is not None and len(commit.title) == 200
+    assert "\x00" not in commit.title and commit.author is None
+    assert commit.login is not None and len(commit.login) == 100
+
+
+def test_json_round_trip_and_bad_values() -> None:
+    found = CommitRange(
+        (RangeCommit("b" * 40, "Fix", "Ada", "ada@example.com", "ada"), RangeCommit("c" * 40)),
+        total=5,
+    )
+    assert found.cut  # 5 counted, 2 kept
+    assert commit_range_from_dict(json.loads(json.dumps(commit_range_to_dict(found)))) == found
+    for bad in (None, "x", [], {"commits": "no"}, {"total": 3}):
+        assert commit_range_from_dict(bad) is None
+    odd = commit_range_from_dict(
+        {"total": "many", "cut": "yes", "commits": [{"sha": 7}, {"sha": "d" * 40, "title": 3}, 1]}
+    )
+    assert odd == CommitRange((RangeCommit("d" * 40),), total=1)
+
+
+def test_people_of_the_range_follow_the_breaking_commits() -> None:
+    people = People(
+        [
+            PersonSettings(names=["ada@example.com"], slack="UADA"),
+            PersonSettings(names=["bob"], slack="UBOB"),
+            PersonSettings(names=["Carol C"], slack="UCAROL"),
+        ]
+    )
+    run = make_run(author="ci-bot", commit_email="ADA@example.com")
+    found = CommitRange(
+        (
+            RangeCommit("1" * 40, author="Ada", email="ada@example.com"),
+            RangeCommit("2" * 40, author="Carol C"),
+            RangeCommit("3" * 40, login="bob", author="Bob B"),
+            RangeCommit("4" * 40, author="nobody"),
+        ),
+        total=4,
+    )
+    assert [p.name for p in people.of(run, found)] == ["ada@example.com", "Carol C", "bob"]
+    assert [p.name for p in people.of(run)] == ["ada@example.com"]
