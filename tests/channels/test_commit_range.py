@@ -15,9 +15,13 @@ from typing import Any
 import httpx
 import pytest
 
+from ciwatch.alerting.delivery import notice_from_payload, notice_to_payload
+from ciwatch.channels import dingtalk, slack, wecom
+from ciwatch.channels.base import Message
 from ciwatch.clock import FakeClock
 from ciwatch.config import Settings
-from ciwatch.domain import RunKey, Status
+from ciwatch.config.models import DingTalkChannel, SlackChannel, WeComChannel
+from ciwatch.domain import CommitRange, RangeCommit, RunKey, Status
 from ciwatch.runtime import Runtime
 from ciwatch.selfmetrics import CollectionMetrics
 from ciwatch.simulator import Simulator, start_simulator
@@ -25,6 +29,7 @@ from ciwatch.simulator.faults import Fault
 from ciwatch.simulator.loader import scenario_from_dict
 from ciwatch.store import SqlStore
 
+from .conftest import notice
 from .harness import DingTalkRobot, SlackWebhook, WeComRobot
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -168,7 +173,8 @@ class Rig:
         await self.cycle()
 
 
-async def project_page(store: SqlStore, clock: FakeClock, source: str, project: str) -> str:
+async def get(store: SqlStore, clock: FakeClock, *paths: str) -> list[httpx.Response]:
+    """GET `paths` from the web app over the store (dashboard and API)."""
     from ciwatch.web.app import create_app
 
     runtime = Runtime(Settings(database="sqlite:///unused.db"), store, clock, CollectionMetrics())
@@ -176,9 +182,9 @@ async def project_page(store: SqlStore, clock: FakeClock, source: str, project: 
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://dash.test") as c:
-            answer = await c.get(f"/projects/{source}/{project}?ref=main")
-    assert answer.status_code == 200
-    return answer.text
+            answers = [await c.get(path) for path in paths]
+    assert [a.status_code for a in answers] == [200] * len(paths)
+    return answers
 
 
 @pytest.mark.parametrize("kind", ["gitlab", "github"])
@@ -214,9 +220,20 @@ async def test_a_break_lists_and_mentions_the_commits_since_green(
     kept = await store.commit_range(await rig.broken_run())
     assert kept is not None and kept.total == 3 and not kept.cut
     assert [c.title for c in kept.commits] == titles
-    html = await project_page(store, rig.clock, SOURCE[kind], PROJECT[kind])
-    assert "3 commits since green" in html
-    assert all(title in html for title in titles)
+    key = await rig.broken_run()
+    project, run, api = await get(
+        store,
+        rig.clock,
+        f"/projects/{key.source}/{key.project}?ref=main",
+        f"/runs/{key.source}/{key.project}/{key.run_id}",
+        f"/api/v1/runs/{key.source}/{key.project}/{key.run_id}",
+    )
+    assert "3 commits since green" in project.text
+    assert all(title in project.text for title in titles)
+    assert "Since green" in run.text and all(title in run.text for title in titles)
+    listed = api.json()["commit_range"]
+    assert (listed["total"], listed["cut"]) == (3, False)
+    assert [c["title"] for c in listed["commits"]] == titles
 
 
 @pytest.mark.parametrize(
@@ -243,3 +260,29 @@ async def test_without_an_answer_the_notice_goes_without_the_list(
     # Only the breaking run's own author is mentioned.
     assert slack["text"].endswith("\ncc <@U0CAROL>")
     assert await store.commit_range(key) is None
+
+
+HOSTILE = CommitRange(
+    (
+        RangeCommit("e" * 40, title="<!channel> *bold* [x](http://evil.test)", author="<@U1>"),
+        *(RangeCommit(f"{n:040x}", title=f"Change {n}") for n in range(1, 9)),
+    ),
+    total=40,
+)
+
+
+def test_the_range_survives_the_outbox_and_is_neutralised_per_channel() -> None:
+    original = notice(green_sha="a" * 40, commit_range=HOSTILE)
+    assert notice_from_payload(notice_to_payload(original)) == original
+    message = Message((original,))
+    slack_text = json.dumps(slack.payload(SlackChannel(name="s", url="https://x.test"), message))
+    assert "&lt;!channel&gt;" in slack_text and "<!channel>" not in slack_text
+    assert "<@U1>" not in slack_text
+    ding = dingtalk.payload(DingTalkChannel(name="d", url="https://x.test"), message)
+    text = ding["markdown"]["text"]
+    assert "∗bold∗" in text and "［x］" in text
+    # The newest five of the 40 are listed, then how many more.
+    assert "Change 4" in text and "Change 5" not in text and "+35 more" in text
+    assert "40 commits (" in text
+    content = wecom.payload(WeComChannel(name="w", url="https://x.test"), message)
+    assert "<@U1>" not in json.dumps(content, ensure_ascii=False)

@@ -748,13 +748,15 @@ async def run_page(request: Request, source: str, project: str, run_id: str) -> 
     try:
         run = await runtime.store.get_run(key)
         jobs = [] if run is None else await runtime.store.jobs_for(key)
+        failed = run is not None and run.status is Status.FAILED
+        context["since_green"] = await runtime.store.commit_range(key) if failed else None
         context["alerts_firing"] = await firing_badge(runtime.store)
     except StoreError as exc:
         return _unavailable(request, view, exc)
     if run is None:
         context.update(title="Unknown run", code=404)
         return render("not_found.html", context, status_code=404)
-    context.update(run=run, jobs=jobs, stages=stages(jobs))
+    context.update(run=run, jobs=jobs, stages=stages(jobs), commits_count=commits_count)
     return render("run.html", context)
 
 
