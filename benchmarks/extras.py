@@ -4,7 +4,10 @@ Polls examples/scenarios/basic.yaml (fake clock, SQLite in a temporary directory
 empty store: once with `tests: false`, once with `tests: true` on every source. Each time: one
 backfill cycle, then one cycle after the clock moved 15 minutes, then one unchanged cycle.
 Prints, per source, the runs stored or changed and the requests made to the commit and
-test-report endpoints (the only extra requests this feature makes), and asserts nothing.
+test-report endpoints (the only extra requests polls make for it). After each cycle the alert
+engine evaluates every ref (one webhook channel, never delivered to): the `broken` notices it
+queued and the compare requests it made for the commits since green (`gitlab range`,
+`github range`), which are made at break time, never by a poll. Asserts nothing.
 
     PYTHONPATH=src python benchmarks/extras.py
 """
@@ -34,7 +37,18 @@ def kind(path: str) -> str | None:
         return "commit"
     if "test_report" in path or "/testReport/" in path:
         return "tests"
+    if "/repository/compare" in path or "/compare/" in path:
+        return "range"
     return None
+
+
+def extras(before: Counter[str], after: Counter[str]) -> dict[str, int]:
+    found: Counter[str] = Counter()
+    for path, count in (after - before).items():
+        if kind(path):
+            # GitLab paths start /gitlab, GitHub /github, Jenkins /jenkins (the prefixes)
+            found[f"{path.split('/')[1]} {kind(path)}"] += count
+    return dict(sorted(found.items()))
 
 
 async def measure(tests: bool, directory: str) -> None:
@@ -45,6 +59,11 @@ async def measure(tests: bool, directory: str) -> None:
     common = {"requests_per_second": 100_000, "tests": tests}
     settings = Settings(
         database=f"sqlite:///{directory}/extras-{tests}.db",
+        # One channel and route, so breaks are notified (queued only: nothing delivers them).
+        alerts={
+            "channels": [{"name": "hook", "type": "webhook", "url": "http://127.0.0.1:9/"}],
+            "routes": [{"channels": ["hook"]}],
+        },
         collection={"retries": 2, "jitter": 0.0},
         sources=[
             GitLabSource(
@@ -80,16 +99,25 @@ async def measure(tests: bool, directory: str) -> None:
             clock.advance(advance)
             before = Counter(sim.stats.by_path)
             report = await runtime.scheduler.run_once()
+            polled = Counter(sim.stats.by_path)
+            changes = await runtime.alerting.engine.evaluate()
             after = Counter(sim.stats.by_path)
-            extra: Counter[str] = Counter()
-            for path, count in (after - before).items():
-                if kind(path):
-                    # GitLab paths start /gitlab, Jenkins /jenkins (the simulator's prefixes)
-                    extra[f"{path.split('/')[1]} {kind(path)}"] += count
             changed = sum(o.changed for o in report.outcomes)
+            broken = sum(
+                1
+                for change in changes
+                if change.notices
+                and change.decision.notify is not None
+                and change.decision.notify.value == "broken"
+            )
             print(
                 f"tests={str(tests).lower():5} {label:9} requests {report.requests:4}  "
-                f"changed runs {changed:3}  extra {dict(sorted(extra.items())) or '{}'}"
+                f"changed runs {changed:3}  extra {extras(before, polled) or '{}'}"
+            )
+            asked = sum((after - polled).values())
+            print(
+                f"{'':11} {label:9} alerts: broken notices {broken:2}  "
+                f"requests {asked:2}  extra {extras(polled, after) or '{}'}"
             )
     finally:
         for provider in runtime.providers.values():

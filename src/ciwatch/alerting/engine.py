@@ -300,10 +300,10 @@ class AlertEngine:
         self, decisions: Sequence[Decision], greens: Mapping[RunKey, Run]
     ) -> dict[RunKey, CommitRange]:
         """The commits since green of each break whose source lists them
-        (`CommitRangeReader`): one call per break (not for the refs already red at start,
-        unless `on_start: each` announces them one by one), none for any other notice, side
-        by side, each within `range_timeout`. A provider error or a timeout leaves that range
-        out (logged): the notice still goes, with its compare link."""
+        (`CommitRangeReader`) and that a route sends: one call per break (not for the refs
+        already red at start, unless `on_start: each` announces them one by one), none for any
+        other notice, side by side, each within `range_timeout`. A provider error or a timeout
+        leaves that range out (logged): the notice still goes, with its compare link."""
         asks: dict[RunKey, tuple[CommitRangeReader, Run, Run]] = {}
         for d in decisions:
             run = d.run
@@ -313,8 +313,11 @@ class AlertEngine:
                 continue  # summarised, or not sent
             green = greens.get(run.key)
             reader = self.commit_ranges.get(run.source)
-            if green is not None and reader is not None and run.sha:
-                asks[run.key] = (reader, green, run)
+            if green is None or reader is None or not run.sha:
+                continue
+            event = kinds.route_event(d.notify.value)
+            if route_channels(self.settings.routes, event, *d.fingerprint[1:]):
+                asks[run.key] = (reader, green, run)  # a notice some channel will get
         if not asks:
             return {}
         answers = await asyncio.gather(*(self._range(*ask) for ask in asks.values()))
