@@ -21,7 +21,7 @@ from ciwatch.channels.base import Message
 from ciwatch.clock import FakeClock
 from ciwatch.config import Settings
 from ciwatch.config.models import DingTalkChannel, SlackChannel, WeComChannel
-from ciwatch.domain import CommitRange, RangeCommit, RunKey, Status
+from ciwatch.domain import CommitRange, RangeCommit, Run, Status
 from ciwatch.runtime import Runtime
 from ciwatch.selfmetrics import CollectionMetrics
 from ciwatch.simulator import Simulator, start_simulator
@@ -33,9 +33,9 @@ from .conftest import notice
 from .harness import DingTalkRobot, SlackWebhook, WeComRobot
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
-TOKENS = {"gitlab": "glpat-range", "github": "ghp_range"}
-PROJECT = {"gitlab": "team/app", "github": "octo/app"}
-SOURCE = {"gitlab": "gl", "github": "gh"}
+TOKENS = {"gitlab": "glpat-range", "github": "ghp_range", "jenkins": "jenkins-range"}
+PROJECT = {"gitlab": "team/app", "github": "octo/app", "jenkins": "team/app"}
+SOURCE = {"gitlab": "gl", "github": "gh", "jenkins": "jk"}
 
 # main: green (alice), two canceled runs (which leave the ref green: bob, dave), then the
 # breaking run one minute in (carol). The simulator's history of a ref is its runs' SHAs.
@@ -64,13 +64,14 @@ def scenario(kind: str) -> dict[str, Any]:
     project: dict[str, Any] = {"provider": kind, "path": PROJECT[kind], "runs": RUNS}
     if kind == "gitlab":
         project.update(id=7, refs=["main"])
-    else:
+    elif kind == "github":
         project.update(workflow="Build")
+    tokens = {"ci-bot": TOKENS[kind]} if kind == "jenkins" else [TOKENS[kind]]
     return {
         "name": "range",
         "seed": 1,
         "retention": 50,
-        "tokens": {kind: [TOKENS[kind]]},
+        "tokens": {kind: tokens},
         "projects": [project],
     }
 
@@ -104,7 +105,10 @@ def settings(kind: str, url: str, receivers: Receivers) -> Settings:
         # The token bucket must never wait on the fake clock that drives the simulator.
         "requests_per_second": 100_000,
     }
-    source["projects" if kind == "gitlab" else "repos"] = [PROJECT[kind]]
+    listed = {"gitlab": "projects", "github": "repos", "jenkins": "jobs"}[kind]
+    source[listed] = [PROJECT[kind]]
+    if kind == "jenkins":
+        source["username"] = "ci-bot"
     return Settings.model_validate(
         {
             "database": "sqlite:///unused.db",
@@ -134,7 +138,11 @@ class Rig:
 
     async def __aenter__(self) -> Rig:
         self.running = await start_simulator(self.sim)
-        url = self.running.gitlab_url if self.kind == "gitlab" else self.running.github_url
+        url = {
+            "gitlab": self.running.gitlab_url,
+            "github": self.running.github_url,
+            "jenkins": self.running.jenkins_url,
+        }[self.kind]
         self.runtime = await Runtime.open(
             settings(self.kind, url, self.receivers), clock=self.clock, store=self.store
         )
@@ -152,23 +160,23 @@ class Rig:
         assert self.runtime.scheduler is not None
         report = await self.runtime.scheduler.run_once()
         assert not report.failed, [o.error for o in report.failed]
+        before = sum(self.sim.stats.by_path.values())
         await self.runtime.alerting.engine.evaluate()
+        self.evaluation_requests = sum(self.sim.stats.by_path.values()) - before
         while await self.runtime.alerting.workers.drain():
             pass
 
-    def compares(self) -> int:
-        return sum(n for path, n in self.sim.stats.by_path.items() if "compare" in path)
-
-    async def broken_run(self) -> RunKey:
+    async def broken_run(self) -> Run:
         page = await self.store.history(source=SOURCE[self.kind], status=Status.FAILED)
         (run,) = page.runs
-        return run.key
+        return run
 
     async def go_red(self) -> None:
-        """Green at the start (nothing sent, nothing compared), red five minutes in."""
+        """Green at the start (nothing sent, nothing asked at evaluation), red five minutes in
+        (`evaluation_requests`: what the evaluation of the break asked the CI system)."""
         await self.cycle()
         assert [r.messages for r in self.receivers.all] == [[], [], []]
-        assert self.compares() == 0
+        assert self.evaluation_requests == 0
         self.clock.advance(300)
         await self.cycle()
 
@@ -187,14 +195,14 @@ async def get(store: SqlStore, clock: FakeClock, *paths: str) -> list[httpx.Resp
     return answers
 
 
-@pytest.mark.parametrize("kind", ["gitlab", "github"])
+@pytest.mark.parametrize("kind", ["gitlab", "github", "jenkins"])
 async def test_a_break_lists_and_mentions_the_commits_since_green(
     kind: str, store: SqlStore, receivers: Receivers
 ) -> None:
     async with Rig(kind, store, receivers) as rig:
         await rig.go_red()
-        # One compare request for the one break.
-        assert rig.compares() == 1
+        # One request (compare; Jenkins: the job's builds) for the one break.
+        assert rig.evaluation_requests == 1
         [slack] = receivers.slack.messages
         [ding] = receivers.dingtalk.messages
         [wecom] = receivers.wecom.messages
@@ -217,14 +225,15 @@ async def test_a_break_lists_and_mentions_the_commits_since_green(
     assert content.index("<@carol.w>") < content.index("<@bob.w>")
 
     # Kept on the failing run, so the project page lists them too.
-    kept = await store.commit_range(await rig.broken_run())
+    broken = await rig.broken_run()
+    key = broken.key
+    kept = await store.commit_range(key)
     assert kept is not None and kept.total == 3 and not kept.cut
     assert [c.title for c in kept.commits] == titles
-    key = await rig.broken_run()
     project, run, api = await get(
         store,
         rig.clock,
-        f"/projects/{key.source}/{key.project}?ref=main",
+        f"/projects/{key.source}/{key.project}?ref={broken.ref}",
         f"/runs/{key.source}/{key.project}/{key.run_id}",
         f"/api/v1/runs/{key.source}/{key.project}/{key.run_id}",
     )
@@ -251,9 +260,9 @@ async def test_without_an_answer_the_notice_goes_without_the_list(
         rig.runtime.alerting.engine.range_timeout = 0.3
         rig.sim.add_fault(fault)
         await rig.go_red()
-        assert rig.compares() == 1
+        assert rig.evaluation_requests == 1
         [slack] = receivers.slack.messages
-        key = await rig.broken_run()
+        key = (await rig.broken_run()).key
     text = json.dumps(slack["blocks"], ensure_ascii=False)
     assert "Since green" in text  # the compare link remains
     assert "commits (" not in text and "Bump dependencies" not in text

@@ -10,7 +10,7 @@ from typing import Any
 from ciwatch.alerting.people import People
 from ciwatch.config.models import PersonSettings
 from ciwatch.domain import MAX_RANGE_COMMITS, CommitRange, RangeCommit
-from ciwatch.providers import github, gitlab
+from ciwatch.providers import github, gitlab, jenkins
 from ciwatch.serialize import commit_range_from_dict, commit_range_to_dict
 from factories import make_run
 
@@ -124,3 +124,31 @@ def test_people_of_the_range_follow_the_breaking_commits() -> None:
     )
     assert [p.name for p in people.of(run, found)] == ["ada@example.com", "Carol C", "bob"]
     assert [p.name for p in people.of(run)] == ["ada@example.com"]
+
+
+def test_jenkins_builds_after_green_up_to_the_failing_one() -> None:
+    # The vendor's build (#10, one git change) inside a job's `builds`, with older builds whose
+    # change sets repeat a commit and one before the green build (#7) that must not count.
+    build = json.loads((FIXTURES / "jenkins/api/build-git-commit.json").read_bytes())
+
+    def older(number: int, *shas: str) -> dict[str, Any]:
+        items = [{"commitId": sha, "msg": f"Change {sha}", "authorEmail": "x@y.z"} for sha in shas]
+        return {"number": number, "changeSets": [{"items": items}]}
+
+    job = {"builds": [build, older(9, "b" * 40, "c" * 40), older(8, "c" * 40), older(7, "0" * 40)]}
+    found = jenkins.parse_build_range(json.dumps(job), 7, 10, asked=50, limit=20)
+    assert [c.sha for c in found.commits] == [
+        "d27afa0805201322d846d7defc29b82c88d9b5ce",
+        "c" * 40,
+        "b" * 40,
+    ]
+    newest = found.commits[0]
+    assert (newest.title, newest.author, newest.email) == (
+        "Commit comment",
+        "username",
+        "username@localhost",
+    )
+    assert (found.total, found.cut) == (3, False)
+    # A green build further back than the builds read: the range is cut.
+    far = jenkins.parse_build_range(json.dumps(job), 2, 10, asked=4, limit=20)
+    assert far.cut and far.total == 4
