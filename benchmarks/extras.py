@@ -6,8 +6,8 @@ backfill cycle, then one cycle after the clock moved 15 minutes, then one unchan
 Prints, per source, the runs stored or changed and the requests made to the commit and
 test-report endpoints (the only extra requests polls make for it). After each cycle the alert
 engine evaluates every ref (one webhook channel, never delivered to): the `broken` notices it
-queued and the compare requests it made for the commits since green (`gitlab range`,
-`github range`), which are made at break time, never by a poll. Asserts nothing.
+queued and the requests it made for the commits since green (`gitlab range`, `github range`,
+`jenkins range`), which are made at break time, never by a poll. Asserts nothing.
 
     PYTHONPATH=src python benchmarks/extras.py
 """
@@ -37,17 +37,18 @@ def kind(path: str) -> str | None:
         return "commit"
     if "test_report" in path or "/testReport/" in path:
         return "tests"
-    if "/repository/compare" in path or "/compare/" in path:
-        return "range"
     return None
 
 
-def extras(before: Counter[str], after: Counter[str]) -> dict[str, int]:
+def extras(before: Counter[str], after: Counter[str], every: str | None = None) -> dict[str, int]:
+    """The requests between two counts by provider and kind (`every`: all of that kind, as an
+    evaluation asks only for ranges; a Jenkins range reads the job's own `api/json`)."""
     found: Counter[str] = Counter()
     for path, count in (after - before).items():
-        if kind(path):
+        what = every or kind(path)
+        if what:
             # GitLab paths start /gitlab, GitHub /github, Jenkins /jenkins (the prefixes)
-            found[f"{path.split('/')[1]} {kind(path)}"] += count
+            found[f"{path.split('/')[1]} {what}"] += count
     return dict(sorted(found.items()))
 
 
@@ -117,7 +118,7 @@ async def measure(tests: bool, directory: str) -> None:
             asked = sum((after - polled).values())
             print(
                 f"{'':11} {label:9} alerts: broken notices {broken:2}  "
-                f"requests {asked:2}  extra {extras(polled, after) or '{}'}"
+                f"requests {asked:2}  extra {extras(polled, after, 'range') or '{}'}"
             )
     finally:
         for provider in runtime.providers.values():
