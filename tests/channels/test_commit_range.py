@@ -25,6 +25,7 @@ from ciwatch.domain import CommitRange, RangeCommit, Run, Status
 from ciwatch.runtime import Runtime
 from ciwatch.selfmetrics import CollectionMetrics
 from ciwatch.simulator import Simulator, start_simulator
+from ciwatch.simulator.azure import DEFAULT_AZURE_TOKEN
 from ciwatch.simulator.faults import Fault
 from ciwatch.simulator.loader import scenario_from_dict
 from ciwatch.store import SqlStore
@@ -33,9 +34,14 @@ from .conftest import notice
 from .harness import DingTalkRobot, SlackWebhook, WeComRobot
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
-TOKENS = {"gitlab": "glpat-range", "github": "ghp_range", "jenkins": "jenkins-range"}
-PROJECT = {"gitlab": "team/app", "github": "octo/app", "jenkins": "team/app"}
-SOURCE = {"gitlab": "gl", "github": "gh", "jenkins": "jk"}
+TOKENS = {
+    "gitlab": "glpat-range",
+    "github": "ghp_range",
+    "jenkins": "jenkins-range",
+    "azure": DEFAULT_AZURE_TOKEN,
+}
+PROJECT = {"gitlab": "team/app", "github": "octo/app", "jenkins": "team/app", "azure": "Fab/app"}
+SOURCE = {"gitlab": "gl", "github": "gh", "jenkins": "jk", "azure": "az"}
 
 # main: green (alice), two canceled runs (which leave the ref green: bob, dave), then the
 # breaking run one minute in (carol). The simulator's history of a ref is its runs' SHAs.
@@ -71,7 +77,8 @@ def scenario(kind: str) -> dict[str, Any]:
         "name": "range",
         "seed": 1,
         "retention": 50,
-        "tokens": {kind: tokens},
+        # The Azure API takes the simulator's own token (no `tokens:` entry).
+        "tokens": {kind: tokens} if kind != "azure" else {},
         "projects": [project],
     }
 
@@ -105,8 +112,11 @@ def settings(kind: str, url: str, receivers: Receivers) -> Settings:
         # The token bucket must never wait on the fake clock that drives the simulator.
         "requests_per_second": 100_000,
     }
-    listed = {"gitlab": "projects", "github": "repos", "jenkins": "jobs"}[kind]
-    source[listed] = [PROJECT[kind]]
+    if kind == "azure":
+        source.update(organization="fabrikam", projects=["Fab"], url=f"{url}/azure")
+    else:
+        listed = {"gitlab": "projects", "github": "repos", "jenkins": "jobs"}[kind]
+        source[listed] = [PROJECT[kind]]
     if kind == "jenkins":
         source["username"] = "ci-bot"
     return Settings.model_validate(
@@ -142,6 +152,7 @@ class Rig:
             "gitlab": self.running.gitlab_url,
             "github": self.running.github_url,
             "jenkins": self.running.jenkins_url,
+            "azure": self.running.url,
         }[self.kind]
         self.runtime = await Runtime.open(
             settings(self.kind, url, self.receivers), clock=self.clock, store=self.store
@@ -195,7 +206,7 @@ async def get(store: SqlStore, clock: FakeClock, *paths: str) -> list[httpx.Resp
     return answers
 
 
-@pytest.mark.parametrize("kind", ["gitlab", "github", "jenkins"])
+@pytest.mark.parametrize("kind", ["gitlab", "github", "jenkins", "azure"])
 async def test_a_break_lists_and_mentions_the_commits_since_green(
     kind: str, store: SqlStore, receivers: Receivers
 ) -> None:

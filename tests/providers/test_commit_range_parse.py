@@ -10,7 +10,7 @@ from typing import Any
 from ciwatch.alerting.people import People
 from ciwatch.config.models import PersonSettings
 from ciwatch.domain import MAX_RANGE_COMMITS, CommitRange, RangeCommit
-from ciwatch.providers import github, gitlab, jenkins
+from ciwatch.providers import azure, github, gitlab, jenkins
 from ciwatch.serialize import commit_range_from_dict, commit_range_to_dict
 from factories import make_run
 
@@ -152,3 +152,21 @@ def test_jenkins_builds_after_green_up_to_the_failing_one() -> None:
     # A green build further back than the builds read: the range is cut.
     far = jenkins.parse_build_range(json.dumps(job), 2, 10, asked=4, limit=20)
     assert far.cut and far.total == 4
+
+
+def test_azure_changes_between_builds() -> None:
+    body = (FIXTURES / "azure/api/build-changes.json").read_bytes()
+    found = azure.parse_changes(body, green=None, limit=20)
+    newest, other = found.commits
+    assert newest == RangeCommit(
+        "7c3e9f1d2b4a6c8e0f1a3b5c7d9e1f2a4b6c8d0e",
+        title="Break the parser",
+        author="Carol Chen",
+        email="carol@fabrikam.com",
+    )
+    # A `uniqueName` that is no e-mail address is not taken for one.
+    assert (other.author, other.email) == ("Build Service", None)
+    assert (found.total, found.cut) == (2, False)
+    # Should Azure list the green build's own commit, it is not part of the range.
+    without = azure.parse_changes(body, green=other.sha, limit=1)
+    assert [c.sha for c in without.commits] == [newest.sha] and without.total == 1

@@ -71,12 +71,12 @@ class RunReader(Protocol):
 @runtime_checkable
 class CommitRangeReader(Protocol):
     """A provider that lists the commits between two runs of a ref (GitLab, GitHub,
-    Jenkins): what a `broken` notice lists and mentions (issue 13). One request per call
+    Jenkins, Azure): what a `broken` notice lists and mentions (issue 13). One request per call
     (GitHub: two for a range of more than 100 commits); the alert engine calls it once per
     break, with a short timeout."""
 
     async def commits_between(self, green: Run, failing: Run) -> CommitRange:
-        """The commits after `green`'s up to `failing`'s (by SHA; Jenkins by build number),
+        """The commits after `green`'s up to `failing`'s (by SHA; Jenkins and Azure by build),
         newest first, bounded (`domain.MAX_RANGE_COMMITS`). Raises `ProviderError` like any
         other request."""
         ...

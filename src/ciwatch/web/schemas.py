@@ -119,7 +119,7 @@ class RunDetail(BaseModel):
     commit_range: CommitRangeModel | None = Field(
         None,
         description="A run that broke its ref: the commits since the last green run, kept "
-        "when the breaking notice listed them (GitLab, GitHub, Jenkins); else null.",
+        "when the breaking notice listed them; else null.",
     )
 
 
