@@ -217,6 +217,12 @@ async def test_a_break_lists_and_mentions_the_commits_since_green(
         [slack] = receivers.slack.messages
         [ding] = receivers.dingtalk.messages
         [wecom] = receivers.wecom.messages
+        # Its repeat (`still_failing`, after repeat_interval) asks nothing.
+        rig.clock.advance(4 * 3600 + 60)
+        await rig.cycle()
+        assert len(receivers.slack.messages) == 2
+        assert "Still failing" in receivers.slack.messages[1]["text"]
+        assert rig.evaluation_requests == 0
 
     # Newest first: the breaking commit, then the two canceled runs' commits.
     titles = ["Break the parser", "Bump dependencies", "Tune the pool"]
