@@ -1,6 +1,6 @@
 """When the alert engine asks a source's provider for the commits since green (issue 13): once
-per break that a route sends, not for a ref a start summary names, not when no route matches,
-and a provider error leaves only the list out. The provider here is a small real
+per break that a route sends, not for a ref a start summary names, nor when no route matches or
+a silence mutes it, and a provider error leaves only the list out. The provider here is a small real
 `CommitRangeReader` over the run store (the simulator-backed pollers are exercised end to end in
 tests/channels/test_commit_range.py); the store is the real one, on both engines."""
 
@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import Literal
 
 from ciwatch.alerting import AlertEngine
+from ciwatch.alerting.silences import create_silence
 from ciwatch.clock import FakeClock
 from ciwatch.config.models import AlertSettings, RouteSettings, WebhookChannel
 from ciwatch.domain import CommitRange, RangeCommit, Run, RunKey
@@ -80,6 +81,15 @@ async def test_not_for_a_ref_no_route_sends(store: SqlStore) -> None:
     await store.upsert_runs([green(1), red(2)])
     reader = Reader()
     await engine(store, reader, refs=["release/*"]).evaluate()
+    assert reader.asked == []
+    assert await outbox_rows(store) == []
+
+
+async def test_not_for_a_silenced_ref(store: SqlStore) -> None:
+    await store.upsert_runs([green(1), red(2)])
+    await create_silence(store, {"project": "group/app"}, at(START - 60), at(START + 3600))
+    reader = Reader()
+    await engine(store, reader).evaluate()
     assert reader.asked == []
     assert await outbox_rows(store) == []
 

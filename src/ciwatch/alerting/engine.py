@@ -42,6 +42,7 @@ from ciwatch.store.alerting import Change, NewNotice, SilenceRow
 from ciwatch.store.base import Store
 from ciwatch.store.reliability import DEFAULT_WINDOW, FlakyJob
 from ciwatch.supervisor import Supervisor
+from ciwatch.validation import loggable
 
 log = logging.getLogger(__name__)
 
@@ -297,13 +298,18 @@ class AlertEngine:
         return found
 
     async def _ranges(
-        self, decisions: Sequence[Decision], greens: Mapping[RunKey, Run]
+        self,
+        decisions: Sequence[Decision],
+        greens: Mapping[RunKey, Run],
+        silences: Sequence[SilenceRow],
+        now: datetime,
     ) -> dict[RunKey, CommitRange]:
         """The commits since green of each break whose source lists them
-        (`CommitRangeReader`) and that a route sends: one call per break (not for the refs
-        already red at start, unless `on_start: each` announces them one by one), none for any
-        other notice, side by side, each within `range_timeout`. A provider error or a timeout
-        leaves that range out (logged): the notice still goes, with its compare link."""
+        (`CommitRangeReader`) and that a route sends, unsilenced: one call per break (not for
+        the refs already red at start, unless `on_start: each` announces them one by one),
+        none for any other notice, side by side, each within `range_timeout`. A provider error
+        or a timeout leaves that range out (logged): the notice still goes, with its compare
+        link."""
         asks: dict[RunKey, tuple[CommitRangeReader, Run, Run]] = {}
         for d in decisions:
             run = d.run
@@ -315,8 +321,12 @@ class AlertEngine:
             reader = self.commit_ranges.get(run.source)
             if green is None or reader is None or not run.sha:
                 continue
-            event = kinds.route_event(d.notify.value)
-            if route_channels(self.settings.routes, event, *d.fingerprint[1:]):
+            _rule, source, project, ref = d.fingerprint
+            labels = {"source": source, "project": project, "ref": ref, "event": d.notify.value}
+            routed = route_channels(
+                self.settings.routes, kinds.route_event(d.notify.value), source, project, ref
+            )
+            if routed and not silenced(silences, labels, now):
                 asks[run.key] = (reader, green, run)  # a notice some channel will get
         if not asks:
             return {}
@@ -332,9 +342,9 @@ class AlertEngine:
         except (ProviderError, TimeoutError) as exc:
             log.warning(
                 "commits since green of %s/%s %s not listed: %s",
-                failing.source,
-                failing.project,
-                failing.ref,
+                loggable(failing.source),
+                loggable(failing.project),
+                loggable(failing.ref),
                 str(exc) or "timed out",
             )
             return None
@@ -352,7 +362,13 @@ class AlertEngine:
             try:
                 await self.store.set_commit_range(run.key, found)
             except StoreError as exc:
-                log.warning("commits since green of %s: not stored: %s", run.key, exc)
+                log.warning(
+                    "commits since green of %s/%s #%s not stored: %s",
+                    loggable(run.source),
+                    loggable(run.project),
+                    loggable(run.run_id),
+                    exc,
+                )
 
     def _queued(
         self,
@@ -431,7 +447,7 @@ class AlertEngine:
         ]
         failing = await self.store.failing_jobs_of(failed)
         greens = await self._last_greens(decisions)
-        ranges = await self._ranges(decisions, greens)
+        ranges = await self._ranges(decisions, greens, silences, now)
         flaky = await self._known_flaky(now, decisions, failing)
         shas = {key: green.sha for key, green in greens.items() if green.sha}
         changes = [
