@@ -4,10 +4,13 @@ Polls examples/scenarios/basic.yaml (fake clock, SQLite in a temporary directory
 empty store: once with `tests: false`, once with `tests: true` on every source. Each time: one
 backfill cycle, then one cycle after the clock moved 15 minutes, then one unchanged cycle.
 Prints, per source, the runs stored or changed and the requests made to the commit and
-test-report endpoints (the only extra requests this feature makes), and asserts nothing.
-basic.yaml has no GitHub run that is failed when polled, so the same is done for the three
-GitHub repositories of the demo scenario (`demo_scenario()`, failed runs among them), whose
-check runs and annotations are GitHub's "tests".
+test-report endpoints (the only extra requests polls make for it). After each cycle the alert
+engine evaluates every ref (one webhook channel, never delivered to): the `broken` notices it
+queued and the requests it made for the commits since green (`gitlab range`, `github range`,
+`jenkins range`), which are made at break time, never by a poll. basic.yaml has no GitHub run
+that is failed when polled, so the same is done for the three GitHub repositories of the demo
+scenario (`demo_scenario()`, failed runs among them), whose check runs and annotations are
+GitHub's "tests". Asserts nothing.
 
     PYTHONPATH=src python benchmarks/extras.py
 """
@@ -40,6 +43,18 @@ def kind(path: str) -> str | None:
     if path.endswith(("/check-runs", "/annotations")):  # GitHub: check-run annotations
         return "tests"
     return None
+
+
+def extras(before: Counter[str], after: Counter[str], every: str | None = None) -> dict[str, int]:
+    """The requests between two counts by provider and kind (`every`: all of that kind, as an
+    evaluation asks only for ranges; a Jenkins range reads the job's own `api/json`)."""
+    found: Counter[str] = Counter()
+    for path, count in (after - before).items():
+        what = every or kind(path)
+        if what:
+            # GitLab paths start /gitlab, GitHub /github, Jenkins /jenkins (the prefixes)
+            found[f"{path.split('/')[1]} {what}"] += count
+    return dict(sorted(found.items()))
 
 
 async def measure(tests: bool, directory: str, demo: bool = False) -> None:
@@ -86,6 +101,11 @@ async def measure(tests: bool, directory: str, demo: bool = False) -> None:
         ]
     settings = Settings(
         database=f"sqlite:///{directory}/extras-{tests}-{demo}.db",
+        # One channel and route, so breaks are notified (queued only: nothing delivers them).
+        alerts={
+            "channels": [{"name": "hook", "type": "webhook", "url": "http://127.0.0.1:9/"}],
+            "routes": [{"channels": ["hook"]}],
+        },
         collection={"retries": 2, "jitter": 0.0},
         sources=sources,
     )
@@ -98,17 +118,26 @@ async def measure(tests: bool, directory: str, demo: bool = False) -> None:
             clock.advance(advance)
             before = Counter(sim.stats.by_path)
             report = await runtime.scheduler.run_once()
+            polled = Counter(sim.stats.by_path)
+            changes = await runtime.alerting.engine.evaluate()
             after = Counter(sim.stats.by_path)
-            extra: Counter[str] = Counter()
-            for path, count in (after - before).items():
-                if kind(path):
-                    # GitLab paths start /gitlab, Jenkins /jenkins (the simulator's prefixes)
-                    extra[f"{path.split('/')[1]} {kind(path)}"] += count
             changed = sum(o.changed for o in report.outcomes)
+            broken = sum(
+                1
+                for change in changes
+                if change.notices
+                and change.decision.notify is not None
+                and change.decision.notify.value == "broken"
+            )
             print(
                 f"{'demo gh ' if demo else ''}"
                 f"tests={str(tests).lower():5} {label:9} requests {report.requests:4}  "
-                f"changed runs {changed:3}  extra {dict(sorted(extra.items())) or '{}'}"
+                f"changed runs {changed:3}  extra {extras(before, polled) or '{}'}"
+            )
+            asked = sum((after - polled).values())
+            print(
+                f"{'':11} {label:9} alerts: broken notices {broken:2}  "
+                f"requests {asked:2}  extra {extras(polled, after, 'range') or '{}'}"
             )
     finally:
         for provider in runtime.providers.values():

@@ -30,6 +30,7 @@ _.moving, _.overdue  # web/dashboard.py wall tiles
 _.retrying  # alerting/views.py
 _.last_duration, _.has_more, _.still_red  # store/stats.py
 broken_by, fixed_by, unhealthy, failed_run, failed_jobs  # store/stats.py dataclass fields
+broken_range  # store/stats.py Recovery: the commits since green on the project page
 
 # -- Protocols: the call signature of a callable protocol ------------------------------------
 __call__  # providers/spec.StatusMap

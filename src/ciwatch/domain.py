@@ -100,6 +100,57 @@ def clean_text(value: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+# The commits since a break's last green run (issue 13, `CommitRange`): at most this many are
+# kept (newest first), each string bounded as the run's own commit fields.
+MAX_RANGE_COMMITS = 20
+MAX_LOGIN = 100
+MAX_SHA = 64
+
+
+@dataclass(frozen=True, slots=True)
+class RangeCommit:
+    """One commit of a range: its SHA, title, author's name and e-mail, and the author's login
+    where the CI system knows one (GitHub)."""
+
+    sha: str
+    title: str | None = None
+    author: str | None = None
+    email: str | None = None
+    login: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sha", clean_text(self.sha, MAX_SHA))
+        limits = {
+            "title": COMMIT_LIMITS["commit_title"],
+            "author": COMMIT_LIMITS["commit_author"],
+            "email": COMMIT_LIMITS["commit_email"],
+            "login": MAX_LOGIN,
+        }
+        for name, limit in limits.items():
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, clean_text(value, limit) or None)
+
+
+@dataclass(frozen=True, slots=True)
+class CommitRange:
+    """The commits from a break's last green run (excluded) to the failing run's commit
+    (included), newest first: at most `MAX_RANGE_COMMITS`, `total` as the CI system counts
+    them, `cut` when some were left out (by us or by the CI system)."""
+
+    commits: tuple[RangeCommit, ...]
+    total: int
+    cut: bool = False
+
+    def __post_init__(self) -> None:
+        commits = tuple(self.commits)
+        total = max(int(self.total), len(commits))
+        kept = commits[:MAX_RANGE_COMMITS]
+        object.__setattr__(self, "commits", kept)
+        object.__setattr__(self, "total", total)
+        object.__setattr__(self, "cut", bool(self.cut) or total > len(kept))
+
+
 def first_line(message: str | None) -> str | None:
     """A commit message's title: its first non-empty line."""
     for line in (message or "").splitlines():

@@ -23,7 +23,7 @@ from ciwatch.clock import Clock, SystemClock
 from ciwatch.config import Settings
 from ciwatch.health import StoreHealth
 from ciwatch.ingest import Ingest
-from ciwatch.providers.base import Provider
+from ciwatch.providers.base import CommitRangeReader, Provider
 from ciwatch.providers.registry import build_provider
 from ciwatch.scheduler import Cadence, Scheduler
 from ciwatch.scheduler.loop import PollLeases
@@ -190,6 +190,12 @@ class Runtime:
             supervisor=self.supervisor,
             people=People(settings.people),
             flaky_window=settings.flaky.window,
+            # The providers that list the commits since a break's last green run.
+            commit_ranges={
+                name: provider
+                for name, provider in self.providers.items()
+                if isinstance(provider, CommitRangeReader)
+            },
         )
         alarm = StoreAlarm(
             channels,

@@ -50,6 +50,7 @@ async def test_event_schema(receiver: WebhookReceiver, session: aiohttp.ClientSe
         "at_start": False,
         "detail": None,
         "green_sha": None,
+        "commit_range": None,
         "people": [],
         "links": {"run": RUN_URL, "dashboard": DASHBOARD},
         "summary": "✅ Recovered: group/app on main",

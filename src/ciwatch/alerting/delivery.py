@@ -32,7 +32,7 @@ from ciwatch.domain import Run, Status
 from ciwatch.errors import ChannelError, StoreError
 from ciwatch.http import Backoff
 from ciwatch.selfmetrics import CollectionMetrics
-from ciwatch.serialize import run_to_dict
+from ciwatch.serialize import commit_range_from_dict, commit_range_to_dict, run_to_dict
 from ciwatch.store.alerting import OutboxRow
 from ciwatch.store.base import AlertStore
 from ciwatch.supervisor import Supervisor
@@ -59,6 +59,9 @@ def notice_to_payload(notice: Notice) -> dict[str, Any]:
         "at_start": notice.at_start,
         "detail": notice.detail,
         "green_sha": notice.green_sha,
+        "commit_range": (
+            commit_range_to_dict(notice.commit_range) if notice.commit_range is not None else None
+        ),
         "people": [asdict(person) for person in notice.people],
         "likely_flaky": notice.likely_flaky,
         "flaky_label": notice.flaky_label,
@@ -92,6 +95,7 @@ def notice_from_payload(payload: Mapping[str, Any]) -> Notice:
         at_start=bool(payload.get("at_start")),
         detail=payload.get("detail"),
         green_sha=payload.get("green_sha"),
+        commit_range=commit_range_from_dict(payload.get("commit_range")),
         people=tuple(Person(**person) for person in payload.get("people") or ()),
         likely_flaky=payload.get("likely_flaky"),
         flaky_label=bool(payload.get("flaky_label")),

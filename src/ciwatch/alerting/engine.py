@@ -35,12 +35,14 @@ from ciwatch.channels.base import Notice
 from ciwatch.clock import Clock, SystemClock
 from ciwatch.config.durations import format_duration
 from ciwatch.config.models import AlertSettings, RouteSettings
-from ciwatch.domain import RefKey, RefState, Run, RunKey, Status
-from ciwatch.errors import StoreError
+from ciwatch.domain import CommitRange, RefKey, RefState, Run, RunKey, Status
+from ciwatch.errors import ProviderError, StoreError
+from ciwatch.providers.base import CommitRangeReader
 from ciwatch.store.alerting import Change, NewNotice, SilenceRow
 from ciwatch.store.base import Store
 from ciwatch.store.reliability import DEFAULT_WINDOW, FlakyJob
 from ciwatch.supervisor import Supervisor
+from ciwatch.validation import loggable
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,9 @@ DashboardUrl = Callable[[str, str, str], str]
 
 # The outbox group of the `on_start: summary` notices: one per channel, whatever the route.
 START_GROUP = "already failing at start"
+# How long a break waits for its provider to list the commits since green: past it the notice
+# goes without the list (the compare link remains).
+RANGE_TIMEOUT = 5.0
 
 
 def route_channels(
@@ -129,8 +134,13 @@ class AlertEngine:
         supervisor: Supervisor | None = None,
         people: People | None = None,
         flaky_window: timedelta = DEFAULT_WINDOW,
+        commit_ranges: Mapping[str, CommitRangeReader] | None = None,
+        range_timeout: float = RANGE_TIMEOUT,
     ) -> None:
         self.store = store
+        # The sources whose provider lists the commits between two runs (by source name).
+        self.commit_ranges = dict(commit_ranges or {})
+        self.range_timeout = range_timeout
         # Over which a failing job counts as known-flaky (`flaky.window`, alerts.flaky).
         self.flaky_window = flaky_window
         self.settings = settings
@@ -211,6 +221,7 @@ class AlertEngine:
         failing: Mapping[RunKey, tuple[str, ...]],
         greens: Mapping[RunKey, str] | None = None,
         flaky: Mapping[tuple[str, str], Mapping[str, FlakyJob]] | None = None,
+        ranges: Mapping[RunKey, CommitRange] | None = None,
     ) -> Change:
         if decision.notify is None:
             return Change(decision, ())
@@ -238,6 +249,7 @@ class AlertEngine:
         if on_start == "summary":
             channels = dict.fromkeys(channels, START_GROUP)
         jobs = failing.get(run.key, ()) if run.status is Status.FAILED else ()
+        found = (ranges or {}).get(run.key)
         note = None
         if decision.notify in kinds.FLAKY_NOTED and flaky is not None:
             note = likely_flaky_note(jobs, flaky.get((source, project), {}), self.flaky_window)
@@ -259,15 +271,16 @@ class AlertEngine:
             dashboard_url=self.dashboard_url(source, project, ref) if self.dashboard_url else None,
             at_start=on_start == "summary",
             green_sha=(greens or {}).get(run.key),
-            people=self.people.of(run) if event in kinds.MENTIONING else (),
+            commit_range=found,
+            people=self.people.of(run, found) if event in kinds.MENTIONING else (),
         )
         return self._queued(decision, notice, now, channels, settle=on_start == "summary")
 
-    async def _last_greens(self, decisions: Sequence[Decision]) -> dict[RunKey, str]:
-        """The SHA of the last green run of each ref that broke (the start of the range of
-        commits that broke it): one read per broken ref, none for any other notice. A red
-        ref's newest success is older than the run that broke it, by definition."""
-        found: dict[RunKey, str] = {}
+    async def _last_greens(self, decisions: Sequence[Decision]) -> dict[RunKey, Run]:
+        """The last green run of each ref that broke (its SHA starts the range of commits
+        that broke it): one read per broken ref, none for any other notice. A red ref's newest
+        success is older than the run that broke it, by definition."""
+        found: dict[RunKey, Run] = {}
         for d in decisions:
             run = d.run
             if d.notify not in kinds.WITH_LAST_GREEN or run is None:
@@ -281,8 +294,81 @@ class AlertEngine:
             )
             green = page.runs[0] if page.runs else None
             if green is not None and green.sha and green.sha != run.sha:
-                found[run.key] = green.sha
+                found[run.key] = green
         return found
+
+    async def _ranges(
+        self,
+        decisions: Sequence[Decision],
+        greens: Mapping[RunKey, Run],
+        silences: Sequence[SilenceRow],
+        now: datetime,
+    ) -> dict[RunKey, CommitRange]:
+        """The commits since green of each break whose source lists them
+        (`CommitRangeReader`) and that a route sends, unsilenced: one call per break (not for
+        the refs already red at start, unless `on_start: each` announces them one by one),
+        none for any other notice, side by side, each within `range_timeout`. A provider error
+        or a timeout leaves that range out (logged): the notice still goes, with its compare
+        link."""
+        asks: dict[RunKey, tuple[CommitRangeReader, Run, Run]] = {}
+        for d in decisions:
+            run = d.run
+            if run is None or d.notify not in kinds.WITH_LAST_GREEN:
+                continue
+            if d.at_start and self.settings.on_start != "each":
+                continue  # summarised, or not sent
+            green = greens.get(run.key)
+            reader = self.commit_ranges.get(run.source)
+            if green is None or reader is None or not run.sha:
+                continue
+            _rule, source, project, ref = d.fingerprint
+            labels = {"source": source, "project": project, "ref": ref, "event": d.notify.value}
+            routed = route_channels(
+                self.settings.routes, kinds.route_event(d.notify.value), source, project, ref
+            )
+            if routed and not silenced(silences, labels, now):
+                asks[run.key] = (reader, green, run)  # a notice some channel will get
+        if not asks:
+            return {}
+        answers = await asyncio.gather(*(self._range(*ask) for ask in asks.values()))
+        return {key: found for key, found in zip(asks, answers, strict=True) if found}
+
+    async def _range(
+        self, reader: CommitRangeReader, green: Run, failing: Run
+    ) -> CommitRange | None:
+        try:
+            async with asyncio.timeout(self.range_timeout):
+                return await reader.commits_between(green, failing)
+        except (ProviderError, TimeoutError) as exc:
+            log.warning(
+                "commits since green of %s/%s %s not listed: %s",
+                loggable(failing.source),
+                loggable(failing.project),
+                loggable(failing.ref),
+                str(exc) or "timed out",
+            )
+            return None
+
+    async def _keep_ranges(
+        self, applied: Sequence[Change], ranges: Mapping[RunKey, CommitRange]
+    ) -> None:
+        """Store the ranges of the breaks this evaluation notified on their failing runs
+        (the project page shows them). A store error is logged: the notices are queued."""
+        for change in applied:
+            run = change.decision.run
+            found = ranges.get(run.key) if run is not None else None
+            if run is None or found is None or not change.notices:
+                continue
+            try:
+                await self.store.set_commit_range(run.key, found)
+            except StoreError as exc:
+                log.warning(
+                    "commits since green of %s/%s #%s not stored: %s",
+                    loggable(run.source),
+                    loggable(run.project),
+                    loggable(run.run_id),
+                    exc,
+                )
 
     def _queued(
         self,
@@ -361,12 +447,16 @@ class AlertEngine:
         ]
         failing = await self.store.failing_jobs_of(failed)
         greens = await self._last_greens(decisions)
+        ranges = await self._ranges(decisions, greens, silences, now)
         flaky = await self._known_flaky(now, decisions, failing)
+        shas = {key: green.sha for key, green in greens.items() if green.sha}
         changes = [
-            self._change(decision, now, silences, failing, greens=greens, flaky=flaky)
+            self._change(decision, now, silences, failing, greens=shas, flaky=flaky, ranges=ranges)
             for decision in decisions
         ]
         applied = await self.store.apply_changes(changes, now)
+        if ranges:
+            await self._keep_ranges(applied, ranges)
         for change in applied:
             d = change.decision
             log.info(

@@ -3,7 +3,9 @@
 A run names up to three identities: the login that triggered it (`author`), and its commit's
 author name and e-mail (`commit_author`, `commit_email`). Each is compared, without regard to
 case or surrounding space, with every person's `names`; the people found are mentioned by the
-`broken` notice, the triggering login's person first.
+`broken` notice, the triggering login's person first. The authors of the other commits since
+the last green run (`CommitRange`: login, e-mail, name) follow, newest commit first; each
+person is mentioned once.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections.abc import Iterable
 
 from ciwatch.channels.base import Person
 from ciwatch.config.models import PersonSettings
-from ciwatch.domain import Run
+from ciwatch.domain import CommitRange, Run
 
 
 def _key(name: str) -> str:
@@ -39,10 +41,13 @@ class People:
     def __bool__(self) -> bool:
         return bool(self._by_name)
 
-    def of(self, run: Run) -> tuple[Person, ...]:
-        """The people `run` names, each once."""
+    def of(self, run: Run, commits: CommitRange | None = None) -> tuple[Person, ...]:
+        """The people `run` names, then those `commits` name, each once."""
+        identities: list[str | None] = [run.author, run.commit_email, run.commit_author]
+        for commit in commits.commits if commits is not None else ():
+            identities += [commit.login, commit.email, commit.author]
         found: dict[Person, None] = {}
-        for identity in (run.author, run.commit_email, run.commit_author):
+        for identity in identities:
             person = self._by_name.get(_key(identity)) if identity else None
             if person is not None:
                 found[person] = None

@@ -13,7 +13,7 @@ from typing import Protocol
 
 from ciwatch.alerting import kinds
 from ciwatch.clock import Clock, SystemClock
-from ciwatch.domain import Run
+from ciwatch.domain import CommitRange, Run
 
 # Every alert event, and `test` (`ciwatch alerts test`): alerting/kinds.py.
 NOTICE_KINDS = tuple(kinds.WORDING)
@@ -61,6 +61,9 @@ class Notice:
     # A `broken` notice: the SHA of the ref's last green run, so the commits that broke it are
     # `green_sha..run.sha`.
     green_sha: str | None = None
+    # A `broken` notice: the commits `green_sha..run.sha` as the CI system listed them (newest
+    # first, bounded), when the provider can list them and answered in time; else None.
+    commit_range: CommitRange | None = None
     # A `broken` notice: the people (`people:`) the breaking run names (its commit author, its
     # triggering login), mentioned by each channel in its own syntax.
     people: tuple[Person, ...] = ()

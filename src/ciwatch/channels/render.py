@@ -34,7 +34,7 @@ from urllib.parse import quote, urlsplit
 
 from ciwatch.alerting.kinds import WORDING
 from ciwatch.channels.base import HEALTH_KINDS, Message, Notice
-from ciwatch.domain import Run
+from ciwatch.domain import CommitRange, Run
 from ciwatch.timeutil import human_duration, local_time
 
 # The wording of each notice kind, from its entry in alerting/kinds.py.
@@ -57,6 +57,8 @@ MAX_JOBS = 10
 MAX_TEST_NAME = 100
 MAX_TEST_NAMES = 5  # of the up to 20 stored; the project page shows them all
 MAX_TESTS_TEXT = MAX_TEST_NAMES * (MAX_TEST_NAME + 2) + 80
+MAX_RANGE_SHOWN = 5  # commits since green a message lists (of the up to 20 stored)
+MAX_RANGE_TEXT = MAX_RANGE_SHOWN * (12 + MAX_VALUE // 2 + 60) + 40
 START_MAX_REFS = 10  # the refs a start summary names; the rest are counted
 TEST_TEXT = "This is a test message from ciwatch: the channel works."
 
@@ -298,7 +300,16 @@ def facts(notice: Notice, zone: tzinfo = UTC) -> list[Fact]:
         if author:
             out.append(Fact("Author", (Val(author),)))
         if notice.green_sha and run.sha:
-            out.append(Fact("Since green", tuple(range_parts(notice.green_sha, run))))
+            since: list[Part] = []
+            if notice.commit_range is not None:
+                since.append(f"{commits_count(notice.commit_range)} (")
+            since += range_parts(notice.green_sha, run)
+            if notice.commit_range is not None:
+                since.append(")")
+            out.append(Fact("Since green", tuple(since)))
+            listed = commits_sentence(notice.commit_range)
+            if listed:
+                out.append(Fact("Commits", (Val(listed, limit=MAX_RANGE_TEXT),)))
         if tests_sentence(run):
             out.append(Fact("Tests", (Val(tests_sentence(run), limit=MAX_TESTS_TEXT),)))
         if run.duration_seconds is not None:
@@ -342,6 +353,29 @@ def range_parts(base: str, run: Run) -> list[Part]:
     label = Val(f"{base[:12]}..{(run.sha or '')[:12]}")
     url = compare_url(run, base)
     return [Link(label, url)] if url else [label]
+
+
+def commits_count(found: CommitRange) -> str:
+    """`3 commits`, `1 commit`, `120 commits`."""
+    return f"{found.total} commit" + ("" if found.total == 1 else "s")
+
+
+def commits_sentence(found: CommitRange | None, shown: int = MAX_RANGE_SHOWN) -> str:
+    """`a1b2c3d4e5f6 Fix parser (Ada), 0f1e2d3c4b5a Bump (bob), +1 more`: the newest `shown`
+    commits of the range, or "" when there is none."""
+    if found is None or not found.commits:
+        return ""
+    parts = []
+    for commit in found.commits[:shown]:
+        text = commit.sha[:12]
+        if commit.title:
+            text += " " + one_line(commit.title, MAX_VALUE // 2)
+        who = commit.login or commit.author or commit.email
+        if who:
+            text += f" ({one_line(who, 60)})"
+        parts.append(text)
+    more = found.total - len(parts)
+    return ", ".join(parts) + (f", +{more} more" if more > 0 else "")
 
 
 def tests_sentence(run: Run) -> str:
@@ -395,6 +429,8 @@ def summary_line(notice: Notice, *, with_kind: bool) -> list[Part]:
         author = commit_author(run)
         if author:
             parts += [" · by ", Val(author)]
+        if notice.commit_range is not None:
+            parts.append(f" · {commits_count(notice.commit_range)} since green")
     if run is not None and run.tests_failed:
         parts += [" · ", Val(tests_sentence(run), limit=MAX_TESTS_TEXT)]
     if notice.likely_flaky:

@@ -20,7 +20,7 @@ from ciwatch.channels.render import PLAIN, render_title, safe_url, start_sentenc
 from ciwatch.channels.spec import EXAMPLE_SECRET, ChannelSpec
 from ciwatch.channels.transport import Answer, HttpSender
 from ciwatch.config.models import WebhookChannel
-from ciwatch.serialize import run_to_dict
+from ciwatch.serialize import commit_range_to_dict, run_to_dict
 
 SCHEMA_VERSION = 1
 SIGNATURE_HEADER = "X-Ciwatch-Signature-256"
@@ -49,6 +49,9 @@ def event(notice: Notice) -> dict[str, Any]:
         "at_start": notice.at_start,
         "detail": notice.detail,
         "green_sha": notice.green_sha,
+        "commit_range": (
+            commit_range_to_dict(notice.commit_range) if notice.commit_range is not None else None
+        ),
         "people": [asdict(person) for person in notice.people],
         "links": {
             "run": safe_url(run.url) if run is not None else None,

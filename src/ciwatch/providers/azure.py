@@ -34,7 +34,7 @@ from pydantic import AfterValidator
 
 from ciwatch.config.base import BaseSource
 from ciwatch.config.types import BaseUrl, Glob, problem
-from ciwatch.domain import Job, Run, Status, UnknownStatus, first_line
+from ciwatch.domain import CommitRange, Job, RangeCommit, Run, Status, UnknownStatus, first_line
 from ciwatch.errors import ProviderError, StoreError
 from ciwatch.providers.base import matches
 from ciwatch.providers.common import (
@@ -452,6 +452,41 @@ def parse_test_runs(body: Body) -> tuple[dict[str, Any], list[int]]:
         "tests_skipped": sum(r.not_applicable_tests or 0 for r in runs),
         "tests_errored": None,
     }, [r.id for r in runs if (r.unanalyzed_tests or 0) > 0]
+
+
+class _Change(Payload):
+    """A `Change` of "Builds - Get Changes Between Builds" (`id`: the commit for Git,
+    `message`, `author` an IdentityRef)."""
+
+    id: str | None = None
+    message: str | None = None
+    author: _Identity | None = None
+
+
+class _Changes(Payload):
+    value: list[_Change] = msgspec.field(default_factory=list)
+
+
+def parse_changes(body: Body, *, green: str | None, limit: int) -> CommitRange:
+    """`GET {project}/_apis/build/changes?fromBuildId=&toBuildId=` → the range, in the order
+    Azure lists the changes (newest first), `limit` kept; the green build's own commit, should
+    Azure list it, is left out. The author's `uniqueName` is the e-mail when it looks like
+    one."""
+    changes = decode(body, _Changes, "Azure build changes")
+    found = [c for c in changes.value if c.id and c.id != green]
+    commits = []
+    for change in found[:limit]:
+        who = change.author or _Identity()
+        email = who.unique_name if who.unique_name and "@" in who.unique_name else None
+        commits.append(
+            RangeCommit(
+                change.id or "",
+                title=first_line(change.message),
+                author=who.display_name or None,
+                email=email,
+            )
+        )
+    return CommitRange(tuple(commits), len(found))
 
 
 def parse_failing_results(body: Body, limit: int) -> tuple[str, ...]:

@@ -28,7 +28,16 @@ from urllib.parse import quote
 
 from ciwatch.clock import Clock
 from ciwatch.config.models import CollectionSettings
-from ciwatch.domain import MAX_FAILING_TESTS, Job, Run, Status, Target, TargetState
+from ciwatch.domain import (
+    MAX_FAILING_TESTS,
+    MAX_RANGE_COMMITS,
+    CommitRange,
+    Job,
+    Run,
+    Status,
+    Target,
+    TargetState,
+)
 from ciwatch.errors import NotFound
 from ciwatch.http import HttpClient, RequestRecorder
 from ciwatch.providers import azure
@@ -41,6 +50,8 @@ PAGE = 100
 OVERLAP = timedelta(seconds=1)
 CHANGES_TOP = 10  # changes asked for a failed build's commit (the built one is among them)
 DEFINITION = "definition"  # TargetState.extra key: the pipeline's definition id
+# The changes one commits-since-green request asks for: the total is exact up to this many.
+RANGE_TOP = 100
 
 
 def pat_headers(token: str | None) -> dict[str, str]:
@@ -225,6 +236,23 @@ class AzureProvider:
             return run  # the build is gone (deleted, retention): no commit, the run as it was
         fields = azure.parse_build_changes(resp.body, run.sha)
         return replace(run, **fields) if fields["commit_title"] is not None else run
+
+    async def commits_between(self, green: Run, failing: Run) -> CommitRange:
+        """ "Builds - Get Changes Between Builds" (`CommitRangeReader`, a preview API): one
+        `GET {project}/_apis/build/changes?fromBuildId=<green>&toBuildId=<failing>`, at most
+        `RANGE_TOP` changes."""
+        project = failing.project.split("/", 1)[0]
+        resp = await self.http.get(
+            self._path(project, "changes"),
+            params={
+                "api-version": preview(self.settings.api_version),
+                "fromBuildId": green.run_id,
+                "toBuildId": failing.run_id,
+                "$top": RANGE_TOP,
+            },
+            target=failing.project,
+        )
+        return azure.parse_changes(resp.body, green=green.sha, limit=MAX_RANGE_COMMITS)
 
     async def _tests(self, run: Run, project: str) -> Run:
         """With `tests: true`, the test results of a finished build: its test runs' counts

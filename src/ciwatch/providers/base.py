@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Protocol, runtime_checkable
 
-from ciwatch.domain import Job, Run, Target, TargetState
+from ciwatch.domain import CommitRange, Job, Run, Target, TargetState
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +65,20 @@ class RunReader(Protocol):
 
     async def run(self, project: str, run_id: str) -> Run:
         """The run `run_id` of `project` as the API has it (without its jobs)."""
+        ...
+
+
+@runtime_checkable
+class CommitRangeReader(Protocol):
+    """A provider that lists the commits between two runs of a ref (GitLab, GitHub,
+    Jenkins, Azure): what a `broken` notice lists and mentions (issue 13). One request per call
+    (GitHub: two for a range of more than 100 commits); the alert engine calls it once per
+    break, with a short timeout."""
+
+    async def commits_between(self, green: Run, failing: Run) -> CommitRange:
+        """The commits after `green`'s up to `failing`'s (by SHA; Jenkins and Azure by build),
+        newest first, bounded (`domain.MAX_RANGE_COMMITS`). Raises `ProviderError` like any
+        other request."""
         ...
 
 

@@ -47,7 +47,7 @@ from urllib.parse import parse_qs
 
 from ciwatch.config.base import BaseSource
 from ciwatch.config.types import BaseUrl, GitHubLogin, GitHubRepo, Glob
-from ciwatch.domain import Job, Run, Status, UnknownStatus, first_line
+from ciwatch.domain import CommitRange, Job, RangeCommit, Run, Status, UnknownStatus, first_line
 from ciwatch.errors import BadPayload
 from ciwatch.providers import hooks, watch
 from ciwatch.providers.common import (
@@ -163,6 +163,25 @@ class _HeadCommit(Payload):
     id: str | None = None
     message: str | None = None
     author: _Person | None = None
+
+
+class _GitCommit(Payload):
+    message: str | None = None
+    author: _Person | None = None
+
+
+class _ComparedCommit(Payload):
+    sha: str
+    commit: _GitCommit | None = None
+    author: _Actor | None = None  # the GitHub account of the author, when one matches
+
+
+class GithubComparison(Payload):
+    """`GET /repos/{owner}/{repo}/compare/{base}...{head}` ("Compare two commits"):
+    `total_commits`, and one page of `commits[]` in chronological order (oldest first)."""
+
+    total_commits: int | None = None
+    commits: list[_ComparedCommit] = []
 
 
 class GithubRun(Payload):
@@ -282,6 +301,33 @@ def parse_workflow_job_event(source: str, body: Body) -> Job:
     event = decode(body, _WorkflowJobEvent, what)
     j = event.workflow_job
     return _job(source, event.repository.full_name, str(j.run_id), j, what)
+
+
+def parse_comparison(body: Body) -> GithubComparison:
+    """One page of a comparison (the poller may read the last page too)."""
+    return decode(body, GithubComparison, "GitHub comparison")
+
+
+def comparison_range(pages: Sequence[GithubComparison], limit: int) -> CommitRange:
+    """The range from the pages read of one comparison (the first, and the last when there
+    are more): newest first from the last page read, `limit` kept; `total` is GitHub's
+    `total_commits`."""
+    commits = pages[-1].commits[::-1]
+    total = next((p.total_commits for p in pages if p.total_commits is not None), len(commits))
+    kept = []
+    for c in commits[:limit]:
+        git = c.commit or _GitCommit()
+        person = git.author or _Person()
+        kept.append(
+            RangeCommit(
+                c.sha,
+                title=first_line(git.message),
+                author=person.name or None,
+                email=person.email or None,
+                login=(c.author.login or None) if c.author else None,
+            )
+        )
+    return CommitRange(tuple(kept), total)
 
 
 def parse_repos(body: Body) -> list[GithubRepo]:

@@ -16,7 +16,16 @@ from dataclasses import replace
 from urllib.parse import quote
 
 from ciwatch.clock import Clock
-from ciwatch.domain import MAX_FAILING_TESTS, Job, Run, Status, Target, TargetState
+from ciwatch.domain import (
+    MAX_FAILING_TESTS,
+    MAX_RANGE_COMMITS,
+    CommitRange,
+    Job,
+    Run,
+    Status,
+    Target,
+    TargetState,
+)
 from ciwatch.errors import AuthFailed, NotFound
 from ciwatch.http import HttpClient
 from ciwatch.providers import github
@@ -95,6 +104,25 @@ class GitHubProvider:
             f"repos/{self._repo(project)}/actions/runs/{quote(run_id, safe='')}", target=project
         )
         return github.parse_run(self.source, project, resp.body)
+
+    async def commits_between(self, green: Run, failing: Run) -> CommitRange:
+        """`compare/{green}...{failing}` (`CommitRangeReader`): one page of `PER_PAGE`
+        commits, oldest first; a range longer than that costs one more request, for the
+        last page, which holds the newest commits."""
+        path = (
+            f"repos/{self._repo(failing.project)}/compare/"
+            f"{quote(green.sha or '', safe='')}...{quote(failing.sha or '', safe='')}"
+        )
+        resp = await self.http.get(path, params={"per_page": PER_PAGE}, target=failing.project)
+        pages = [github.parse_comparison(resp.body)]
+        total = pages[0].total_commits or 0
+        if total > PER_PAGE:
+            last = -(-total // PER_PAGE)
+            resp = await self.http.get(
+                path, params={"per_page": PER_PAGE, "page": last}, target=failing.project
+            )
+            pages.append(github.parse_comparison(resp.body))
+        return github.comparison_range(pages, MAX_RANGE_COMMITS)
 
     async def details(self, run: Run) -> tuple[Run, list[Job]]:
         url: str | None = f"repos/{self._repo(run.project)}/actions/runs/{run.run_id}/jobs"

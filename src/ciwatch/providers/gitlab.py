@@ -40,7 +40,7 @@ import msgspec
 
 from ciwatch.config.base import BaseSource
 from ciwatch.config.types import BaseUrl, GitLabGroup, GitLabProject
-from ciwatch.domain import Job, Run, Status, first_line
+from ciwatch.domain import CommitRange, Job, RangeCommit, Run, Status, first_line
 from ciwatch.providers import hooks, watch
 from ciwatch.providers.common import (
     Body,
@@ -212,6 +212,21 @@ class GitlabCommit(Payload):
     message: str | None = None
     author_name: str | None = None
     author_email: str | None = None
+
+
+class _CompareCommit(Payload):
+    id: str
+    title: str | None = None
+    message: str | None = None
+    author_name: str | None = None
+    author_email: str | None = None
+
+
+class _Compare(Payload):
+    """`GET /projects/:id/repository/compare` (doc/api/repositories.md, "Compare branches,
+    tags, or commits"): `commits[]` oldest first, the last being `to` (the `commit`)."""
+
+    commits: list[_CompareCommit] = []
 
 
 class _TestTotal(Payload):
@@ -386,6 +401,24 @@ def parse_commit(body: Body) -> dict[str, Any]:
         "commit_author": c.author_name or None,
         "commit_email": c.author_email or None,
     }
+
+
+def parse_compare(body: Body, limit: int) -> CommitRange:
+    """`GET /projects/:id/repository/compare?from=&to=` → the range, newest first, `limit`
+    kept. GitLab lists every commit of the comparison (no paging), so `total` is its count."""
+    found = decode(body, _Compare, "GitLab compare")
+    newest = found.commits[::-1]
+    commits = tuple(
+        RangeCommit(
+            c.id,
+            title=c.title or first_line(c.message),
+            author=c.author_name or None,
+            email=c.author_email or None,
+        )
+        for c in newest[:limit]
+        if c.id
+    )
+    return CommitRange(commits, len(found.commits))
 
 
 def parse_test_summary(body: Body) -> dict[str, Any]:

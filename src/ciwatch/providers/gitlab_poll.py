@@ -17,7 +17,16 @@ from typing import Any
 from urllib.parse import quote
 
 from ciwatch.clock import Clock
-from ciwatch.domain import MAX_FAILING_TESTS, Job, Run, Status, Target, TargetState
+from ciwatch.domain import (
+    MAX_FAILING_TESTS,
+    MAX_RANGE_COMMITS,
+    CommitRange,
+    Job,
+    Run,
+    Status,
+    Target,
+    TargetState,
+)
 from ciwatch.http import HttpClient
 from ciwatch.providers import gitlab
 from ciwatch.providers.base import PollResult
@@ -154,6 +163,15 @@ class GitLabProvider:
                 )
                 changes["tests_failing"] = gitlab.parse_failing_tests(resp.body, MAX_FAILING_TESTS)
         return replace(run, **changes) if changes else run
+
+    async def commits_between(self, green: Run, failing: Run) -> CommitRange:
+        """One `repository/compare?from=<green>&to=<failing>` (`CommitRangeReader`)."""
+        resp = await self.http.get(
+            f"api/v4/projects/{_pid(failing.project)}/repository/compare",
+            params={"from": green.sha or "", "to": failing.sha or ""},
+            target=failing.project,
+        )
+        return gitlab.parse_compare(resp.body, MAX_RANGE_COMMITS)
 
     async def _jobs(self, run: Run) -> list[Job]:
         path = f"api/v4/projects/{_pid(run.project)}/pipelines/{run.run_id}/jobs"

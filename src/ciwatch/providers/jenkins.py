@@ -66,7 +66,7 @@ from pydantic import Field
 
 from ciwatch.config.base import BaseSource, Check, both_or_neither
 from ciwatch.config.types import JenkinsName, OptionalText
-from ciwatch.domain import Job, Run, Status, UnknownStatus, first_line
+from ciwatch.domain import CommitRange, Job, RangeCommit, Run, Status, UnknownStatus, first_line
 from ciwatch.providers import hooks, watch
 from ciwatch.providers.common import (
     Body,
@@ -640,6 +640,51 @@ def parse_commit(body: Body, sha: str | None) -> dict[str, Any]:
         "commit_author": chosen.author.full_name if chosen.author else None,
         "commit_email": chosen.author_email or None,
     }
+
+
+_CHANGE_ITEMS = "items[commitId,msg,authorEmail,author[fullName]]"
+
+
+def range_tree(builds: int) -> str:
+    """The `tree=` of a job's newest `builds` builds with their change sets (the commits each
+    build brought since the previous one: what the commits since green are made of)."""
+    return f"builds[number,changeSet[{_CHANGE_ITEMS}],changeSets[{_CHANGE_ITEMS}]]{{0,{builds}}}"
+
+
+class _RangeBuild(Payload, rename="camel"):
+    number: int
+    change_set: _ChangeSet | None = None
+    change_sets: list[_ChangeSet] = msgspec.field(default_factory=list)
+
+
+class _RangeJob(Payload):
+    builds: list[_RangeBuild] = msgspec.field(default_factory=list)
+
+
+def parse_build_range(body: Body, after: int, upto: int, *, asked: int, limit: int) -> CommitRange:
+    """A job's builds (`range_tree(asked)`, newest first) → the commits of the builds numbered
+    `after` (the last green build, excluded) to `upto` (the failing one), newest first, each
+    commit once; a build lists its changes oldest first. `cut` when the builds read do not
+    reach back to `after` (more than `asked` builds since)."""
+    job = decode(body, _RangeJob, "Jenkins builds' changes")
+    chosen = sorted(
+        (b for b in job.builds if after < b.number <= upto), key=lambda b: b.number, reverse=True
+    )
+    found: dict[str, RangeCommit] = {}
+    for build in chosen:
+        groups = ([build.change_set] if build.change_set else []) + build.change_sets
+        for item in reversed([item for group in groups for item in group.items]):
+            if item.commit_id and item.commit_id not in found:
+                found[item.commit_id] = RangeCommit(
+                    item.commit_id,
+                    title=first_line(item.msg),
+                    author=item.author.full_name if item.author else None,
+                    email=item.author_email or None,
+                )
+    oldest = min((b.number for b in job.builds), default=after + 1)
+    cut = len(job.builds) >= asked and oldest > after + 1
+    commits = tuple(found.values())
+    return CommitRange(commits[:limit], len(commits), cut=cut)
 
 
 class _Case(Payload, rename="camel"):

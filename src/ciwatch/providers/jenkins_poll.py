@@ -19,8 +19,17 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from ciwatch.clock import Clock
-from ciwatch.domain import MAX_FAILING_TESTS, Job, Run, Status, Target, TargetState
-from ciwatch.errors import NotFound
+from ciwatch.domain import (
+    MAX_FAILING_TESTS,
+    MAX_RANGE_COMMITS,
+    CommitRange,
+    Job,
+    Run,
+    Status,
+    Target,
+    TargetState,
+)
+from ciwatch.errors import BadPayload, NotFound
 from ciwatch.http import HttpClient
 from ciwatch.providers import jenkins
 from ciwatch.providers.base import PollResult
@@ -37,6 +46,9 @@ QUEUE_FIELDS = "inQueue,nextBuildNumber,queueItem[id,inQueueSince,why]"
 MULTIBRANCH = "org.jenkinsci.plugins.workflow.multibranch.WorkflowMultiBranchProject"
 PIPELINE = "org.jenkinsci.plugins.workflow.job.WorkflowJob"
 DISCOVERY_DEPTH = 6
+# The builds one commits-since-green request reads (newest first): a green build further back
+# leaves the older commits out (the range is marked cut).
+RANGE_BUILDS = 50
 
 
 def job_path(full_name: str) -> str:
@@ -140,6 +152,25 @@ class JenkinsProvider:
             run = replace(run, run_id=run_id, ref=unquote(branch))
         return run
 
+    async def commits_between(self, green: Run, failing: Run) -> CommitRange:
+        """The change sets of the builds after `green` up to `failing` (`CommitRangeReader`):
+        Jenkins compares no SHAs, so one `tree=` request over the job's newest `RANGE_BUILDS`
+        builds, filtered by number."""
+        after, upto = _build_number(green), _build_number(failing)
+        if after is None or upto is None or after >= upto:
+            raise BadPayload(f"builds {green.run_id} and {failing.run_id}: no range between")
+        path = job_path(failing.project)
+        if "/" in failing.run_id:
+            path += f"/job/{quote(failing.run_id.rsplit('/', 1)[0], safe='')}"
+        resp = await self.http.get(
+            f"{path}/api/json",
+            params={"tree": jenkins.range_tree(RANGE_BUILDS)},
+            target=failing.project,
+        )
+        return jenkins.parse_build_range(
+            resp.body, after, upto, asked=RANGE_BUILDS, limit=MAX_RANGE_COMMITS
+        )
+
     async def details(self, run: Run) -> tuple[Run, list[Job]]:
         if run.status is Status.QUEUED:
             return run, []  # still in the queue: build `nextBuildNumber` does not exist yet
@@ -177,6 +208,14 @@ class JenkinsProvider:
             else:
                 changes.update(jenkins.parse_test_report(resp.body, MAX_FAILING_TESTS))
         return replace(run, **changes) if changes else run
+
+
+def _build_number(run: Run) -> int | None:
+    """A build's number: `number`, else the last segment of its run id (`branch/17`)."""
+    if run.number is not None:
+        return run.number
+    tail = run.run_id.rsplit("/", 1)[-1]
+    return int(tail) if tail.isdigit() else None
 
 
 def _leaf_targets(prefix: str, jobs: list[jenkins.JenkinsJob]) -> list[str]:

@@ -28,7 +28,7 @@ from aiohttp import web
 
 from ciwatch.simulator import reports
 from ciwatch.simulator.context import Context, basic_credentials, known
-from ciwatch.simulator.httputil import Handler, json_response
+from ciwatch.simulator.httputil import Handler, int_param, json_response
 from ciwatch.simulator.plans import FOREVER, Attempt, JobPlan, RunPlan
 from ciwatch.simulator.timeline import Timeline
 from ciwatch.simulator.world import stride_for
@@ -137,6 +137,7 @@ class AzureApi:
         app.router.add_get(f"{base}/builds/{{build_id:\\d+}}", self.build)
         app.router.add_get(f"{base}/builds/{{build_id:\\d+}}/timeline", self.timeline)
         app.router.add_get(f"{base}/builds/{{build_id:\\d+}}/changes", self.changes)
+        app.router.add_get(f"{base}/changes", self.changes_between)
         tests = "/{org}/{project}/_apis/test"
         app.router.add_get(f"{tests}/runs", self.test_runs)
         app.router.add_get(f"{tests}/{{runs:[Rr]uns}}/{{run_id:\\d+}}/results", self.test_results)
@@ -283,6 +284,43 @@ class AzureApi:
                 404, f"The requested build {build_id} could not be found.", "BuildNotFoundException"
             )
         return json_response(self.build_document(request, *found, self.ctx.now()))
+
+    async def changes_between(self, request: web.Request) -> web.Response:
+        """ "Builds - Get Changes Between Builds" (a preview API): the commits of the runs after
+        `fromBuildId` up to `toBuildId` (one pipeline), newest first, at most `$top`."""
+        if "-preview" not in request.query.get("api-version", ""):
+            return _error(400, "Get Changes Between Builds needs a -preview api-version.", "Api")
+        project = self._project(request)
+        ends = []
+        for name in ("fromBuildId", "toBuildId"):
+            raw = request.query.get(name, "")
+            found = self.world.decode(int(raw)) if raw.isdigit() else None
+            if found is None or found[0].project != project:
+                return _error(404, f"The requested build {raw} could not be found.", "Build")
+            ends.append(found)
+        (pipeline, first), (other, last) = ends
+        now = self.ctx.now()
+        plans = None
+        if pipeline is other:
+            base, head = pipeline.timeline.plan(first).sha, pipeline.timeline.plan(last).sha
+            plans = pipeline.timeline.commits_between(now, base, head)
+        top = int_param(request, "$top", 100, 1, None)
+        value = [
+            {
+                "id": plan.sha,
+                "message": plan.message,
+                "type": "TfsGit",
+                "author": {
+                    "displayName": plan.author.title(),
+                    "uniqueName": f"{plan.author}@example.com",
+                    "id": _guid(f"user/{plan.author}"),
+                },
+                "timestamp": self._time(plan.created - 30_000),
+                "messageTruncated": False,
+            }
+            for plan in reversed(plans or [])
+        ][:top]
+        return json_response({"count": len(value), "value": value})
 
     async def timeline(self, request: web.Request) -> web.Response:
         found = self._find(request)

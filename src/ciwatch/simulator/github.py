@@ -75,6 +75,7 @@ class GitHubApi:
         route("/repos/{owner}/{repo}/commits/{ref}/check-runs", self.check_runs)
         route("/repos/{owner}/{repo}/check-runs/{check_run_id}", self.check_run)
         route("/repos/{owner}/{repo}/check-runs/{check_run_id}/annotations", self.annotations)
+        route("/repos/{owner}/{repo}/compare/{basehead}", self.compare)
         route("/orgs/{owner}/repos", self.owner_repos)
         route("/users/{owner}/repos", self.owner_repos)
         route("/rate_limit", self.rate_limit)
@@ -137,6 +138,24 @@ class GitHubApi:
         if not raw.isdigit() or not 1 <= int(raw) <= plan.attempt_at(now).number:
             raise Missing("Not Found")
         return repo, plan, plan.attempts[int(raw) - 1]
+
+    async def compare(self, request: web.Request) -> web.Response:
+        """`GET /repos/{owner}/{repo}/compare/{base}...{head}` ("Compare two commits"): the
+        commits of the runs between the two SHAs on `head`'s ref, oldest first; paged by
+        `per_page`/`page` when either is given, else the first 250."""
+        repo = self.find_repo(request)
+        base, dots, head = request.match_info["basehead"].partition("...")
+        if not dots or not base or not head:
+            raise Missing("Not Found")
+        plans = repo.timeline.commits_between(self.ctx.now(), base, head)
+        if plans is None:
+            raise Missing("No commit found for SHA: " + head)
+        if "per_page" in request.query or "page" in request.query:
+            shown = page_of(request, plans, 30).items
+        else:
+            shown = plans[:250]
+        body = gh.comparison(self.urls(request), repo, base, head, plans, shown)
+        return json_response(body)
 
     async def repo(self, request: web.Request) -> web.Response:
         repo = self.find_repo(request)

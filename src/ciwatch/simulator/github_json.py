@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import zlib
+from collections.abc import Sequence
 from typing import Any
 
 from yarl import URL
@@ -239,6 +240,51 @@ def head_commit(urls: Urls, plan: RunPlan) -> dict[str, Any]:
         "timestamp": urls.t(plan.created - 30_000),
         "author": {"name": plan.author.title(), "email": f"{plan.author}@example.com"},
         "committer": {"name": "GitHub", "email": "noreply@github.com"},
+    }
+
+
+def comparison(
+    urls: Urls,
+    repo: GitHubRepo,
+    base: str,
+    head: str,
+    plans: Sequence[RunPlan],
+    shown: Sequence[RunPlan],
+) -> dict[str, Any]:
+    """`GET /repos/{owner}/{repo}/compare/{basehead}` ("Compare two commits",
+    `commit-comparison`): `total_commits` of the whole range, `commits` the page asked for,
+    oldest first; no files."""
+    web = f"{urls.web}/{repo.full_name}"
+    api = f"{urls.api}/repos/{repo.full_name}"
+    return {
+        "url": f"{api}/compare/{base}...{head}",
+        "html_url": f"{web}/compare/{base}...{head}",
+        "status": "ahead",
+        "ahead_by": len(plans),
+        "behind_by": 0,
+        "total_commits": len(plans),
+        "commits": [compared_commit(urls, repo, plan) for plan in shown],
+        "files": [],
+    }
+
+
+def compared_commit(urls: Urls, repo: GitHubRepo, plan: RunPlan) -> dict[str, Any]:
+    """One `commits[]` item of a comparison: the git commit and the author's account."""
+    git = head_commit(urls, plan)
+    return {
+        "sha": plan.sha,
+        "url": f"{urls.api}/repos/{repo.full_name}/commits/{plan.sha}",
+        "html_url": f"{urls.web}/{repo.full_name}/commit/{plan.sha}",
+        "commit": {
+            "author": {**git["author"], "date": git["timestamp"]},
+            "committer": {**git["committer"], "date": git["timestamp"]},
+            "message": plan.message,
+            "tree": {"sha": git["tree_id"]},
+            "comment_count": 0,
+        },
+        "author": {"login": plan.author, "type": "User"},
+        "committer": {"login": "web-flow", "type": "User"},
+        "parents": [],
     }
 
 

@@ -54,6 +54,7 @@ class GitLabApi:
         route("/api/v4/projects/{id}/pipelines/{pid}/test_report", self.test_report)
         route("/api/v4/projects/{id}/pipelines/{pid}/test_report_summary", self.test_summary)
         route("/api/v4/projects/{id}/repository/commits/{sha}", self.commit)
+        route("/api/v4/projects/{id}/repository/compare", self.compare)
         route("/api/v4/groups/{id}/projects", self.group_projects)
         return app
 
@@ -197,6 +198,18 @@ class GitLabApi:
             if plan.sha == sha:
                 return json_response(gj.commit_detail(self.urls(request), project, plan))
         raise Missing("404 Commit Not Found")
+
+    async def compare(self, request: web.Request) -> web.Response:
+        """`GET /projects/:id/repository/compare?from=&to=` (doc/api/repositories.md): the
+        commits of the runs between the two SHAs on `to`'s ref, oldest first."""
+        project = self.find_project(request)
+        base, head = request.query.get("from"), request.query.get("to")
+        if not base or not head:
+            return json_response({"error": "from, to are missing"}, 400)
+        plans = project.timeline.commits_between(self.ctx.now(), base, head)
+        if plans is None:
+            raise Missing("404 Ref Not Found")
+        return json_response(gj.compare(self.urls(request), project, base, head, plans))
 
     async def group_projects(self, request: web.Request) -> web.Response:
         key = request.match_info["id"]

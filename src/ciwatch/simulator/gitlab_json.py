@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
 from typing import Any
 
 from yarl import URL
@@ -335,6 +336,22 @@ def commit_detail(urls: Urls, project: GitLabProject, plan: RunPlan) -> dict[str
         "web_url": f"{urls.root}/{project.path}/-/commit/{plan.sha}",
         "stats": {"additions": 1, "deletions": 1, "total": 2},
         "status": None,
+    }
+
+
+def compare(
+    urls: Urls, project: GitLabProject, base: str, head: str, plans: Sequence[RunPlan]
+) -> dict[str, Any]:
+    """`GET /projects/:id/repository/compare` (doc/api/repositories.md "Compare branches,
+    tags, or commits"): `commits` oldest first, `commit` the newest; no diffs."""
+    commits = [commit(urls, plan) for plan in plans]
+    return {
+        "commit": commits[-1] if commits else None,
+        "commits": commits,
+        "diffs": [],
+        "compare_timeout": False,
+        "compare_same_ref": base == head,
+        "web_url": f"{urls.root}/{project.path}/-/compare/{base}...{head}",
     }
 
 

@@ -127,6 +127,27 @@ class Timeline:
             self._cache.popitem(last=False)
         return plan
 
+    def commits_between(self, now: int, base: str, head: str) -> list[RunPlan] | None:
+        """The runs whose commits make `base..head` on `head`'s ref, oldest first, one per SHA
+        (the simulator's history of a ref is the SHAs its runs built): from the newest visible
+        run of `head` back to, not including, the newest earlier run of `base` on that ref.
+        None when no visible run built `head`; when `base` is past retention, every visible
+        run of the ref up to `head`."""
+        window = self.visible(now)
+        end = next((n for n in reversed(window) if self.plan(n).sha == head), None)
+        if end is None:
+            return None
+        ref = self.plan(end).ref
+        found: dict[str, RunPlan] = {}
+        for n in range(end, window.start - 1, -1):
+            plan = self.plan(n)
+            if plan.ref != ref:
+                continue
+            if plan.sha == base:
+                break
+            found.setdefault(plan.sha, plan)
+        return list(found.values())[::-1]
+
     def changed_after(self, since: int, now: int) -> list[int]:
         """Visible run indexes that may have changed after `since`: a superset of the runs whose
         `updated` is later than `since`, found without looking at older runs."""

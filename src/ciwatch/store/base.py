@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from ciwatch.domain import Job, RefKey, RefState, Run, RunKey, Status, TargetState
+from ciwatch.domain import CommitRange, Job, RefKey, RefState, Run, RunKey, Status, TargetState
 from ciwatch.filters import Match
 
 if TYPE_CHECKING:
@@ -113,6 +113,17 @@ class RunStore(Protocol):
 
     async def jobs_for(self, key: RunKey) -> list[Job]:
         """The jobs of a run in creation order (then job id); empty when none are stored."""
+        ...
+
+    async def set_commit_range(self, key: RunKey, found: CommitRange) -> bool:
+        """Keep on the run `key` the commits since its ref's last green run (the alert engine,
+        when that run broke the ref), replacing any kept before; False when no such run is
+        stored. One statement; idempotent."""
+        ...
+
+    async def commit_range(self, key: RunKey) -> CommitRange | None:
+        """The commits kept on the run `key` (`set_commit_range`), or None: also for a stored
+        value that is not a range (logged), so no page fails on one."""
         ...
 
     async def ref_states(

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, literal, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ciwatch.domain import Job, RefKey, RefState, Run, RunKey, Status, TargetState
+from ciwatch.domain import CommitRange, Job, RefKey, RefState, Run, RunKey, Status, TargetState
 from ciwatch.filters import Match, clause
 from ciwatch.store.coltypes import UTCDateTime
 from ciwatch.store.refs import chunks
@@ -21,6 +21,7 @@ from ciwatch.store.rows import (
     JOB_COLUMNS,
     RUN_COLUMNS,
     job_from_row,
+    range_from_value,
     run_from_fields,
     run_from_row,
     target_from_row,
@@ -87,6 +88,12 @@ async def get_run(conn: AsyncConnection, key: RunKey) -> Run | None:
     """The stored run with `key`, or None."""
     row = (await conn.execute(select(*RUN_COLUMNS).where(key_of(key)))).mappings().first()
     return None if row is None else run_from_row(row)
+
+
+async def commit_range(conn: AsyncConnection, key: RunKey) -> CommitRange | None:
+    """The commits kept on the run `key` (`runs.commit_range`), or None."""
+    value = (await conn.execute(select(runs.c.commit_range).where(key_of(key)))).scalar()
+    return range_from_value(value)
 
 
 async def jobs_for(conn: AsyncConnection, key: RunKey) -> list[Job]:

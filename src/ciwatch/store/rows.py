@@ -8,13 +8,15 @@ that every page listing it still renders.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ciwatch.domain import Job, Run, Status, TargetState
+from ciwatch.domain import CommitRange, Job, Run, Status, TargetState
 from ciwatch.providers.registry import PUSH, RUN_PROVIDERS
+from ciwatch.serialize import commit_range_from_dict, commit_range_to_dict
 from ciwatch.state import JOB_FIELDS, RUN_FIELDS, job_version_key, version_key
 from ciwatch.store.tables import jobs, runs
 from ciwatch.validation import loggable
@@ -136,3 +138,29 @@ def target_from_row(row: Mapping[Any, Any]) -> TargetState:
     values["healthy"] = bool(values["healthy"])
     values["extra"] = {str(k): str(v) for k, v in (values["extra"] or {}).items()}
     return TargetState(**values)
+
+
+# The stored `runs.commit_range` is read only up to this size: what `range_value` writes is
+# well below it (20 bounded commits), a longer value was not written by ciwatch.
+MAX_RANGE_VALUE = 64 * 1024
+
+
+def range_value(found: CommitRange) -> str:
+    """The `runs.commit_range` text of a range (compact JSON)."""
+    return json.dumps(commit_range_to_dict(found), separators=(",", ":"), ensure_ascii=False)
+
+
+def range_from_value(value: object) -> CommitRange | None:
+    """The range a stored `runs.commit_range` holds; None for none and for a value that is
+    not one (too long, not JSON, another shape: logged), so a page never fails on it."""
+    if value is None:
+        return None
+    if isinstance(value, str) and len(value) <= MAX_RANGE_VALUE:
+        try:
+            found = commit_range_from_dict(json.loads(value))
+        except (ValueError, RecursionError):
+            found = None
+        if found is not None:
+            return found
+    log.warning("stored commit range is not one; left out")
+    return None

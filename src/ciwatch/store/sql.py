@@ -18,7 +18,7 @@ from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ciwatch.alerting.rules import AlertRow
-from ciwatch.domain import Job, RefKey, RefState, Run, RunKey, Status, TargetState
+from ciwatch.domain import CommitRange, Job, RefKey, RefState, Run, RunKey, Status, TargetState
 from ciwatch.errors import StoreError
 from ciwatch.filters import Match
 from ciwatch.store import (
@@ -58,7 +58,7 @@ from ciwatch.store.engine import (
 from ciwatch.store.group import GroupCommit, Pending
 from ciwatch.store.outbox import ChannelTrouble, OutboxRow
 from ciwatch.store.reliability import FlakyJob, RecoveryStats
-from ciwatch.store.rows import target_values
+from ciwatch.store.rows import range_value, target_values
 from ciwatch.store.silences import SilenceRow
 from ciwatch.store.stats import DEFAULT_DAYS, Filters, Overview, ProjectOverview, StatsCache
 from ciwatch.store.tables import targets
@@ -252,6 +252,18 @@ class SqlStore:
     async def jobs_for(self, key: RunKey) -> list[Job]:
         """The jobs of a run, in creation order."""
         return await self._read("job lookup", lambda conn: reads.jobs_for(conn, RunKey(*key)))
+
+    async def set_commit_range(self, key: RunKey, found: CommitRange) -> bool:
+        """Keep the commits since green on the run `key`; False when it is not stored."""
+        value = range_value(found)
+
+        return await self._write(
+            "commit range", lambda conn: writes.set_commit_range(conn, RunKey(*key), value)
+        )
+
+    async def commit_range(self, key: RunKey) -> CommitRange | None:
+        """The commits kept on the run `key`, or None."""
+        return await self._read("commit range", lambda conn: reads.commit_range(conn, RunKey(*key)))
 
     async def ref_states(
         self,

@@ -23,10 +23,10 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 from sqlalchemy import ColumnElement, String, case, func, literal, literal_column, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ciwatch.domain import Job, RefKey, RefState, Run, RunKey, Status, TargetState
+from ciwatch.domain import CommitRange, Job, RefKey, RefState, Run, RunKey, Status, TargetState
 from ciwatch.filters import Match, as_match, clause
 from ciwatch.store import reads
-from ciwatch.store.rows import RUN_COLUMNS, run_from_row, target_from_row
+from ciwatch.store.rows import RUN_COLUMNS, range_from_value, run_from_row, target_from_row
 from ciwatch.store.tables import ref_states, runs, targets
 from ciwatch.timeutil import is_utc
 
@@ -197,6 +197,9 @@ class Recovery:
     broken_at: datetime | None = None
     fixed_by: Run | None = None
     fixed_at: datetime | None = None
+    # Red now: the commits since the last green run kept on `broken_by` (its `broken` notice
+    # listed them), or None.
+    broken_range: CommitRange | None = None
 
     @property
     def still_red(self) -> bool:
@@ -549,6 +552,7 @@ async def recovery(conn: AsyncConnection, ref: RefKey) -> Recovery | None:
         select(
             ref_states.c.status.label("state_status"),
             *(since_run.c[column.name] for column in RUN_COLUMNS),
+            since_run.c.commit_range,
         )
         .join_from(ref_states, since_run, since_run.c.id == ref_states.c.since_run_id, isouter=True)
         .where(
@@ -566,7 +570,13 @@ async def recovery(conn: AsyncConnection, ref: RefKey) -> Recovery | None:
     if first is None or not status.decisive:
         return Recovery(ref, status)
     if status is Status.FAILED:
-        return Recovery(ref, status, broken_by=first, broken_at=_moment(first))
+        return Recovery(
+            ref,
+            status,
+            broken_by=first,
+            broken_at=_moment(first),
+            broken_range=range_from_value(row["commit_range"]),
+        )
     last_failed = await _probe(conn, ref, IS_FAILED, before=_position(first))
     if last_failed is None:
         return Recovery(ref, status)

@@ -92,6 +92,9 @@ runs = Table(
     Column("tests_errored", Integer),
     # The failing tests' names, one a line.
     Column("tests_failing", Text),
+    # The commits since the ref's last green run, on a run that broke it: JSON text
+    # (serialize.commit_range_to_dict), written by the alert engine (revision 0007).
+    Column("commit_range", Text),
     UniqueConstraint("source", "project", "run_id"),
     Index(None, "order_time", "run_id", "id"),
     # History by project leads with the project alone: `ciwatch history PROJECT` and the API

@@ -10,7 +10,7 @@ from collections.abc import Callable, Hashable, Sequence
 from datetime import datetime
 from typing import TypeVar
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ciwatch.domain import Job, RefKey, Run, RunKey
@@ -153,3 +153,13 @@ async def _protected(conn: AsyncConnection, dialect: str, ref: RefKey) -> list[i
     if row is None:
         return []
     return [run_id for run_id in row if run_id is not None]
+
+
+async def set_commit_range(conn: AsyncConnection, key: RunKey, value: str) -> bool:
+    """Set `runs.commit_range` of the run `key`; False when no such run is stored."""
+    statement = update(runs).where(
+        (runs.c.source == key.source)
+        & (runs.c.project == key.project)
+        & (runs.c.run_id == key.run_id)
+    )
+    return bool((await conn.execute(statement.values(commit_range=value))).rowcount)

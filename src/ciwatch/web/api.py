@@ -34,7 +34,7 @@ from ciwatch.filters import (
     matches,
     query_filters,
 )
-from ciwatch.serialize import job_to_dict, run_to_dict
+from ciwatch.serialize import commit_range_to_dict, job_to_dict, run_to_dict
 from ciwatch.store.reliability import MAX_WINDOW, FlakyJob, recovery_fields
 from ciwatch.timeutil import iso_z, to_utc
 from ciwatch.validation import MAX_ID, NO_CONTROL_PATTERN, Invalid, storable
@@ -176,7 +176,14 @@ async def get_run(request: Request, source: str, project: str, run_id: str) -> J
         detail = {"source": source, "project": project, "run_id": run_id}
         raise ApiError(404, "run not found", detail)
     jobs = await store.jobs_for(key)
-    return JSONResponse({"run": run_to_dict(run), "jobs": [job_to_dict(job) for job in jobs]})
+    found = await store.commit_range(key) if run.status is Status.FAILED else None
+    return JSONResponse(
+        {
+            "run": run_to_dict(run),
+            "jobs": [job_to_dict(job) for job in jobs],
+            "commit_range": commit_range_to_dict(found) if found is not None else None,
+        }
+    )
 
 
 def _since(value: datetime) -> datetime:

@@ -40,7 +40,7 @@ from ciwatch.alerting.silences import (
     given_matchers,
     silence_end,
 )
-from ciwatch.channels.render import commit_author, tests_sentence
+from ciwatch.channels.render import commit_author, commits_count, tests_sentence
 from ciwatch.config.durations import format_duration
 from ciwatch.domain import Job, Run, RunKey, Status
 from ciwatch.errors import StoreError
@@ -670,6 +670,7 @@ async def project_page(request: Request, source: str, project: str) -> HTMLRespo
         provider=data.board.rows[0].state.provider if data.board.rows else "",
         days=len(data.days),
         commit_author=commit_author,
+        commits_count=commits_count,
         tests_sentence=tests_sentence,
     )
     try:
@@ -747,13 +748,15 @@ async def run_page(request: Request, source: str, project: str, run_id: str) -> 
     try:
         run = await runtime.store.get_run(key)
         jobs = [] if run is None else await runtime.store.jobs_for(key)
+        failed = run is not None and run.status is Status.FAILED
+        context["since_green"] = await runtime.store.commit_range(key) if failed else None
         context["alerts_firing"] = await firing_badge(runtime.store)
     except StoreError as exc:
         return _unavailable(request, view, exc)
     if run is None:
         context.update(title="Unknown run", code=404)
         return render("not_found.html", context, status_code=404)
-    context.update(run=run, jobs=jobs, stages=stages(jobs))
+    context.update(run=run, jobs=jobs, stages=stages(jobs), commits_count=commits_count)
     return render("run.html", context)
 
 

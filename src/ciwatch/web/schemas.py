@@ -92,11 +92,35 @@ class RunsPage(BaseModel):
     next: str | None = Field(description="Cursor of the next page; null on the last page.")
 
 
+class RangeCommitModel(BaseModel):
+    """One commit of the range since the ref's last green run."""
+
+    sha: str = Field(description="The commit's SHA.")
+    title: str | None = Field(description="First line of its message.")
+    author: str | None = Field(description="Its author's name.")
+    email: str | None = Field(description="Its author's e-mail address.")
+    login: str | None = Field(description="Its author's login, where the CI system gives one.")
+
+
+class CommitRangeModel(BaseModel):
+    """The commits from the ref's last green run (excluded) to this run's (included), as the
+    CI system listed them when this run broke the ref: newest first, at most 20."""
+
+    total: int = Field(description="How many commits the CI system counts in the range.")
+    cut: bool = Field(description="Whether some were left out (more than 20).")
+    commits: list[RangeCommitModel]
+
+
 class RunDetail(BaseModel):
     """One run and its jobs (in creation order)."""
 
     run: RunModel
     jobs: list[JobModel]
+    commit_range: CommitRangeModel | None = Field(
+        None,
+        description="A run that broke its ref: the commits since the last green run, kept "
+        "when the breaking notice listed them; else null.",
+    )
 
 
 class RecoveryModel(BaseModel):
