@@ -404,8 +404,8 @@ def build_uri(build_id: str) -> str:
 
 
 class _Change(Payload):
-    """A `Change` of "Builds - Get Build Changes": `id` (for a commit, its SHA-1), `message`,
-    `author` (an IdentityRef)."""
+    """A `Change` of "Builds - Get Build Changes" and "Builds - Get Changes Between Builds":
+    `id` (for a commit, its SHA-1), `message`, `author` (an IdentityRef)."""
 
     id: str | None = None
     message: str | None = None
@@ -430,12 +430,18 @@ def parse_build_changes(body: Body, sha: str | None) -> dict[str, Any]:
     if change is None and changes:
         change = changes[0]
     who = change.author if change else None
-    email = (who.unique_name or "").strip() if who else ""
     return {
         "commit_title": first_line(change.message) if change else None,
         "commit_author": (who.display_name or None) if who else None,
-        "commit_email": email if "@" in email and " " not in email else None,
+        "commit_email": _email(who),
     }
+
+
+def _email(who: _Identity | None) -> str | None:
+    """An identity's `uniqueName` when it is an e-mail address (Azure DevOps names the
+    identity, e.g. `Build\\Fabrikam` for a service, not the git author's e-mail)."""
+    email = (who.unique_name or "").strip() if who else ""
+    return email if "@" in email and " " not in email else None
 
 
 def parse_test_runs(body: Body) -> tuple[dict[str, Any], list[int]]:
@@ -454,36 +460,22 @@ def parse_test_runs(body: Body) -> tuple[dict[str, Any], list[int]]:
     }, [r.id for r in runs if (r.unanalyzed_tests or 0) > 0]
 
 
-class _Change(Payload):
-    """A `Change` of "Builds - Get Changes Between Builds" (`id`: the commit for Git,
-    `message`, `author` an IdentityRef)."""
-
-    id: str | None = None
-    message: str | None = None
-    author: _Identity | None = None
-
-
-class _Changes(Payload):
-    value: list[_Change] = msgspec.field(default_factory=list)
-
-
 def parse_changes(body: Body, *, green: str | None, limit: int) -> CommitRange:
     """`GET {project}/_apis/build/changes?fromBuildId=&toBuildId=` → the range, in the order
     Azure lists the changes (newest first), `limit` kept; the green build's own commit, should
     Azure list it, is left out. The author's `uniqueName` is the e-mail when it looks like
     one."""
-    changes = decode(body, _Changes, "Azure build changes")
+    changes = decode(body, _ChangeList, "Azure build changes")
     found = [c for c in changes.value if c.id and c.id != green]
     commits = []
     for change in found[:limit]:
-        who = change.author or _Identity()
-        email = who.unique_name if who.unique_name and "@" in who.unique_name else None
+        who = change.author
         commits.append(
             RangeCommit(
                 change.id or "",
                 title=first_line(change.message),
-                author=who.display_name or None,
-                email=email,
+                author=(who.display_name or None) if who else None,
+                email=_email(who),
             )
         )
     return CommitRange(tuple(commits), len(found))
