@@ -16,8 +16,10 @@ from ciwatch.config.models import AlertSettings, RouteSettings, WebhookChannel
 from ciwatch.domain import CommitRange, RangeCommit, Run, RunKey
 from ciwatch.errors import Unavailable
 from ciwatch.providers.base import CommitRangeReader
+from ciwatch.selfmetrics import CollectionMetrics
 from ciwatch.store import SqlStore
 from ciwatch.store.alerting import outbox_rows
+from ciwatch.supervisor import Supervisor
 from factories import at
 
 from .test_engine import START, green, red
@@ -26,14 +28,17 @@ from .test_engine import START, green, red
 class Reader:
     """Lists one commit per SHA between the two runs, or fails like an unreachable server."""
 
-    def __init__(self, *, failing: bool = False) -> None:
+    def __init__(self, *, failing: bool = False, broken: bool = False) -> None:
         self.asked: list[tuple[str, str]] = []
         self.failing = failing
+        self.broken = broken
 
     async def commits_between(self, green: Run, failing: Run) -> CommitRange:
         self.asked.append((green.run_id, failing.run_id))
         if self.failing:
             raise Unavailable("GET …/compare: HTTP 503")
+        if self.broken:
+            raise KeyError("a parser's bug")
         return CommitRange((RangeCommit(failing.sha or "", "Break it", login="ada"),), total=1)
 
 
@@ -103,3 +108,19 @@ async def test_a_provider_error_leaves_only_the_list_out(store: SqlStore) -> Non
     assert row.payload["commit_range"] is None
     assert row.payload["green_sha"] == f"{1:040d}"
     assert await store.commit_range(RunKey("gitlab-main", "group/app", "2")) is None
+
+
+async def test_a_reader_bug_leaves_only_the_list_out_and_is_counted(store: SqlStore) -> None:
+    """Not a ProviderError: a bug must not hold the notice back evaluation after evaluation."""
+    reader = Reader(broken=True)
+    metrics = CollectionMetrics()
+    await store.upsert_runs([green(1), red(2)])
+    alerting = engine(store, reader)
+    alerting.supervisor = Supervisor(metrics)
+    applied = await alerting.evaluate()
+    assert [change.decision.notify.value for change in applied if change.decision.notify] == [
+        "broken"
+    ]
+    (row,) = await outbox_rows(store)
+    assert row.payload["commit_range"] is None
+    assert metrics.task_errors["alert-engine"] == 1

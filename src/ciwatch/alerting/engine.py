@@ -348,6 +348,15 @@ class AlertEngine:
                 str(exc) or "timed out",
             )
             return None
+        except Exception as exc:
+            # A bug (a parser's, say) must not hold the notice back, evaluation after
+            # evaluation: it goes without the list, and the failure is counted.
+            what = f"commits since green of {loggable(failing.source)}/{loggable(failing.project)}"
+            if self.supervisor is not None:
+                self.supervisor.item_failed("alert-engine", what, exc)
+            else:
+                log.exception("%s failed unexpectedly", what)
+            return None
 
     async def _keep_ranges(
         self, applied: Sequence[Change], ranges: Mapping[RunKey, CommitRange]
