@@ -37,6 +37,7 @@ def test_every_fixture_is_read_by_a_test() -> None:
     assert files == {
         "api/builds-list.json",
         "api/build-changes.json",
+        "api/changes-between.json",
         "api/definitions-list.json",
         "api/timeline.json",
         "api/test-runs-list.json",

@@ -30,6 +30,7 @@ COVERED = {
     "api/check-run.json": "parse_failing_check_runs (test_github_checks_parse.py)",
     "api/check-runs-list.json": "parse_failing_check_runs (test_github_checks_parse.py)",
     "api/check-run-annotations.json": "parse_failing_annotations (test_github_checks_parse.py)",
+    "api/compare.json": "parse_comparison (test_commit_range_parse.py)",
     "webhooks/workflow_run.requested.json": "parse_workflow_run_event",
     "webhooks/workflow_run.completed.json": "parse_workflow_run_event (+ parse_repos)",
     "webhooks/workflow_job.queued.json": "parse_workflow_job_event",

@@ -35,6 +35,7 @@ COVERED = {
     "api/commit.json": "parse_commit (test_commits_tests_parse.py)",
     "api/test-report.json": "parse_failing_tests (test_commits_tests_parse.py)",
     "api/test-report-summary.json": "parse_test_summary (test_commits_tests_parse.py)",
+    "api/compare.json": "parse_compare (test_commit_range_parse.py)",
 }
 SKIPPED = {
     "webhooks/pipeline-hook.headers.json": "request headers: read by the webhook endpoint",
