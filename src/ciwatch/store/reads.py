@@ -89,6 +89,16 @@ async def get_run(conn: AsyncConnection, key: RunKey) -> Run | None:
     return None if row is None else run_from_row(row)
 
 
+RUNS_QUERY = select(*RUN_COLUMNS)
+
+
+async def get_runs(conn: AsyncConnection, keys: Sequence[RunKey]) -> dict[RunKey, Run]:
+    """The stored runs among `keys`, by key (absent ones left out): one statement per chunk."""
+    key = tuple_(runs.c.source, runs.c.project, runs.c.run_id)
+    found = (run_from_row(row._mapping) for row in await in_parts(conn, RUNS_QUERY, key, keys))
+    return {run.key: run for run in found}
+
+
 async def jobs_for(conn: AsyncConnection, key: RunKey) -> list[Job]:
     """The jobs of one run, in the order they were created (then by job id)."""
     query = select(*JOB_COLUMNS).where(
