@@ -120,9 +120,9 @@ def test_the_fork_check_reports_a_broken_module() -> None:
 
 
 # What the cron path does not need: the web server and dashboard, the alert channels and their
-# libraries, the simulator.
+# libraries, the simulator, and Alembic (unless the database is behind: store/migrate.py).
 NOT_FOR_POLL = ["ciwatch.web", "ciwatch.channels", "ciwatch.simulator", "ciwatch.alerting.delivery"]
-NOT_FOR_POLL += ["fastapi", "starlette", "uvicorn", "jinja2", "aiosmtplib", "apprise"]
+NOT_FOR_POLL += ["fastapi", "starlette", "uvicorn", "jinja2", "aiosmtplib", "apprise", "alembic"]
 
 _COMMAND_LINE = """
 import json, sys
