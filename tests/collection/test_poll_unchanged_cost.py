@@ -24,7 +24,7 @@ from aiohttp import web
 
 from ciwatch.clock import FakeClock, SystemClock
 from ciwatch.config import GitLabSource, Settings
-from ciwatch.domain import RunKey, Target, TargetState
+from ciwatch.domain import Run, RunKey, Target, TargetState
 from ciwatch.http import HttpClient
 from ciwatch.providers import gitlab
 from ciwatch.providers.gitlab_poll import GitLabProvider
@@ -313,3 +313,24 @@ async def test_lookups_made_together_are_one_read(store: SqlStore) -> None:
     assert len([s for s in sent if "(runs.source, runs.project, runs.run_id) IN" in s]) == 1
     assert store.group_read.batches == 1
     assert await store.get_runs([]) == {}
+
+
+async def test_a_long_lookup_is_read_in_padded_chunks(store: SqlStore) -> None:
+    """More keys than one statement takes, some twice, most stored: every stored one found,
+    in two statements (256 keys, then the rest padded to a power of two)."""
+    stored = [make_run(run_id=str(i)) for i in range(300)]
+    await store.upsert_runs(stored)
+    keys = [run.key for run in stored] + [stored[0].key, RunKey("gl", "group/none", "9")]
+    with statements(store) as sent:
+        found = await store.get_runs(keys)
+    assert found == {run.key: run for run in await _stored(store, stored)}
+    assert len([s for s in sent if "(runs.source, runs.project, runs.run_id) IN" in s]) == 2
+
+
+async def _stored(store: SqlStore, runs: list[Run]) -> list[Run]:
+    found = []
+    for run in runs:
+        one = await store.get_run(run.key)
+        assert one is not None
+        found.append(one)
+    return found
