@@ -14,7 +14,14 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ciwatch.domain import Job, RefKey, Run, RunKey
-from ciwatch.store.refs import lock_refs, recompute, ref_row, runs_of, stored_refs
+from ciwatch.store.refs import (
+    lock_refs,
+    recompute,
+    recompute_all,
+    ref_row,
+    runs_of,
+    stored_refs,
+)
 from ciwatch.store.rows import job_values, run_values
 from ciwatch.store.tables import jobs, ref_states, runs
 from ciwatch.store.upserts import job_upsert, run_upsert
@@ -81,8 +88,7 @@ async def upsert_runs(
         # own change and before the recompute, is still correct; being out of order it may
         # deadlock, which PostgreSQL detects, and the whole transaction is retried.
         touched |= await lock_refs(conn, touched - locked)
-    for ref in sorted(touched):
-        await recompute(conn, dialect, ref)
+    await recompute_all(conn, dialect, sorted(touched))
     return changed
 
 
