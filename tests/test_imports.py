@@ -117,3 +117,46 @@ def test_the_fork_check_reports_a_broken_module() -> None:
     failures = json.loads(_run(_FORK_EACH.format(preload=[], modules=["json", "no_such_mod"])))
     assert list(failures) == ["no_such_mod"]
     assert "ModuleNotFoundError" in failures["no_such_mod"]
+
+
+# What the cron path does not need: the web server and dashboard, the alert channels and their
+# libraries, the simulator, and Alembic (unless the database is behind: store/migrate.py).
+NOT_FOR_POLL = ["ciwatch.web", "ciwatch.channels", "ciwatch.simulator", "ciwatch.alerting.delivery"]
+NOT_FOR_POLL += ["fastapi", "starlette", "uvicorn", "jinja2", "aiosmtplib", "apprise", "alembic"]
+
+_COMMAND_LINE = """
+import json, sys
+sys.argv = ["ciwatch", *{argv!r}]
+from ciwatch.cli import main
+try:
+    main()
+except SystemExit:
+    pass
+print()
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def test_ciwatch_poll_loads_only_what_polling_needs() -> None:
+    """`ciwatch poll` (cron's `poll --once`) imports its own command's module, not every
+    subcommand's: start-up is paid on every run."""
+    loaded = set(json.loads(_run(_COMMAND_LINE.format(argv=["poll", "--help"])).splitlines()[-1]))
+    assert {"ciwatch.cli.poll", "ciwatch.runtime", "ciwatch.scheduler.loop"} <= loaded
+    offending = sorted(
+        name
+        for name in loaded
+        if any(name.split(".")[: len(n.split("."))] == n.split(".") for n in NOT_FOR_POLL)
+    )
+    assert not offending, f"`ciwatch poll` loads {offending}"
+    assert not {"ciwatch.cli.alerts", "ciwatch.cli.serve", "ciwatch.cli.simulate"} & loaded
+
+
+def test_the_whole_command_line_still_lists_every_command() -> None:
+    out = _run(_COMMAND_LINE.format(argv=["--help"]))
+    for name in ["serve", "demo", "poll", "status", "history", "report", "simulate"]:
+        assert f" {name} " in out, name
+    for name in ["alerts", "silence", "db", "config"]:
+        assert f" {name} " in out, name
+    # A group's own commands, `alerts test` registered beside the module's own.
+    out = _run(_COMMAND_LINE.format(argv=["alerts", "--help"]))
+    assert " test " in out and " list " in out

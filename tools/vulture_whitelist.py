@@ -23,6 +23,7 @@ receive  # web/hooks.py: registered once per provider kind with a webhook handle
 # -- Typer commands (registered by their decorator) and options accepted but not read -------
 alerts_list, silence_add, silence_list, silence_expire  # cli/alerts.py
 once  # cli/poll.py: `--once` is what poll always does; accepted so cron lines may say so
+alerts_test, demo  # cli/__init__.py registers commands by name (_COMMANDS), importing lazily
 
 # -- Jinja templates: what web/templates/*.html call and read --------------------------------
 _.badge, _.ci_link, _.run_duration, _.utc, _.here, _.static, _.run_link  # web/dashboard.View

@@ -1,12 +1,14 @@
 """What an unchanged poll costs, counted rather than timed: a GitLab page answering `[]` is not
 decoded and issues no SQL statement, a cycle keeps no more poll tasks alive than polls may be in
-flight, and `poll --once` reads the target states once. Decodes are counted with a profile hook
+flight, `poll --once` reads the target states once, and the run lookups of concurrent polls
+of changed targets share a read. Decodes are counted with a profile hook
 on the parser's code, SQL with a `before_cursor_execute` listener on the real engine (SQLite and
 PostgreSQL); the servers are real, on 127.0.0.1."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -22,7 +24,7 @@ from aiohttp import web
 
 from ciwatch.clock import FakeClock, SystemClock
 from ciwatch.config import GitLabSource, Settings
-from ciwatch.domain import Target, TargetState
+from ciwatch.domain import Run, RunKey, Target, TargetState
 from ciwatch.http import HttpClient
 from ciwatch.providers import gitlab
 from ciwatch.providers.gitlab_poll import GitLabProvider
@@ -33,6 +35,7 @@ from ciwatch.simulator import RunningSimulator, Simulator
 from ciwatch.store import SqlStore
 from collection.basic import basic_sources
 from collection.test_poll_state_memory import _close_providers, statements
+from factories import make_run
 
 
 @contextmanager
@@ -221,3 +224,113 @@ async def test_poll_once_reads_the_target_states_once(
     assert not report.failed
     reads = [s for s in sent if s.lstrip().upper().startswith("SELECT") and "FROM targets" in s]
     assert len(reads) == 1
+
+
+@pytest.fixture
+async def busy_gitlab() -> AsyncIterator[tuple[str, int]]:
+    """A GitLab of `K` projects that each list two pipelines the store has not seen (the
+    vendor's samples). The lists are answered together once all `K` were asked for, as a cycle's
+    concurrent polls get theirs at about the same time."""
+    count = 6
+    fixtures = PIPELINES.parent
+    pipelines_body = PIPELINES.read_bytes()
+    pipeline_sample = json.loads((fixtures / "pipeline.json").read_bytes())
+    jobs_sample = json.loads((fixtures / "pipeline-jobs-list.json").read_bytes())
+    asked: list[web.Request] = []
+    all_asked = asyncio.Event()
+
+    async def pipelines(request: web.Request) -> web.StreamResponse:
+        asked.append(request)
+        if len(asked) >= count:
+            all_asked.set()
+        await all_asked.wait()
+        return web.Response(body=pipelines_body, content_type="application/json")
+
+    async def pipeline(request: web.Request) -> web.StreamResponse:
+        # The sample, as the pipeline asked for.
+        return web.json_response({**pipeline_sample, "id": int(request.match_info["id"])})
+
+    async def pipeline_jobs(request: web.Request) -> web.StreamResponse:
+        run = int(request.match_info["id"])
+        return web.json_response(
+            [{**job, "pipeline": {**job["pipeline"], "id": run}} for job in jobs_sample]
+        )
+
+    app = web.Application()
+    app.router.add_get("/api/v4/projects/{project}/pipelines", pipelines)
+    app.router.add_get("/api/v4/projects/{project}/pipelines/{id}", pipeline)
+    app.router.add_get("/api/v4/projects/{project}/pipelines/{id}/jobs", pipeline_jobs)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}", count
+    finally:
+        await runner.cleanup()
+
+
+async def test_concurrent_polls_of_changed_targets_share_their_run_lookups(
+    store: SqlStore, busy_gitlab: tuple[str, int]
+) -> None:
+    """K targets whose lists show runs the process does not know, polled at once: the store is
+    asked which of their runs it holds in one read for all of them (not one read per run, nor
+    one per poll), and every run is stored."""
+    url, count = busy_gitlab
+    projects = [f"group/p{i}" for i in range(count)]
+    settings = GitLabSource(name="gl", url=url, projects=projects)
+    provider = GitLabProvider(settings, HttpClient("gl", url, retries=0), SystemClock())
+    now = datetime.now(UTC).replace(microsecond=0)
+    targets = [Target("gl", "gitlab", project) for project in projects]
+    try:
+        with statements(store) as sent:
+            outcomes = await asyncio.gather(
+                *(poll_target(provider, store, t, now=now, known=KnownRuns()) for t in targets)
+            )
+    finally:
+        await provider.close()
+    assert [(o.ok, o.seen) for o in outcomes] == [(True, 2)] * count
+    assert sum(o.changed for o in outcomes) == 2 * count
+    # The lookup statement (`reads.get_runs`): the runs among some (source, project, run_id).
+    lookups = [s for s in sent if "(runs.source, runs.project, runs.run_id) IN" in s]
+    # One per poll before (one per run, 12, before that); the first list answered may start a
+    # read alone, and the others then share the next one.
+    assert 1 <= len(lookups) < count, lookups
+    for project in projects:
+        assert len((await store.history(source="gl", project=project, limit=10)).runs) == 2
+
+
+async def test_lookups_made_together_are_one_read(store: SqlStore) -> None:
+    """Run lookups submitted together are one statement; each caller gets its own runs."""
+    stored = [make_run(run_id=str(i), project=f"group/p{i % 3}") for i in range(6)]
+    await store.upsert_runs(stored)
+    wanted = [[run.key, RunKey("gl", "group/none", "9")] for run in stored]
+    with statements(store) as sent:
+        answers = await asyncio.gather(*(store.get_runs(keys) for keys in wanted))
+    assert [list(answer) for answer in answers] == [[run.key] for run in stored]
+    assert [answer[run.key].status for answer, run in zip(answers, stored, strict=True)] == [
+        run.status for run in stored
+    ]
+    assert len([s for s in sent if "(runs.source, runs.project, runs.run_id) IN" in s]) == 1
+    assert store.group_read.batches == 1
+    assert await store.get_runs([]) == {}
+
+
+async def test_a_long_lookup_is_read_in_padded_chunks(store: SqlStore) -> None:
+    """More keys than one statement takes, some twice, most stored: every stored one found,
+    in two statements (256 keys, then the rest padded to a power of two)."""
+    stored = [make_run(run_id=str(i)) for i in range(300)]
+    await store.upsert_runs(stored)
+    keys = [run.key for run in stored] + [stored[0].key, RunKey("gl", "group/none", "9")]
+    with statements(store) as sent:
+        found = await store.get_runs(keys)
+    assert found == {run.key: run for run in await _stored(store, stored)}
+    assert len([s for s in sent if "(runs.source, runs.project, runs.run_id) IN" in s]) == 2
+
+
+async def _stored(store: SqlStore, runs: list[Run]) -> list[Run]:
+    found = []
+    for run in runs:
+        one = await store.get_run(run.key)
+        assert one is not None
+        found.append(one)
+    return found

@@ -48,7 +48,7 @@ async def test_error_after_the_upserts_rolls_them_back(
     async def failing_recompute(*_args: Any) -> None:
         raise OperationalError("UPDATE ref_states ...", {}, Exception("disk I/O error"))
 
-    monkeypatch.setattr(writes, "recompute", failing_recompute)
+    monkeypatch.setattr(writes, "recompute_all", failing_recompute)
     with pytest.raises(StoreError, match="disk I/O error") as caught:
         await store.upsert_runs([make_run(run_id="1"), make_run(run_id="2")])
     assert isinstance(caught.value.__cause__, OperationalError)

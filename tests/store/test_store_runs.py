@@ -7,6 +7,8 @@ from dataclasses import replace
 from ciwatch.domain import RunKey, Status
 from ciwatch.state import fold_runs, merge_job, ref_state
 from ciwatch.store import SqlStore
+from ciwatch.store.writes import sized
+from collection.test_poll_state_memory import statements
 from factories import at, make_job, make_run
 
 KEY = RunKey("gitlab-main", "group/app", "1001")
@@ -125,3 +127,43 @@ async def test_datetimes_come_back_aware_utc(store: SqlStore) -> None:
     assert stored.updated_at == at(0.000001)
     assert stored.updated_at.utcoffset() is not None
     assert stored.updated_at.utcoffset().total_seconds() == 0  # type: ignore[union-attr]
+
+
+async def test_the_ref_states_of_one_write_are_upserted_in_one_statement(store: SqlStore) -> None:
+    """A write touching several refs recomputes each from its runs, and writes all their rows
+    with one statement (one round trip, not one per ref)."""
+    batch = [make_run(run_id=str(i), ref=f"r{i}", status=Status.FAILED) for i in range(5)]
+    with statements(store) as sent:
+        await store.upsert_runs(batch)
+    # The upsert of the rows (on PostgreSQL, not the placeholders inserted to lock them).
+    upserts = [s for s in sent if s.startswith("INSERT INTO ref_states") and "last_run_id =" in s]
+    assert len(upserts) == 1, upserts
+    states = {state.ref: state for state in await store.ref_states()}
+    assert sorted(states) == [f"r{i}" for i in range(5)]
+    for run in batch:
+        assert states[run.ref or ""] == ref_state([run])
+
+
+def test_a_wave_is_written_in_parts_of_power_of_two_lengths() -> None:
+    for length in range(0, 600):
+        items = list(range(length))
+        parts = [list(part) for part in sized(items)]
+        assert [item for part in parts for item in part] == items
+        sizes = [len(part) for part in parts]
+        assert all(size & (size - 1) == 0 for size in sizes)
+        assert sizes == sorted(sizes, reverse=True)
+        assert len(sizes) == len(set(sizes))
+
+
+async def test_writes_of_every_size_use_few_distinct_statements(store: SqlStore) -> None:
+    """A driver keeps a prepared statement per SQL text, and a multi-row statement's text
+    depends on its row count: batches of 1 to 40 runs use at most six texts (1, 2, 4, …, 32
+    rows), not forty."""
+    written = 0
+    with statements(store) as sent:
+        for size in range(1, 41):
+            await store.upsert_runs([make_run(run_id=str(written + i)) for i in range(size)])
+            written += size
+    texts = {s for s in sent if s.startswith("INSERT INTO runs")}
+    assert 1 < len(texts) <= 6
+    assert len((await store.history(limit=1000)).runs) == written

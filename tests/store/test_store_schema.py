@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
 
 from ciwatch.domain import TargetState
 from ciwatch.errors import ConfigError, StoreError
-from ciwatch.store import SqlStore, Store, open_store
+from ciwatch.store import SqlStore, Store, migrate, open_store
 from ciwatch.store.engine import parse_url
 from ciwatch.store.tables import metadata
 from factories import at, make_run
@@ -121,3 +124,63 @@ async def test_target_state_round_trip(store: SqlStore) -> None:
     other = TargetState(source="github", project="octo/app")
     await store.save_target_state(other)
     assert await store.target_states() == [other, healed]
+
+
+def test_the_packaged_heads_read_without_alembic_are_alembics() -> None:
+    assert migrate.packaged_heads() is not None
+    assert migrate.packaged_heads() == migrate.head_revisions()
+
+
+async def test_a_database_behind_the_head_is_upgraded(empty_url: str) -> None:
+    (head,) = migrate.head_revisions()
+    script = ScriptDirectory.from_config(migrate.alembic_config())
+    previous = script.get_revision(head).down_revision
+    assert isinstance(previous, str)
+    store = open_store(empty_url)
+    try:
+        async with store._engine.begin() as conn:
+            await conn.run_sync(lambda c: command.upgrade(migrate.alembic_config(c), previous))
+        assert await store.schema_current() is False
+        await store.upgrade()
+        assert await store.schema_current() is True
+        async with store._engine.connect() as conn:
+            assert await conn.run_sync(migrate.current_revisions) == {head}
+            assert await conn.run_sync(_schema_diff) == []
+    finally:
+        await store.close()
+
+
+_OPEN_AND_UPGRADE = """
+import asyncio, sys
+from ciwatch.store import open_store
+
+async def main():
+    store = open_store({url!r})
+    try:
+        await store.upgrade()
+        print(await store.schema_current(), "alembic" in sys.modules)
+    finally:
+        await store.close()
+
+asyncio.run(main())
+"""
+
+
+async def test_a_database_at_the_head_needs_no_alembic(empty_url: str) -> None:
+    """Every `poll --once` and every start asks for an upgrade: at the head it costs a look at
+    the version table, not Alembic's import."""
+    store = open_store(empty_url)
+    try:
+        await store.upgrade()
+    finally:
+        await store.close()
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _OPEN_AND_UPGRADE.format(url=empty_url),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(child.communicate(), 120)
+    assert child.returncode == 0, err.decode()
+    assert out.decode().split() == ["True", "False"]

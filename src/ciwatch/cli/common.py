@@ -142,7 +142,20 @@ def fail(exc: CiwatchError) -> NoReturn:
 
 
 def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    """`data` as indented JSON. A list is written item by item, byte for byte what one
+    `json.dumps` would write: the whole text of 10,000 ref states at once (the pure-Python
+    encoder `indent` selects keeps every piece until it joins them) took 65 MB, a third of
+    `poll --once --json`'s peak memory."""
+    write = sys.stdout.write
+    if not isinstance(data, list) or not data:
+        write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+        return
+    separator = "[\n  "
+    for item in data:
+        # A JSON text has no raw newline inside a string: each one starts a line to indent.
+        write(separator + json.dumps(item, indent=2, ensure_ascii=False).replace("\n", "\n  "))
+        separator = ",\n  "
+    write("\n]\n")
 
 
 def human_ago(when: datetime | None, now: datetime) -> str:

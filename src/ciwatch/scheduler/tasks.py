@@ -2,8 +2,9 @@
 
 Order matters for "nothing lost": jobs are stored first, then their runs, and the new cursor or
 ETag only afterwards, so a crash in between re-polls (and re-fetches) instead of skipping. Jobs
-are fetched only for runs the store would change. A poll writes its runs in one transaction and
-their jobs in another, not two per run.
+are fetched only for runs the store would change. A poll looks up the runs it does not know in one
+read, shared with the lookups of concurrent polls (`store/group.py`), and writes its runs with
+their jobs in one transaction, shared the same way.
 
 A run whose progress this process already saw stored costs no store read on the next poll:
 each target remembers (as hashes) the runs of its previous poll. The store is forward-only, so
@@ -232,14 +233,21 @@ async def _store_runs(
     if not runs:
         return 0  # a 304 or an empty list: the runs known from before are still the ones shown
     seen: set[int] = set()
-    fresh: list[Run] = []
+    unknown: list[Run] = []
     for run in runs:
+        if known is not None:
+            digest = _seen(run, progress_key(run))
+            if digest in known:
+                seen.add(digest)
+                continue
+        unknown.append(run)
+    # One lookup for all of them, shared with the lookups of concurrent polls.
+    stored = await store.get_runs([run.key for run in unknown]) if unknown else {}
+    fresh: list[Run] = []
+    for run in unknown:
         progress = progress_key(run)
-        if known is not None and _seen(run, progress) in known:
-            seen.add(_seen(run, progress))
-            continue
-        stored = await store.get_run(run.key)
-        if stored is not None and progress <= progress_key(stored):
+        before = stored.get(run.key)
+        if before is not None and progress <= progress_key(before):
             seen.add(_seen(run, progress))
             continue
         fresh.append(run)

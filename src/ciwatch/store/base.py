@@ -111,6 +111,11 @@ class RunStore(Protocol):
         """The stored run, or None."""
         ...
 
+    async def get_runs(self, keys: Sequence[RunKey]) -> dict[RunKey, Run]:
+        """The stored runs among `keys`, by key (absent ones left out). Concurrent calls may
+        share one read."""
+        ...
+
     async def jobs_for(self, key: RunKey) -> list[Job]:
         """The jobs of a run in creation order (then job id); empty when none are stored."""
         ...

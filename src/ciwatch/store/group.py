@@ -15,6 +15,11 @@ database refused) is retried item by item, so one bad write fails alone and the 
 stored. Any other failure (the database unreachable, a timeout, a lock) fails the whole batch at
 once: retrying its items one by one would only make every write behind them wait for each
 timeout in turn. A caller cancelled while its batch is being written does not stop the write.
+
+Run lookups are grouped the same way (`GroupRead`): the polls of a cycle that find changed runs
+ask at about the same time which of them are stored, and each read transaction costs far more
+than one more key in it (on SQLite a connection, BEGIN, the statement and the end, each a hop
+to the driver's thread). Lookups that arrive while a read is in progress share the next one.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
-from ciwatch.domain import Job, Run
+from ciwatch.domain import Job, Run, RunKey
 
 
 @dataclass
@@ -104,3 +109,63 @@ def _fail(item: Pending, exc: Exception) -> None:
     # A caller that went away never retrieves it: do not warn about that.
     with contextlib.suppress(asyncio.CancelledError, Exception):
         item.future.exception()
+
+
+ReadRuns = Callable[[Sequence[RunKey]], Awaitable[dict[RunKey, Run]]]
+
+
+class GroupRead:
+    """Coalesces the run lookups submitted while a lookup is in progress into the next one.
+    `read_runs(keys)` returns the stored runs among `keys` in one read transaction. A failed
+    read fails every lookup of its batch (nothing in a lookup can be one caller's fault)."""
+
+    def __init__(self, read_runs: ReadRuns, *, max_keys: int = 2000) -> None:
+        self._read_runs = read_runs
+        self.max_keys = max_keys
+        self._pending: list[tuple[Sequence[RunKey], asyncio.Future[dict[RunKey, Run]]]] = []
+        self._task: asyncio.Task[None] | None = None
+        self.batches = 0  # read transactions (for tests and benchmarks)
+
+    async def submit(self, keys: Sequence[RunKey]) -> dict[RunKey, Run]:
+        future: asyncio.Future[dict[RunKey, Run]] = asyncio.get_running_loop().create_future()
+        self._pending.append((keys, future))
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._drain(), name="store-group-read")
+        return await asyncio.shield(future)
+
+    async def _drain(self) -> None:
+        while self._pending:
+            count = 0
+            taken = 0
+            for keys, _ in self._pending:
+                if taken and count + len(keys) > self.max_keys:
+                    break
+                count += len(keys)
+                taken += 1
+            batch = self._pending[:taken]
+            del self._pending[:taken]
+            try:
+                await self._read(batch)
+            except asyncio.CancelledError:
+                for _, future in batch + self._pending:
+                    future.cancel()
+                self._pending.clear()
+                raise
+
+    async def _read(
+        self, batch: list[tuple[Sequence[RunKey], asyncio.Future[dict[RunKey, Run]]]]
+    ) -> None:
+        self.batches += 1
+        wanted = list(dict.fromkeys(key for keys, _ in batch for key in keys))
+        try:
+            found = await self._read_runs(wanted)
+        except Exception as exc:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    future.exception()
+            return
+        for keys, future in batch:
+            if not future.done():
+                future.set_result({key: found[key] for key in keys if key in found})

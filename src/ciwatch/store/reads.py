@@ -96,6 +96,28 @@ async def commit_range(conn: AsyncConnection, key: RunKey) -> CommitRange | None
     return range_from_value(value)
 
 
+RUNS_QUERY = select(*RUN_COLUMNS)
+LOOKUP_CHUNK = 256  # a power of two: a full chunk needs no padding
+
+
+async def get_runs(conn: AsyncConnection, keys: Sequence[RunKey]) -> dict[RunKey, Run]:
+    """The stored runs among `keys`, by key (absent ones left out): one statement per chunk.
+
+    Each chunk is padded (its last key repeated) to a power of two: a statement is prepared
+    and cached per distinct SQL text, i.e. per number of keys, and lookups of every size from
+    1 to 500 kept up to the driver's cache of them (SQLite: 128): 13 MB after 400 lookups
+    of random sizes against none with padding (measured, docs/performance.md)."""
+    key = tuple_(runs.c.source, runs.c.project, runs.c.run_id)
+    found: dict[RunKey, Run] = {}
+    for part in chunks(list(dict.fromkeys(keys)), LOOKUP_CHUNK):
+        padded = [*part, *[part[-1]] * ((1 << (len(part) - 1).bit_length()) - len(part))]
+        query = RUNS_QUERY.where(key.in_([tuple(value) for value in padded]))
+        for row in await conn.execute(query):
+            run = run_from_row(row._mapping)
+            found[run.key] = run
+    return found
+
+
 async def jobs_for(conn: AsyncConnection, key: RunKey) -> list[Job]:
     """The jobs of one run, in the order they were created (then by job id)."""
     query = select(*JOB_COLUMNS).where(

@@ -178,12 +178,29 @@ def _probe_key(row: Any) -> tuple[Any, str]:
 
 async def recompute(conn: AsyncConnection, dialect: str, ref: RefKey) -> None:
     """Bring the `ref_states` row of `ref` up to date with its runs, in `conn`'s transaction."""
+    await recompute_all(conn, dialect, [ref])
+
+
+async def recompute_all(conn: AsyncConnection, dialect: str, refs: Iterable[RefKey]) -> None:
+    """`recompute` for each of `refs`, in their order, with one upsert statement for all their
+    rows (a statement per ref is a round trip per ref: on SQLite, hops to the driver's thread)."""
+    rows = []
+    for ref in refs:
+        values = await _state_values(conn, ref)
+        if values is not None:
+            rows.append(values)
+    if rows:
+        await conn.execute(ref_state_upsert(dialect), rows)
+
+
+async def _state_values(conn: AsyncConnection, ref: RefKey) -> dict[str, Any] | None:
+    """The `ref_states` row of `ref` from its runs; None (and the row deleted) without runs."""
     params = _params(ref)
     found = {row.kind: row for row in await conn.execute(_PROBES, params)}
     last = found.get("last")
     if last is None:
         await conn.execute(_DELETE_STATE, params)
-        return
+        return None
     values: dict[str, Any] = {
         "source": ref.source,
         "project": ref.project,
@@ -212,4 +229,4 @@ async def recompute(conn: AsyncConnection, dialect: str, ref: RefKey) -> None:
             since_run_id=first.id,
             since=first.finished_at or first.order_time,
         )
-    await conn.execute(ref_state_upsert(dialect), values)
+    return values

@@ -55,7 +55,7 @@ from ciwatch.store.engine import (
     operation_error,
     parse_url,
 )
-from ciwatch.store.group import GroupCommit, Pending
+from ciwatch.store.group import GroupCommit, GroupRead, Pending
 from ciwatch.store.outbox import ChannelTrouble, OutboxRow
 from ciwatch.store.reliability import FlakyJob, RecoveryStats
 from ciwatch.store.rows import range_value, target_values
@@ -107,6 +107,8 @@ class SqlStore:
         self.changes = RefChanges()
         # Concurrent run writes share a transaction (see `group.py`).
         self.group_commit = GroupCommit(self._write_batch, isolates=_item_caused)
+        # Concurrent run lookups share a read (see `group.py`).
+        self.group_read = GroupRead(self._read_runs)
         # The scheduler's in-memory target states (`scheduler/book.py`), newer than the rows
         # until its next flush: target reads in this process see them at once.
         self.overlay: TargetOverlay | None = None
@@ -248,6 +250,15 @@ class SqlStore:
     async def get_run(self, key: RunKey) -> Run | None:
         """The stored run, or None."""
         return await self._read("run lookup", lambda conn: reads.get_run(conn, RunKey(*key)))
+
+    async def get_runs(self, keys: Sequence[RunKey]) -> dict[RunKey, Run]:
+        """The stored runs among `keys`, by key. Concurrent calls share a read (`group.py`)."""
+        if not keys:
+            return {}
+        return await self.group_read.submit(keys)
+
+    async def _read_runs(self, keys: Sequence[RunKey]) -> dict[RunKey, Run]:
+        return await self._read("run lookup", lambda conn: reads.get_runs(conn, keys))
 
     async def jobs_for(self, key: RunKey) -> list[Job]:
         """The jobs of a run, in creation order."""
