@@ -258,8 +258,9 @@ class SnapshotCache:
 
     async def get_current(self) -> Snapshot | None:
         """The snapshot if it holds every run write this process committed before the call and
-        was read less than `2 * max_age` ago with the store up; otherwise None (the caller reads
-        the store itself). Refreshes first when needed, as `get()`."""
+        was read less than `max_age + wait` seconds ago (a refresh that outlasts `wait` leaves
+        an older one) with the store up; otherwise None (the caller reads the store itself).
+        Refreshes first when needed, as `get()`."""
         mark = self._changes.added
         found = await self.get()
         if found is not None and self._read_mark < mark:
@@ -271,7 +272,7 @@ class SnapshotCache:
             or self._read_mark < mark
             or not self.store_up
             or self._read_at is None
-            or self._monotonic() - self._read_at >= 2 * self.max_age
+            or self._monotonic() - self._read_at >= self.max_age + self.wait
         ):
             return None
         return found
