@@ -239,19 +239,25 @@ class SnapshotCache:
             return False
         return self._monotonic() - self._attempted_at < self.max_age
 
+    def _start_refresh(self) -> asyncio.Task[None]:
+        """The refresh running, or a new one."""
+        task = self._refresh_task
+        if task is None or task.done():
+            full = self._invalid or self._full_at is None or self._stale_full()
+            self._invalid = False
+            self._attempted_at = self._monotonic()
+            task = self._refresh_task = asyncio.create_task(
+                self._refresh(full), name="metrics-refresh"
+            )
+        return task
+
     async def get(self) -> Snapshot | None:
         """The current snapshot (None while the store has never been read)."""
         if not self._fresh():
-            if self._refresh_task is None or self._refresh_task.done():
-                full = self._invalid or self._full_at is None or self._stale_full()
-                self._invalid = False
-                self._attempted_at = self._monotonic()
-                self._refresh_task = asyncio.create_task(
-                    self._refresh(full), name="metrics-refresh"
-                )
+            task = self._start_refresh()
             timeout = self.wait if self.current is not None else self.first_wait
             try:
-                await asyncio.wait_for(asyncio.shield(self._refresh_task), timeout)
+                await asyncio.wait_for(asyncio.shield(task), timeout)
             except TimeoutError:
                 log.warning("metrics: snapshot refresh still running after %.1fs", timeout)
         return self.current
@@ -260,22 +266,31 @@ class SnapshotCache:
         """The snapshot if it holds every run write this process committed before the call and
         was read less than `max_age + wait` seconds ago (a refresh that outlasts `wait` leaves
         an older one) with the store up; otherwise None (the caller reads the store itself).
-        Refreshes first when needed, as `get()`."""
+        While a refresh is running, a snapshot within those bounds is answered at once;
+        otherwise this refreshes first, as `get()`."""
         mark = self._changes.added
+        running = self._refresh_task is not None and not self._refresh_task.done()
+        if running and self._usable(mark):
+            # Another request started a refresh: within the bounds, no need to wait for it.
+            return self.current
         found = await self.get()
         if found is not None and self._read_mark < mark:
             # A refresh that began before the write was running: one more.
             found = await self.get()
-        if (
-            found is None
-            or found is not self.current
-            or self._read_mark < mark
-            or not self.store_up
-            or self._read_at is None
-            or self._monotonic() - self._read_at >= self.max_age + self.wait
-        ):
+        if found is None or found is not self.current or not self._usable(mark):
             return None
         return found
+
+    def _usable(self, mark: int) -> bool:
+        """Whether `current` holds the writes published up to `mark`, was read less than
+        `max_age + wait` ago, and the store was up at the last refresh."""
+        return (
+            self.current is not None
+            and self._read_mark >= mark
+            and self.store_up
+            and self._read_at is not None
+            and self._monotonic() - self._read_at < self.max_age + self.wait
+        )
 
     async def refresh(self) -> Snapshot | None:
         """Refresh now and wait for it, counts included (for tests and the first scrape)."""
