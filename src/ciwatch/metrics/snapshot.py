@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -136,6 +137,11 @@ MAX_RECOVERY_WINDOWS = 4
 def _order(state: RefState) -> tuple[str, str, str]:
     # The database's order too: the key columns compare byte by byte (`coltypes.key_text`).
     return (state.source, state.project, state.ref)
+
+
+def _spread(key: RunKey) -> float:
+    """A fraction in [0.5, 1) fixed per run: when its kept jobs are read again."""
+    return 0.5 + zlib.crc32("\0".join(key).encode("utf-8", "surrogatepass")) / 2**33
 
 
 def _same(before: Snapshot, after: Snapshot) -> bool:
@@ -497,10 +503,12 @@ class SnapshotCache:
 
     async def _newest_jobs(self, refs: tuple[RefState, ...]) -> dict[RunKey, tuple[Job, ...]]:
         # Jobs of an active or changed run are read on every refresh; those of a finished,
-        # unchanged run at most every slow_max_age (a late job webhook may still add to them).
+        # unchanged run again after 50 to 100 % of slow_max_age (a late job webhook may still
+        # add to them), spread by run so that no refresh reads every ref's jobs at once.
         found: dict[RunKey, tuple[Job, ...]] = {}
         wanted: dict[RunKey, object] = {}
         cache: dict[RunKey, tuple[object, float, tuple[Job, ...]]] = {}
+        now = self._monotonic()
         for state in refs:
             run = state.last_run
             token = _token(run)
@@ -509,7 +517,7 @@ class SnapshotCache:
                 cached is not None
                 and cached[0] == token
                 and run.status.terminal
-                and not self._stale(cached[1])
+                and now - cached[1] < self.slow_max_age * _spread(run.key)
             ):
                 cache[run.key] = cached
                 found[run.key] = cached[2]
