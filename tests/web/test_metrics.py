@@ -650,3 +650,29 @@ async def test_test_cases_of_the_newest_reported_run(
         "errored": 1.0,
     }
     assert m.series("ci_pipeline_test_cases", **{**REF, "ref": "other"}) == {}
+
+
+async def test_get_current_holds_this_process_writes_even_behind_a_slow_refresh(
+    store: SqlStore, ticks: Ticks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What `/api/v1/projects` reads: a write committed before the call is in the answer, also
+    when the refresh outlasts `wait` (it waits for it rather than answering an older one)."""
+    cache = SnapshotCache(store, FakeClock(T0).now, max_age=5.0, wait=0.01, monotonic=ticks)
+    await store.upsert_run(make_run(run_id="1"))
+    assert await cache.get_current() is not None and refs_of(cache) == {"1"}
+    release = asyncio.Event()
+    real = queries.ref_states_of
+
+    async def slow(reader: Any, refs: Any) -> Any:
+        await release.wait()
+        return await real(reader, refs)
+
+    monkeypatch.setattr(queries, "ref_states_of", slow)
+    await store.upsert_run(make_run(run_id="2", created_at=at(10)))
+    waiting = asyncio.create_task(cache.get_current())
+    await asyncio.sleep(0.1)
+    assert not waiting.done()
+    release.set()
+    found = await waiting
+    assert found is not None and [state.last_run.run_id for state in found.refs] == ["2"]
+    await cache.aclose()

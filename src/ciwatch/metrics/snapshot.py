@@ -273,7 +273,8 @@ class SnapshotCache:
         was read less than `max_age + wait` seconds ago (a refresh that outlasts `wait` leaves
         an older one) with the store up; otherwise None (the caller reads the store itself).
         While a refresh is running, a snapshot within those bounds is answered at once;
-        otherwise this refreshes first, as `get()`."""
+        otherwise this refreshes first, as `get()`, waiting for a slow refresh up to
+        `first_wait` seconds more."""
         mark = self._changes.added
         running = self._refresh_task is not None and not self._refresh_task.done()
         if running and self._usable(mark):
@@ -283,6 +284,13 @@ class SnapshotCache:
         if found is not None and self._read_mark < mark:
             # A refresh that began before the write was running: one more.
             found = await self.get()
+        task = self._refresh_task
+        if not self._usable(mark) and task is not None and not task.done():
+            # A slow refresh (a loaded machine): reading the store here too would only add to
+            # the load, so wait for it a while longer.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(task), self.first_wait)
+            found = self.current
         if found is None or found is not self.current or not self._usable(mark):
             return None
         return found
