@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 from collections import Counter
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -675,4 +676,29 @@ async def test_get_current_holds_this_process_writes_even_behind_a_slow_refresh(
     release.set()
     found = await waiting
     assert found is not None and [state.last_run.run_id for state in found.refs] == ["2"]
+    await cache.aclose()
+
+
+async def test_the_time_to_recovery_is_read_again_in_the_background(
+    store: SqlStore, ticks: Ticks
+) -> None:
+    """Per window and snapshot one read; past `slow_max_age` the kept numbers are answered
+    while a full read runs in the background, whose result the next call answers."""
+    cache = SnapshotCache(store, FakeClock(T0).now, max_age=5.0, slow_max_age=60, monotonic=ticks)
+    await store.upsert_runs(history(4))
+    snap = await cache.get()
+    assert snap is not None
+    window = timedelta(days=14)
+    first = await cache.recovery(snap, window)
+    assert await cache.recovery(snap, window) is first
+    assert cache.recovery_reads == {"full": 1}
+    ticks.now += 61
+    assert await cache.recovery(snap, window) is first  # at once, the read goes on meanwhile
+    for _ in range(100):
+        if cache.recovery_reads["full"] == 2:
+            break
+        await asyncio.sleep(0.01)
+    assert cache.recovery_reads == {"full": 2}
+    again = await cache.recovery(snap, window)
+    assert again is not first and again == first
     await cache.aclose()

@@ -161,10 +161,11 @@ def _same(before: Snapshot, after: Snapshot) -> bool:
 
 @dataclass
 class _Recovery:
-    """The time to recovery over one window, as of `snapshot`; `pending`: the refs changed in
-    the snapshots since; `full_at`: when the last full read of it began."""
+    """The time to recovery over one window, as of `snapshot` (None: of a background full
+    read, not yet brought up to a snapshot); `pending`: the refs changed in the snapshots
+    since; `full_at`: when the last full read of it began."""
 
-    snapshot: Snapshot
+    snapshot: Snapshot | None
     stats: dict[RefKey, reliability.RecoveryStats] | None
     full_at: float
     pending: set[RefKey] = field(default_factory=set)
@@ -233,6 +234,10 @@ class SnapshotCache:
         self._read_mark = -1  # `self._changes.added` when the read behind `current` began
         self._windows: dict[timedelta, _Recovery] = {}  # time to recovery per window asked for
         self._recovery_lock = asyncio.Lock()
+        # Full reads of a window's time to recovery running in the background, and the refs
+        # changed since each began (applied to its result when it ends).
+        self._recovery_tasks: dict[timedelta, asyncio.Task[None]] = {}
+        self._collecting: dict[timedelta, set[RefKey]] = {}
         self.full_reads = 0  # full reads of the ref states, for tests
         self.recovery_reads: Counter[str] = Counter()  # "full" / "partial", for tests
 
@@ -318,7 +323,7 @@ class SnapshotCache:
 
     async def aclose(self) -> None:
         """Cancel any refresh in flight (on app shutdown)."""
-        for task in (self._refresh_task, self._counts_task):
+        for task in (self._refresh_task, self._counts_task, *self._recovery_tasks.values()):
             if task is not None and not task.done():
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -377,6 +382,8 @@ class SnapshotCache:
             return
         for kept in self._windows.values():
             kept.pending |= changed
+        for collecting in self._collecting.values():
+            collecting.update(changed)
         self.current = snapshot
 
     async def _read_all(
@@ -424,13 +431,16 @@ class SnapshotCache:
     ) -> Mapping[RefKey, reliability.RecoveryStats] | None:
         """The time to recovery of every ref over `window`, as of `snapshot` (its `taken_at`
         is the end of the window). Kept per window: a new snapshot reads again only the refs
-        that changed in it, and every ref at most `slow_max_age` after the last full read."""
+        that changed in it, and every ref again `slow_max_age` after the last full read (in
+        the background: meanwhile the kept numbers are answered)."""
         async with self._recovery_lock:
             kept = self._windows.get(window)
+            if kept is not None and kept.stats is not None and self._stale(kept.full_at):
+                self._start_full_recovery(window, snapshot.taken_at)
             if kept is not None and kept.snapshot is snapshot:
                 return kept.stats
             began = self._monotonic()
-            full = kept is None or kept.stats is None or self._stale(kept.full_at)
+            full = kept is None or kept.stats is None
             # Registered before reading, so refs changed by a refresh meanwhile are pending in it.
             entry = _Recovery(snapshot, None, began if kept is None or full else kept.full_at)
             self._windows.pop(window, None)
@@ -443,6 +453,32 @@ class SnapshotCache:
                 self._windows.pop(window, None)
                 raise
             return entry.stats
+
+    def _start_full_recovery(self, window: timedelta, now: datetime) -> None:
+        running = self._recovery_tasks.get(window)
+        if running is None or running.done():
+            self._recovery_tasks[window] = asyncio.create_task(
+                self._full_recovery(window, now), name="metrics-recovery"
+            )
+
+    async def _full_recovery(self, window: timedelta, now: datetime) -> None:
+        began = self._monotonic()
+        changed: set[RefKey] = set()
+        self._collecting[window] = changed
+        try:
+            stats = dict(await self._store.recovery_stats(now=now, window=window))
+        except StoreError as exc:
+            log.warning("metrics: cannot read the time to recovery: %s", exc)
+            return
+        except Exception as exc:
+            self._unexpected("the time to recovery", exc)
+            return
+        finally:
+            self._collecting.pop(window, None)
+        self.recovery_reads["full"] += 1
+        async with self._recovery_lock:
+            if window in self._windows:
+                self._windows[window] = _Recovery(None, stats, began, changed)
 
     async def _recovery_of(
         self, now: datetime, window: timedelta, kept: _Recovery | None, full: bool
