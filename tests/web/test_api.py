@@ -223,9 +223,13 @@ async def test_projects_are_encoded_once_per_snapshot(store: SqlStore) -> None:
     transport = httpx.ASGITransport(app=app)
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://ciwatch.test") as client:
+            # Before the first snapshot: read from the store, and the first refresh starts.
+            first = (await client.get("/api/v1/projects")).content
+            assert bodies.encodes == 0
+            await cache.refresh()
             replies = [(await client.get("/api/v1/projects")).content for _ in range(5)]
-            assert len(set(replies)) == 1 and bodies.encodes == 1
-            assert cache.full_reads == 1 and cache.recovery_reads == {"full": 1}
+            assert set(replies) == {first} and bodies.encodes == 1
+            assert cache.full_reads == 2 and cache.recovery_reads == {"full": 1}
             paged = (await client.get("/api/v1/projects", params={"limit": 5000})).json()
             assert paged.pop("next") is None
             assert json.loads(replies[0]) == paged
@@ -241,7 +245,7 @@ async def test_projects_are_encoded_once_per_snapshot(store: SqlStore) -> None:
             await store.upsert_run(late)
             after = (await client.get("/api/v1/projects")).json()["projects"]
             assert [p["last_run"]["run_id"] for p in after if p["ref"] == "late"] == ["99"]
-            assert bodies.encodes == 3 and cache.full_reads == 1
+            assert bodies.encodes == 3 and cache.full_reads == 2
             assert cache.recovery_reads == {"full": 1, "partial": 1}
             paged = (await client.get("/api/v1/projects", params={"limit": 5000})).json()
             assert after == paged["projects"]

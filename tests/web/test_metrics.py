@@ -660,6 +660,8 @@ async def test_get_current_holds_this_process_writes_even_behind_a_slow_refresh(
     when the refresh outlasts `wait` (it waits for it rather than answering an older one)."""
     cache = SnapshotCache(store, FakeClock(T0).now, max_age=5.0, wait=0.01, monotonic=ticks)
     await store.upsert_run(make_run(run_id="1"))
+    assert await cache.get_current() is None  # no snapshot yet: the first one starts
+    await cache.refresh()
     assert await cache.get_current() is not None and refs_of(cache) == {"1"}
     release = asyncio.Event()
     real = queries.ref_states_of

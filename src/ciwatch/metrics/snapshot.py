@@ -279,8 +279,14 @@ class SnapshotCache:
         an older one) with the store up; otherwise None (the caller reads the store itself).
         While a refresh is running, a snapshot within those bounds is answered at once;
         otherwise this refreshes first, as `get()`, waiting for a slow refresh up to
-        `first_wait` seconds more."""
+        `first_wait` seconds more. Before the first snapshot exists, starts it and answers
+        None."""
         mark = self._changes.added
+        if self.current is None:
+            # The first refresh also counts every run (seconds over millions): not on this
+            # request's time; it starts now, and the caller reads the store meanwhile.
+            self._start_refresh()
+            return None
         running = self._refresh_task is not None and not self._refresh_task.done()
         if running and self._usable(mark):
             # Another request started a refresh: within the bounds, no need to wait for it.
