@@ -3,6 +3,7 @@ run with its jobs."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 from datetime import timedelta
@@ -254,6 +255,18 @@ async def test_projects_are_encoded_once_per_snapshot(store: SqlStore) -> None:
                 week = (await client.get("/api/v1/projects", params={"window": "7d"})).json()
             assert cache.recovery_reads == {"full": 2, "partial": 1} and bodies.encodes == 4
             assert {p["recovery"]["window_seconds"] for p in week["projects"]} == {7 * 86400.0}
+            # The time to recovery is due again: the kept body is answered while it is read in
+            # the background, and the next request encodes once with the new numbers.
+            cache.slow_max_age = 0.0
+            encoded = bodies.encodes
+            assert (await client.get("/api/v1/projects")).json()["projects"] == after
+            assert bodies.encodes == encoded
+            for _ in range(200):
+                if cache.recovery_reads["full"] == 3:
+                    break
+                await asyncio.sleep(0.01)
+            assert (await client.get("/api/v1/projects")).json()["projects"] == after
+            assert bodies.encodes == encoded + 1
     finally:
         await cache.aclose()
 

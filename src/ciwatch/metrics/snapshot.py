@@ -435,14 +435,15 @@ class SnapshotCache:
     async def recovery(
         self, snapshot: Snapshot, window: timedelta
     ) -> Mapping[RefKey, reliability.RecoveryStats] | None:
-        """The time to recovery of every ref over `window`, as of `snapshot` (its `taken_at`
-        is the end of the window). Kept per window: a new snapshot reads again only the refs
-        that changed in it, and every ref again `slow_max_age` after the last full read (in
-        the background: meanwhile the kept numbers are answered)."""
+        """The time to recovery of every ref over `window`, for `snapshot`, the window ending
+        at the clock's time of the read (a kept snapshot may be older); the same object while
+        nothing was read again. Kept per window: a new snapshot reads again only the refs that
+        changed in it, and every ref again `slow_max_age` after the last full read (in the
+        background: meanwhile the kept numbers are answered)."""
         async with self._recovery_lock:
             kept = self._windows.get(window)
             if kept is not None and kept.stats is not None and self._stale(kept.full_at):
-                self._start_full_recovery(window, snapshot.taken_at)
+                self._start_full_recovery(window, self._now())
             if kept is not None and kept.snapshot is snapshot:
                 return kept.stats
             began = self._monotonic()
@@ -454,7 +455,7 @@ class SnapshotCache:
             while len(self._windows) > MAX_RECOVERY_WINDOWS:
                 del self._windows[next(iter(self._windows))]
             try:
-                entry.stats = await self._recovery_of(snapshot.taken_at, window, kept, full)
+                entry.stats = await self._recovery_of(self._now(), window, kept, full)
             except BaseException:
                 self._windows.pop(window, None)
                 raise

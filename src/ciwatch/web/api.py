@@ -345,7 +345,8 @@ class ProjectsBodies:
     def __init__(self, cache: SnapshotCache) -> None:
         self._cache = cache
         self._snapshot: Snapshot | None = None
-        self._bodies: dict[tuple[QueryFilters, timedelta], bytes] = {}
+        # Per (filters, window): the time to recovery it was encoded with, and the body.
+        self._bodies: dict[tuple[QueryFilters, timedelta], tuple[object, bytes]] = {}
         self.encodes = 0  # bodies encoded, for tests
 
     async def body(self, wanted: QueryFilters, window: timedelta) -> bytes | None:
@@ -357,13 +358,15 @@ class ProjectsBodies:
             self._snapshot = snapshot
             self._bodies = {}
         key = (wanted, window)
-        found = self._bodies.get(key)
-        if found is None:
-            chosen = [state for state in snapshot.refs if wanted.keep(state)]
-            found = _encode_with_recovery(chosen, dict(recovery or {}), window)
-            self.encodes += 1
-            if len(self._bodies) < MAX_KEPT_ANSWERS:
-                self._bodies[key] = found
+        kept = self._bodies.get(key)
+        # The time to recovery is read again on its own (every 60 s), the snapshot unchanged.
+        if kept is not None and kept[0] is recovery:
+            return kept[1]
+        chosen = [state for state in snapshot.refs if wanted.keep(state)]
+        found = _encode_with_recovery(chosen, dict(recovery or {}), window)
+        self.encodes += 1
+        if kept is not None or len(self._bodies) < MAX_KEPT_ANSWERS:
+            self._bodies[key] = (recovery, found)
         return found
 
 
