@@ -264,13 +264,17 @@ class SnapshotCache:
 
     async def get(self) -> Snapshot | None:
         """The current snapshot (None while the store has never been read)."""
+        task = self._refresh_task
         if not self._fresh():
             task = self._start_refresh()
-            timeout = self.wait if self.current is not None else self.first_wait
-            try:
-                await asyncio.wait_for(asyncio.shield(task), timeout)
-            except TimeoutError:
-                log.warning("metrics: snapshot refresh still running after %.1fs", timeout)
+        elif self.current is not None or task is None or task.done():
+            return self.current
+        # A refresh is due, or the first one (which `get_current` may have started) is running.
+        timeout = self.wait if self.current is not None else self.first_wait
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout)
+        except TimeoutError:
+            log.warning("metrics: snapshot refresh still running after %.1fs", timeout)
         return self.current
 
     async def get_current(self) -> Snapshot | None:
