@@ -65,6 +65,7 @@ _.held_requests, _.remove_fault  # simulator: used by tests (docs/simulator.md)
 _.evaluations, _.batches, _.restarts, _.subscribers  # counters
 _.pending, _.dropped, _.cut_off  # ingest.py: its background queue
 _.snapshot_renders, _.body_renders, _.rendered_refs  # metrics.py render cache counters
+_.full_reads, _.encodes  # metrics/snapshot.py, web/api.py: snapshot reads and answers encoded, read by tests
 _.metrics_registry  # web/app.py: app.state, read by the /metrics tests
 METRIC_NAMES, GCPE_METRIC_NAMES, GCPE_NOT_PROVIDED  # metrics.py: the docs and deploy tests
 load_alerts, outbox_rows  # store/alerting.py: what the alerting tests read back

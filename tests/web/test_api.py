@@ -3,7 +3,9 @@ run with its jobs."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -14,6 +16,7 @@ from ciwatch.domain import DISCOVERY, PAUSED_UNTIL, Job, Run, Status, TargetStat
 from ciwatch.serialize import job_to_dict, ref_state_to_dict, run_to_dict
 from ciwatch.store import SqlStore
 from ciwatch.timeutil import iso_z
+from ciwatch.web.app import create_app
 from ciwatch.web.schemas import (
     AlertsAnswer,
     JobModel,
@@ -25,7 +28,7 @@ from ciwatch.web.schemas import (
 )
 from factories import T0, at, make_run
 
-from .harness import fill, history
+from .harness import fill, history, make_runtime
 
 
 async def walk(client: httpx.AsyncClient, **params: Any) -> list[dict[str, Any]]:
@@ -206,6 +209,66 @@ async def test_projects(client: httpx.AsyncClient, store: SqlStore) -> None:
         ("gitlab-main", "group/app", "main"): True,
         ("gitlab-main", "group/other", ""): False,
     }
+
+
+async def test_projects_are_encoded_once_per_snapshot(store: SqlStore) -> None:
+    """`GET /api/v1/projects` (all refs) comes from the metrics snapshot: requests between two
+    refreshes encode once and read nothing; the answer is the one read from the store (the
+    paged form); a run written through this process shows in the next request, which reads
+    the time to recovery of its ref only."""
+    await fill(store)
+    runtime = make_runtime(store)
+    app = create_app(runtime, metrics_max_age=3600.0)
+    bodies = app.state.projects_bodies
+    cache = app.state.metrics_cache
+    transport = httpx.ASGITransport(app=app)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://ciwatch.test") as client:
+            # Before the first snapshot: read from the store, and the first refresh starts.
+            first = (await client.get("/api/v1/projects")).content
+            assert bodies.encodes == 0
+            await cache.refresh()
+            replies = [(await client.get("/api/v1/projects")).content for _ in range(5)]
+            assert set(replies) == {first} and bodies.encodes == 1
+            assert cache.full_reads == 2 and cache.recovery_reads == {"full": 1}
+            paged = (await client.get("/api/v1/projects", params={"limit": 5000})).json()
+            assert paged.pop("next") is None
+            assert json.loads(replies[0]) == paged
+            # Filters are applied to the snapshot, each answer encoded once.
+            for _ in range(3):
+                failed = await client.get("/api/v1/projects", params={"status": "failed"})
+            assert bodies.encodes == 2
+            assert failed.json()["projects"] == [
+                p for p in paged["projects"] if p["status"] == "failed"
+            ]
+            # This process's write is in the next answer: one ref read again, not every ref.
+            late = make_run(run_id="99", ref="late", created_at=at(5000), finished_at=at(5100))
+            await store.upsert_run(late)
+            after = (await client.get("/api/v1/projects")).json()["projects"]
+            assert [p["last_run"]["run_id"] for p in after if p["ref"] == "late"] == ["99"]
+            assert bodies.encodes == 3 and cache.full_reads == 2
+            assert cache.recovery_reads == {"full": 1, "partial": 1}
+            paged = (await client.get("/api/v1/projects", params={"limit": 5000})).json()
+            assert after == paged["projects"]
+            # Another window: its own read, kept as well.
+            for _ in range(2):
+                week = (await client.get("/api/v1/projects", params={"window": "7d"})).json()
+            assert cache.recovery_reads == {"full": 2, "partial": 1} and bodies.encodes == 4
+            assert {p["recovery"]["window_seconds"] for p in week["projects"]} == {7 * 86400.0}
+            # The time to recovery is due again: the kept body is answered while it is read in
+            # the background, and the next request encodes once with the new numbers.
+            cache.slow_max_age = 0.0
+            encoded = bodies.encodes
+            assert (await client.get("/api/v1/projects")).json()["projects"] == after
+            assert bodies.encodes == encoded
+            for _ in range(200):
+                if cache.recovery_reads["full"] == 3:
+                    break
+                await asyncio.sleep(0.01)
+            assert (await client.get("/api/v1/projects")).json()["projects"] == after
+            assert bodies.encodes == encoded + 1
+    finally:
+        await cache.aclose()
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 from collections import Counter
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -19,7 +20,7 @@ from ciwatch.clock import FakeClock
 from ciwatch.domain import DISCOVERY, PAUSED_UNTIL, Status, TargetState
 from ciwatch.metrics import METRICS, MetricsRenderer, SnapshotCache, render
 from ciwatch.runtime import Runtime
-from ciwatch.store import SqlStore
+from ciwatch.store import SqlStore, open_store
 from ciwatch.store import snapshot as queries
 from ciwatch.web.app import create_app
 from factories import T0, at, make_run
@@ -423,21 +424,58 @@ def refs_of(cache: SnapshotCache) -> set[str]:
     return {state.last_run.run_id for state in cache.current.refs}
 
 
-async def test_snapshot_is_cached_for_max_age(store: SqlStore, ticks: Ticks) -> None:
+async def test_snapshot_is_cached_for_max_age(
+    store_url: str, store: SqlStore, ticks: Ticks
+) -> None:
+    """Another replica's writes show after `max_age`; this process's at once (next test)."""
     cache = SnapshotCache(store, FakeClock(T0).now, max_age=5.0, monotonic=ticks)
-    await store.upsert_run(make_run(run_id="1"))
+    other = open_store(store_url)  # another replica: its writes publish nothing here
+    try:
+        await other.upsert_run(make_run(run_id="1"))
+        first = await cache.get()
+        assert first is not None and refs_of(cache) == {"1"}
+        await other.upsert_run(make_run(run_id="2", created_at=at(10)))
+        ticks.now += 4.9
+        assert await cache.get() is first
+        ticks.now += 0.1
+        assert await cache.get() is not first
+        assert refs_of(cache) == {"2"}
+        await other.upsert_run(make_run(run_id="3", created_at=at(20)))
+        cache.invalidate()
+        await cache.get()
+        assert refs_of(cache) == {"3"}
+    finally:
+        await other.close()
+        await cache.aclose()
+
+
+async def test_this_process_writes_refresh_only_the_refs_they_changed(
+    store: SqlStore, ticks: Ticks
+) -> None:
+    """A run written through this store makes the next `get()` read again, within `max_age`,
+    the refs it changed and nothing else (no full read); with nothing changed, a refresh keeps
+    the snapshot object, so what is kept per snapshot stays valid."""
+    cache = SnapshotCache(store, FakeClock(T0).now, max_age=5.0, monotonic=ticks)
+    await store.upsert_runs([make_run(run_id="1", ref="main"), make_run(run_id="2", ref="dev")])
     first = await cache.get()
-    assert first is not None and refs_of(cache) == {"1"}
-    await store.upsert_run(make_run(run_id="2", created_at=at(10)))
-    ticks.now += 4.9
-    assert await cache.get() is first
-    ticks.now += 0.1
-    assert await cache.get() is not first
-    assert refs_of(cache) == {"2"}
-    await store.upsert_run(make_run(run_id="3", created_at=at(20)))
-    cache.invalidate()
-    await cache.get()
-    assert refs_of(cache) == {"3"}
+    assert first is not None and cache.full_reads == 1
+    await store.upsert_run(make_run(run_id="3", ref="dev", created_at=at(10)))
+    ticks.now += 1.0
+    second = await cache.get()
+    assert second is not first and cache.full_reads == 1
+    assert second is not None and [s.ref for s in second.refs] == ["dev", "main"]
+    by_ref = {state.ref: state for state in second.refs}
+    assert by_ref["dev"].last_run.run_id == "3"
+    assert by_ref["main"] is {state.ref: state for state in first.refs}["main"]
+    # A new ref from this process is placed in the store's order.
+    await store.upsert_run(make_run(run_id="4", ref="a-feature", created_at=at(20)))
+    third = await cache.get()
+    assert third is not None and cache.full_reads == 1
+    assert [state.ref for state in third.refs] == ["a-feature", "dev", "main"]
+    assert third.refs == tuple(await store.ref_states())
+    # Past max_age a full read; nothing changed, so the same object.
+    ticks.now += 5.0
+    assert await cache.get() is third and cache.full_reads == 2
     await cache.aclose()
 
 
@@ -546,7 +584,8 @@ async def test_a_scrape_with_an_unchanged_snapshot_renders_nothing_again(
     store: SqlStore, runtime: Runtime
 ) -> None:
     """The body (and its gzip) is kept per snapshot: scrapes within the snapshot's age reuse it;
-    a moved counter rebuilds only the counters' lines; a new snapshot renders again."""
+    a moved counter rebuilds only the counters' lines; a refresh that finds nothing changed
+    keeps the snapshot; a changed one renders again."""
     await fill(store)
     app = create_app(runtime, metrics_max_age=3600.0)
     cache: SnapshotCache = app.state.metrics_cache
@@ -569,6 +608,10 @@ async def test_a_scrape_with_an_unchanged_snapshot_renders_nothing_again(
         runtime.metrics.api_request("gh", "200")
         assert renderer.render() == render(app.state.metrics_registry)
         assert (renderer.snapshot_renders, renderer.body_renders) == (1, 2)
+        await cache.refresh()  # nothing changed: the snapshot object is kept
+        assert renderer.render() == render(app.state.metrics_registry)
+        assert (renderer.snapshot_renders, renderer.body_renders) == (1, 2)
+        await store.upsert_run(make_run(run_id="late", ref="late", created_at=at(3000)))
         await cache.refresh()
         assert renderer.render() == render(app.state.metrics_registry)
         assert (renderer.snapshot_renders, renderer.body_renders) == (2, 3)
@@ -608,3 +651,56 @@ async def test_test_cases_of_the_newest_reported_run(
         "errored": 1.0,
     }
     assert m.series("ci_pipeline_test_cases", **{**REF, "ref": "other"}) == {}
+
+
+async def test_get_current_holds_this_process_writes_even_behind_a_slow_refresh(
+    store: SqlStore, ticks: Ticks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What `/api/v1/projects` reads: a write committed before the call is in the answer, also
+    when the refresh outlasts `wait` (it waits for it rather than answering an older one)."""
+    cache = SnapshotCache(store, FakeClock(T0).now, max_age=5.0, wait=0.01, monotonic=ticks)
+    await store.upsert_run(make_run(run_id="1"))
+    assert await cache.get_current() is None  # no snapshot yet: the first one starts
+    await cache.refresh()
+    assert await cache.get_current() is not None and refs_of(cache) == {"1"}
+    release = asyncio.Event()
+    real = queries.ref_states_of
+
+    async def slow(reader: Any, refs: Any) -> Any:
+        await release.wait()
+        return await real(reader, refs)
+
+    monkeypatch.setattr(queries, "ref_states_of", slow)
+    await store.upsert_run(make_run(run_id="2", created_at=at(10)))
+    waiting = asyncio.create_task(cache.get_current())
+    await asyncio.sleep(0.1)
+    assert not waiting.done()
+    release.set()
+    found = await waiting
+    assert found is not None and [state.last_run.run_id for state in found.refs] == ["2"]
+    await cache.aclose()
+
+
+async def test_the_time_to_recovery_is_read_again_in_the_background(
+    store: SqlStore, ticks: Ticks
+) -> None:
+    """Per window and snapshot one read; past `slow_max_age` the kept numbers are answered
+    while a full read runs in the background, whose result the next call answers."""
+    cache = SnapshotCache(store, FakeClock(T0).now, max_age=5.0, slow_max_age=60, monotonic=ticks)
+    await store.upsert_runs(history(4))
+    snap = await cache.get()
+    assert snap is not None
+    window = timedelta(days=14)
+    first = await cache.recovery(snap, window)
+    assert await cache.recovery(snap, window) is first
+    assert cache.recovery_reads == {"full": 1}
+    ticks.now += 61
+    assert await cache.recovery(snap, window) is first  # at once, the read goes on meanwhile
+    for _ in range(100):
+        if cache.recovery_reads["full"] == 2:
+            break
+        await asyncio.sleep(0.01)
+    assert cache.recovery_reads == {"full": 2}
+    again = await cache.recovery(snap, window)
+    assert again is not first and again == first
+    await cache.aclose()

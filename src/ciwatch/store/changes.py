@@ -1,4 +1,5 @@
-"""In-process news of which project/refs a write changed, for the alert engine.
+"""In-process news of which project/refs a write changed, for the alert engine and the metrics
+snapshot.
 
 `SqlStore.changes` publishes, after each committed run upsert, the refs whose runs changed. A
 subscriber (the alert engine) collects them between two evaluations, so a webhook that breaks a
@@ -21,11 +22,20 @@ class RefSubscription:
     def __init__(self) -> None:
         self._refs: set[RefKey] = set()
         self._event = asyncio.Event()
+        # How many times refs were added: a reader notes it to know whether what it read
+        # includes every change published before some moment.
+        self.added = 0
 
     def add(self, refs: Iterable[RefKey]) -> None:
+        self.added += 1
         self._refs.update(refs)
         if self._refs:
             self._event.set()
+
+    @property
+    def pending(self) -> bool:
+        """Whether a ref changed since the last `take()`."""
+        return bool(self._refs)
 
     def take(self) -> set[RefKey]:
         """The changed refs collected so far, emptied."""

@@ -3,17 +3,21 @@
 Each is bounded by what it reads: ref states (one row per project/ref), the jobs of the runs it is
 given, one index probe per ref it is given, and one grouped count (`run_counts`, the only query
 that visits every run; the metrics snapshot runs it rarely and in the background).
+`changed_ref_states` reads every ref state's row as the driver returns it (no type processing)
+and builds the domain objects only for rows that differ from the previous read, so a refresh
+costs about what changed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-from typing import NamedTuple, Protocol, TypeVar, runtime_checkable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, NamedTuple, Protocol, TypeVar, runtime_checkable
 
 from sqlalchemy import func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ciwatch.domain import TERMINAL, Job, RefKey, Run, RunKey
+from ciwatch.domain import TERMINAL, Job, RefKey, RefState, Run, RunKey
+from ciwatch.store.reads import ref_states_query
 from ciwatch.store.rows import JOB_COLUMNS, RUN_COLUMNS, job_from_row, run_from_row
 from ciwatch.store.tables import jobs, ref_states, runs
 
@@ -39,6 +43,63 @@ class CountKey(NamedTuple):
     project: str
     ref: str
     status: str
+
+
+# Every ref state's row, in `ref_states_query`'s order, keyed by its first three columns; the
+# other columns are only compared with the previous read, so their raw driver values will do.
+_REF_ROWS = (
+    select(
+        ref_states.c.source,
+        ref_states.c.project,
+        ref_states.c.ref,
+        ref_states.c.status,
+        ref_states.c.since,
+        *RUN_COLUMNS,
+    )
+    .join_from(ref_states, runs, runs.c.id == ref_states.c.last_run_id)
+    .order_by(ref_states.c.source, ref_states.c.project, ref_states.c.ref)
+)
+_REF_ROWS_SQL: dict[str, str] = {}
+
+
+class RefRows(NamedTuple):
+    """What `changed_ref_states` read: every ref's raw row in order, and the typed states of
+    the refs whose row was not in the `known` rows given."""
+
+    rows: dict[RefKey, tuple[Any, ...]]
+    changed: dict[RefKey, RefState]
+
+
+async def changed_ref_states(reader: Reader, known: Mapping[RefKey, tuple[Any, ...]]) -> RefRows:
+    """Every ref state's row (one scan, no type processing) and, in the same read, the
+    `RefState` of each ref whose row differs from `known` (or is new)."""
+
+    async def work(conn: AsyncConnection) -> RefRows:
+        sql = _REF_ROWS_SQL.get(conn.dialect.name)
+        if sql is None:
+            sql = _REF_ROWS_SQL[conn.dialect.name] = str(_REF_ROWS.compile(dialect=conn.dialect))
+        rows: dict[RefKey, tuple[Any, ...]] = {}
+        wanted: list[RefKey] = []
+        for row in await conn.exec_driver_sql(sql):
+            values = tuple(row)
+            key = RefKey(values[0], values[1], values[2])
+            rows[key] = values
+            if known.get(key) != values:
+                wanted.append(key)
+        if not wanted:
+            return RefRows(rows, {})
+        # Most refs changed (the first read): one scan beats probing each of them.
+        everything = len(wanted) * 2 > len(rows)
+        states = await ref_states_query(conn, None, None, None if everything else wanted)
+        chosen = set(wanted)
+        return RefRows(rows, {state.key: state for state in states if state.key in chosen})
+
+    return await reader.read("ref states", work)
+
+
+async def ref_states_of(reader: Reader, refs: Sequence[RefKey]) -> list[RefState]:
+    """The states of `refs` (those that have one), sorted as `ref_states_query` sorts."""
+    return await reader.read("ref states", lambda conn: ref_states_query(conn, None, None, refs))
 
 
 async def decisive_runs(reader: Reader) -> dict[RefKey, Run]:

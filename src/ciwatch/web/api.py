@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
 from fastapi import APIRouter, Path, Query, Request
@@ -52,6 +52,9 @@ from ciwatch.web.schemas import (
     SilencesAnswer,
     TargetsAnswer,
 )
+
+if TYPE_CHECKING:
+    from ciwatch.metrics import Snapshot, SnapshotCache
 
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 50
@@ -335,6 +338,51 @@ def _ref_state_fields(state: RefState, recovery: Any = None) -> dict[str, Any]:
 _ENCODER = msgspec.json.Encoder()
 
 
+# Distinct (filters, window) answers of /api/v1/projects kept per snapshot.
+MAX_KEPT_ANSWERS = 8
+
+
+class ProjectsBodies:
+    """`GET /api/v1/projects` without `limit`, built from the metrics snapshot (the one `/metrics`
+    and `/cc.xml` show) and encoded once per snapshot, filters and window: requests between two
+    refreshes copy bytes. `body` is None when the snapshot cannot answer (never read, the store
+    down, or older than this process's last write: `SnapshotCache.get_current`); the handler
+    then reads the store as before."""
+
+    def __init__(self, cache: SnapshotCache) -> None:
+        self._cache = cache
+        self._snapshot: Snapshot | None = None
+        # Per (filters, window): the time to recovery it was encoded with, and the body.
+        self._bodies: dict[tuple[QueryFilters, timedelta], tuple[object, bytes]] = {}
+        self.encodes = 0  # bodies encoded, for tests
+
+    async def body(self, wanted: QueryFilters, window: timedelta) -> bytes | None:
+        snapshot = await self._cache.get_current()
+        if snapshot is None:
+            return None
+        recovery = await self._cache.recovery(snapshot, window)
+        if snapshot is not self._snapshot:
+            self._snapshot = snapshot
+            self._bodies = {}
+        key = (wanted, window)
+        kept = self._bodies.get(key)
+        # The time to recovery is read again on its own (every 60 s), the snapshot unchanged.
+        if kept is not None and kept[0] is recovery:
+            return kept[1]
+        chosen = [state for state in snapshot.refs if wanted.keep(state)]
+        found = _encode_with_recovery(chosen, dict(recovery or {}), window)
+        self.encodes += 1
+        if kept is not None or len(self._bodies) < MAX_KEPT_ANSWERS:
+            self._bodies[key] = (recovery, found)
+        return found
+
+
+def projects_bodies_of(request: Request) -> ProjectsBodies:
+    """The app's kept `/api/v1/projects` answers (`create_app` sets them)."""
+    found: ProjectsBodies = request.app.state.projects_bodies
+    return found
+
+
 @router.get(
     "/projects",
     response_model=ProjectsAnswer,
@@ -377,6 +425,9 @@ async def list_projects(
     next_page: str | None = None
     paged = limit is not None or cursor is not None
     if not paged:
+        kept = await projects_bodies_of(request).body(wanted, length)
+        if kept is not None:
+            return Response(kept, media_type="application/json")
         states = await store.ref_states(
             source=wanted.source, project=wanted.project, ref=wanted.ref
         )

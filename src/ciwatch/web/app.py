@@ -111,6 +111,7 @@ def create_app(
     app.state.metrics_cache = cache
     app.state.metrics_registry = registry
     app.state.metrics_renderer = MetricsRenderer(collector)
+    app.state.projects_bodies = api.ProjectsBodies(cache)
     install_error_handlers(app)
 
     app.include_router(_probes())
