@@ -37,6 +37,7 @@ from ciwatch.config.durations import format_duration
 from ciwatch.config.models import AlertSettings, RouteSettings
 from ciwatch.domain import CommitRange, RefKey, RefState, Run, RunKey, Status
 from ciwatch.errors import ProviderError, StoreError
+from ciwatch.filters import Match
 from ciwatch.providers.base import CommitRangeReader
 from ciwatch.store.alerting import Change, NewNotice, SilenceRow
 from ciwatch.store.base import Store
@@ -162,13 +163,19 @@ class AlertEngine:
             repeat_interval=settings.repeat_interval,
         )
 
-    async def _decisive(self, state: RefState) -> Run | None:
-        if state.last_run.status is state.status:
-            return state.last_run
-        page = await self.store.history(
-            source=state.source, project=state.project, ref=state.ref, status=state.status, limit=1
-        )
-        return page.runs[0] if page.runs else None
+    async def _decisive(self, states: Sequence[RefState]) -> dict[RefKey, Run]:
+        """The decisive run (the newest that ended success or failed) of each of `states`:
+        the newest run itself when it is, else one read per colour for all the others."""
+        found: dict[RefKey, Run] = {}
+        asked: dict[Status, list[RefKey]] = {}
+        for state in states:
+            if state.last_run.status is state.status:
+                found[state.key] = state.last_run
+            else:
+                asked.setdefault(state.status, []).append(state.key)
+        for status, keys in asked.items():
+            found.update(await self.store.newest_runs(keys, status))
+        return found
 
     async def decide(self, now: datetime, refs: Sequence[RefKey] | None = None) -> list[Decision]:
         """What `evaluate` would change at `now` (for every ref, or only `refs`), without
@@ -190,16 +197,16 @@ class AlertEngine:
         for run in inputs.waiting:
             waiting.setdefault(run.ref_key, []).append(run)
         decisions: list[Decision] = []
+        decisive = await self._decisive(
+            [s for s in inputs.states if rules.wants_decisive(s, stored, now, self.limits)]
+        )
         for state in inputs.states:
-            decisive = None
-            if rules.wants_decisive(state, stored, now, self.limits):
-                decisive = await self._decisive(state)
             key = RefKey(state.source, state.project, state.ref)
             decisions.extend(
                 kinds.decide(
                     state,
                     stored,
-                    decisive,
+                    decisive.get(key),
                     now,
                     self.limits,
                     waiting.get(key, []),
@@ -278,21 +285,17 @@ class AlertEngine:
 
     async def _last_greens(self, decisions: Sequence[Decision]) -> dict[RunKey, Run]:
         """The last green run of each ref that broke (its SHA starts the range of commits
-        that broke it): one read per broken ref, none for any other notice. A red ref's newest
+        that broke it): one read for all the broken refs, none without one. A red ref's newest
         success is older than the run that broke it, by definition."""
+        broken = [
+            d.run for d in decisions if d.notify in kinds.WITH_LAST_GREEN and d.run is not None
+        ]
+        if not broken:
+            return {}
+        greens = await self.store.newest_runs([run.ref_key for run in broken], Status.SUCCESS)
         found: dict[RunKey, Run] = {}
-        for d in decisions:
-            run = d.run
-            if d.notify not in kinds.WITH_LAST_GREEN or run is None:
-                continue
-            page = await self.store.history(
-                source=run.source,
-                project=run.project,
-                ref=run.ref or "",
-                status=Status.SUCCESS,
-                limit=1,
-            )
-            green = page.runs[0] if page.runs else None
+        for run in broken:
+            green = greens.get(run.ref_key)
             if green is not None and green.sha and green.sha != run.sha:
                 found[run.key] = green
         return found
@@ -487,7 +490,7 @@ class AlertEngine:
         failing: Mapping[RunKey, tuple[str, ...]],
     ) -> dict[tuple[str, str], dict[str, FlakyJob]]:
         """The flaky jobs (within `flaky_window`) of the projects of the breaks that have
-        failing jobs: one windowed query per such project, only when something broke."""
+        failing jobs: one windowed query for all of them, only when something broke."""
         projects = sorted(
             {
                 (d.run.source, d.run.project)
@@ -498,12 +501,18 @@ class AlertEngine:
         if not projects:
             return {}
 
-        found: dict[tuple[str, str], dict[str, FlakyJob]] = {}
-        for source, project in projects:
-            listed = await self.store.flaky_jobs(
-                now=now, window=self.flaky_window, source=source, project=project
-            )
-            found[(source, project)] = {job.job: job for job in listed}
+        found: dict[tuple[str, str], dict[str, FlakyJob]] = {key: {} for key in projects}
+        listed = await self.store.flaky_jobs(
+            now=now,
+            window=self.flaky_window,
+            source=Match(values=tuple(sorted({source for source, _ in projects}))),
+            project=Match(values=tuple(sorted({project for _, project in projects}))),
+        )
+        for job in listed:
+            # Both filters at once may match a (source, project) pair that did not break.
+            kept = found.get((job.source, job.project))
+            if kept is not None:
+                kept.setdefault(job.job, job)
         return found
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -120,6 +120,11 @@ class RunStore(Protocol):
         """The jobs of a run in creation order (then job id); empty when none are stored."""
         ...
 
+    async def newest_runs(self, refs: Sequence[RefKey], status: Status) -> dict[RefKey, Run]:
+        """The newest run of each of `refs` whose status is `status` (as `history(ref=...,
+        status=..., limit=1)` per ref), in one read; refs without one are left out."""
+        ...
+
     async def set_commit_range(self, key: RunKey, found: CommitRange) -> bool:
         """Keep on the run `key` the commits since its ref's last green run (the alert engine,
         when that run broke the ref), replacing any kept before; False when no such run is

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, literal, select, tuple_
+from sqlalchemy import ColumnElement, Select, literal, select, tuple_, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ciwatch.domain import CommitRange, Job, RefKey, RefState, Run, RunKey, Status, TargetState
@@ -115,6 +115,40 @@ async def get_runs(conn: AsyncConnection, keys: Sequence[RunKey]) -> dict[RunKey
         for row in await conn.execute(query):
             run = run_from_row(row._mapping)
             found[run.key] = run
+    return found
+
+
+NEWEST_CHUNK = 64  # refs per statement: a power of two (padded, as `get_runs`)
+
+
+async def newest_runs(
+    conn: AsyncConnection, refs: Sequence[RefKey], status: Status
+) -> dict[RefKey, Run]:
+    """The newest run (by `order_time`, then run id and id, as `history`) of each of `refs`
+    whose status is `status`, refs without one left out: one statement per `NEWEST_CHUNK`
+    refs, a `UNION ALL` of one-row index seeks (the `(source, project, ref_key, ...)` index),
+    so the cost follows the refs asked for, not their histories."""
+    found: dict[RefKey, Run] = {}
+    order = (runs.c.order_time.desc(), runs.c.run_id.desc(), runs.c.id.desc())
+    for part in chunks(list(dict.fromkeys(refs)), NEWEST_CHUNK):
+        padded = [*part, *[part[-1]] * ((1 << (len(part) - 1).bit_length()) - len(part))]
+        seeks = [
+            select(*RUN_COLUMNS)
+            .where(
+                (runs.c.source == source)
+                & (runs.c.project == project)
+                & (runs.c.ref_key == ref)
+                & (runs.c.status == status.value)
+            )
+            .order_by(*order)
+            .limit(1)
+            .subquery()
+            for source, project, ref in padded
+        ]
+        query = union_all(*(select(*seek.c) for seek in seeks))
+        for row in await conn.execute(query):
+            run = run_from_row(row._mapping)
+            found[run.ref_key] = run
     return found
 
 

@@ -3,17 +3,21 @@
 A ref's row always equals `state.ref_state` over the runs of that ref. It is recomputed, in the
 writer's transaction, for every ref whose set of runs changed, from a few index probes:
 
-1. the newest run, the newest success and the newest failed run (one UNION ALL of three
+1. the newest run, the newest success and the newest failed run (three
    `ORDER BY order_time DESC, run_id DESC LIMIT 1` probes);
 2. the decisive run is the newer of the last two; the other one, if any, ends the previous
    streak, so the streak starts at the oldest run of the decisive status newer than it.
+
+The probes of up to `BATCH` refs go in one UNION ALL statement, and their streak starts in one
+more per kind (success or failed, after a breaker or not): a write of many refs (a burst of
+webhooks shares one transaction) costs a few statements, not two per ref.
 
 On PostgreSQL writers serialise per ref on that row (`SELECT ... FOR UPDATE`, refs taken in sorted
 order), so the recompute always sees every committed run of the ref and no two writers can leave
 a stale state behind. SQLite needs no row locks: its writers are serialised by BEGIN IMMEDIATE.
 
-Statements are built once, with bound parameters: building SQLAlchemy constructs costs more than
-running these small queries.
+Statements are built once (per batch size, padded to a power of two), with bound parameters:
+building SQLAlchemy constructs costs more than running these small queries.
 """
 
 from __future__ import annotations
@@ -24,7 +28,6 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Delete,
-    Select,
     bindparam,
     delete,
     literal_column,
@@ -82,11 +85,6 @@ def _params(ref: RefKey) -> dict[str, str]:
     return {"r_source": ref.source, "r_project": ref.project, "r_ref": ref.ref}
 
 
-_OF_REF = (
-    (runs.c.source == bindparam("r_source"))
-    & (runs.c.project == bindparam("r_project"))
-    & (runs.c.ref_key == bindparam("r_ref"))
-)
 _STATE_OF_REF = (
     (ref_states.c.source == bindparam("r_source"))
     & (ref_states.c.project == bindparam("r_project"))
@@ -94,44 +92,7 @@ _STATE_OF_REF = (
 )
 
 
-def _newest(kind: str, *extra: ColumnElement[bool]) -> Select[Any]:
-    return (
-        select(literal_column(f"'{kind}'").label("kind"), *_PROBE_COLUMNS)
-        .where(_OF_REF, *extra)
-        .order_by(runs.c.order_time.desc(), runs.c.run_id.desc())
-        .limit(1)
-    )
-
-
-_PROBES = union_all(
-    *(
-        select(probe.subquery())
-        for probe in (_newest("last"), _newest("success", IS_SUCCESS), _newest("failed", IS_FAILED))
-    )
-)
 _DELETE_STATE: Delete = delete(ref_states).where(_STATE_OF_REF)
-_BREAKER_BOUND = tuple_(
-    bindparam("b_time", type_=UTCDateTime()), bindparam("b_run", type_=runs.c.run_id.type)
-)
-
-
-def _oldest(status: ColumnElement[bool], after_breaker: bool) -> Select[Any]:
-    conditions = [_OF_REF, status]
-    if after_breaker:
-        conditions.append(tuple_(runs.c.order_time, runs.c.run_id) > _BREAKER_BOUND)
-    return (
-        select(runs.c.id, runs.c.finished_at, runs.c.order_time)
-        .where(*conditions)
-        .order_by(runs.c.order_time.asc(), runs.c.run_id.asc())
-        .limit(1)
-    )
-
-
-_STREAK_START = {
-    (status, after): _oldest(IS_SUCCESS if status is Status.SUCCESS else IS_FAILED, after)
-    for status in (Status.SUCCESS, Status.FAILED)
-    for after in (False, True)
-}
 _REF_KEY_COLUMNS = (ref_states.c.source, ref_states.c.project, ref_states.c.ref)
 _LOCK = (
     select(ref_states.c.id)
@@ -182,51 +143,151 @@ async def recompute(conn: AsyncConnection, dialect: str, ref: RefKey) -> None:
 
 
 async def recompute_all(conn: AsyncConnection, dialect: str, refs: Iterable[RefKey]) -> None:
-    """`recompute` for each of `refs`, in their order, with one upsert statement for all their
-    rows (a statement per ref is a round trip per ref: on SQLite, hops to the driver's thread)."""
+    """`recompute` for each of `refs`, with one upsert statement for all their rows and the
+    probes of many refs in one statement (`BATCH` refs: one for the newest runs, one per kind
+    of streak start), not two per ref: on SQLite each statement is a hop to the driver's
+    thread, and a burst of webhooks writes hundreds of refs at once."""
+    keys = list(dict.fromkeys(refs))
     rows = []
-    for ref in refs:
-        values = await _state_values(conn, ref)
-        if values is not None:
-            rows.append(values)
+    for part in chunks(keys, BATCH):
+        rows.extend(await _states_values(conn, part))
     if rows:
         await conn.execute(ref_state_upsert(dialect), rows)
 
 
-async def _state_values(conn: AsyncConnection, ref: RefKey) -> dict[str, Any] | None:
-    """The `ref_states` row of `ref` from its runs; None (and the row deleted) without runs."""
-    params = _params(ref)
-    found = {row.kind: row for row in await conn.execute(_PROBES, params)}
-    last = found.get("last")
-    if last is None:
-        await conn.execute(_DELETE_STATE, params)
-        return None
-    values: dict[str, Any] = {
-        "source": ref.source,
-        "project": ref.project,
-        "ref": ref.ref,
-        "provider": last.provider,
-        "last_run_id": last.id,
-        "decisive_run_id": None,
-        "since_run_id": None,
-        "status": last.status,
-        "since": last.order_time,
-    }
-    decisive = [row for row in (found.get("success"), found.get("failed")) if row is not None]
-    if decisive:
-        decisive.sort(key=_probe_key, reverse=True)
-        current = decisive[0]
-        # Every decisive run newer than the breaker (the newest run of the other decisive
-        # status) has the current status, so the streak starts at the oldest such run.
-        breaker = decisive[1] if len(decisive) > 1 else None
-        query = _STREAK_START[(Status(current.status), breaker is not None)]
-        if breaker is not None:
-            params = {**params, "b_time": breaker.order_time, "b_run": breaker.run_id}
-        first = (await conn.execute(query, params)).one()
-        values.update(
-            status=current.status,
-            decisive_run_id=current.id,
-            since_run_id=first.id,
-            since=first.finished_at or first.order_time,
-        )
-    return values
+# Refs probed per statement: three `LIMIT 1` probes each in one UNION ALL, under SQLite's 500
+# compound terms. A statement is cached per number of refs, padded to a power of two (the
+# drivers prepare one statement per text: sizes of every count would fill their caches).
+BATCH = 128
+
+
+def _padded(part: Sequence[RefKey]) -> list[RefKey]:
+    return [*part, *[part[-1]] * ((1 << (len(part) - 1).bit_length()) - len(part))]
+
+
+def _batch_params(part: Sequence[RefKey]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for i, ref in enumerate(part):
+        params.update({f"s{i}": ref.source, f"p{i}": ref.project, f"r{i}": ref.ref})
+    return params
+
+
+def _of_ref(i: int) -> ColumnElement[bool]:
+    return (
+        (runs.c.source == bindparam(f"s{i}"))
+        & (runs.c.project == bindparam(f"p{i}"))
+        & (runs.c.ref_key == bindparam(f"r{i}"))
+    )
+
+
+_BATCH_PROBES: dict[int, Any] = {}
+
+
+def _batch_probes(size: int) -> Any:
+    """The newest run, the newest success and the newest failed run of each of `size` refs
+    (three `ORDER BY order_time DESC, run_id DESC LIMIT 1` probes per ref, in one UNION ALL),
+    each row tagged with its ref's index in the batch."""
+    found = _BATCH_PROBES.get(size)
+    if found is None:
+        parts = []
+        for i in range(size):
+            for kind, extra in (("last", ()), ("success", (IS_SUCCESS,)), ("failed", (IS_FAILED,))):
+                probe = (
+                    select(
+                        literal_column(str(i)).label("ix"),
+                        literal_column(f"'{kind}'").label("kind"),
+                        *_PROBE_COLUMNS,
+                    )
+                    .where(_of_ref(i), *extra)
+                    .order_by(runs.c.order_time.desc(), runs.c.run_id.desc())
+                    .limit(1)
+                )
+                parts.append(select(probe.subquery()))
+        found = _BATCH_PROBES[size] = union_all(*parts)
+    return found
+
+
+_BATCH_STARTS: dict[tuple[Status, bool, int], Any] = {}
+
+
+def _batch_starts(status: Status, after_breaker: bool, size: int) -> Any:
+    """The oldest run of `status` (after the ref's breaker, the newest run of the other
+    decisive status, when `after_breaker`) of each of `size` refs, tagged with its index."""
+    key = (status, after_breaker, size)
+    found = _BATCH_STARTS.get(key)
+    if found is None:
+        parts = []
+        for i in range(size):
+            conditions = [_of_ref(i), IS_SUCCESS if status is Status.SUCCESS else IS_FAILED]
+            if after_breaker:
+                bound = tuple_(
+                    bindparam(f"bt{i}", type_=UTCDateTime()),
+                    bindparam(f"br{i}", type_=runs.c.run_id.type),
+                )
+                conditions.append(tuple_(runs.c.order_time, runs.c.run_id) > bound)
+            start = (
+                select(
+                    literal_column(str(i)).label("ix"),
+                    runs.c.id,
+                    runs.c.finished_at,
+                    runs.c.order_time,
+                )
+                .where(*conditions)
+                .order_by(runs.c.order_time.asc(), runs.c.run_id.asc())
+                .limit(1)
+            )
+            parts.append(select(start.subquery()))
+        found = _BATCH_STARTS[key] = union_all(*parts)
+    return found
+
+
+async def _states_values(conn: AsyncConnection, part: Sequence[RefKey]) -> list[dict[str, Any]]:
+    """The `ref_states` rows of the refs of `part` (at most `BATCH`) from their runs; the rows
+    of refs without runs are deleted."""
+    padded = _padded(part)
+    found: dict[int, dict[str, Any]] = {}
+    for row in await conn.execute(_batch_probes(len(padded)), _batch_params(padded)):
+        if row.ix < len(part):
+            found.setdefault(row.ix, {})[row.kind] = row
+    values: dict[int, dict[str, Any]] = {}
+    # (status, after a breaker) -> [(index in part, breaker)]: one statement per kind.
+    starts: dict[tuple[Status, bool], list[tuple[int, Any]]] = {}
+    for i, ref in enumerate(part):
+        probes = found.get(i, {})
+        last = probes.get("last")
+        if last is None:
+            await conn.execute(_DELETE_STATE, _params(ref))
+            continue
+        values[i] = {
+            "source": ref.source,
+            "project": ref.project,
+            "ref": ref.ref,
+            "provider": last.provider,
+            "last_run_id": last.id,
+            "decisive_run_id": None,
+            "since_run_id": None,
+            "status": last.status,
+            "since": last.order_time,
+        }
+        decisive = [row for row in (probes.get("success"), probes.get("failed")) if row is not None]
+        if decisive:
+            decisive.sort(key=_probe_key, reverse=True)
+            current = decisive[0]
+            values[i].update(status=current.status, decisive_run_id=current.id)
+            # Every decisive run newer than the breaker (the newest run of the other decisive
+            # status) has the current status, so the streak starts at the oldest such run.
+            breaker = decisive[1] if len(decisive) > 1 else None
+            starts.setdefault((Status(current.status), breaker is not None), []).append(
+                (i, breaker)
+            )
+    for (status, after_breaker), asked in starts.items():
+        asked = [*asked, *[asked[-1]] * ((1 << (len(asked) - 1).bit_length()) - len(asked))]
+        params = _batch_params([part[i] for i, _ in asked])
+        if after_breaker:
+            for n, (_i, breaker) in enumerate(asked):
+                params.update({f"bt{n}": breaker.order_time, f"br{n}": breaker.run_id})
+        query = _batch_starts(status, after_breaker, len(asked))
+        for row in await conn.execute(query, params):
+            i = asked[row.ix][0]
+            values[i].update(since_run_id=row.id, since=row.finished_at or row.order_time)
+    return [values[i] for i in sorted(values)]

@@ -260,6 +260,14 @@ class SqlStore:
     async def _read_runs(self, keys: Sequence[RunKey]) -> dict[RunKey, Run]:
         return await self._read("run lookup", lambda conn: reads.get_runs(conn, keys))
 
+    async def newest_runs(self, refs: Sequence[RefKey], status: Status) -> dict[RefKey, Run]:
+        """The newest run with `status` of each of `refs`, in one read."""
+        if not refs:
+            return {}
+        return await self._read(
+            "newest runs", lambda conn: reads.newest_runs(conn, list(refs), status)
+        )
+
     async def jobs_for(self, key: RunKey) -> list[Job]:
         """The jobs of a run, in creation order."""
         return await self._read("job lookup", lambda conn: reads.jobs_for(conn, RunKey(*key)))
