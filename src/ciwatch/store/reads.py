@@ -10,7 +10,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, literal, select, tuple_, union_all
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    bindparam,
+    literal,
+    literal_column,
+    select,
+    tuple_,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ciwatch.domain import CommitRange, Job, RefKey, RefState, Run, RunKey, Status, TargetState
@@ -119,6 +128,30 @@ async def get_runs(conn: AsyncConnection, keys: Sequence[RunKey]) -> dict[RunKey
 
 
 NEWEST_CHUNK = 64  # refs per statement: a power of two (padded, as `get_runs`)
+_NEWEST: dict[tuple[Status, int], Any] = {}
+
+
+def _newest_query(status: Status, size: int) -> Any:
+    """The statement of `newest_runs` for `size` refs (bound `s<i>`, `p<i>`, `r<i>`), built
+    once per status and size: building the UNION of its seeks costs more than running it."""
+    found = _NEWEST.get((status, size))
+    if found is None:
+        order = (runs.c.order_time.desc(), runs.c.run_id.desc(), runs.c.id.desc())
+        seeks = [
+            select(*RUN_COLUMNS)
+            .where(
+                (runs.c.source == bindparam(f"s{i}"))
+                & (runs.c.project == bindparam(f"p{i}"))
+                & (runs.c.ref_key == bindparam(f"r{i}"))
+                & (runs.c.status == literal_column(f"'{status.value}'"))
+            )
+            .order_by(*order)
+            .limit(1)
+            .subquery()
+            for i in range(size)
+        ]
+        found = _NEWEST[(status, size)] = union_all(*(select(*seek.c) for seek in seeks))
+    return found
 
 
 async def newest_runs(
@@ -126,27 +159,16 @@ async def newest_runs(
 ) -> dict[RefKey, Run]:
     """The newest run (by `order_time`, then run id and id, as `history`) of each of `refs`
     whose status is `status`, refs without one left out: one statement per `NEWEST_CHUNK`
-    refs, a `UNION ALL` of one-row index seeks (the `(source, project, ref_key, ...)` index),
-    so the cost follows the refs asked for, not their histories."""
+    refs, a `UNION ALL` of one-row index seeks (the `(source, project, ref_key, ...)` index;
+    the status a literal, so the planners may use the partial indexes of success and failed
+    runs), so the cost follows the refs asked for, not their histories."""
     found: dict[RefKey, Run] = {}
-    order = (runs.c.order_time.desc(), runs.c.run_id.desc(), runs.c.id.desc())
     for part in chunks(list(dict.fromkeys(refs)), NEWEST_CHUNK):
         padded = [*part, *[part[-1]] * ((1 << (len(part) - 1).bit_length()) - len(part))]
-        seeks = [
-            select(*RUN_COLUMNS)
-            .where(
-                (runs.c.source == source)
-                & (runs.c.project == project)
-                & (runs.c.ref_key == ref)
-                & (runs.c.status == status.value)
-            )
-            .order_by(*order)
-            .limit(1)
-            .subquery()
-            for source, project, ref in padded
-        ]
-        query = union_all(*(select(*seek.c) for seek in seeks))
-        for row in await conn.execute(query):
+        params: dict[str, str] = {}
+        for i, ref in enumerate(padded):
+            params.update({f"s{i}": ref.source, f"p{i}": ref.project, f"r{i}": ref.ref})
+        for row in await conn.execute(_newest_query(status, len(padded)), params):
             run = run_from_row(row._mapping)
             found[run.ref_key] = run
     return found
