@@ -127,7 +127,7 @@ async def get_runs(conn: AsyncConnection, keys: Sequence[RunKey]) -> dict[RunKey
     return found
 
 
-NEWEST_CHUNK = 64  # refs per statement: a power of two (padded, as `get_runs`)
+NEWEST_CHUNK = 16  # refs per statement: a power of two (padded, as `get_runs`)
 _NEWEST: dict[tuple[Status, int], Any] = {}
 
 

@@ -158,7 +158,7 @@ async def recompute_all(conn: AsyncConnection, dialect: str, refs: Iterable[RefK
 # Refs probed per statement: three `LIMIT 1` probes each in one UNION ALL, under SQLite's 500
 # compound terms. A statement is cached per number of refs, padded to a power of two (the
 # drivers prepare one statement per text: sizes of every count would fill their caches).
-BATCH = 128
+BATCH = 16
 
 
 def _padded(part: Sequence[RefKey]) -> list[RefKey]:
