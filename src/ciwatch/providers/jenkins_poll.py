@@ -132,11 +132,14 @@ class JenkinsProvider:
             runs.append(replace(waiting, ref=newest.ref if newest else None))
         return runs
 
-    def _build_path(self, project: str, run_id: str) -> str:
+    def _job_of(self, project: str, run_id: str) -> str:
+        """The path of the job a build belongs to (a multibranch build's: its branch job)."""
         if "/" in run_id:
-            branch, number = run_id.rsplit("/", 1)
-            return f"{job_path(project)}/job/{quote(branch, safe='')}/{number}"
-        return f"{job_path(project)}/{run_id}"
+            return f"{job_path(project)}/job/{quote(run_id.rsplit('/', 1)[0], safe='')}"
+        return job_path(project)
+
+    def _build_path(self, project: str, run_id: str) -> str:
+        return f"{self._job_of(project, run_id)}/{run_id.rsplit('/', 1)[-1]}"
 
     async def run(self, project: str, run_id: str) -> Run:
         """One build read from the API (for a webhook naming a build never polled): this
@@ -159,11 +162,8 @@ class JenkinsProvider:
         after, upto = _build_number(green), _build_number(failing)
         if after is None or upto is None or after >= upto:
             raise BadPayload(f"builds {green.run_id} and {failing.run_id}: no range between")
-        path = job_path(failing.project)
-        if "/" in failing.run_id:
-            path += f"/job/{quote(failing.run_id.rsplit('/', 1)[0], safe='')}"
         resp = await self.http.get(
-            f"{path}/api/json",
+            f"{self._job_of(failing.project, failing.run_id)}/api/json",
             params={"tree": jenkins.range_tree(RANGE_BUILDS)},
             target=failing.project,
         )

@@ -13,7 +13,6 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Select,
-    bindparam,
     literal,
     literal_column,
     select,
@@ -25,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ciwatch.domain import CommitRange, Job, RefKey, RefState, Run, RunKey, Status, TargetState
 from ciwatch.filters import Match, clause
 from ciwatch.store.coltypes import UTCDateTime
-from ciwatch.store.refs import chunks
+from ciwatch.store.refs import batch_params, chunks, padded, ref_clause
 from ciwatch.store.rows import (
     JOB_COLUMNS,
     RUN_COLUMNS,
@@ -119,8 +118,7 @@ async def get_runs(conn: AsyncConnection, keys: Sequence[RunKey]) -> dict[RunKey
     key = tuple_(runs.c.source, runs.c.project, runs.c.run_id)
     found: dict[RunKey, Run] = {}
     for part in chunks(list(dict.fromkeys(keys)), LOOKUP_CHUNK):
-        padded = [*part, *[part[-1]] * ((1 << (len(part) - 1).bit_length()) - len(part))]
-        query = RUNS_QUERY.where(key.in_([tuple(value) for value in padded]))
+        query = RUNS_QUERY.where(key.in_([tuple(value) for value in padded(part)]))
         for row in await conn.execute(query):
             run = run_from_row(row._mapping)
             found[run.key] = run
@@ -132,19 +130,14 @@ _NEWEST: dict[tuple[Status, int], Any] = {}
 
 
 def _newest_query(status: Status, size: int) -> Any:
-    """The statement of `newest_runs` for `size` refs (bound `s<i>`, `p<i>`, `r<i>`), built
+    """The statement of `newest_runs` for `size` refs (bound as `refs.batch_params`), built
     once per status and size: building the UNION of its seeks costs more than running it."""
     found = _NEWEST.get((status, size))
     if found is None:
         order = (runs.c.order_time.desc(), runs.c.run_id.desc(), runs.c.id.desc())
         seeks = [
             select(*RUN_COLUMNS)
-            .where(
-                (runs.c.source == bindparam(f"s{i}"))
-                & (runs.c.project == bindparam(f"p{i}"))
-                & (runs.c.ref_key == bindparam(f"r{i}"))
-                & (runs.c.status == literal_column(f"'{status.value}'"))
-            )
+            .where(ref_clause(i), runs.c.status == literal_column(f"'{status.value}'"))
             .order_by(*order)
             .limit(1)
             .subquery()
@@ -164,11 +157,9 @@ async def newest_runs(
     runs), so the cost follows the refs asked for, not their histories."""
     found: dict[RefKey, Run] = {}
     for part in chunks(list(dict.fromkeys(refs)), NEWEST_CHUNK):
-        padded = [*part, *[part[-1]] * ((1 << (len(part) - 1).bit_length()) - len(part))]
-        params: dict[str, str] = {}
-        for i, ref in enumerate(padded):
-            params.update({f"s{i}": ref.source, f"p{i}": ref.project, f"r{i}": ref.ref})
-        for row in await conn.execute(_newest_query(status, len(padded)), params):
+        refs_padded = padded(part)
+        query = _newest_query(status, len(refs_padded))
+        for row in await conn.execute(query, batch_params(refs_padded)):
             run = run_from_row(row._mapping)
             found[run.ref_key] = run
     return found

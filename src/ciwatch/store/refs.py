@@ -23,7 +23,7 @@ building SQLAlchemy constructs costs more than running these small queries.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     ColumnElement,
@@ -43,6 +43,7 @@ from ciwatch.store.tables import ref_states, runs
 from ciwatch.store.upserts import ref_placeholders, ref_state_upsert
 
 CHUNK = 500
+T = TypeVar("T")
 # Literal values, not bound parameters: only then can both planners use the partial indexes
 # `ix_runs_ref_success` / `ix_runs_ref_failed`.
 IS_SUCCESS = runs.c.status == literal_column("'success'")
@@ -161,18 +162,23 @@ async def recompute_all(conn: AsyncConnection, dialect: str, refs: Iterable[RefK
 BATCH = 16
 
 
-def _padded(part: Sequence[RefKey]) -> list[RefKey]:
+def padded(part: Sequence[T]) -> list[T]:
+    """`part` (not empty) with its last item repeated up to a power-of-two length: the drivers
+    prepare and cache a statement per SQL text, i.e. per number of values, so lookups of every
+    size would fill their caches (SQLite's holds 128 per connection)."""
     return [*part, *[part[-1]] * ((1 << (len(part) - 1).bit_length()) - len(part))]
 
 
-def _batch_params(part: Sequence[RefKey]) -> dict[str, Any]:
+def batch_params(part: Sequence[RefKey]) -> dict[str, Any]:
+    """The bound values of `ref_clause(i)` for each ref of `part`."""
     params: dict[str, Any] = {}
     for i, ref in enumerate(part):
         params.update({f"s{i}": ref.source, f"p{i}": ref.project, f"r{i}": ref.ref})
     return params
 
 
-def _of_ref(i: int) -> ColumnElement[bool]:
+def ref_clause(i: int) -> ColumnElement[bool]:
+    """The runs of the `i`-th ref of a batch (bound `s<i>`, `p<i>`, `r<i>`: `batch_params`)."""
     return (
         (runs.c.source == bindparam(f"s{i}"))
         & (runs.c.project == bindparam(f"p{i}"))
@@ -198,7 +204,7 @@ def _batch_probes(size: int) -> Any:
                         literal_column(f"'{kind}'").label("kind"),
                         *_PROBE_COLUMNS,
                     )
-                    .where(_of_ref(i), *extra)
+                    .where(ref_clause(i), *extra)
                     .order_by(runs.c.order_time.desc(), runs.c.run_id.desc())
                     .limit(1)
                 )
@@ -218,7 +224,7 @@ def _batch_starts(status: Status, after_breaker: bool, size: int) -> Any:
     if found is None:
         parts = []
         for i in range(size):
-            conditions = [_of_ref(i), IS_SUCCESS if status is Status.SUCCESS else IS_FAILED]
+            conditions = [ref_clause(i), IS_SUCCESS if status is Status.SUCCESS else IS_FAILED]
             if after_breaker:
                 bound = tuple_(
                     bindparam(f"bt{i}", type_=UTCDateTime()),
@@ -244,9 +250,9 @@ def _batch_starts(status: Status, after_breaker: bool, size: int) -> Any:
 async def _states_values(conn: AsyncConnection, part: Sequence[RefKey]) -> list[dict[str, Any]]:
     """The `ref_states` rows of the refs of `part` (at most `BATCH`) from their runs; the rows
     of refs without runs are deleted."""
-    padded = _padded(part)
+    part_padded = padded(part)
     found: dict[int, dict[str, Any]] = {}
-    for row in await conn.execute(_batch_probes(len(padded)), _batch_params(padded)):
+    for row in await conn.execute(_batch_probes(len(part_padded)), batch_params(part_padded)):
         if row.ix < len(part):
             found.setdefault(row.ix, {})[row.kind] = row
     values: dict[int, dict[str, Any]] = {}
@@ -281,8 +287,8 @@ async def _states_values(conn: AsyncConnection, part: Sequence[RefKey]) -> list[
                 (i, breaker)
             )
     for (status, after_breaker), asked in starts.items():
-        asked = [*asked, *[asked[-1]] * ((1 << (len(asked) - 1).bit_length()) - len(asked))]
-        params = _batch_params([part[i] for i, _ in asked])
+        asked = padded(asked)
+        params = batch_params([part[i] for i, _ in asked])
         if after_breaker:
             for n, (_i, breaker) in enumerate(asked):
                 params.update({f"bt{n}": breaker.order_time, f"br{n}": breaker.run_id})
